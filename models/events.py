@@ -1,0 +1,135 @@
+"""Canonical events: what the pipeline knows after an adapter has read raw bytes.
+
+Every event carries two times: ``occurred_at`` (when it happened, as the source says;
+this decides order) and ``ingested_at`` (when trackline first saw it).
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+
+class Contract(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class ServiceLevel(StrEnum):
+    same_day = "same_day"
+    one_day = "one_day"
+    two_day = "two_day"
+    standard = "standard"
+    locker_pickup = "locker_pickup"
+
+
+class PackageStatus(StrEnum):
+    info_received = "info_received"  # label created, carrier told, nothing scanned yet
+    picked_up = "picked_up"
+    in_transit = "in_transit"
+    out_for_delivery = "out_for_delivery"
+    attempt_failed = "attempt_failed"
+    available_for_pickup = "available_for_pickup"
+    delivered = "delivered"
+    exception = "exception"
+    returning_to_sender = "returning_to_sender"
+    returned_to_sender = "returned_to_sender"
+    cancelled = "cancelled"
+    unknown = "unknown"
+
+
+class OrderItem(Contract):
+    sku: str = Field(min_length=1)
+    quantity: int = Field(ge=1)
+    description: str = ""
+
+
+class OrderPlaced(Contract):
+    """The order-management system accepted an order."""
+
+    type: Literal["order_placed"] = "order_placed"
+    event_id: str = Field(min_length=1)
+    order_id: str = Field(min_length=1)
+    occurred_at: datetime
+    customer_id: str = Field(min_length=1)
+    seller_id: str = Field(min_length=1)
+    fulfillment_center: str = Field(min_length=1)
+    service_level: ServiceLevel
+    promised_delivery_date: date
+    ship_by: datetime
+    items: list[OrderItem] = Field(min_length=1)
+
+
+class PackageShipped(Contract):
+    """A fulfillment center handed a package to a carrier."""
+
+    type: Literal["package_shipped"] = "package_shipped"
+    event_id: str = Field(min_length=1)
+    order_id: str = Field(min_length=1)
+    occurred_at: datetime
+    package_id: str = Field(min_length=1)
+    carrier: str = Field(min_length=1)
+    tracking_number: str = Field(min_length=1)
+    service: str = ""
+    skus: list[str] = Field(default_factory=list)  # empty: the whole order is in this package
+
+
+class OrderCancelled(Contract):
+    type: Literal["order_cancelled"] = "order_cancelled"
+    event_id: str = Field(min_length=1)
+    order_id: str = Field(min_length=1)
+    occurred_at: datetime
+    reason: str = ""
+
+
+FulfillmentEvent = Annotated[
+    Union[OrderPlaced, PackageShipped, OrderCancelled], Field(discriminator="type")
+]
+
+
+class CarrierScan(Contract):
+    """One tracking event from a carrier, in trackline's status model.
+
+    ``order_id`` and ``package_id`` are empty until the scan router has matched the
+    tracking number to the package a fulfillment center announced.
+    """
+
+    type: Literal["carrier_scan"] = "carrier_scan"
+    event_id: str
+    source: str  # the adapter that read it: easypost, aftership, ...
+    carrier: str
+    tracking_number: str
+    status: PackageStatus
+    raw_code: str  # the carrier's own status code, kept beside ours
+    raw_message: str = ""
+    occurred_at: datetime
+    ingested_at: datetime
+    location: str = ""
+    estimated_delivery: date | None = None
+    order_id: str = ""
+    package_id: str = ""
+
+
+OrderEvent = Annotated[
+    Union[OrderPlaced, PackageShipped, OrderCancelled, CarrierScan],
+    Field(discriminator="type"),
+]
+
+fulfillment_event_adapter: TypeAdapter[OrderPlaced | PackageShipped | OrderCancelled] = (
+    TypeAdapter(FulfillmentEvent)
+)
+order_event_adapter: TypeAdapter[OrderPlaced | PackageShipped | OrderCancelled | CarrierScan] = (
+    TypeAdapter(OrderEvent)
+)
+order_events_batch_adapter = TypeAdapter(list[OrderEvent])
+
+
+def tracking_key(carrier: str, tracking_number: str) -> str:
+    """Carriers recycle tracking numbers across carriers, so the carrier is part of the key."""
+    return f"{normalize_carrier(carrier)}:{tracking_number.strip().upper()}"
+
+
+def normalize_carrier(carrier: str) -> str:
+    return carrier.strip().lower().replace(" ", "")

@@ -1,0 +1,20 @@
+"""Topic names and keys: the contract between producers, the worker, the sink and notifiers."""
+
+FC_EVENTS = "trackline.fc-events"  # key: order id; JSON fulfillment events
+CARRIER_SCANS_RAW = "trackline.carrier-scans.raw"  # key: tracking number; header trackline-source
+TRACKING_LINKS = "trackline.tracking-links"  # key: carrier:tracking number; internal
+ORDER_EVENTS = "trackline.order-events"  # key: order id; canonical events, batched
+NOTIFICATIONS = "trackline.notifications"  # key: order id; NotificationCommand JSON
+HISTORY = "trackline.history"  # key: order id; HistoryRecord JSON, batched
+DLQ = "trackline.dlq"  # value: the original bytes; headers say why
+
+SOURCE_HEADER = "trackline-source"
+DLQ_REASON_HEADER = "trackline-dlq-reason"
+DLQ_DETAIL_HEADER = "trackline-dlq-detail"
+DLQ_TOPIC_HEADER = "trackline-dlq-topic"
+DLQ_PARTITION_HEADER = "trackline-dlq-partition"
+DLQ_OFFSET_HEADER = "trackline-dlq-offset"
+
+# Topics keyed the same way must have the same partition count (co-partitioning).
+PARTITIONED = [FC_EVENTS, CARRIER_SCANS_RAW, TRACKING_LINKS, ORDER_EVENTS, NOTIFICATIONS, HISTORY]
+ALL = [*PARTITIONED, DLQ]

@@ -1,0 +1,1 @@
+"""The reference notification worker: consumes commands, delivers them once."""

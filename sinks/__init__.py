@@ -1,0 +1,1 @@
+"""The ClickHouse sink: schema and the batched, commit-after-insert writer."""

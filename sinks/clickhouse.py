@@ -1,0 +1,179 @@
+"""History sink: ``trackline.history`` and ``trackline.dlq`` -> ClickHouse.
+
+Batches rows (10,000 or one second, whichever first), inserts, and only then commits the
+consumed offsets. If ClickHouse is down the sink pauses consumption and retries with
+back-off, committing nothing, so a restart resumes exactly where rows stopped landing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import signal
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from threading import Event
+from typing import Any
+
+import clickhouse_connect
+import orjson
+from clickhouse_connect.driver.client import Client
+from confluent_kafka import Message, TopicPartition
+
+from broker import clients
+from models import topics
+from sinks.schema import DEAD_LETTER_COLUMNS, HISTORY_COLUMNS, create_schema
+
+log = logging.getLogger("trackline.sink")
+
+BATCH_ROWS = 10_000
+BATCH_SECONDS = 1.0
+GROUP = "trackline-sink"
+
+
+def connect(dsn: str) -> Client:
+    """``chdb:///path`` opens the embedded engine in this process; ``http(s)://`` a server."""
+    return clickhouse_connect.get_client(dsn=dsn)
+
+
+@dataclass
+class Batch:
+    history: list[tuple[Any, ...]] = field(default_factory=list)
+    dead_letters: list[tuple[Any, ...]] = field(default_factory=list)
+    offsets: dict[tuple[str, int], tuple[int, int]] = field(default_factory=dict)
+    started: float = 0.0
+
+    @property
+    def rows(self) -> int:
+        return len(self.history) + len(self.dead_letters)
+
+    def add(self, message: Message) -> None:
+        if not self.offsets:
+            self.started = time.monotonic()
+        key = (message.topic(), message.partition())
+        first, _ = self.offsets.get(key, (message.offset(), 0))
+        self.offsets[key] = (first, message.offset())
+        if message.topic() == topics.DLQ:
+            self.dead_letters.append(dead_letter_row(message))
+        else:
+            self.history.extend(history_rows(message.value() or b"[]"))
+
+    def token(self, table: str) -> str:
+        """Same offsets, same token: a retried insert of this batch is deduplicated."""
+        span = ",".join(f"{t}:{p}:{a}-{b}" for (t, p), (a, b) in sorted(self.offsets.items()))
+        return hashlib.sha1(f"{table}|{span}".encode()).hexdigest()
+
+    def commit_positions(self) -> list[TopicPartition]:
+        return [TopicPartition(t, p, last + 1) for (t, p), (_, last) in self.offsets.items()]
+
+
+def _time(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def history_rows(raw: bytes) -> list[tuple[Any, ...]]:
+    documents = orjson.loads(raw)
+    if isinstance(documents, dict):
+        documents = [documents]
+    rows = []
+    for d in documents:
+        rows.append(tuple(
+            _time(d[c]) if c in ("occurred_at", "ingested_at") else d.get(c, "")
+            for c in HISTORY_COLUMNS
+        ))
+    return rows
+
+
+def dead_letter_row(message: Message) -> tuple[Any, ...]:
+    headers = {k: (v or b"").decode(errors="replace") for k, v in (message.headers() or [])}
+    _, timestamp_ms = message.timestamp()
+    return (
+        headers.get(topics.DLQ_TOPIC_HEADER, ""),
+        int(headers.get(topics.DLQ_PARTITION_HEADER) or -1),
+        int(headers.get(topics.DLQ_OFFSET_HEADER) or -1),
+        headers.get(topics.DLQ_REASON_HEADER, "unknown"),
+        headers.get(topics.DLQ_DETAIL_HEADER, ""),
+        headers.get(topics.SOURCE_HEADER, ""),
+        (message.key() or b"").decode(errors="replace"),
+        (message.value() or b"").decode(errors="replace"),
+        datetime.fromtimestamp(timestamp_ms / 1000, tz=timezone.utc),
+    )
+
+
+class HistorySink:
+    def __init__(self, bootstrap: str, dsn: str) -> None:
+        self.bootstrap = bootstrap
+        self.dsn = dsn
+        self.stopping = Event()
+        self.rows_written = 0
+
+    def run(self, max_idle: float | None = None) -> None:
+        """Run until stopped (SIGTERM/SIGINT), or until ``max_idle`` seconds bring nothing."""
+        client = self._connect_with_retry()
+        consumer = clients.consumer(self.bootstrap, GROUP)
+        consumer.subscribe([topics.HISTORY, topics.DLQ])
+        batch = Batch()
+        last_message = time.monotonic()
+        try:
+            while not self.stopping.is_set():
+                for message in consumer.consume(BATCH_ROWS, timeout=0.2):
+                    if message.error():
+                        log.warning("consumer error: %s", message.error())
+                        continue
+                    batch.add(message)
+                    last_message = time.monotonic()
+                due = batch.offsets and (batch.rows >= BATCH_ROWS
+                                         or time.monotonic() - batch.started >= BATCH_SECONDS)
+                if due:
+                    self._write(client, consumer, batch)
+                    batch = Batch()
+                if max_idle is not None and time.monotonic() - last_message > max_idle:
+                    break
+            if batch.offsets:
+                self._write(client, consumer, batch)
+        finally:
+            consumer.close()
+
+    def install_signal_handlers(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self.stopping.set())
+
+    def _connect_with_retry(self) -> Client:
+        delay = 0.5
+        while True:
+            try:
+                client = connect(self.dsn)
+                create_schema(client)
+                return client
+            except Exception as exc:  # unreachable server: wait, never give up silently
+                log.warning("ClickHouse unreachable (%s); retrying in %.1fs", exc, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
+    def _write(self, client: Client, consumer: Any, batch: Batch) -> None:
+        delay = 0.5
+        paused = False
+        while True:
+            try:
+                if batch.history:
+                    client.insert("history", batch.history, column_names=HISTORY_COLUMNS,
+                                  settings={"insert_deduplication_token": batch.token("history")})
+                if batch.dead_letters:
+                    client.insert("dead_letters", batch.dead_letters,
+                                  column_names=DEAD_LETTER_COLUMNS,
+                                  settings={"insert_deduplication_token": batch.token("dlq")})
+                break
+            except Exception as exc:
+                log.warning("insert of %d rows failed (%s); retrying in %.1fs", batch.rows, exc, delay)
+                if not paused:  # keep group membership while we wait, but read nothing new
+                    consumer.pause(consumer.assignment())
+                    paused = True
+                consumer.poll(0)
+                time.sleep(delay)
+                delay = min(delay * 2, 30.0)
+        if paused:
+            consumer.resume(consumer.assignment())
+        consumer.commit(offsets=batch.commit_positions(), asynchronous=False)
+        self.rows_written += batch.rows
+        log.debug("wrote %d rows", batch.rows)

@@ -1,0 +1,64 @@
+"""The trackline Faust app: settings chosen for the embedded broker and for throughput."""
+
+from __future__ import annotations
+
+import faust
+
+from models import topics
+from models.settings import Settings
+
+
+def create_app(settings: Settings, bootstrap: str) -> faust.App:
+    app = faust.App(
+        "trackline",
+        broker=f"kafka://{bootstrap}",
+        store="rocksdb://",
+        datadir=str(settings.data_dir / "worker"),
+        topic_partitions=settings.partitions,
+        topic_replication_factor=1,
+        topic_allow_declare=True,
+        key_serializer="raw",
+        value_serializer="raw",
+        # Short group timeouts: with Faust's defaults a join on the embedded broker waits
+        # the whole rebalance timeout and a restarted worker hangs on its dead member.
+        broker_rebalance_timeout=5.0,
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=1.0,
+        consumer_auto_offset_reset="earliest",
+        stream_buffer_maxsize=16384,
+        broker_max_poll_records=5000,
+        broker_commit_interval=1.0,
+        producer_linger=0.005,
+        producer_max_batch_size=512 * 1024,
+        web_port=settings.web_port,
+        web_host="127.0.0.1",
+        web_enabled=True,
+        loghandlers=[],
+    )
+    from streams import orders, router
+
+    channels = declare_topics(app)
+    router.register(app, channels)
+    orders.register(app, channels)
+    return app
+
+
+class Channels:
+    def __init__(self, app: faust.App) -> None:
+        def raw_topic(*names: str) -> faust.TopicT:
+            return app.topic(*names, key_type=bytes, value_type=bytes,
+                             key_serializer="raw", value_serializer="raw")
+
+        self.fc_events = raw_topic(topics.FC_EVENTS)
+        self.carrier_scans = raw_topic(topics.CARRIER_SCANS_RAW)
+        self.tracking_links = raw_topic(topics.TRACKING_LINKS)
+        self.order_events = raw_topic(topics.ORDER_EVENTS)
+        self.notifications = raw_topic(topics.NOTIFICATIONS)
+        self.history = raw_topic(topics.HISTORY)
+        self.dlq = raw_topic(topics.DLQ)
+        self.router_input = raw_topic(topics.CARRIER_SCANS_RAW, topics.TRACKING_LINKS)
+        self.orders_input = raw_topic(topics.FC_EVENTS, topics.ORDER_EVENTS)
+
+
+def declare_topics(app: faust.App) -> Channels:
+    return Channels(app)

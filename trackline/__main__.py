@@ -1,0 +1,5 @@
+import sys
+
+from trackline.cli import main
+
+sys.exit(main())

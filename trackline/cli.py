@@ -1,0 +1,185 @@
+"""``trackline <command>``: one entry point for every process of the pipeline."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from models.settings import Settings
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return Settings.from_env(
+        os.environ, kafka=args.kafka, clickhouse=args.clickhouse, data_dir=args.data_dir,
+        partitions=args.partitions, log_level=args.log_level,
+        web_port=getattr(args, "web_port", None),
+    )
+
+
+def _require_broker(settings: Settings) -> str:
+    if not settings.kafka:
+        sys.exit("trackline: no broker configured. Set TRACKLINE_KAFKA or pass --kafka "
+                 "host:port (or run `trackline broker` for an embedded one, or `trackline demo`).")
+    return settings.kafka
+
+
+def _logging(settings: Settings) -> None:
+    level = {"crit": "CRITICAL", "warn": "WARNING"}.get(settings.log_level, settings.log_level.upper())
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    bootstrap = _require_broker(settings)
+    _logging(settings)
+    import faust
+
+    from broker.clients import create_topics
+    from streams.app import create_app
+
+    create_topics(bootstrap, settings.partitions)
+    app = create_app(settings, bootstrap)
+    worker = faust.Worker(app, loglevel=settings.log_level, quiet=True)
+    worker.execute_from_commandline()
+    return 0
+
+
+def cmd_sink(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    bootstrap = _require_broker(settings)
+    _logging(settings)
+    from broker.clients import create_topics
+    from sinks.clickhouse import HistorySink
+
+    create_topics(bootstrap, settings.partitions)
+    sink = HistorySink(bootstrap, settings.clickhouse_dsn)
+    sink.install_signal_handlers()
+    logging.getLogger("trackline.sink").info("writing history to %s", settings.clickhouse_dsn)
+    sink.run()
+    return 0
+
+
+def cmd_notifier(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    bootstrap = _require_broker(settings)
+    _logging(settings)
+    from broker.clients import create_topics
+    from notifier.worker import NotificationWorker
+
+    create_topics(bootstrap, settings.partitions)
+    outbox = Path(args.outbox) if args.outbox else settings.data_dir / "notifications.jsonl"
+    worker = NotificationWorker(bootstrap, outbox)
+    worker.install_signal_handlers()
+    worker.run()
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    bootstrap = _require_broker(settings)
+    _logging(settings)
+    from broker.clients import create_topics, producer
+    from trackline import simulator
+
+    create_topics(bootstrap, settings.partitions)
+    counts = simulator.run(producer(bootstrap), args.orders_per_second, args.duration, seed=args.seed)
+    print(json.dumps(counts, sort_keys=True))
+    return 0
+
+
+def cmd_broker(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    _logging(settings)
+    import signal
+    import threading
+
+    from broker.clients import create_topics
+    from broker.embedded import EmbeddedBroker
+
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    with EmbeddedBroker(port=args.port) as broker:
+        create_topics(broker.bootstrap, settings.partitions)
+        print(f"TRACKLINE_KAFKA={broker.bootstrap}  (memory-only embedded broker)", flush=True)
+        stop.wait()
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from trackline.demo import run_demo
+
+    settings = _settings(args)
+    _logging(settings)
+    return run_demo(settings, duration=args.duration, report=args.report,
+                    orders_per_second=args.orders_per_second, seed=args.seed)
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from models.fulfillment import fulfillment_json_schema
+
+    print(json.dumps(fulfillment_json_schema(), indent=2))
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from trackline.bench import run_bench
+
+    settings = _settings(args)
+    return run_bench(settings, scans=args.scans, orders=args.orders, only=args.only)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="trackline", description=__doc__)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--kafka", help="bootstrap servers (env TRACKLINE_KAFKA); none = embedded broker")
+    common.add_argument("--clickhouse", help="http(s)://... or chdb:///path (env TRACKLINE_CLICKHOUSE)")
+    common.add_argument("--data-dir", type=Path, help="where state, chDB and outputs live (env TRACKLINE_DATA_DIR)")
+    common.add_argument("--partitions", type=int, help="partitions per topic (env TRACKLINE_PARTITIONS)")
+    common.add_argument("--log-level", choices=["crit", "error", "warn", "info", "debug"],
+                        help="env TRACKLINE_LOG_LEVEL")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo", parents=[common], help="the whole system on simulated traffic")
+    p.add_argument("--duration", type=float, default=60.0, help="seconds of traffic, then stop")
+    p.add_argument("--report", type=Path, help="write a JSON summary here")
+    p.add_argument("--orders-per-second", type=float, default=20.0)
+    p.add_argument("--seed", type=int, default=7)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("worker", parents=[common], help="the Faust stream worker")
+    p.add_argument("--web-port", type=int, help="order lookup and metrics (env TRACKLINE_WEB_PORT)")
+    p.set_defaults(func=cmd_worker)
+    sub.add_parser("sink", parents=[common], help="history -> ClickHouse").set_defaults(func=cmd_sink)
+    p = sub.add_parser("notifier", parents=[common], help="reference notification worker")
+    p.add_argument("--outbox", help="JSON-lines file the commands are delivered to")
+    p.set_defaults(func=cmd_notifier)
+    p = sub.add_parser("simulate", parents=[common], help="produce seeded simulated traffic")
+    p.add_argument("--orders-per-second", type=float, default=20.0)
+    p.add_argument("--duration", type=float, default=60.0)
+    p.add_argument("--seed", type=int, default=7)
+    p.set_defaults(func=cmd_simulate)
+    p = sub.add_parser("broker", parents=[common], help="run the embedded (memory-only) broker")
+    p.add_argument("--port", type=int)
+    p.set_defaults(func=cmd_broker)
+    sub.add_parser("schema", parents=[common], help="print the JSON Schema of trackline.fc-events"
+                   ).set_defaults(func=cmd_schema)
+    p = sub.add_parser("bench", parents=[common], help="throughput and latency, side by side")
+    p.add_argument("--scans", type=int, default=100_000)
+    p.add_argument("--orders", type=int, default=10_000)
+    p.add_argument("--only", action="append", help="run only these contenders")
+    p.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
