@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from datetime import date, datetime
 from enum import StrEnum
-from typing import Literal, Union
+from typing import Literal
 
 from pydantic import Field
 
@@ -80,7 +80,7 @@ class TrackingLink(Contract):
     announced_at: datetime
 
 
-Effect = Union[NotificationCommand, HistoryRecord, TrackingLink]
+Effect = NotificationCommand | HistoryRecord | TrackingLink
 
 
 def stable_id(*parts: str) -> str:

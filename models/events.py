@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from enum import StrEnum
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
@@ -85,7 +85,7 @@ class OrderCancelled(Contract):
 
 
 FulfillmentEvent = Annotated[
-    Union[OrderPlaced, PackageShipped, OrderCancelled], Field(discriminator="type")
+    OrderPlaced | PackageShipped | OrderCancelled, Field(discriminator="type")
 ]
 
 
@@ -113,7 +113,7 @@ class CarrierScan(Contract):
 
 
 OrderEvent = Annotated[
-    Union[OrderPlaced, PackageShipped, OrderCancelled, CarrierScan],
+    OrderPlaced | PackageShipped | OrderCancelled | CarrierScan,
     Field(discriminator="type"),
 ]
 

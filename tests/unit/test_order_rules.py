@@ -1,0 +1,132 @@
+"""What a customer hears, and what support sees, as events arrive in every order."""
+
+from __future__ import annotations
+
+from models.effects import HistoryRecord, NotificationCommand, NotificationType, TrackingLink
+from models.events import OrderCancelled, PackageStatus
+from models.order import OrderStatus, apply, apply_batch
+from tests.conftest import at, placed, scan, shipped
+
+S = PackageStatus
+
+
+def run(events):
+    state, effects = None, []
+    for event in events:
+        state, produced = apply(state, event)
+        effects.extend(produced)
+    return state, effects
+
+
+def commands(effects) -> list[tuple[str, str]]:
+    return [(e.type.value, e.package_id) for e in effects if isinstance(e, NotificationCommand)]
+
+
+HAPPY_PATH = [placed(), shipped(), scan(S.info_received, 70), scan(S.in_transit, 200),
+              scan(S.out_for_delivery, 2000), scan(S.delivered, 2300, location="Front door")]
+
+
+def test_a_customer_hears_each_milestone_once_in_order():
+    state, effects = run(HAPPY_PATH)
+    assert commands(effects) == [("order_confirmed", ""), ("shipped", "P1"),
+                                 ("out_for_delivery", "P1"), ("delivered", "P1")]
+    assert state.status is OrderStatus.delivered
+    assert state.packages["P1"].status is S.delivered
+
+
+def test_shipped_command_tells_carrier_tracking_number_and_link():
+    _, effects = run([placed(), shipped(tracking="1Z12345E0205271688")])
+    command = next(e for e in effects if isinstance(e, NotificationCommand) and e.type is NotificationType.shipped)
+    assert (command.carrier, command.tracking_number) == ("ups", "1Z12345E0205271688")
+    assert command.tracking_url == "https://www.ups.com/track?tracknum=1Z12345E0205271688"
+    assert command.customer_id == "CUST-9"
+
+
+def test_delivered_command_says_where_the_package_was_left():
+    _, effects = run(HAPPY_PATH)
+    delivered = [e for e in effects if isinstance(e, NotificationCommand) and e.type is NotificationType.delivered]
+    assert delivered[0].location == "Front door"
+
+
+def test_duplicates_change_nothing_and_notify_nobody_twice():
+    state_once, effects_once = run(HAPPY_PATH)
+    state_twice, effects_twice = run([e for e in HAPPY_PATH for _ in (0, 1)])
+    assert commands(effects_twice) == commands(effects_once)
+    assert state_twice.packages == state_once.packages
+    assert len([e for e in effects_twice if isinstance(e, HistoryRecord)]) == len(
+        [e for e in effects_once if isinstance(e, HistoryRecord)])
+
+
+def test_late_out_for_delivery_after_delivered_emits_nothing():
+    events = [placed(), shipped(), scan(S.in_transit, 200), scan(S.delivered, 2300),
+              scan(S.out_for_delivery, 2000)]
+    state, effects = run(events)
+    assert ("out_for_delivery", "P1") not in commands(effects)
+    assert state.packages["P1"].status is S.delivered
+
+
+def test_event_time_not_arrival_decides_current_status():
+    # The in-transit scan arrives after the out-for-delivery one but happened before it.
+    state, _ = run([placed(), shipped(), scan(S.out_for_delivery, 2000), scan(S.in_transit, 200)])
+    package = state.packages["P1"]
+    assert package.status is S.out_for_delivery
+    assert [e.status for e in package.timeline] == [S.in_transit, S.out_for_delivery]
+
+
+def test_replay_produces_the_same_command_ids():
+    _, first = run(HAPPY_PATH)
+    _, again = run(HAPPY_PATH)
+    ids = [e.command_id for e in first if isinstance(e, NotificationCommand)]
+    assert ids == [e.command_id for e in again if isinstance(e, NotificationCommand)]
+    assert len(set(ids)) == 4
+
+
+def test_split_shipment_is_partially_shipped_then_partially_delivered():
+    two_items = placed(skus=("SKU-1", "SKU-2"))
+    state, _ = run([two_items, shipped(package="P1", tracking="T1", skus=("SKU-1",))])
+    assert state.status is OrderStatus.partially_shipped
+    state, _ = run([two_items, shipped(package="P1", tracking="T1", skus=("SKU-1",)),
+                    shipped(package="P2", tracking="T2", skus=("SKU-2",))])
+    assert state.status is OrderStatus.shipped
+    state, effects = run([two_items, shipped(package="P1", tracking="T1", skus=("SKU-1",)),
+                          shipped(package="P2", tracking="T2", skus=("SKU-2",)),
+                          scan(S.delivered, 900, package="P1", tracking="T1")])
+    assert state.status is OrderStatus.partially_delivered
+    assert ("delivered", "P1") in commands(effects) and ("delivered", "P2") not in commands(effects)
+
+
+def test_shipment_announces_its_tracking_number_to_the_scan_router():
+    _, effects = run([placed(), shipped(tracking="1Z999")])
+    links = [e for e in effects if isinstance(e, TrackingLink)]
+    assert [(link.carrier, link.tracking_number, link.order_id, link.package_id) for link in links] == [
+        ("ups", "1Z999", "ORD-1", "P1")]
+
+
+def test_cancelled_before_confirmation_is_never_confirmed():
+    cancel = OrderCancelled(event_id="c1", order_id="ORD-1", occurred_at=at(1), reason="customer")
+    state, effects = run([cancel, placed()])
+    assert state.status is OrderStatus.cancelled
+    assert commands(effects) == []
+
+
+def test_history_records_every_event_and_each_status_change():
+    _, effects = run(HAPPY_PATH)
+    records = [e for e in effects if isinstance(e, HistoryRecord)]
+    assert sum(r.record_type == "event" for r in records) == len(HAPPY_PATH)
+    package_transitions = [(r.previous_status, r.status) for r in records
+                           if r.record_type == "transition" and r.package_id]
+    assert package_transitions == [("info_received", "in_transit"), ("in_transit", "out_for_delivery"),
+                                   ("out_for_delivery", "delivered")]
+    assert len({r.record_id for r in records}) == len(records)
+
+
+def test_batch_apply_matches_one_by_one():
+    events = [*HAPPY_PATH, placed("ORD-2"), shipped("ORD-2", tracking="T9"), HAPPY_PATH[3]]
+    changed, batch_effects = apply_batch({}, events)
+    states: dict = {}
+    single_effects = []
+    for event in events:
+        states[event.order_id], produced = apply(states.get(event.order_id), event)
+        single_effects.extend(produced)
+    assert batch_effects == single_effects
+    assert changed == states

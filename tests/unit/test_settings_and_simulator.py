@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+from models import topics
+from models.carriers import parse_carrier_payload
+from models.errors import InvalidPayload
+from models.fulfillment import parse_fulfillment_event
+from models.settings import Settings
+from tests.conftest import T0
+from trackline.simulator import TrafficMix, TrafficSimulator
+
+
+def test_flags_override_environment_which_overrides_defaults(tmp_path):
+    env = {"TRACKLINE_KAFKA": "k1:9092", "TRACKLINE_PARTITIONS": "8", "TRACKLINE_DATA_DIR": str(tmp_path)}
+    settings = Settings.from_env(env, kafka="k2:9092", partitions=None)
+    assert settings.kafka == "k2:9092" and settings.partitions == 8
+    assert settings.clickhouse_dsn == f"chdb://{tmp_path}/clickhouse"
+    assert Settings.from_env({}).embedded_broker
+    assert Settings.from_env({}).data_dir == Path("data").resolve()
+
+
+def traffic(seed: int, seconds: float = 60, mix: TrafficMix | None = None):
+    return list(TrafficSimulator(seed=seed, mix=mix).stream(orders_per_second=5, duration=seconds))
+
+
+def test_same_seed_same_traffic():
+    assert [(o.topic, o.key, o.value) for o in traffic(3, 10)] == [(o.topic, o.key, o.value) for o in traffic(3, 10)]
+    assert [o.value for o in traffic(3, 10)] != [o.value for o in traffic(4, 10)]
+
+
+def test_traffic_is_in_due_order_and_has_the_messy_parts_of_real_traffic():
+    items = traffic(7, mix=TrafficMix(malformed=0.2))
+    assert [i.due for i in items] == sorted(i.due for i in items)
+    scans = [i for i in items if i.kind == "scan"]
+    assert len(scans) - len({i.value for i in scans}) > 0, "expected webhook retries"
+    malformed = [i for i in items if i.kind == "malformed"]
+    assert malformed
+    for item in malformed:
+        try:
+            if item.topic == topics.FC_EVENTS:
+                parse_fulfillment_event(item.value)
+            else:
+                parse_carrier_payload(dict(item.headers)[topics.SOURCE_HEADER].decode(), item.value, T0)
+        except InvalidPayload:
+            continue
+        raise AssertionError(f"simulated malformed payload parsed: {item.value[:80]!r}")
+    # Every good payload parses.
+    kinds = Counter(i.kind for i in items)
+    assert kinds["fc"] and kinds["scan"]
+    for item in items:
+        if item.kind == "scan":
+            assert parse_carrier_payload("easypost", item.value, T0)
+        elif item.kind == "fc":
+            parse_fulfillment_event(item.value)
+
+
+def test_some_scans_come_before_their_shipment_is_announced():
+    items = traffic(7)
+    shipped_at = {}
+    early = 0
+    for item in items:
+        if item.kind == "fc" and b"package_shipped" in item.value:
+            import orjson
+            shipped_at[orjson.loads(item.value)["tracking_number"]] = item.due
+    for item in items:
+        if item.kind == "scan" and item.due < shipped_at.get(item.key.decode(), -1):
+            early += 1
+    assert early > 0
