@@ -1,0 +1,160 @@
+"""A scripted day of one split order, one cancelled order and bad input, on real engines."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from datetime import datetime, timedelta
+
+import orjson
+import pytest
+
+from models import topics
+from tests.integration.conftest import Pipeline, produce
+
+pytestmark = pytest.mark.integration
+
+EASYPOST = [(topics.SOURCE_HEADER, b"easypost")]
+
+
+def fc(body: dict) -> tuple:
+    return (topics.FC_EVENTS, body["order_id"].encode(), orjson.dumps(body), [])
+
+
+def placed(order_id: str, skus: list[str]) -> tuple:
+    return fc({"type": "order_placed", "event_id": f"{order_id}-placed", "order_id": order_id,
+               "occurred_at": "2026-11-02T08:00:00Z", "customer_id": "CUST-1", "seller_id": "SELLER-1",
+               "fulfillment_center": "FC-A", "service_level": "two_day",
+               "promised_delivery_date": "2026-11-04", "ship_by": "2026-11-02T20:00:00Z",
+               "items": [{"sku": s, "quantity": 1} for s in skus]})
+
+
+def shipped(order_id: str, package: str, carrier: str, tracking: str, skus: list[str],
+            at: str = "2026-11-02T12:00:00Z") -> tuple:
+    return fc({"type": "package_shipped", "event_id": f"{package}-shipped", "order_id": order_id,
+               "occurred_at": at, "package_id": package, "carrier": carrier,
+               "tracking_number": tracking, "skus": skus})
+
+
+JOURNEY = [("pre_transit", "2026-11-02T12:30:00Z", "Label created", ""),
+           ("in_transit", "2026-11-02T20:00:00Z", "Arrived at facility", "Memphis"),
+           ("out_for_delivery", "2026-11-04T07:10:00Z", "Out for delivery", "Reno"),
+           ("delivered", "2026-11-04T13:45:00Z", "Delivered, front porch", "Reno")]
+
+
+def webhook(carrier: str, tracking: str, steps: int, later_hours: int = 0) -> tuple:
+    """An EasyPost tracker.updated Event carrying the first ``steps`` scans of the journey."""
+    def shifted(t: str) -> str:
+        return (datetime.fromisoformat(t) + timedelta(hours=later_hours)).isoformat()
+
+    details = [{"object": "TrackingDetail", "status": s, "status_detail": None, "message": m,
+                "datetime": shifted(t), "tracking_location": {"city": city or None, "state": "NV" if city else None}}
+               for s, t, m, city in JOURNEY[:steps]]
+    body = {"id": f"evt_{tracking}_{steps}", "object": "Event", "description": "tracker.updated",
+            "created_at": shifted(JOURNEY[steps - 1][1]),
+            "result": {"object": "Tracker", "tracking_code": tracking, "carrier": carrier,
+                       "status": JOURNEY[steps - 1][0], "tracking_details": details}}
+    return (topics.CARRIER_SCANS_RAW, tracking.encode(), orjson.dumps(body), EASYPOST)
+
+
+BAD = [
+    (topics.CARRIER_SCANS_RAW, b"1ZBAD", b'{"description": "tracker.upd', EASYPOST),
+    (topics.CARRIER_SCANS_RAW, b"XX1", b"<Track>not ours</Track>", [(topics.SOURCE_HEADER, b"carrier-pigeon")]),
+    (topics.FC_EVENTS, b"ORD-X", b'{"type": "order_placed", "order_id": "ORD-X"}', []),
+]
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> dict:
+    from broker import clients
+    from broker.embedded import EmbeddedBroker
+    from tests.integration.conftest import PARTITIONS
+
+    with EmbeddedBroker() as embedded:
+        clients.create_topics(embedded.bootstrap, PARTITIONS)
+        run = Pipeline(embedded.bootstrap, tmp_path_factory.mktemp("e2e") / "data")
+        try:
+            run.start("worker", "sink", "notifier")
+            produce(run.bootstrap, [
+                placed("ORD-A", ["SKU-1", "SKU-2"]),
+                # The carrier scans package 2 before the warehouse announces it.
+                webhook("USPS", "9400A2", 1, later_hours=3),
+                shipped("ORD-A", "ORD-A-P1", "UPS", "1ZA1", ["SKU-1"]),
+                webhook("UPS", "1ZA1", 1), webhook("UPS", "1ZA1", 2), webhook("UPS", "1ZA1", 2),
+                placed("ORD-B", ["SKU-9"]),
+                fc({"type": "order_cancelled", "event_id": "ORD-B-cancel", "order_id": "ORD-B",
+                    "occurred_at": "2026-11-02T09:00:00Z", "reason": "customer request"}),
+                *BAD,
+            ])
+            run.wait_for(lambda: len(run.delivered()) >= 3, 90, "confirmations and first shipment")
+            time.sleep(1)
+            produce(run.bootstrap, [
+                shipped("ORD-A", "ORD-A-P2", "USPS", "9400A2", ["SKU-2"], at="2026-11-02T15:00:00Z"),
+                webhook("UPS", "1ZA1", 3), webhook("UPS", "1ZA1", 4),
+                webhook("UPS", "1ZA1", 3),  # a late retry of an older webhook
+                webhook("USPS", "9400A2", 4, later_hours=3),
+            ])
+            run.wait_for(lambda: len(run.delivered()) >= 8, 90, "all eight notifications")
+            # The same command delivered twice by Kafka reaches the customer once.
+            first = run.delivered()[0]
+            produce(run.bootstrap, [(topics.NOTIFICATIONS, first["order_id"].encode(), orjson.dumps(first), [])])
+            time.sleep(4)
+            run.stop("worker", "notifier", "sink")
+            client = run.clickhouse()
+            return {
+                "delivered": run.delivered(),
+                "history": list(client.query(
+                    "SELECT record_type, order_id, package_id, status, previous_status, source, raw_code "
+                    "FROM history FINAL ORDER BY occurred_at, record_type").named_results()),
+                "history_raw_count": client.query("SELECT count() FROM history").result_rows[0][0],
+                "dead_letters": list(client.query(
+                    "SELECT source_topic, reason, payload, message_key FROM dead_letters FINAL "
+                    "ORDER BY reason").named_results()),
+            }
+        finally:
+            run.stop()
+
+
+def test_customers_get_exactly_the_milestones_that_happened(finished):
+    got = Counter((c["order_id"], c["package_id"], c["type"]) for c in finished["delivered"])
+    assert got == Counter({
+        ("ORD-A", "", "order_confirmed"): 1, ("ORD-B", "", "order_confirmed"): 1,
+        ("ORD-A", "ORD-A-P1", "shipped"): 1, ("ORD-A", "ORD-A-P2", "shipped"): 1,
+        ("ORD-A", "ORD-A-P1", "out_for_delivery"): 1, ("ORD-A", "ORD-A-P1", "delivered"): 1,
+        ("ORD-A", "ORD-A-P2", "out_for_delivery"): 1, ("ORD-A", "ORD-A-P2", "delivered"): 1,
+    })
+
+
+def test_shipped_notification_carries_carrier_tracking_number_and_link(finished):
+    shipped_p1 = next(c for c in finished["delivered"]
+                      if c["type"] == "shipped" and c["package_id"] == "ORD-A-P1")
+    assert (shipped_p1["carrier"], shipped_p1["tracking_number"]) == ("ups", "1ZA1")
+    assert shipped_p1["tracking_url"].endswith("1ZA1")
+    delivered = next(c for c in finished["delivered"] if c["type"] == "delivered")
+    assert delivered["location"].startswith("Reno")
+
+
+def test_history_in_clickhouse_tells_the_orders_story(finished):
+    rows = finished["history"]
+    order_a = [(r["previous_status"], r["status"]) for r in rows
+               if r["order_id"] == "ORD-A" and r["record_type"] == "transition" and not r["package_id"]]
+    assert order_a == [("placed", "partially_shipped"), ("partially_shipped", "shipped"),
+                       ("shipped", "partially_delivered"), ("partially_delivered", "delivered")]
+    order_b = [r["status"] for r in rows if r["order_id"] == "ORD-B" and r["record_type"] == "transition"]
+    assert order_b == ["cancelled"]
+    # The scan that came before its shipment was held and then counted, not lost.
+    p2_events = [r["status"] for r in rows if r["package_id"] == "ORD-A-P2" and r["record_type"] == "event"]
+    assert p2_events.count("info_received") == 1 and "delivered" in p2_events
+    # Each carrier event once, however often the webhook resent it.
+    p1_scans = [r["status"] for r in rows if r["package_id"] == "ORD-A-P1" and r["source"] == "easypost"]
+    assert sorted(p1_scans) == sorted(["info_received", "in_transit", "out_for_delivery", "delivered"])
+    assert finished["history_raw_count"] == len(rows)
+
+
+def test_bad_input_reaches_the_dead_letter_table_with_reason_and_original_bytes(finished):
+    letters = {(d["source_topic"], d["reason"]): d for d in finished["dead_letters"]}
+    assert set(letters) == {(topics.CARRIER_SCANS_RAW, "malformed_json"),
+                            (topics.CARRIER_SCANS_RAW, "unknown_source"),
+                            (topics.FC_EVENTS, "missing_field")}
+    assert letters[(topics.CARRIER_SCANS_RAW, "unknown_source")]["payload"] == "<Track>not ours</Track>"
+    assert letters[(topics.FC_EVENTS, "missing_field")]["message_key"] == "ORD-X"
