@@ -60,9 +60,17 @@ class Batch:
             self.history.extend(history_rows(message.value() or b"[]"))
 
     def token(self, table: str) -> str:
-        """Same offsets, same token: a retried insert of this batch is deduplicated."""
+        """A retried insert of this batch carries the same token and is dropped by ClickHouse.
+
+        Offsets alone are not enough: a recreated topic starts its offsets again, so the
+        ids of the rows are part of the token too.
+        """
         span = ",".join(f"{t}:{p}:{a}-{b}" for (t, p), (a, b) in sorted(self.offsets.items()))
-        return hashlib.sha1(f"{table}|{span}".encode()).hexdigest()
+        rows = self.history if table == "history" else self.dead_letters
+        digest = hashlib.sha1(f"{table}|{span}".encode())
+        for row in rows:
+            digest.update(str(row[0]).encode() + str(row[2]).encode())
+        return digest.hexdigest()
 
     def commit_positions(self) -> list[TopicPartition]:
         return [TopicPartition(t, p, last + 1) for (t, p), (_, last) in self.offsets.items()]
@@ -101,6 +109,10 @@ def dead_letter_row(message: Message) -> tuple[Any, ...]:
     )
 
 
+class SinkStopped(Exception):
+    """Asked to stop while ClickHouse could not take rows; nothing was committed."""
+
+
 class HistorySink:
     def __init__(self, bootstrap: str, dsn: str) -> None:
         self.bootstrap = bootstrap
@@ -110,6 +122,12 @@ class HistorySink:
 
     def run(self, max_idle: float | None = None) -> None:
         """Run until stopped (SIGTERM/SIGINT), or until ``max_idle`` seconds bring nothing."""
+        try:
+            self._run(max_idle)
+        except SinkStopped as stopped:
+            log.warning("%s", stopped)
+
+    def _run(self, max_idle: float | None) -> None:
         client = self._connect_with_retry()
         consumer = clients.consumer(self.bootstrap, GROUP)
         consumer.subscribe([topics.HISTORY, topics.DLQ])
@@ -147,6 +165,8 @@ class HistorySink:
                 create_schema(client)
                 return client
             except Exception as exc:  # unreachable server: wait, never give up silently
+                if self.stopping.is_set():
+                    raise SinkStopped("stopped before ClickHouse was reachable") from exc
                 log.warning("ClickHouse unreachable (%s); retrying in %.1fs", exc, delay)
                 time.sleep(delay)
                 delay = min(delay * 2, 30.0)
@@ -165,6 +185,8 @@ class HistorySink:
                                   settings={"insert_deduplication_token": batch.token("dlq")})
                 break
             except Exception as exc:
+                if self.stopping.is_set():  # stop without committing: the rows come back on restart
+                    raise SinkStopped("stopped while ClickHouse refused inserts") from exc
                 log.warning("insert of %d rows failed (%s); retrying in %.1fs", batch.rows, exc, delay)
                 if not paused:  # keep group membership while we wait, but read nothing new
                     consumer.pause(consumer.assignment())

@@ -126,6 +126,16 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_query(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    from sinks.clickhouse import connect
+
+    result = connect(settings.clickhouse_dsn).query(args.sql)
+    rows = [dict(zip(result.column_names, row, strict=True)) for row in result.result_rows]
+    print(json.dumps(rows, default=str))
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from trackline.bench import run_bench
 
@@ -168,6 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_broker)
     sub.add_parser("schema", parents=[common], help="print the JSON Schema of trackline.fc-events"
                    ).set_defaults(func=cmd_schema)
+    p = sub.add_parser("query", parents=[common], help="run SQL on trackline's ClickHouse, print JSON rows")
+    p.add_argument("sql")
+    p.set_defaults(func=cmd_query)
     p = sub.add_parser("bench", parents=[common], help="throughput and latency, side by side")
     p.add_argument("--scans", type=int, default=100_000)
     p.add_argument("--orders", type=int, default=10_000)

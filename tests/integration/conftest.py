@@ -75,11 +75,14 @@ class Pipeline:
         logs = {n: (self.logs / f"{n}.log").read_text()[-2000:] for n in self.processes}
         raise AssertionError(f"timed out waiting for {what}; logs: {logs}")
 
-    def clickhouse(self):
-        """Open the sink's chDB store; stop the sink first (one engine per path)."""
-        import clickhouse_connect
+    def query(self, sql: str) -> list[dict]:
+        """Rows from the sink's ClickHouse, read as a user would: ``trackline query``.
 
-        return clickhouse_connect.get_client(dsn=self.dsn)
+        chDB allows one engine path per process, so the test process never opens one.
+        """
+        out = subprocess.run([sys.executable, "-m", "trackline", "query", "--clickhouse", self.dsn, sql],
+                             capture_output=True, check=True, timeout=120)
+        return orjson.loads(out.stdout)
 
 
 @pytest.fixture

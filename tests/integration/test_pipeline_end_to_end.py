@@ -100,16 +100,14 @@ def finished(tmp_path_factory) -> dict:
             produce(run.bootstrap, [(topics.NOTIFICATIONS, first["order_id"].encode(), orjson.dumps(first), [])])
             time.sleep(4)
             run.stop("worker", "notifier", "sink")
-            client = run.clickhouse()
             return {
                 "delivered": run.delivered(),
-                "history": list(client.query(
+                "history": run.query(
                     "SELECT record_type, order_id, package_id, status, previous_status, source, raw_code "
-                    "FROM history FINAL ORDER BY occurred_at, record_type").named_results()),
-                "history_raw_count": client.query("SELECT count() FROM history").result_rows[0][0],
-                "dead_letters": list(client.query(
-                    "SELECT source_topic, reason, payload, message_key FROM dead_letters FINAL "
-                    "ORDER BY reason").named_results()),
+                    "FROM history FINAL ORDER BY occurred_at, record_type"),
+                "history_raw_count": run.query("SELECT count() AS n FROM history")[0]["n"],
+                "dead_letters": run.query(
+                    "SELECT source_topic, reason, payload, message_key FROM dead_letters FINAL ORDER BY reason"),
             }
         finally:
             run.stop()
