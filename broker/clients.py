@@ -63,3 +63,9 @@ def create_topics(bootstrap: str, partitions: int, names: list[str] | None = Non
                 if "TOPIC_ALREADY_EXISTS" not in str(exc) and time.monotonic() > deadline:
                     raise RuntimeError(f"cannot create topic {name}: {exc}") from exc
         time.sleep(0.2)
+
+
+def is_embedded_tansu(bootstrap: str) -> bool:
+    """Tansu answers metadata with its default cluster id unless told otherwise."""
+    metadata = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=10)
+    return metadata.cluster_id == "tansu_cluster"

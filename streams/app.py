@@ -8,7 +8,7 @@ from models import topics
 from models.settings import Settings
 
 
-def create_app(settings: Settings, bootstrap: str) -> faust.App:
+def create_app(settings: Settings, bootstrap: str, tansu: bool = False) -> faust.App:
     app = faust.App(
         "trackline",
         broker=f"kafka://{bootstrap}",
@@ -34,6 +34,10 @@ def create_app(settings: Settings, bootstrap: str) -> faust.App:
         web_host="127.0.0.1",
         web_enabled=True,
         loghandlers=[],
+        # Tansu reports a partition's high watermark as the first offset of its last
+        # record batch + 1, so a restarted worker's persisted changelog offset looks
+        # "ahead" of the topic. The check is right on Kafka; on Tansu it is a false alarm.
+        recovery_consistency_check=not tansu,
     )
     from streams import orders, router
 

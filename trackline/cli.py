@@ -38,11 +38,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
     _logging(settings)
     import faust
 
-    from broker.clients import create_topics
+    from broker.clients import create_topics, is_embedded_tansu
     from streams.app import create_app
 
     create_topics(bootstrap, settings.partitions)
-    app = create_app(settings, bootstrap)
+    app = create_app(settings, bootstrap, tansu=is_embedded_tansu(bootstrap))
     worker = faust.Worker(app, loglevel=settings.log_level, quiet=True)
     worker.execute_from_commandline()
     return 0
