@@ -1,0 +1,240 @@
+"""``trackline bench``: trackline against the alternatives, side by side on one broker.
+
+1. trackline: a fixed workload (10,000 orders, 100,000 carrier scans) through the running
+   worker; events/s per worker from the first scan processed to the last notification.
+2. latency: scans of fresh orders produced at half that rate; p50/p99 from a scan's
+   produce time to its notification command's produce time.
+3. the same 100,000 raw scans read by a naive Faust agent, a bare confluent-kafka loop and
+   Quix Streams, each doing a stateful count per tracking number; rates as ratios.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import orjson
+from confluent_kafka import Consumer, TopicPartition
+
+from broker import clients
+from broker.embedded import EmbeddedBroker, free_port
+from models import topics
+from models.settings import Settings
+from trackline.bench import workload
+
+SCANS_PER_ORDER = 10
+LATENCY_SECONDS = 10.0
+
+
+class NotificationWatch:
+    """Reads what the worker produces, with the broker's timestamps."""
+
+    def __init__(self, bootstrap: str, partitions: int, topic: str) -> None:
+        self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-watch-{topic}",
+                                  "enable.auto.commit": False})
+        self.consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+        self.count = 0
+        self.first_ts = None
+        self.last_ts = 0.0
+        self.latencies: list[float] = []
+        self.track_latency_prefix: bytes | None = None
+
+    def until(self, total: int, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while self.count < total:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"only {self.count} of {total} messages after {timeout}s")
+            for m in self.consumer.consume(10000, timeout=0.5):
+                if m.error():
+                    continue
+                self.count += 1
+                ts = m.timestamp()[1] / 1000
+                self.first_ts = ts if self.first_ts is None else min(self.first_ts, ts)
+                self.last_ts = max(self.last_ts, ts)
+                if self.track_latency_prefix and m.key().startswith(self.track_latency_prefix):
+                    command = orjson.loads(m.value())
+                    if command["type"] in ("out_for_delivery", "delivered"):
+                        caused = _epoch(command["caused_by_ingested_at"])
+                        self.latencies.append(ts - caused)
+
+
+def _epoch(iso: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+def _produce(bootstrap: str, messages: list, rate: float | None = None) -> float:
+    producer = clients.producer(bootstrap, **{"queue.buffering.max.messages": 1_000_000})
+    started = time.perf_counter()
+    for i, (topic, key, value, headers) in enumerate(messages):
+        if rate and i % 100 == 0:
+            ahead = i / rate - (time.perf_counter() - started)
+            if ahead > 0:
+                time.sleep(ahead)
+        while True:
+            try:
+                producer.produce(topic, key=key, value=value, headers=headers)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        producer.poll(0)
+    producer.flush(60)
+    return time.perf_counter() - started
+
+
+def _worker(settings: Settings, bootstrap: str, logs: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "trackline", "worker", "--kafka", bootstrap, "--data-dir", str(settings.data_dir),
+         "--partitions", str(settings.partitions), "--web-port", str(free_port()), "--log-level", "warn"],
+        stdout=open(logs / "worker.log", "ab"), stderr=subprocess.STDOUT)
+
+
+def _stop(process: subprocess.Popen) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def bench_trackline(settings: Settings, bootstrap: str, orders: int, scans: int, logs: Path) -> dict:
+    per_order = max(SCANS_PER_ORDER, -(-scans // orders))
+    notify = NotificationWatch(bootstrap, settings.partitions, topics.NOTIFICATIONS)
+    worker = _worker(settings, bootstrap, logs)
+    _produce(bootstrap, workload.order_messages(0, orders))
+    notify.until(2 * orders, 300)  # confirmed + shipped: every tracking number is announced
+    _stop(worker)  # the scans wait in Kafka, so the worker is measured alone on its CPU
+    _produce(bootstrap, workload.scan_messages(0, orders, per_order, seed=42))
+    routed = NotificationWatch(bootstrap, settings.partitions, topics.ORDER_EVENTS)
+    worker = _worker(settings, bootstrap, logs)
+    notify.first_ts = None
+    notify.until(4 * orders, 900)
+    routed.until(1, 60)
+    seconds = notify.last_ts - routed.first_ts
+    result = {"events": orders * per_order, "seconds": seconds}
+
+    # Latency at half the measured rate, on fresh orders.
+    rate = result["events"] / seconds / 2
+    fresh = max(100, int(rate * LATENCY_SECONDS / per_order))
+    _produce(bootstrap, workload.order_messages(orders, fresh, prefix="L"))
+    notify.until(4 * orders + 2 * fresh, 300)
+    notify.track_latency_prefix = b"ORD-L"
+    _produce(bootstrap, workload.scan_messages(orders, fresh, per_order, seed=43, prefix="L"), rate=rate)
+    notify.until(4 * orders + 4 * fresh, 300)
+    _stop(worker)
+    latencies = sorted(notify.latencies)
+    result["latency_rate"] = rate
+    result["p50_ms"] = 1000 * latencies[len(latencies) // 2]
+    result["p99_ms"] = 1000 * latencies[int(len(latencies) * 0.99)]
+    return result
+
+
+def bench_bare_confluent(bootstrap: str, expected: int) -> dict:
+    consumer = clients.consumer(bootstrap, "bench-bare-confluent")
+    consumer.subscribe([topics.CARRIER_SCANS_RAW])
+    counts: dict[str, int] = {}
+    seen, first = 0, 0.0
+    while seen < expected:
+        for m in consumer.consume(10000, timeout=1.0):
+            if m.error():
+                continue
+            if not seen:
+                first = time.perf_counter()
+            code = orjson.loads(m.value())["result"]["tracking_code"]
+            counts[code] = counts.get(code, 0) + 1
+            seen += 1
+            if seen == expected:
+                break
+    seconds = time.perf_counter() - first
+    consumer.close()
+    return {"events": expected, "seconds": seconds}
+
+
+def bench_subprocess(module: str, args: list[str], out: Path, logs: Path, timeout: float = 600) -> dict:
+    process = subprocess.Popen([sys.executable, "-m", module, *args],
+                               stdout=open(logs / f"{module.rsplit('.', 1)[-1]}.log", "ab"),
+                               stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + timeout
+    try:
+        while not out.exists():
+            if process.poll() is not None:
+                raise RuntimeError(f"{module} exited with {process.returncode}; see {logs}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{module} did not finish in {timeout}s")
+            time.sleep(0.5)
+        time.sleep(0.2)
+        return json.loads(out.read_text())
+    finally:
+        if process.poll() is None:
+            _stop(process)
+
+
+def run_bench(settings: Settings, scans: int, orders: int, only: list[str] | None = None) -> int:
+    workdir = Path(tempfile.mkdtemp(prefix="trackline-bench-"))
+    logs = workdir / "logs"
+    logs.mkdir()
+    settings = replace(settings, data_dir=workdir)
+    wanted = set(only or ["trackline", "naive-faust", "bare-confluent", "quix"])
+    broker = EmbeddedBroker(log_path=logs / "broker.log").start() if settings.embedded_broker else None
+    bootstrap = broker.bootstrap if broker else settings.kafka
+    results: dict[str, dict] = {}
+    try:
+        clients.create_topics(bootstrap, settings.partitions)
+        print(f"trackline bench: {orders:,} orders, {scans:,} carrier scans, {settings.partitions} partitions, "
+              f"broker {'embedded Tansu (memory-only)' if broker else bootstrap}; work dir {workdir}", flush=True)
+        if "trackline" in wanted:
+            results["trackline"] = bench_trackline(settings, bootstrap, orders, scans, logs)
+            _line("trackline", results)
+        else:
+            _produce(bootstrap, workload.scan_messages(0, orders, max(SCANS_PER_ORDER, -(-scans // orders)), 42))
+        expected = scans
+        if "bare-confluent" in wanted:
+            results["bare-confluent"] = bench_bare_confluent(bootstrap, expected)
+            _line("bare-confluent", results)
+        if "quix" in wanted:
+            results["quix"] = bench_subprocess("trackline.bench.quix", [
+                bootstrap, str(expected), str(workdir / "quix.json"), str(workdir / "quix-state")],
+                workdir / "quix.json", logs)
+            _line("quix", results)
+        if "naive-faust" in wanted:
+            results["naive-faust"] = bench_subprocess("trackline.bench.naive_faust", [
+                bootstrap, str(expected), str(workdir / "naive.json"), str(workdir / "naive-faust"),
+                str(settings.partitions)], workdir / "naive.json", logs)
+            _line("naive-faust", results)
+    finally:
+        if broker:
+            broker.stop()
+    _summary(results, settings)
+    (workdir / "results.json").write_text(json.dumps(results, indent=2))
+    return 0
+
+
+def _rate(result: dict) -> float:
+    return result["events"] / result["seconds"]
+
+
+def _line(name: str, results: dict) -> None:
+    print(f"  {name:<16} {_rate(results[name]):>10,.0f} events/s", flush=True)
+
+
+def _summary(results: dict, settings: Settings) -> None:
+    print(f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+          f"Python {platform.python_version()}; broker and contenders on the same machine")
+    base = results.get("trackline")
+    print(f"{'contender':<18}{'events/s':>12}{'ratio to trackline':>22}")
+    for name, result in results.items():
+        ratio = f"{_rate(result) / _rate(base):.2f}x" if base else "-"
+        print(f"{name:<18}{_rate(result):>12,.0f}{ratio:>22}")
+    if base:
+        print(f"trackline latency at {base['latency_rate']:,.0f} scans/s (half its rate): "
+              f"p50 {base['p50_ms']:.0f} ms, p99 {base['p99_ms']:.0f} ms (scan produced -> command produced)")
