@@ -93,7 +93,8 @@ def apply(state: OrderState | None, event: Event) -> tuple[OrderState, list[Effe
         state = OrderState(order_id=event.order_id)
     if event.event_id in state.seen_event_ids:
         return state, []
-    state = state.model_copy(deep=True)
+    # Copy on write: the caller's state is never changed, and only what changes is copied.
+    state = state.model_copy(update={"packages": dict(state.packages)})
     state.seen_event_ids = [*state.seen_event_ids[-(SEEN_EVENTS_KEPT - 1):], event.event_id]
     effects: list[Effect] = [_event_record(event)]
     if isinstance(event, OrderPlaced):
@@ -123,7 +124,7 @@ def _on_placed(state: OrderState, event: OrderPlaced, effects: list[Effect]) -> 
 
 
 def _on_shipped(state: OrderState, event: PackageShipped, effects: list[Effect]) -> None:
-    package = state.packages.get(event.package_id) or PackageState(package_id=event.package_id)
+    package = (state.packages.get(event.package_id) or PackageState(package_id=event.package_id)).model_copy()
     package.carrier = normalize_carrier(event.carrier)
     package.tracking_number = event.tracking_number
     package.service = event.service
@@ -147,7 +148,8 @@ def _on_scan(state: OrderState, event: CarrierScan, effects: list[Effect]) -> No
     if package is None:  # the router only forwards matched scans, but stay total
         package = PackageState(package_id=event.package_id or event.tracking_number,
                                carrier=event.carrier, tracking_number=event.tracking_number)
-        state.packages[package.package_id] = package
+    package = package.model_copy()
+    state.packages[package.package_id] = package
     entry = TimelineEntry(status=event.status, raw_code=event.raw_code, message=event.raw_message,
                           location=event.location, occurred_at=event.occurred_at)
     package.timeline = sorted([*package.timeline, entry], key=lambda e: e.occurred_at)[-TIMELINE_KEPT:]
@@ -205,7 +207,7 @@ def _notify(state: OrderState, effects: list[Effect], type_: NotificationType, e
     milestone = f"{package_id}:{type_.value}"
     if milestone in state.notified:
         return
-    state.notified.append(milestone)
+    state.notified = [*state.notified, milestone]
     command = NotificationCommand(
         command_id=stable_id(state.order_id, package_id, type_.value),
         type=type_,

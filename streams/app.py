@@ -6,12 +6,17 @@ import faust
 
 from models import topics
 from models.settings import Settings
+from streams.bulk import RECORD_BATCH, bulk_transport
+
+# Topics whose fetched batches reach the agents as one message each (see streams.bulk).
+BULK_TOPICS = {topics.FC_EVENTS, topics.CARRIER_SCANS_RAW, topics.TRACKING_LINKS, topics.ORDER_EVENTS}
 
 
 def create_app(settings: Settings, bootstrap: str, tansu: bool = False) -> faust.App:
+    scheme = bulk_transport(BULK_TOPICS)
     app = faust.App(
         "trackline",
-        broker=f"kafka://{bootstrap}",
+        broker=f"{scheme}://{bootstrap}",
         store="rocksdb://",
         datadir=str(settings.data_dir / "worker"),
         topic_partitions=settings.partitions,
@@ -53,6 +58,9 @@ class Channels:
             return app.topic(*names, key_type=bytes, value_type=bytes,
                              key_serializer="raw", value_serializer="raw")
 
+        def batched_topic(*names: str) -> faust.TopicT:
+            return app.topic(*names, key_serializer="raw", value_serializer=RECORD_BATCH)
+
         self.fc_events = raw_topic(topics.FC_EVENTS)
         self.carrier_scans = raw_topic(topics.CARRIER_SCANS_RAW)
         self.tracking_links = raw_topic(topics.TRACKING_LINKS)
@@ -60,8 +68,8 @@ class Channels:
         self.notifications = raw_topic(topics.NOTIFICATIONS)
         self.history = raw_topic(topics.HISTORY)
         self.dlq = raw_topic(topics.DLQ)
-        self.router_input = raw_topic(topics.CARRIER_SCANS_RAW, topics.TRACKING_LINKS)
-        self.orders_input = raw_topic(topics.FC_EVENTS, topics.ORDER_EVENTS)
+        self.router_input = batched_topic(topics.CARRIER_SCANS_RAW, topics.TRACKING_LINKS)
+        self.orders_input = batched_topic(topics.FC_EVENTS, topics.ORDER_EVENTS)
 
 
 def declare_topics(app: faust.App) -> Channels:

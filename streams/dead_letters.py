@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import faust
-from faust.types import EventT
 
 from models import topics
 from models.errors import InvalidPayload
@@ -13,20 +13,26 @@ from models.errors import InvalidPayload
 log = logging.getLogger("trackline.dlq")
 
 
-async def send_to_dlq(dlq: faust.TopicT, event: EventT, error: InvalidPayload) -> None:
-    message = event.message
-    log.info("dead letter from %s[%s]@%s: %s", message.topic, message.partition,
-             message.offset, error)
-    source = dict(message.headers or {}).get(topics.SOURCE_HEADER, b"")
+async def send_to_dlq(dlq: faust.TopicT, record: Any, error: InvalidPayload) -> None:
+    """``record`` is the consumed Kafka record (topic, partition, offset, key, value, headers)."""
+    log.info("dead letter from %s[%s]@%s: %s", record.topic, record.partition, record.offset, error)
+    source = header(record, topics.SOURCE_HEADER) or b""
     await dlq.send(
-        key=message.key,
-        value=message.value,
+        key=record.key,
+        value=record.value,
         headers=[
             (topics.DLQ_REASON_HEADER, error.reason.encode()),
             (topics.DLQ_DETAIL_HEADER, error.detail[:1000].encode()),
-            (topics.DLQ_TOPIC_HEADER, message.topic.encode()),
-            (topics.DLQ_PARTITION_HEADER, str(message.partition).encode()),
-            (topics.DLQ_OFFSET_HEADER, str(message.offset).encode()),
-            (topics.SOURCE_HEADER, source if isinstance(source, bytes) else str(source).encode()),
+            (topics.DLQ_TOPIC_HEADER, record.topic.encode()),
+            (topics.DLQ_PARTITION_HEADER, str(record.partition).encode()),
+            (topics.DLQ_OFFSET_HEADER, str(record.offset).encode()),
+            (topics.SOURCE_HEADER, source),
         ],
     )
+
+
+def header(record: Any, name: str) -> bytes | None:
+    for key, value in record.headers or ():
+        if key == name:
+            return bytes(value) if value is not None else None
+    return None

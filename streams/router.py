@@ -2,12 +2,13 @@
 
 Reads ``carrier-scans.raw`` and ``tracking-links`` (both keyed by tracking number, so
 co-partitioned) and keeps, per tracking number, the links to orders and the scans that
-came before their link.
+came before their link. Each stream event is a batch of records of one partition.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from typing import Any
 
 import faust
 
@@ -18,66 +19,51 @@ from models.errors import InvalidPayload
 from models.events import CarrierScan
 from models.routing import TrackingEntry, link_tracking, route_scan
 from streams.app import Channels
-from streams.dead_letters import send_to_dlq
-from streams.partitioning import partition_of, send_envelopes
-
-BATCH = 2000
-BATCH_WITHIN = 0.02
+from streams.dead_letters import header, send_to_dlq
+from streams.partitioning import send_envelopes
 
 
 def register(app: faust.App, ch: Channels) -> None:
     partitions = app.conf.topic_partitions
-    tracking = app.Table("tracking", default=None, key_type=bytes, value_type=bytes,
-                         partitions=partitions)
+    tracking = app.Table("tracking", default=None, key_type=bytes, value_type=bytes, partitions=partitions)
 
     @app.agent(ch.router_input, name="scan-router")
-    async def route_scans(stream: faust.StreamT) -> None:
-        async for batch in stream.take_events(BATCH, within=BATCH_WITHIN):
-            changed: dict[bytes, tuple[TrackingEntry, faust.EventT]] = {}
+    async def route_scans(batches: faust.StreamT) -> None:
+        async for records in batches:
+            entries: dict[bytes, TrackingEntry] = {}
+            changed: set[bytes] = set()
             matched: list[CarrierScan] = []
-            for event in batch:
-                message = event.message
+            for record in records:
                 try:
-                    incoming = _decode(message)
+                    incoming = _decode(record)
                 except InvalidPayload as error:
-                    await send_to_dlq(ch.dlq, event, error)
+                    await send_to_dlq(ch.dlq, record, error)
                     continue
-                key = message.key or (incoming[0].tracking_number.encode() if incoming else b"")
-                if key in changed:
-                    entry = changed[key][0]
-                else:
-                    with partition_of(event):
-                        stored = tracking.get(key)
-                    entry = TrackingEntry.model_validate_json(stored) if stored else TrackingEntry()
-                dirty = False
+                key = record.key or (incoming[0].tracking_number.encode() if incoming else b"")
+                entry = entries.get(key)
+                if entry is None:
+                    stored = tracking.get(key)
+                    entry = entries[key] = TrackingEntry.model_validate_json(stored) if stored else TrackingEntry()
                 for item in incoming:
                     if isinstance(item, TrackingLink):
                         entry, released = link_tracking(entry, item)
-                        dirty = True
+                        changed.add(key)
                     else:
                         entry, released = route_scan(entry, item)
-                        dirty = dirty or not released
+                        if not released:
+                            changed.add(key)
                     matched.extend(released)
-                if dirty:
-                    changed[key] = (entry, event)
-            for key, (entry, event) in changed.items():
-                with partition_of(event):
-                    tracking[key] = entry.model_dump_json().encode()
+            for key in changed:
+                tracking[key] = entries[key].model_dump_json().encode()
             await send_envelopes(
-                ch.order_events,
-                ((scan.order_id, scan.model_dump_json().encode()) for scan in matched),
-                partitions,
-            )
+                ch.order_events, ((scan.order_id, scan.model_dump_json().encode()) for scan in matched), partitions)
 
 
-def _decode(message: faust.types.Message) -> list[TrackingLink] | list[CarrierScan]:
-    if message.topic == topics.TRACKING_LINKS:
-        return [TrackingLink.model_validate_json(message.value)]
-    headers = dict(message.headers or {})
-    source = headers.get(topics.SOURCE_HEADER)
+def _decode(record: Any) -> list[TrackingLink] | list[CarrierScan]:
+    if record.topic == topics.TRACKING_LINKS:
+        return [TrackingLink.model_validate_json(record.value)]
+    source = header(record, topics.SOURCE_HEADER)
     if not source:
         raise InvalidPayload("missing_source", f"header {topics.SOURCE_HEADER!r} names no source")
-    if isinstance(source, bytes):
-        source = source.decode(errors="replace")
-    ingested_at = datetime.fromtimestamp(message.timestamp, tz=timezone.utc)
-    return parse_carrier_payload(source, message.value or b"", ingested_at)
+    ingested_at = datetime.fromtimestamp(record.timestamp / 1000, tz=timezone.utc)
+    return parse_carrier_payload(source.decode(errors="replace"), record.value or b"", ingested_at)

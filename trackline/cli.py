@@ -42,6 +42,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from streams.app import create_app
 
     create_topics(bootstrap, settings.partitions)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
     app = create_app(settings, bootstrap, tansu=is_embedded_tansu(bootstrap))
     worker = faust.Worker(app, loglevel=settings.log_level, quiet=True)
     worker.execute_from_commandline()

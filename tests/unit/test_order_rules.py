@@ -130,3 +130,11 @@ def test_batch_apply_matches_one_by_one():
         single_effects.extend(produced)
     assert batch_effects == single_effects
     assert changed == states
+
+
+def test_apply_never_changes_the_state_it_was_given():
+    state, _ = run(HAPPY_PATH[:3])
+    before = state.model_copy(deep=True)
+    for event in HAPPY_PATH[3:] + [shipped(package="P2", tracking="T2")]:
+        apply(state, event)
+    assert state == before

@@ -1,0 +1,104 @@
+"""Record batches as Faust messages: the fetch hand-off, amortised.
+
+Faust hands every fetched record to its streams one by one (conductor, channel queue,
+stream, event, ack): about 110 microseconds a record here, which caps an agent near
+9,000 events/s whatever the settings. For the topics named in ``BULK_TOPICS`` this
+transport hands over each fetched batch of one partition as a single message whose
+value is the list of records. An agent then parses, routes and applies thousands of
+records per step, and table reads and writes still happen inside stream iteration, in
+the batch's own partition.
+
+Offsets: a batch message carries the offset of its *last* record, and a partition's
+committable offset is the highest acked batch's last offset + 1. Batches of a
+partition are processed and acked in order by one agent, so that is exact
+at-least-once: a crash replays at most the batches not yet acked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any, ClassVar
+
+from faust.serializers.codecs import Codec
+from faust.transport import drivers
+from faust.transport.drivers import aiokafka as aiokafka_driver
+from faust.transport.producer import ProducerBuffer
+from faust.types import TP, ConsumerMessage, Message
+
+SCHEME = "trackline-kafka"
+
+# Table writes queue here before their changelog send; Faust's default of 100 makes
+# every incoming message wait for the queue to drain, one message at a time.
+ProducerBuffer.max_messages = 20_000
+
+
+class RecordBatchCodec(Codec):
+    """The value of a batch message is already a list of records: nothing to decode."""
+
+    def _loads(self, s: Any) -> Any:
+        return s
+
+    def _dumps(self, s: Any) -> Any:
+        return s
+
+
+RECORD_BATCH = RecordBatchCodec()
+
+
+class BulkConsumer(aiokafka_driver.Consumer):
+    bulk_topics: ClassVar[frozenset[str]] = frozenset()
+
+    async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:  # type: ignore[override]
+        records, active_partitions = await self._wait_next_records(timeout)
+        generation_id = self.app.consumer_generation_id
+        if records is None or self.should_stop:
+            return
+        to_message = self._to_message
+        for tp, batch in records.items():
+            if not self.flow_active or self.app.consumer_generation_id != generation_id:
+                break
+            if not (active_partitions is None or tp in active_partitions or tp in self._buffered_partitions):
+                continue
+            self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+            if tp.topic in self.bulk_topics and batch:
+                yield tp, self._batch_message(tp, batch)
+            else:
+                for record in batch:
+                    yield tp, to_message(tp, record)
+
+    def _batch_message(self, tp: TP, batch: list[Any]) -> ConsumerMessage:
+        last = batch[-1]
+        return ConsumerMessage(
+            tp.topic, tp.partition, last.offset,
+            last.timestamp / 1000.0 if last.timestamp is not None else None,
+            last.timestamp_type, [], None, batch, None, 0,
+            sum(r.serialized_value_size or 0 for r in batch), tp,
+            generation_id=self.app.consumer_generation_id,
+        )
+
+    def _new_offset(self, tp: TP) -> int | None:
+        if tp.topic not in self.bulk_topics:
+            return super()._new_offset(tp)
+        acked = self._acked[tp]
+        if not acked:
+            return None
+        highest = max(acked)
+        acked.clear()
+        self._acked_index[tp].clear()
+        self._gap[tp].clear()  # batches are contiguous; a jump is compaction, not loss
+        return highest + 1
+
+
+def bulk_transport(topics: set[str]) -> str:
+    """Register a transport that batches ``topics``; returns its URL scheme."""
+
+    class Consumer(BulkConsumer):
+        bulk_topics = frozenset(topics)
+
+    class Transport(aiokafka_driver.Transport):
+        pass
+
+    Transport.Consumer = Consumer  # type: ignore[misc]
+    drivers.TRANSPORTS.aliases[SCHEME] = f"{__name__}:_registered"
+    globals()["_registered"] = Transport
+    return SCHEME
