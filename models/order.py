@@ -88,14 +88,21 @@ Event = OrderPlaced | PackageShipped | OrderCancelled | CarrierScan
 
 
 def apply(state: OrderState | None, event: Event) -> tuple[OrderState, list[Effect]]:
-    """Fold one event into the order's state; return the new state and its effects."""
-    if state is None:
-        state = OrderState(order_id=event.order_id)
+    """Fold one event into the order's state; return the new state and its effects.
+
+    The state given is left as it was.
+    """
+    state = OrderState(order_id=event.order_id) if state is None else state.model_copy(deep=True)
+    return state, apply_in_place(state, event)
+
+
+def apply_in_place(state: OrderState, event: Event) -> list[Effect]:
+    """``apply`` for a state the caller owns and lets change: no copy on the hot path."""
     if event.event_id in state.seen_event_ids:
-        return state, []
-    # Copy on write: the caller's state is never changed, and only what changes is copied.
-    state = state.model_copy(update={"packages": dict(state.packages)})
-    state.seen_event_ids = [*state.seen_event_ids[-(SEEN_EVENTS_KEPT - 1):], event.event_id]
+        return []
+    state.seen_event_ids.append(event.event_id)
+    if len(state.seen_event_ids) > SEEN_EVENTS_KEPT:
+        del state.seen_event_ids[:-SEEN_EVENTS_KEPT]
     effects: list[Effect] = [_event_record(event)]
     if isinstance(event, OrderPlaced):
         _on_placed(state, event, effects)
@@ -106,7 +113,7 @@ def apply(state: OrderState | None, event: Event) -> tuple[OrderState, list[Effe
     else:
         _on_scan(state, event, effects)
     _derive_order_status(state, event, effects)
-    return state, effects
+    return effects
 
 
 def _on_placed(state: OrderState, event: OrderPlaced, effects: list[Effect]) -> None:
@@ -124,7 +131,7 @@ def _on_placed(state: OrderState, event: OrderPlaced, effects: list[Effect]) -> 
 
 
 def _on_shipped(state: OrderState, event: PackageShipped, effects: list[Effect]) -> None:
-    package = (state.packages.get(event.package_id) or PackageState(package_id=event.package_id)).model_copy()
+    package = state.packages.get(event.package_id) or PackageState(package_id=event.package_id)
     package.carrier = normalize_carrier(event.carrier)
     package.tracking_number = event.tracking_number
     package.service = event.service
@@ -148,8 +155,7 @@ def _on_scan(state: OrderState, event: CarrierScan, effects: list[Effect]) -> No
     if package is None:  # the router only forwards matched scans, but stay total
         package = PackageState(package_id=event.package_id or event.tracking_number,
                                carrier=event.carrier, tracking_number=event.tracking_number)
-    package = package.model_copy()
-    state.packages[package.package_id] = package
+        state.packages[package.package_id] = package
     entry = TimelineEntry(status=event.status, raw_code=event.raw_code, message=event.raw_message,
                           location=event.location, occurred_at=event.occurred_at)
     package.timeline = sorted([*package.timeline, entry], key=lambda e: e.occurred_at)[-TIMELINE_KEPT:]
@@ -207,7 +213,7 @@ def _notify(state: OrderState, effects: list[Effect], type_: NotificationType, e
     milestone = f"{package_id}:{type_.value}"
     if milestone in state.notified:
         return
-    state.notified = [*state.notified, milestone]
+    state.notified.append(milestone)
     command = NotificationCommand(
         command_id=stable_id(state.order_id, package_id, type_.value),
         type=type_,
@@ -269,13 +275,16 @@ def apply_batch(states: dict[str, OrderState | None], events: list[Event]
     """Apply events in arrival order; return the states that changed and all effects.
 
     Lets the shell read and write each order's state once per batch, not once per event.
+    The states given are the shell's own working copies and are updated in place.
     """
     changed: dict[str, OrderState] = {}
     effects: list[Effect] = []
     for event in events:
-        before = changed.get(event.order_id) or states.get(event.order_id)
-        after, produced = apply(before, event)
+        state = states.get(event.order_id)
+        if state is None:
+            state = states[event.order_id] = OrderState(order_id=event.order_id)
+        produced = apply_in_place(state, event)
         if produced:
-            changed[event.order_id] = after
+            changed[event.order_id] = state
             effects.extend(produced)
     return changed, effects
