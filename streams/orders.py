@@ -40,9 +40,13 @@ def register(app: faust.App, ch: Channels) -> None:
                 stored = orders.get(order_id.encode())
                 states[order_id] = OrderState.model_validate_json(stored) if stored else None
             changed, effects = apply_batch(states, events)
+            # Effects reach the broker before the state that remembers them is stored:
+            # a crash in between replays the batch and re-emits the same command ids,
+            # where the other order would remember milestones no customer was told.
+            await _publish(ch, effects, partitions)
+            await app.producer.flush()
             for order_id, state in changed.items():
                 orders[order_id.encode()] = state.model_dump_json().encode()
-            await _publish(ch, effects, partitions)
 
 
 def _decode(record: Any) -> list[Event]:

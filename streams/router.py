@@ -53,10 +53,12 @@ def register(app: faust.App, ch: Channels) -> None:
                         if not released:
                             changed.add(key)
                     matched.extend(released)
-            for key in changed:
-                tracking[key] = entries[key].model_dump_json().encode()
+            # Matched scans reach the broker before the entries that released them are stored.
             await send_envelopes(
                 ch.order_events, ((scan.order_id, scan.model_dump_json().encode()) for scan in matched), partitions)
+            await app.producer.flush()
+            for key in changed:
+                tracking[key] = entries[key].model_dump_json().encode()
 
 
 def _decode(record: Any) -> list[TrackingLink] | list[CarrierScan]:

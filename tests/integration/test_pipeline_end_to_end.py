@@ -5,15 +5,18 @@ from __future__ import annotations
 import time
 from collections import Counter
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import orjson
 import pytest
 
 from models import topics
+from tests.grafana_macros import expand
 from tests.integration.conftest import Pipeline, produce
 
 pytestmark = pytest.mark.integration
 
+DASHBOARD = orjson.loads((Path(__file__).parents[2] / "dashboards" / "trackline-overview.json").read_bytes())
 EASYPOST = [(topics.SOURCE_HEADER, b"easypost")]
 
 
@@ -108,6 +111,9 @@ def finished(tmp_path_factory) -> dict:
                 "history_raw_count": run.query("SELECT count() AS n FROM history")[0]["n"],
                 "dead_letters": run.query(
                     "SELECT source_topic, reason, payload, message_key FROM dead_letters FINAL ORDER BY reason"),
+                "panels": {panel["title"]: run.query(expand(
+                    panel["targets"][0]["rawSql"], datetime(2020, 1, 1), datetime(2030, 1, 1),
+                    variables={"order_id": "ORD-A"})) for panel in DASHBOARD["panels"]},
             }
         finally:
             run.stop()
@@ -156,3 +162,10 @@ def test_bad_input_reaches_the_dead_letter_table_with_reason_and_original_bytes(
                             (topics.FC_EVENTS, "missing_field")}
     assert letters[(topics.CARRIER_SCANS_RAW, "unknown_source")]["payload"] == "<Track>not ours</Track>"
     assert letters[(topics.FC_EVENTS, "missing_field")]["message_key"] == "ORD-X"
+
+
+def test_every_ops_dashboard_panel_shows_data(finished):
+    for title, rows in finished["panels"].items():
+        assert rows, f"panel {title!r} would show No data"
+    orders = {r["status"]: r["orders"] for r in finished["panels"]["Orders by current status"]}
+    assert orders == {"delivered": 1, "cancelled": 1}

@@ -1,0 +1,13 @@
+# One image for every trackline process; the command picks the role.
+FROM python:3.11-slim
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY models models
+COPY streams streams
+COPY sinks sinks
+COPY notifier notifier
+COPY broker broker
+COPY trackline trackline
+RUN pip install --no-cache-dir .
+ENV TRACKLINE_DATA_DIR=/var/lib/trackline
+ENTRYPOINT ["trackline"]
