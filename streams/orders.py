@@ -18,6 +18,7 @@ from models.events import order_events_batch_adapter
 from models.fulfillment import parse_fulfillment_event
 from models.order import Event, OrderState, apply_batch
 from streams.app import Channels
+from streams.batch_io import send_keyed, write_table
 from streams.dead_letters import send_to_dlq
 from streams.partitioning import send_envelopes
 
@@ -43,10 +44,11 @@ def register(app: faust.App, ch: Channels) -> None:
             # Effects reach the broker before the state that remembers them is stored:
             # a crash in between replays the batch and re-emits the same command ids,
             # where the other order would remember milestones no customer was told.
-            await _publish(ch, effects, partitions)
+            await _publish(app, ch, effects, partitions)
             await app.producer.flush()
-            for order_id, state in changed.items():
-                orders[order_id.encode()] = state.model_dump_json().encode()
+            await write_table(app, orders, batches.current_event.message.partition,
+                              {order_id.encode(): state.model_dump_json().encode()
+                               for order_id, state in changed.items()})
 
 
 def _decode(record: Any) -> list[Event]:
@@ -58,14 +60,16 @@ def _decode(record: Any) -> list[Event]:
         raise InvalidPayload("invalid_internal_event", str(exc)[:500]) from None
 
 
-async def _publish(ch: Channels, effects: list[Effect], partitions: int) -> None:
+async def _publish(app: faust.App, ch: Channels, effects: list[Effect], partitions: int) -> None:
     history: list[tuple[str, bytes]] = []
+    notifications: list[tuple[str, bytes]] = []
     for effect in effects:
         if isinstance(effect, HistoryRecord):
             history.append((effect.order_id, effect.model_dump_json().encode()))
         elif isinstance(effect, NotificationCommand):
-            await ch.notifications.send(key=effect.order_id.encode(), value=effect.model_dump_json().encode())
+            notifications.append((effect.order_id, effect.model_dump_json().encode()))
         elif isinstance(effect, TrackingLink):
             await ch.tracking_links.send(key=effect.tracking_number.encode(),
                                          value=effect.model_dump_json().encode())
+    await send_keyed(app, topics.NOTIFICATIONS, partitions, notifications)
     await send_envelopes(ch.history, history, partitions)

@@ -19,6 +19,7 @@ from models.errors import InvalidPayload
 from models.events import CarrierScan
 from models.routing import TrackingEntry, link_tracking, route_scan
 from streams.app import Channels
+from streams.batch_io import write_table
 from streams.dead_letters import header, send_to_dlq
 from streams.partitioning import send_envelopes
 
@@ -57,8 +58,8 @@ def register(app: faust.App, ch: Channels) -> None:
             await send_envelopes(
                 ch.order_events, ((scan.order_id, scan.model_dump_json().encode()) for scan in matched), partitions)
             await app.producer.flush()
-            for key in changed:
-                tracking[key] = entries[key].model_dump_json().encode()
+            await write_table(app, tracking, batches.current_event.message.partition,
+                              {key: entries[key].model_dump_json().encode() for key in changed})
 
 
 def _decode(record: Any) -> list[TrackingLink] | list[CarrierScan]:
