@@ -45,8 +45,29 @@ class RecordBatchCodec(Codec):
 RECORD_BATCH = RecordBatchCodec()
 
 
+# Faust asks the broker to hold a fetch up to 1.5 s. With several partitions in one fetch,
+# Tansu holds it that long even when records are waiting (measured: p50 360 ms from produce
+# to consume at 50 ms, 18 ms); every hop of the pipeline paid it. Kafka answers a fetch as
+# soon as one byte is there, so the shorter wait only costs a few idle fetches.
+FETCH_MAX_WAIT_MS = 50
+# Under load, let a fetch fill up a little: fewer, larger batches amortise each batch's
+# flush and table round trip; idle, the wait above bounds the delay.
+FETCH_MIN_BYTES = 64 * 1024
+
+
+class ConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS
+        consumer._fetch_min_bytes = FETCH_MIN_BYTES
+        return consumer
+
+
 class BulkConsumer(aiokafka_driver.Consumer):
     bulk_topics: ClassVar[frozenset[str]] = frozenset()
+
+    def _new_consumer_thread(self) -> ConsumerThread:
+        return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:  # type: ignore[override]
         records, active_partitions = await self._wait_next_records(timeout)
