@@ -288,3 +288,29 @@ def apply_batch(states: dict[str, OrderState | None], events: list[Event]
             changed[event.order_id] = state
             effects.extend(produced)
     return changed, effects
+
+
+def order_view(state: OrderState) -> dict:
+    """What support and customers see for one order: status, packages, dates."""
+    return {
+        "order_id": state.order_id,
+        "status": state.status.value,
+        "placed_at": state.placed_at,
+        "promised_delivery_date": state.promised_delivery_date,
+        "service_level": state.service_level,
+        "packages": [
+            {
+                "package_id": p.package_id,
+                "carrier": p.carrier,
+                "tracking_number": p.tracking_number,
+                "tracking_url": tracking_url(p.carrier, p.tracking_number) if p.tracking_number else "",
+                "status": p.status.value,
+                "status_at": p.status_at,
+                "estimated_delivery": p.estimated_delivery,
+                "delivered_at": p.delivered_at,
+                "timeline": [e.model_dump() for e in p.timeline],
+            }
+            for p in state.packages.values()
+        ],
+        "notified": list(state.notified),
+    }

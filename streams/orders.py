@@ -17,6 +17,7 @@ from models.errors import InvalidPayload
 from models.events import order_events_batch_adapter
 from models.fulfillment import parse_fulfillment_event
 from models.order import Event, OrderState, apply_batch
+from streams import lookup
 from streams.app import Channels
 from streams.batch_io import send_keyed, write_table
 from streams.dead_letters import send_to_dlq
@@ -26,6 +27,7 @@ from streams.partitioning import send_envelopes
 def register(app: faust.App, ch: Channels) -> None:
     partitions = app.conf.topic_partitions
     orders = app.Table("orders", default=None, key_type=bytes, value_type=bytes, partitions=partitions)
+    lookup.register(app, orders)
 
     @app.agent(ch.orders_input, name="order-tracker")
     async def track_orders(batches: faust.StreamT) -> None:

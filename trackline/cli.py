@@ -32,16 +32,24 @@ def _logging(settings: Settings) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-def cmd_worker(args: argparse.Namespace) -> int:
+def _connect(args: argparse.Namespace) -> tuple[Settings, str]:
+    """Settings, logging and the broker every pipeline process needs, topics created first."""
     settings = _settings(args)
     bootstrap = _require_broker(settings)
     _logging(settings)
-    import faust
-
-    from broker.clients import create_topics, is_embedded_tansu
-    from streams.app import create_app
+    from broker.clients import create_topics
 
     create_topics(bootstrap, settings.partitions)
+    return settings, bootstrap
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    settings, bootstrap = _connect(args)
+    import faust
+
+    from broker.clients import is_embedded_tansu
+    from streams.app import create_app
+
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     # Each batch allocates many short-lived objects; with the default threshold the
     # cyclic collector walks every live object hundreds of times a second (measured:
@@ -56,13 +64,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_sink(args: argparse.Namespace) -> int:
-    settings = _settings(args)
-    bootstrap = _require_broker(settings)
-    _logging(settings)
-    from broker.clients import create_topics
+    settings, bootstrap = _connect(args)
     from sinks.clickhouse import HistorySink
 
-    create_topics(bootstrap, settings.partitions)
     sink = HistorySink(bootstrap, settings.clickhouse_dsn)
     sink.install_signal_handlers()
     logging.getLogger("trackline.sink").info("writing history to %s", settings.clickhouse_dsn)
@@ -71,13 +75,9 @@ def cmd_sink(args: argparse.Namespace) -> int:
 
 
 def cmd_notifier(args: argparse.Namespace) -> int:
-    settings = _settings(args)
-    bootstrap = _require_broker(settings)
-    _logging(settings)
-    from broker.clients import create_topics
+    settings, bootstrap = _connect(args)
     from notifier.worker import NotificationWorker
 
-    create_topics(bootstrap, settings.partitions)
     outbox = Path(args.outbox) if args.outbox else settings.data_dir / "notifications.jsonl"
     worker = NotificationWorker(bootstrap, outbox)
     worker.install_signal_handlers()
@@ -86,13 +86,10 @@ def cmd_notifier(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    settings = _settings(args)
-    bootstrap = _require_broker(settings)
-    _logging(settings)
-    from broker.clients import create_topics, producer
+    _, bootstrap = _connect(args)
+    from broker.clients import producer
     from trackline import simulator
 
-    create_topics(bootstrap, settings.partitions)
     counts = simulator.run(producer(bootstrap), args.orders_per_second, args.duration, seed=args.seed)
     print(json.dumps(counts, sort_keys=True))
     return 0

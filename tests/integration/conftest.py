@@ -30,10 +30,11 @@ class Pipeline:
         self.processes: dict[str, subprocess.Popen] = {}
         self.outbox = data_dir / "notifications.jsonl"
         self.dsn = f"chdb://{data_dir / 'clickhouse'}"
+        self.web_port = free_port()
 
     def start(self, *names: str) -> Pipeline:
         for name in names:
-            extra = ["--web-port", str(free_port())] if name == "worker" else []
+            extra = ["--web-port", str(self.web_port)] if name == "worker" else []
             self.processes[name] = subprocess.Popen(
                 [sys.executable, "-m", "trackline", name, "--kafka", self.bootstrap,
                  "--data-dir", str(self.data_dir), "--partitions", str(PARTITIONS),
@@ -41,6 +42,17 @@ class Pipeline:
                 stdout=open(self.logs / f"{name}.log", "ab"), stderr=subprocess.STDOUT,
             )
         return self
+
+    def lookup(self, order_id: str) -> tuple[int, dict]:
+        """``GET /api/orders/{order_id}`` on the worker, as a support tool would call it."""
+        import urllib.error
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}/api/orders/{order_id}", timeout=10) as r:
+                return r.status, orjson.loads(r.read())
+        except urllib.error.HTTPError as error:
+            return error.code, orjson.loads(error.read())
 
     def kill(self, name: str) -> None:
         """Like a crash: no shutdown, no final commit."""

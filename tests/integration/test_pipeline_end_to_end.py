@@ -102,9 +102,11 @@ def finished(tmp_path_factory) -> dict:
             first = run.delivered()[0]
             produce(run.bootstrap, [(topics.NOTIFICATIONS, first["order_id"].encode(), orjson.dumps(first), [])])
             time.sleep(4)
+            lookups = {order_id: run.lookup(order_id) for order_id in ("ORD-A", "ORD-B", "ORD-NOPE")}
             run.stop("worker", "notifier", "sink")
             return {
                 "delivered": run.delivered(),
+                "lookups": lookups,
                 "history": run.query(
                     "SELECT record_type, order_id, package_id, status, previous_status, source, raw_code "
                     "FROM history FINAL ORDER BY occurred_at, record_type"),
@@ -169,3 +171,17 @@ def test_every_ops_dashboard_panel_shows_data(finished):
         assert rows, f"panel {title!r} would show No data"
     orders = {r["status"]: r["orders"] for r in finished["panels"]["Orders by current status"]}
     assert orders == {"delivered": 1, "cancelled": 1}
+
+
+def test_support_looks_up_an_order_on_the_worker(finished):
+    status, order = finished["lookups"]["ORD-A"]
+    assert status == 200 and order["status"] == "delivered"
+    packages = {p["package_id"]: p for p in order["packages"]}
+    assert set(packages) == {"ORD-A-P1", "ORD-A-P2"}
+    assert [e["status"] for e in packages["ORD-A-P1"]["timeline"]] == [
+        "info_received", "in_transit", "out_for_delivery", "delivered"]
+    assert packages["ORD-A-P2"]["tracking_url"].endswith("9400A2")
+    assert order["promised_delivery_date"] == "2026-11-04"
+    assert finished["lookups"]["ORD-B"][1]["status"] == "cancelled"
+    status, error = finished["lookups"]["ORD-NOPE"]
+    assert status == 404 and error["error"] == "order not found"
