@@ -10,12 +10,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from models.carriers import easypost
+from models.carriers import aftership, easypost, shippo
 from models.errors import InvalidPayload
 from models.events import CarrierScan
 
 ADAPTERS: dict[str, Callable[[bytes, datetime], list[CarrierScan]]] = {
     "easypost": easypost.parse,
+    "aftership": aftership.parse,
+    "shippo": shippo.parse,
 }
 
 

@@ -1,0 +1,87 @@
+"""AfterShip and Shippo webhooks, as their documentation shows them, in trackline's terms."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from models.carriers import parse_carrier_payload
+from models.errors import InvalidPayload
+from models.events import PackageStatus
+from tests.conftest import PAYLOADS, T0
+
+S = PackageStatus
+
+
+def payload(name: str) -> bytes:
+    return (PAYLOADS / name).read_bytes()
+
+
+def test_aftership_checkpoints_become_scans_with_carrier_time_and_raw_codes():
+    scans = parse_carrier_payload("aftership", payload("aftership_tracking_update.json"), T0)
+    assert [s.status for s in scans] == [S.in_transit, S.attempt_failed, S.returning_to_sender]
+    failed = scans[1]
+    assert (failed.carrier, failed.tracking_number, failed.raw_code) == ("ups", "1Z12345E0205271688", "48")
+    assert failed.occurred_at.isoformat() == "2024-01-23T17:12:00-05:00"
+    assert failed.location == "Columbus, OH, USA"
+    assert str(failed.estimated_delivery) == "2024-01-25"
+    assert failed.ingested_at == T0
+
+
+@pytest.mark.parametrize("tag, subtag, ours", [
+    ("Pending", "Pending_001", S.info_received), ("InfoReceived", "InfoReceived_001", S.info_received),
+    ("OutForDelivery", "OutForDelivery_003", S.out_for_delivery), ("Delivered", "Delivered_001", S.delivered),
+    ("AvailableForPickup", "AvailableForPickup_001", S.available_for_pickup),
+    ("Exception", "Exception_013", S.exception), ("Exception", "Exception_011", S.returned_to_sender),
+    ("Expired", "Expired_001", S.unknown), ("Teleported", "", S.unknown),
+])
+def test_aftership_tag_mapping(tag, subtag, ours):
+    body = orjson.loads(payload("aftership_tracking_update.json"))
+    body["msg"]["checkpoints"] = [{"checkpoint_time": "2024-01-23T17:12:00Z", "tag": tag, "subtag": subtag}]
+    (scan,) = parse_carrier_payload("aftership", orjson.dumps(body), T0)
+    assert scan.status is ours
+    assert scan.raw_code == (subtag or tag)
+
+
+def test_shippo_history_becomes_scans_and_keeps_status_and_substatus():
+    scans = parse_carrier_payload("shippo", payload("shippo_track_updated.json"), T0)
+    assert [s.status for s in scans] == [S.info_received, S.in_transit, S.out_for_delivery]
+    latest = scans[-1]
+    assert latest.raw_code == "TRANSIT/out_for_delivery"
+    assert (latest.carrier, latest.location) == ("usps", "Portland, OR, US")
+    assert str(latest.estimated_delivery) == "2024-01-25"
+
+
+@pytest.mark.parametrize("status, code, ours", [
+    ("DELIVERED", "delivered", S.delivered), ("RETURNED", "", S.returned_to_sender),
+    ("FAILURE", "package_lost", S.exception), ("FAILURE", "delivery_attempted", S.attempt_failed),
+    ("TRANSIT", "pickup_available", S.available_for_pickup), ("TRANSIT", "return_to_sender", S.returning_to_sender),
+    ("UNKNOWN", "", S.unknown), ("LOST_IN_SPACE", "", S.unknown),
+])
+def test_shippo_status_mapping(status, code, ours):
+    body = orjson.loads(payload("shippo_track_updated.json"))
+    body["data"]["tracking_history"] = [{"status": status, "substatus": {"code": code},
+                                         "status_date": "2024-01-25T07:41:00Z"}]
+    (scan,) = parse_carrier_payload("shippo", orjson.dumps(body), T0)
+    assert scan.status is ours
+    assert scan.raw_code.startswith(status)
+
+
+@pytest.mark.parametrize("source, name, mutate, reason", [
+    ("aftership", "aftership_tracking_update.json", lambda b: b.replace(b'"tracking_update"', b'"edd_revise"'),
+     "unsupported_event"),
+    ("aftership", "aftership_tracking_update.json", lambda b: b.replace(b'"slug": "ups",\n', b""), "missing_field"),
+    ("shippo", "shippo_track_updated.json", lambda b: b.replace(b'"tracking_number"', b'"tracking_nr"'),
+     "missing_field"),
+    ("shippo", "shippo_track_updated.json", lambda b: b[:100], "malformed_json"),
+])
+def test_bad_aggregator_payloads_are_rejected_with_a_reason(source, name, mutate, reason):
+    with pytest.raises(InvalidPayload) as caught:
+        parse_carrier_payload(source, mutate(payload(name)), T0)
+    assert caught.value.reason == reason
+
+
+def test_resent_webhooks_keep_their_event_ids():
+    for source, name in (("aftership", "aftership_tracking_update.json"), ("shippo", "shippo_track_updated.json")):
+        first = [s.event_id for s in parse_carrier_payload(source, payload(name), T0)]
+        assert first == [s.event_id for s in parse_carrier_payload(source, payload(name), T0.replace(year=2027))]
