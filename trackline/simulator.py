@@ -1,8 +1,8 @@
 """A seeded generator of realistic order traffic.
 
 Orders are placed, shipped in one or two packages and scanned by carriers through
-EasyPost ``tracker.updated`` webhooks that carry the whole tracking history, as EasyPost
-sends them. Like real traffic it includes webhook retries (duplicates), late webhooks
+EasyPost, AfterShip and Shippo webhooks that carry the whole tracking history, as those
+services send them. Like real traffic it includes webhook retries (duplicates), late webhooks
 with an older history (out of order), scans that arrive before the fulfillment center
 announced the shipment, and a few malformed payloads.
 """
@@ -24,6 +24,14 @@ CARRIERS = [("USPS", "9400{:018d}"), ("UPS", "1Z{:016d}"), ("FedEx", "{:012d}"),
 SERVICE_LEVELS = ["same_day", "one_day", "two_day", "standard", "standard", "standard"]
 CITIES = [("Reno", "NV"), ("Columbus", "OH"), ("Memphis", "TN"), ("Louisville", "KY"),
           ("Dallas", "TX"), ("Atlanta", "GA"), ("Ontario", "CA"), ("Allentown", "PA")]
+# Which aggregator reports a package: most traffic through EasyPost, as in many shops.
+SOURCES = ["easypost", "aftership", "shippo"]
+SOURCE_WEIGHTS = [6, 3, 2]
+AFTERSHIP_TAGS = {"pre_transit": "InfoReceived", "in_transit": "InTransit",
+                  "out_for_delivery": "OutForDelivery", "delivered": "Delivered"}
+SHIPPO_STATUSES = {"pre_transit": ("PRE_TRANSIT", "information_received"),
+                   "in_transit": ("TRANSIT", "package_arrived"),
+                   "out_for_delivery": ("TRANSIT", "out_for_delivery"), "delivered": ("DELIVERED", "delivered")}
 # Simulated journeys run fast: one real second stands for this much carrier time.
 SIM_SPEEDUP = 600
 
@@ -86,6 +94,7 @@ class TrafficSimulator:
     def _package(self, order_id: str, n: int, items: list[dict], shipped_at: float) -> list[Outgoing]:
         r = self.random
         carrier, pattern = r.choice(CARRIERS)
+        source = r.choices(SOURCES, weights=SOURCE_WEIGHTS)[0]
         tracking = pattern.format(r.randrange(10**9, 10**10))
         package_id = f"{order_id}-P{n + 1}"
         shipped = self._fc(shipped_at, order_id, {
@@ -109,7 +118,7 @@ class TrafficSimulator:
                             "message": message, "datetime": _iso(self._when(t)), "source": carrier,
                             "tracking_location": {"object": "TrackingLocation", "city": city,
                                                   "state": state, "country": "US", "zip": None}})
-            sends.append(self._webhook(t, carrier, tracking, status, list(details)))
+            sends.append(self._webhook(t, carrier, tracking, status, list(details), source))
             t += r.uniform(*self.scan_gap)
         for i, send in enumerate(list(sends)):
             if r.random() < self.mix.duplicate:
@@ -118,7 +127,12 @@ class TrafficSimulator:
                 sends.append(self._retry(sends[i - 1], send.due + r.uniform(0.05, 0.5)))
         return out + sends
 
-    def _webhook(self, at: float, carrier: str, tracking: str, status: str, details: list[dict]) -> Outgoing:
+    def _webhook(self, at: float, carrier: str, tracking: str, status: str, details: list[dict],
+                 source: str = "easypost") -> Outgoing:
+        if source == "aftership":
+            return self._aftership(at, carrier, tracking, details)
+        if source == "shippo":
+            return self._shippo(at, carrier, tracking, details)
         when = self._when(at)
         event = {
             "id": f"evt_{self.random.getrandbits(64):016x}", "object": "Event",
@@ -131,6 +145,34 @@ class TrafficSimulator:
                        "tracking_details": details}}
         return self._send(at, topics.CARRIER_SCANS_RAW, tracking.encode(), orjson.dumps(event),
                           [(topics.SOURCE_HEADER, b"easypost")], kind="scan")
+
+    def _aftership(self, at: float, carrier: str, tracking: str, details: list[dict]) -> Outgoing:
+        checkpoints = [{"slug": carrier.lower(), "checkpoint_time": d["datetime"], "tag": AFTERSHIP_TAGS[d["status"]],
+                        "subtag": AFTERSHIP_TAGS[d["status"]] + "_001", "message": d["message"],
+                        "city": d["tracking_location"]["city"], "state": d["tracking_location"]["state"],
+                        "country_region": "USA", "raw_tag": d["status_detail"].upper()[:3]} for d in details]
+        body = {"event": "tracking_update", "event_id": f"{self.random.getrandbits(64):016x}",
+                "is_tracking_first_tag": len(details) == 1, "ts": int(self._when(at).timestamp()),
+                "msg": {"tracking_number": tracking, "slug": carrier.lower(), "tag": checkpoints[-1]["tag"],
+                        "subtag": checkpoints[-1]["subtag"],
+                        "expected_delivery": (self._when(at) + timedelta(days=2)).date().isoformat(),
+                        "checkpoints": checkpoints}}
+        return self._send(at, topics.CARRIER_SCANS_RAW, tracking.encode(), orjson.dumps(body),
+                          [(topics.SOURCE_HEADER, b"aftership")], kind="scan")
+
+    def _shippo(self, at: float, carrier: str, tracking: str, details: list[dict]) -> Outgoing:
+        history = [{"status": SHIPPO_STATUSES[d["status"]][0],
+                    "substatus": {"code": SHIPPO_STATUSES[d["status"]][1], "text": d["message"],
+                                  "action_required": False},
+                    "status_details": d["message"], "status_date": d["datetime"],
+                    "location": {"city": d["tracking_location"]["city"], "state": d["tracking_location"]["state"],
+                                 "zip": None, "country": "US"}} for d in details]
+        body = {"event": "track_updated", "test": False,
+                "data": {"carrier": carrier.lower(), "tracking_number": tracking,
+                         "eta": _iso(self._when(at) + timedelta(days=2)), "tracking_status": history[-1],
+                         "tracking_history": history}}
+        return self._send(at, topics.CARRIER_SCANS_RAW, tracking.encode(), orjson.dumps(body),
+                          [(topics.SOURCE_HEADER, b"shippo")], kind="scan")
 
     def _retry(self, original: Outgoing, at: float) -> Outgoing:
         return self._send(at, original.topic, original.key, original.value, original.headers,

@@ -51,7 +51,7 @@ def test_traffic_is_in_due_order_and_has_the_messy_parts_of_real_traffic():
     assert kinds["fc"] and kinds["scan"]
     for item in items:
         if item.kind == "scan":
-            assert parse_carrier_payload("easypost", item.value, T0)
+            assert parse_carrier_payload(dict(item.headers)[topics.SOURCE_HEADER].decode(), item.value, T0)
         elif item.kind == "fc":
             parse_fulfillment_event(item.value)
 
@@ -68,3 +68,8 @@ def test_some_scans_come_before_their_shipment_is_announced():
         if item.kind == "scan" and item.due < shipped_at.get(item.key.decode(), -1):
             early += 1
     assert early > 0
+
+
+def test_traffic_comes_from_every_supported_aggregator():
+    sources = Counter(dict(i.headers)[topics.SOURCE_HEADER] for i in traffic(7) if i.kind == "scan")
+    assert set(sources) == {b"easypost", b"aftership", b"shippo"}
