@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from models.carriers import aftership, easypost, shippo
+from models.carriers import aftership, easypost, generic, shippo
 from models.errors import InvalidPayload
 from models.events import CarrierScan
 
@@ -18,6 +18,7 @@ ADAPTERS: dict[str, Callable[[bytes, datetime], list[CarrierScan]]] = {
     "easypost": easypost.parse,
     "aftership": aftership.parse,
     "shippo": shippo.parse,
+    "generic": generic.parse,
 }
 
 

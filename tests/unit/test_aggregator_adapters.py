@@ -85,3 +85,23 @@ def test_resent_webhooks_keep_their_event_ids():
     for source, name in (("aftership", "aftership_tracking_update.json"), ("shippo", "shippo_track_updated.json")):
         first = [s.event_id for s in parse_carrier_payload(source, payload(name), T0)]
         assert first == [s.event_id for s in parse_carrier_payload(source, payload(name), T0.replace(year=2027))]
+
+
+GENERIC = {"carrier": "Acme Courier", "tracking_number": "AC1234567", "estimated_delivery": "2026-11-05",
+           "events": [{"status": "picked_up", "code": "PU", "message": "Picked up",
+                       "occurred_at": "2026-11-03T08:00:00Z"},
+                      {"status": "", "code": "XZ9", "message": "Sorting delay", "occurred_at": "2026-11-03T20:00:00Z",
+                       "location": "Reno, NV"}]}
+
+
+def test_generic_carrier_json_maps_known_statuses_and_keeps_unknown_codes():
+    scans = parse_carrier_payload("generic", orjson.dumps(GENERIC), T0)
+    assert [(s.status, s.raw_code) for s in scans] == [(S.picked_up, "PU"), (S.unknown, "XZ9")]
+    assert scans[1].carrier == "acmecourier" and scans[1].location == "Reno, NV"
+    assert str(scans[0].estimated_delivery) == "2026-11-05"
+
+
+def test_generic_carrier_json_without_events_is_rejected():
+    with pytest.raises(InvalidPayload) as caught:
+        parse_carrier_payload("generic", orjson.dumps({**GENERIC, "events": None}), T0)
+    assert caught.value.reason == "missing_field"
