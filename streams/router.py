@@ -7,13 +7,14 @@ came before their link. Each stream event is a batch of records of one partition
 
 from __future__ import annotations
 
+from collections import defaultdict
 from datetime import datetime, timezone
 from typing import Any
 
 import faust
 
 from models import topics
-from models.carriers import parse_carrier_payload
+from models.carriers import canonical, parse_carrier_payload
 from models.effects import TrackingLink
 from models.errors import InvalidPayload
 from models.events import CarrierScan
@@ -40,7 +41,11 @@ def register(app: faust.App, ch: Channels) -> None:
                 except InvalidPayload as error:
                     await send_to_dlq(ch.dlq, record, error)
                     continue
-                key = record.key or (incoming[0].tracking_number.encode() if incoming else b"")
+                key = record.key or b""
+                if record.topic == topics.CARRIER_SCANS_RAW:
+                    incoming = await _rekey_foreign(ch, key, incoming)  # type: ignore[arg-type]
+                    if not incoming:
+                        continue
                 entry = entries.get(key)
                 if entry is None:
                     stored = tracking.get(key)
@@ -60,6 +65,21 @@ def register(app: faust.App, ch: Channels) -> None:
             await app.producer.flush()
             await write_table(app, tracking, batches.current_event.message.partition,
                               {key: entries[key].model_dump_json().encode() for key in changed})
+
+
+async def _rekey_foreign(ch: Channels, key: bytes, scans: list[CarrierScan]) -> list[CarrierScan]:
+    """Keep the scans of this message's tracking number; send the others to their own key."""
+    foreign: dict[str, list[CarrierScan]] = defaultdict(list)
+    own = []
+    for scan in scans:
+        if scan.tracking_number.encode() == key:
+            own.append(scan)
+        else:
+            foreign[scan.tracking_number].append(scan)
+    for tracking_number, group in foreign.items():
+        await ch.carrier_scans.send(key=tracking_number.encode(), value=canonical.dump(group),
+                                    headers=[(topics.SOURCE_HEADER, canonical.SOURCE.encode())])
+    return own
 
 
 def _decode(record: Any) -> list[TrackingLink] | list[CarrierScan]:

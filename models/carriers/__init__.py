@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from models.carriers import aftership, easypost, generic, shippo
+from models.carriers import aftership, canonical, easypost, generic, shippo, x12_214
 from models.errors import InvalidPayload
 from models.events import CarrierScan
 
@@ -19,6 +19,8 @@ ADAPTERS: dict[str, Callable[[bytes, datetime], list[CarrierScan]]] = {
     "aftership": aftership.parse,
     "shippo": shippo.parse,
     "generic": generic.parse,
+    "x12-214": x12_214.parse,
+    canonical.SOURCE: canonical.parse,
 }
 
 

@@ -85,6 +85,13 @@ def finished(tmp_path_factory) -> dict:
                 shipped("ORD-A", "ORD-A-P1", "UPS", "1ZA1", ["SKU-1"]),
                 webhook("UPS", "1ZA1", 1), webhook("UPS", "1ZA1", 2), webhook("UPS", "1ZA1", 2),
                 placed("ORD-B", ["SKU-9"]),
+                # An LTL carrier's X12 214 interchange reporting two shipments of ORD-C.
+                placed("ORD-C", ["SKU-3", "SKU-4"]),
+                shipped("ORD-C", "ORD-C-P1", "ODFL", "PRO7731001", ["SKU-3"]),
+                shipped("ORD-C", "ORD-C-P2", "ODFL", "PRO7731002", ["SKU-4"]),
+                (topics.CARRIER_SCANS_RAW, b"ISA-000000101",
+                 (Path(__file__).parents[1] / "payloads" / "x12_214_two_shipments.edi").read_bytes(),
+                 [(topics.SOURCE_HEADER, b"x12-214")]),
                 fc({"type": "order_cancelled", "event_id": "ORD-B-cancel", "order_id": "ORD-B",
                     "occurred_at": "2026-11-02T09:00:00Z", "reason": "customer request"}),
                 *BAD,
@@ -97,12 +104,12 @@ def finished(tmp_path_factory) -> dict:
                 webhook("UPS", "1ZA1", 3),  # a late retry of an older webhook
                 webhook("USPS", "9400A2", 4, later_hours=3),
             ])
-            run.wait_for(lambda: len(run.delivered()) >= 8, 90, "all eight notifications")
+            run.wait_for(lambda: len(run.delivered()) >= 13, 90, "all thirteen notifications")
             # The same command delivered twice by Kafka reaches the customer once.
             first = run.delivered()[0]
             produce(run.bootstrap, [(topics.NOTIFICATIONS, first["order_id"].encode(), orjson.dumps(first), [])])
             time.sleep(4)
-            lookups = {order_id: run.lookup(order_id) for order_id in ("ORD-A", "ORD-B", "ORD-NOPE")}
+            lookups = {order_id: run.lookup(order_id) for order_id in ("ORD-A", "ORD-B", "ORD-C", "ORD-NOPE")}
             run.stop("worker", "notifier", "sink")
             return {
                 "delivered": run.delivered(),
@@ -128,6 +135,9 @@ def test_customers_get_exactly_the_milestones_that_happened(finished):
         ("ORD-A", "ORD-A-P1", "shipped"): 1, ("ORD-A", "ORD-A-P2", "shipped"): 1,
         ("ORD-A", "ORD-A-P1", "out_for_delivery"): 1, ("ORD-A", "ORD-A-P1", "delivered"): 1,
         ("ORD-A", "ORD-A-P2", "out_for_delivery"): 1, ("ORD-A", "ORD-A-P2", "delivered"): 1,
+        ("ORD-C", "", "order_confirmed"): 1, ("ORD-C", "ORD-C-P1", "shipped"): 1,
+        ("ORD-C", "ORD-C-P2", "shipped"): 1, ("ORD-C", "ORD-C-P1", "out_for_delivery"): 1,
+        ("ORD-C", "ORD-C-P1", "delivered"): 1,
     })
 
 
@@ -136,7 +146,7 @@ def test_shipped_notification_carries_carrier_tracking_number_and_link(finished)
                       if c["type"] == "shipped" and c["package_id"] == "ORD-A-P1")
     assert (shipped_p1["carrier"], shipped_p1["tracking_number"]) == ("ups", "1ZA1")
     assert shipped_p1["tracking_url"].endswith("1ZA1")
-    delivered = next(c for c in finished["delivered"] if c["type"] == "delivered")
+    delivered = next(c for c in finished["delivered"] if c["type"] == "delivered" and c["order_id"] == "ORD-A")
     assert delivered["location"].startswith("Reno")
 
 
@@ -170,7 +180,7 @@ def test_every_ops_dashboard_panel_shows_data(finished):
     for title, rows in finished["panels"].items():
         assert rows, f"panel {title!r} would show No data"
     orders = {r["status"]: r["orders"] for r in finished["panels"]["Orders by current status"]}
-    assert orders == {"delivered": 1, "cancelled": 1}
+    assert orders == {"delivered": 1, "cancelled": 1, "partially_delivered": 1}
 
 
 def test_support_looks_up_an_order_on_the_worker(finished):
@@ -185,3 +195,10 @@ def test_support_looks_up_an_order_on_the_worker(finished):
     assert finished["lookups"]["ORD-B"][1]["status"] == "cancelled"
     status, error = finished["lookups"]["ORD-NOPE"]
     assert status == 404 and error["error"] == "order not found"
+
+
+def test_one_x12_interchange_updates_each_of_its_shipments(finished):
+    status, order = finished["lookups"]["ORD-C"]
+    assert status == 200 and order["status"] == "partially_delivered"
+    packages = {p["package_id"]: p["status"] for p in order["packages"]}
+    assert packages == {"ORD-C-P1": "delivered", "ORD-C-P2": "attempt_failed"}

@@ -105,3 +105,25 @@ def test_generic_carrier_json_without_events_is_rejected():
     with pytest.raises(InvalidPayload) as caught:
         parse_carrier_payload("generic", orjson.dumps({**GENERIC, "events": None}), T0)
     assert caught.value.reason == "missing_field"
+
+
+def test_x12_214_interchange_with_two_shipments():
+    scans = parse_carrier_payload("x12-214", payload("x12_214_two_shipments.edi"), T0)
+    assert [(s.tracking_number, s.status, s.raw_code) for s in scans] == [
+        ("PRO7731001", S.out_for_delivery, "X6/NS"), ("PRO7731001", S.delivered, "D1/NS"),
+        ("PRO7731002", S.attempt_failed, "AH/A1")]
+    assert scans[1].occurred_at.isoformat() == "2024-01-24T13:40:00-05:00"
+    assert scans[2].occurred_at.isoformat() == "2024-01-24T16:10:00-06:00"
+    assert (scans[0].carrier, scans[0].location) == ("odfl", "COLUMBUS, OH, US")
+
+
+@pytest.mark.parametrize("mutate, reason", [
+    (lambda b: b.replace(b"ST*214*0002~", b"ST*210*0002~"), "unsupported_event"),
+    (lambda b: b[: b.index(b"SE*6")], "malformed_x12"),
+    (lambda b: b"GS*QM*ODFL~", "malformed_x12"),
+    (lambda b: b.replace(b"20240124*1610", b"2024-01-24*1610"), "invalid_field"),
+])
+def test_bad_x12_is_rejected_with_a_reason(mutate, reason):
+    with pytest.raises(InvalidPayload) as caught:
+        parse_carrier_payload("x12-214", mutate(payload("x12_214_two_shipments.edi")), T0)
+    assert caught.value.reason == reason
