@@ -112,8 +112,8 @@ def test_x12_214_interchange_with_two_shipments():
     assert [(s.tracking_number, s.status, s.raw_code) for s in scans] == [
         ("PRO7731001", S.out_for_delivery, "X6/NS"), ("PRO7731001", S.delivered, "D1/NS"),
         ("PRO7731002", S.attempt_failed, "AH/A1")]
-    assert scans[1].occurred_at.isoformat() == "2024-01-24T13:40:00-05:00"
-    assert scans[2].occurred_at.isoformat() == "2024-01-24T16:10:00-06:00"
+    assert scans[1].occurred_at.isoformat() == "2026-11-03T13:40:00-05:00"
+    assert scans[2].occurred_at.isoformat() == "2026-11-03T16:10:00-06:00"
     assert (scans[0].carrier, scans[0].location) == ("odfl", "COLUMBUS, OH, US")
 
 
@@ -121,7 +121,7 @@ def test_x12_214_interchange_with_two_shipments():
     (lambda b: b.replace(b"ST*214*0002~", b"ST*210*0002~"), "unsupported_event"),
     (lambda b: b[: b.index(b"SE*6")], "malformed_x12"),
     (lambda b: b"GS*QM*ODFL~", "malformed_x12"),
-    (lambda b: b.replace(b"20240124*1610", b"2024-01-24*1610"), "invalid_field"),
+    (lambda b: b.replace(b"20261103*1610", b"2026-11-03*1610"), "invalid_field"),
 ])
 def test_bad_x12_is_rejected_with_a_reason(mutate, reason):
     with pytest.raises(InvalidPayload) as caught:
