@@ -17,6 +17,11 @@ class Contract(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
 
+class FulfillmentContract(Contract):
+    # Set by trackline from the Kafka record's timestamp; producers leave it out.
+    ingested_at: datetime | None = Field(default=None, description="set by trackline; producers omit it")
+
+
 class ServiceLevel(StrEnum):
     same_day = "same_day"
     one_day = "one_day"
@@ -46,7 +51,7 @@ class OrderItem(Contract):
     description: str = ""
 
 
-class OrderPlaced(Contract):
+class OrderPlaced(FulfillmentContract):
     """The order-management system accepted an order."""
 
     type: Literal["order_placed"] = "order_placed"
@@ -62,7 +67,7 @@ class OrderPlaced(Contract):
     items: list[OrderItem] = Field(min_length=1)
 
 
-class PackageShipped(Contract):
+class PackageShipped(FulfillmentContract):
     """A fulfillment center handed a package to a carrier."""
 
     type: Literal["package_shipped"] = "package_shipped"
@@ -76,7 +81,7 @@ class PackageShipped(Contract):
     skus: list[str] = Field(default_factory=list)  # empty: the whole order is in this package
 
 
-class OrderCancelled(Contract):
+class OrderCancelled(FulfillmentContract):
     type: Literal["order_cancelled"] = "order_cancelled"
     event_id: str = Field(min_length=1)
     order_id: str = Field(min_length=1)

@@ -239,7 +239,7 @@ def _notify(state: OrderState, effects: list[Effect], type_: NotificationType, e
 
 
 def _ingested_at(event: Event) -> datetime:
-    return event.ingested_at if isinstance(event, CarrierScan) else event.occurred_at
+    return event.ingested_at or event.occurred_at
 
 
 def _event_record(event: Event) -> HistoryRecord:

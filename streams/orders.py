@@ -6,6 +6,7 @@ from the table once, has all its events applied, and is written back once.
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Any
 
 import faust
@@ -55,7 +56,8 @@ def register(app: faust.App, ch: Channels) -> None:
 
 def _decode(record: Any) -> list[Event]:
     if record.topic == topics.FC_EVENTS:
-        return [parse_fulfillment_event(record.value or b"")]
+        event = parse_fulfillment_event(record.value or b"")
+        return [event.model_copy(update={"ingested_at": datetime.fromtimestamp(record.timestamp / 1000, timezone.utc)})]
     try:
         return list(order_events_batch_adapter.validate_json(record.value or b""))
     except ValidationError as exc:  # only our own router writes here: a bug, not bad input

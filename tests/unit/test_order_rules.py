@@ -138,3 +138,10 @@ def test_apply_never_changes_the_state_it_was_given():
     for event in HAPPY_PATH[3:] + [shipped(package="P2", tracking="T2")]:
         apply(state, event)
     assert state == before
+
+
+def test_commands_carry_when_trackline_saw_the_event_that_caused_them():
+    seen_at = at(3)
+    _, effects = run([placed().model_copy(update={"ingested_at": seen_at})])
+    (command,) = [e for e in effects if isinstance(e, NotificationCommand)]
+    assert command.caused_by_ingested_at == seen_at and command.occurred_at == at(0)
