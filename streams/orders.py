@@ -6,6 +6,7 @@ from the table once, has all its events applied, and is written back once.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from datetime import datetime, timezone
 from typing import Any
 
@@ -29,6 +30,11 @@ def register(app: faust.App, ch: Channels) -> None:
     partitions = app.conf.topic_partitions
     orders = app.Table("orders", default=None, key_type=bytes, value_type=bytes, partitions=partitions)
     lookup.register(app, orders)
+    decoded = DecodedStates(orders)
+
+    @app.on_partitions_revoked.connect
+    async def forget_decoded_states(*args: Any, **kwargs: Any) -> None:
+        decoded.clear()  # another worker may change them now
 
     @app.agent(ch.orders_input, name="order-tracker")
     async def track_orders(batches: faust.StreamT) -> None:
@@ -39,10 +45,7 @@ def register(app: faust.App, ch: Channels) -> None:
                     events.extend(_decode(record))
                 except InvalidPayload as error:
                     await send_to_dlq(ch.dlq, record, error)
-            states: dict[str, OrderState | None] = {}
-            for order_id in {event.order_id for event in events}:
-                stored = orders.get(order_id.encode())
-                states[order_id] = OrderState.model_validate_json(stored) if stored else None
+            states = decoded.take({event.order_id for event in events})
             changed, effects = apply_batch(states, events)
             # Effects reach the broker before the state that remembers them is stored:
             # a crash in between replays the batch and re-emits the same command ids,
@@ -52,6 +55,42 @@ def register(app: faust.App, ch: Channels) -> None:
             await write_table(app, orders, batches.current_event.message.partition,
                               {order_id.encode(): state.model_dump_json().encode()
                                for order_id, state in changed.items()})
+            decoded.keep(states)
+
+
+class DecodedStates:
+    """The order states this worker stored last, kept decoded for the next batch.
+
+    A batch takes its states out and they come back only once stored, so a failed batch
+    leaves nothing half-applied here. Valid only while this worker owns the partitions:
+    cleared at every revocation.
+    """
+
+    LIMIT = 20_000
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+        self.states: OrderedDict[str, OrderState] = OrderedDict()
+
+    def take(self, order_ids: set[str]) -> dict[str, OrderState | None]:
+        taken: dict[str, OrderState | None] = {}
+        for order_id in order_ids:
+            state = self.states.pop(order_id, None)
+            if state is None:
+                stored = self.table.get(order_id.encode())
+                state = OrderState.model_validate_json(stored) if stored else None
+            taken[order_id] = state
+        return taken
+
+    def keep(self, states: dict[str, OrderState | None]) -> None:
+        for order_id, state in states.items():
+            if state is not None:
+                self.states[order_id] = state
+        while len(self.states) > self.LIMIT:
+            self.states.popitem(last=False)
+
+    def clear(self) -> None:
+        self.states.clear()
 
 
 def _decode(record: Any) -> list[Event]:
