@@ -144,7 +144,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from trackline.bench import run_bench
 
     settings = _settings(args)
-    return run_bench(settings, scans=args.scans, orders=args.orders, only=args.only)
+    return run_bench(settings, scans=args.scans, orders=args.orders, only=args.only,
+                     latency_rate=args.latency_rate)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -189,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scans", type=int, default=100_000)
     p.add_argument("--orders", type=int, default=10_000)
     p.add_argument("--only", action="append", help="run only these contenders")
+    p.add_argument("--latency-rate", type=float, help="scans/s for the latency run (default: half the measured rate)")
     p.set_defaults(func=cmd_bench)
     return parser
 
