@@ -13,7 +13,7 @@ BULK_TOPICS = {topics.FC_EVENTS, topics.CARRIER_SCANS_RAW, topics.TRACKING_LINKS
 
 
 def create_app(settings: Settings, bootstrap: str, tansu: bool = False) -> faust.App:
-    scheme = bulk_transport(BULK_TOPICS)
+    scheme = bulk_transport(BULK_TOPICS, tansu_bootstrap=bootstrap if tansu else None)
     app = faust.App(
         "trackline",
         broker=f"{scheme}://{bootstrap}",

@@ -16,6 +16,7 @@ at-least-once: a crash replays at most the batches not yet acked.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
@@ -65,6 +66,17 @@ class ConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
 
 class BulkConsumer(aiokafka_driver.Consumer):
     bulk_topics: ClassVar[frozenset[str]] = frozenset()
+    tansu_bootstrap: ClassVar[str | None] = None
+
+    async def highwaters(self, *partitions: TP) -> Any:
+        """End offsets for table recovery. Tansu reports the last record batch's first
+        offset + 1, so recovery would stop short of the batch's other records: on Tansu
+        the true end is found by reading that last batch."""
+        reported = await super().highwaters(*partitions)
+        if not self.tansu_bootstrap:
+            return reported
+        return await asyncio.get_running_loop().run_in_executor(
+            None, true_end_offsets, self.tansu_bootstrap, dict(reported))
 
     def _new_consumer_thread(self) -> ConsumerThread:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -110,11 +122,38 @@ class BulkConsumer(aiokafka_driver.Consumer):
         return highest + 1
 
 
-def bulk_transport(topics: set[str]) -> str:
+def true_end_offsets(bootstrap: str, reported: dict[TP, int]) -> dict[TP, int]:
+    from confluent_kafka import Consumer as KafkaConsumer
+    from confluent_kafka import TopicPartition
+
+    ends = dict(reported)
+    start = {tp: offset - 1 for tp, offset in reported.items() if offset and offset > 0}
+    if not start:
+        return ends
+    reader = KafkaConsumer({"bootstrap.servers": bootstrap, "group.id": "trackline-highwater-probe",
+                            "enable.auto.commit": False})
+    try:
+        reader.assign([TopicPartition(tp.topic, tp.partition, offset) for tp, offset in start.items()])
+        quiet = 0
+        while quiet < 2:
+            messages = reader.consume(10000, timeout=0.5)
+            quiet = 0 if messages else quiet + 1
+            for m in messages:
+                if not m.error():
+                    tp = TP(m.topic(), m.partition())
+                    ends[tp] = max(ends[tp], m.offset() + 1)
+    finally:
+        reader.close()
+    return ends
+
+
+def bulk_transport(topics: set[str], tansu_bootstrap: str | None = None) -> str:
     """Register a transport that batches ``topics``; returns its URL scheme."""
+    tansu_bootstrap_ = tansu_bootstrap
 
     class Consumer(BulkConsumer):
         bulk_topics = frozenset(topics)
+        tansu_bootstrap = tansu_bootstrap_
 
     class Transport(aiokafka_driver.Transport):
         pass

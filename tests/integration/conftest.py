@@ -34,10 +34,13 @@ class Pipeline:
 
     def start(self, *names: str) -> Pipeline:
         for name in names:
-            extra = ["--web-port", str(self.web_port)] if name == "worker" else []
+            command = name.split("-")[0]  # "worker-2": a second worker process
+            port = self.web_port if name == "worker" else free_port()
+            extra = ["--web-port", str(port)] if command == "worker" else []
             self.processes[name] = subprocess.Popen(
-                [sys.executable, "-m", "trackline", name, "--kafka", self.bootstrap,
-                 "--data-dir", str(self.data_dir), "--partitions", str(PARTITIONS),
+                [sys.executable, "-m", "trackline", command, "--kafka", self.bootstrap,
+                 "--data-dir", str(self.data_dir / name if command == "worker" else self.data_dir),
+                 "--partitions", str(PARTITIONS),
                  "--log-level", "info", *extra],
                 stdout=open(self.logs / f"{name}.log", "ab"), stderr=subprocess.STDOUT,
             )

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 
+import orjson
 import pytest
 
 from tests.integration.conftest import produce
@@ -30,3 +32,49 @@ def test_kill_9_and_restart_loses_and_repeats_nothing(pipeline):
     assert {c["command_id"] for c in delivered} == set(expected)
     by_type = Counter(c["type"] for c in delivered)
     assert by_type == Counter(command.type.value for command in expected.values())
+
+
+def commands_on_topic(bootstrap: str) -> Counter:
+    """Every command id the workers produced, duplicates included."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from models import topics
+    from tests.integration.conftest import PARTITIONS
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "test-read-commands"})
+    consumer.assign([TopicPartition(topics.NOTIFICATIONS, p, 0) for p in range(PARTITIONS)])
+    ids: Counter = Counter()
+    quiet = 0
+    while quiet < 3:
+        messages = consumer.consume(10000, timeout=1.0)
+        quiet = 0 if messages else quiet + 1
+        ids.update(orjson.loads(m.value())["command_id"] for m in messages if not m.error())
+    consumer.close()
+    return ids
+
+
+def test_partitions_moving_between_workers_and_back_keep_state_exact(pipeline):
+    traffic = list(TrafficSimulator(seed=12).stream(orders_per_second=10, duration=30))
+    half = len(traffic) // 2
+    first, second = traffic[:half], traffic[half:]
+    as_messages = [(m.topic, m.key, m.value, m.headers) for m in traffic]
+    expected = expected_notifications(traffic)
+
+    pipeline.start("worker", "notifier")
+    produce(pipeline.bootstrap, as_messages[:half])
+    pipeline.wait_for(lambda: len(pipeline.delivered()) >= len(expected_notifications(first)), 120, "first half")
+    pipeline.start("worker-2")  # the group rebalances: some partitions move to worker-2
+    log = pipeline.logs / "worker-2.log"
+    pipeline.wait_for(lambda: "Seek stream partitions" in log.read_text(), 60, "worker-2 to take partitions")
+    produce(pipeline.bootstrap, as_messages[half:])
+    pipeline.wait_for(lambda: len(pipeline.delivered()) >= len(expected), 180, "every command")
+    pipeline.stop("worker-2")  # its partitions come back to the first worker
+    time.sleep(12)
+    # Carriers resend the second half; the first worker must know worker-2 applied it.
+    produce(pipeline.bootstrap, [(m.topic, m.key, m.value, m.headers) for m in second if m.kind == "scan"])
+    time.sleep(10)
+
+    assert {c["command_id"] for c in pipeline.delivered()} == set(expected)
+    produced = commands_on_topic(pipeline.bootstrap)
+    assert set(produced) == set(expected)
+    assert [i for i, n in produced.items() if n > 1] == [], "a command was produced again after the move"
