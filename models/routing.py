@@ -50,3 +50,31 @@ def link_tracking(entry: TrackingEntry, link: TrackingLink) -> tuple[TrackingEnt
     matched = [s.model_copy(update={"order_id": link.order_id, "package_id": link.package_id})
                for s in sorted(released, key=lambda s: s.occurred_at)]
     return entry, matched
+
+
+def update_entry(entry: TrackingEntry, item: TrackingLink | CarrierScan
+                 ) -> tuple[TrackingEntry, list[CarrierScan], bool]:
+    """Apply a link or a scan: the entry, the scans now matched, and whether the entry changed."""
+    if isinstance(item, TrackingLink):
+        entry, released = link_tracking(entry, item)
+        return entry, released, True
+    entry, matched = route_scan(entry, item)
+    return entry, matched, not matched  # a scan changes the entry only when it is held
+
+
+def split_by_tracking_number(key: str, scans: list[CarrierScan]
+                             ) -> tuple[list[CarrierScan], dict[str, list[CarrierScan]]]:
+    """The scans of the message key's tracking number, and the others by their own number.
+
+    A message reports one tracking number under its key, except an interchange of several
+    shipments or a producer that keyed it otherwise: those scans must be matched where
+    their own tracking number lives.
+    """
+    own: list[CarrierScan] = []
+    foreign: dict[str, list[CarrierScan]] = {}
+    for scan in scans:
+        if scan.tracking_number == key:
+            own.append(scan)
+        else:
+            foreign.setdefault(scan.tracking_number, []).append(scan)
+    return own, foreign

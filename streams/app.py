@@ -46,7 +46,7 @@ def create_app(settings: Settings, bootstrap: str, tansu: bool = False) -> faust
     )
     from streams import orders, router
 
-    channels = declare_topics(app)
+    channels = Channels(app)
     router.register(app, channels)
     orders.register(app, channels)
     return app
@@ -61,16 +61,11 @@ class Channels:
         def batched_topic(*names: str) -> faust.TopicT:
             return app.topic(*names, key_serializer="raw", value_serializer=RECORD_BATCH)
 
-        self.fc_events = raw_topic(topics.FC_EVENTS)
+        # Faust-path outputs for the few records that need headers or come one at a time;
+        # bulk output goes through streams.batch_io.
         self.carrier_scans = raw_topic(topics.CARRIER_SCANS_RAW)
         self.tracking_links = raw_topic(topics.TRACKING_LINKS)
-        self.order_events = raw_topic(topics.ORDER_EVENTS)
-        self.notifications = raw_topic(topics.NOTIFICATIONS)
-        self.history = raw_topic(topics.HISTORY)
         self.dlq = raw_topic(topics.DLQ)
         self.router_input = batched_topic(topics.CARRIER_SCANS_RAW, topics.TRACKING_LINKS)
         self.orders_input = batched_topic(topics.FC_EVENTS, topics.ORDER_EVENTS)
 
-
-def declare_topics(app: faust.App) -> Channels:
-    return Channels(app)

@@ -49,6 +49,24 @@ async def send_keyed(app: faust.App, topic: str, partitions: int, keyed: Iterabl
         await send_records(app, topic, partition, records)
 
 
+ENVELOPE_MAX = 1000  # documents per message on internal topics: amortises per-message cost
+
+
+async def send_envelopes(app: faust.App, topic: str, partitions: int, keyed: Iterable[tuple[str, bytes]]) -> None:
+    """Send JSON documents as JSON arrays, one message per destination partition.
+
+    Each document goes to the partition its key would go to on its own, so a consumer
+    that owns that partition owns every key inside the envelope.
+    """
+    buckets: dict[int, list[bytes]] = defaultdict(list)
+    for key, document in keyed:
+        buckets[partition_for(key, partitions)].append(document)
+    for partition, documents in buckets.items():
+        envelopes: list[Record] = [(None, b"[" + b",".join(documents[i:i + ENVELOPE_MAX]) + b"]")
+                                   for i in range(0, len(documents), ENVELOPE_MAX)]
+        await send_records(app, topic, partition, envelopes)
+
+
 async def write_table(app: faust.App, table: Any, partition: int, items: dict[bytes, bytes]) -> None:
     """``table[key] = value`` for many keys of one partition, inside stream iteration."""
     if not items:

@@ -23,14 +23,9 @@ from typing import Any, ClassVar
 from faust.serializers.codecs import Codec
 from faust.transport import drivers
 from faust.transport.drivers import aiokafka as aiokafka_driver
-from faust.transport.producer import ProducerBuffer
 from faust.types import TP, ConsumerMessage, Message
 
 SCHEME = "trackline-kafka"
-
-# Table writes queue here before their changelog send; Faust's default of 100 makes
-# every incoming message wait for the queue to drain, one message at a time.
-ProducerBuffer.max_messages = 20_000
 
 
 class RecordBatchCodec(Codec):

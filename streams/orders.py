@@ -21,9 +21,8 @@ from models.fulfillment import parse_fulfillment_event
 from models.order import Event, OrderState, apply_batch
 from streams import lookup
 from streams.app import Channels
-from streams.batch_io import send_keyed, write_table
+from streams.batch_io import send_envelopes, send_keyed, write_table
 from streams.dead_letters import send_to_dlq
-from streams.partitioning import send_envelopes
 
 
 def register(app: faust.App, ch: Channels) -> None:
@@ -115,4 +114,4 @@ async def _publish(app: faust.App, ch: Channels, effects: list[Effect], partitio
             await ch.tracking_links.send(key=effect.tracking_number.encode(),
                                          value=effect.model_dump_json().encode())
     await send_keyed(app, topics.NOTIFICATIONS, partitions, notifications)
-    await send_envelopes(ch.history, history, partitions)
+    await send_envelopes(app, topics.HISTORY, partitions, history)

@@ -7,7 +7,6 @@ came before their link. Each stream event is a batch of records of one partition
 
 from __future__ import annotations
 
-from collections import defaultdict
 from datetime import datetime, timezone
 from typing import Any
 
@@ -18,11 +17,10 @@ from models.carriers import canonical, parse_carrier_payload
 from models.effects import TrackingLink
 from models.errors import InvalidPayload
 from models.events import CarrierScan
-from models.routing import TrackingEntry, link_tracking, route_scan
+from models.routing import TrackingEntry, split_by_tracking_number, update_entry
 from streams.app import Channels
-from streams.batch_io import write_table
+from streams.batch_io import send_envelopes, write_table
 from streams.dead_letters import header, send_to_dlq
-from streams.partitioning import send_envelopes
 
 
 def register(app: faust.App, ch: Channels) -> None:
@@ -51,17 +49,13 @@ def register(app: faust.App, ch: Channels) -> None:
                     stored = tracking.get(key)
                     entry = entries[key] = TrackingEntry.model_validate_json(stored) if stored else TrackingEntry()
                 for item in incoming:
-                    if isinstance(item, TrackingLink):
-                        entry, released = link_tracking(entry, item)
+                    entry, released, entry_changed = update_entry(entry, item)
+                    if entry_changed:
                         changed.add(key)
-                    else:
-                        entry, released = route_scan(entry, item)
-                        if not released:
-                            changed.add(key)
                     matched.extend(released)
             # Matched scans reach the broker before the entries that released them are stored.
-            await send_envelopes(
-                ch.order_events, ((scan.order_id, scan.model_dump_json().encode()) for scan in matched), partitions)
+            await send_envelopes(app, topics.ORDER_EVENTS, partitions,
+                                 ((scan.order_id, scan.model_dump_json().encode()) for scan in matched))
             await app.producer.flush()
             await write_table(app, tracking, batches.current_event.message.partition,
                               {key: entries[key].model_dump_json().encode() for key in changed})
@@ -69,13 +63,7 @@ def register(app: faust.App, ch: Channels) -> None:
 
 async def _rekey_foreign(ch: Channels, key: bytes, scans: list[CarrierScan]) -> list[CarrierScan]:
     """Keep the scans of this message's tracking number; send the others to their own key."""
-    foreign: dict[str, list[CarrierScan]] = defaultdict(list)
-    own = []
-    for scan in scans:
-        if scan.tracking_number.encode() == key:
-            own.append(scan)
-        else:
-            foreign[scan.tracking_number].append(scan)
+    own, foreign = split_by_tracking_number(key.decode(errors="replace"), scans)
     for tracking_number, group in foreign.items():
         await ch.carrier_scans.send(key=tracking_number.encode(), value=canonical.dump(group),
                                     headers=[(topics.SOURCE_HEADER, canonical.SOURCE.encode())])

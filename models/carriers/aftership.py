@@ -28,7 +28,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from models.carriers.json_fields import load_object, parse_date, parse_time, required, required_object
+from models.carriers.json_fields import (
+    load_object,
+    objects,
+    parse_date,
+    parse_time,
+    place,
+    required,
+    required_object,
+)
 from models.effects import stable_id
 from models.errors import InvalidPayload
 from models.events import CarrierScan, PackageStatus, normalize_carrier
@@ -65,27 +73,23 @@ def parse(raw: bytes, ingested_at: datetime) -> list[CarrierScan]:
     number = str(required(tracking, "tracking_number", "msg"))
     carrier = normalize_carrier(str(required(tracking, "slug", "msg")))
     estimate = parse_date(tracking.get("expected_delivery"), "msg.expected_delivery")
-    checkpoints = tracking.get("checkpoints") or []
-    if not isinstance(checkpoints, list):
-        raise InvalidPayload("invalid_field", "msg.checkpoints must be a list")
+    checkpoints = objects(tracking.get("checkpoints"), "msg.checkpoints")
     if not checkpoints:
         checkpoints = [{"tag": required(tracking, "tag", "msg"), "subtag": tracking.get("subtag"),
                         "checkpoint_time": tracking.get("updated_at") or required(body, "ts", "body")}]
     return [_scan(c, i, carrier, number, estimate, ingested_at) for i, c in enumerate(checkpoints)]
 
 
-def _scan(checkpoint: Any, index: int, carrier: str, number: str, estimate: Any,
+def _scan(checkpoint: dict[str, Any], index: int, carrier: str, number: str, estimate: Any,
           ingested_at: datetime) -> CarrierScan:
     where = f"msg.checkpoints[{index}]"
-    if not isinstance(checkpoint, dict):
-        raise InvalidPayload("invalid_field", f"{where} must be an object")
     tag = str(required(checkpoint, "tag", where))
     subtag = str(checkpoint.get("subtag") or "")
     time_value = checkpoint.get("checkpoint_time")
     occurred_at = (datetime.fromtimestamp(time_value, ingested_at.tzinfo) if isinstance(time_value, int)
                    else parse_time(required(checkpoint, "checkpoint_time", where), f"{where}.checkpoint_time"))
     message = str(checkpoint.get("message") or "")
-    location = ", ".join(str(checkpoint[k]) for k in ("city", "state", "country_region") if checkpoint.get(k))
+    location = place(checkpoint, ("city", "state", "country_region"))
     return CarrierScan(
         event_id=stable_id(SOURCE, carrier, number, occurred_at.isoformat(), tag, subtag, message),
         source=SOURCE, carrier=carrier, tracking_number=number, status=status_for(tag, subtag),

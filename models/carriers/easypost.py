@@ -28,8 +28,10 @@ from typing import Any
 
 from models.carriers.json_fields import (
     load_object,
+    objects,
     parse_date,
     parse_time,
+    place,
     required,
     required_object,
 )
@@ -61,9 +63,7 @@ def parse(raw: bytes, ingested_at: datetime) -> list[CarrierScan]:
     tracking_code = str(required(tracker, "tracking_code", "result"))
     carrier = normalize_carrier(str(required(tracker, "carrier", "result")))
     estimate = parse_date(tracker.get("est_delivery_date"), "result.est_delivery_date")
-    details = tracker.get("tracking_details") or []
-    if not isinstance(details, list):
-        raise InvalidPayload("invalid_field", "result.tracking_details must be a list")
+    details = objects(tracker.get("tracking_details"), "result.tracking_details")
     if not details:
         # A tracker with no history yet still tells us its status.
         details = [{
@@ -78,11 +78,9 @@ def parse(raw: bytes, ingested_at: datetime) -> list[CarrierScan]:
     ]
 
 
-def _scan(detail: Any, index: int, carrier: str, tracking_code: str, estimate: Any,
+def _scan(detail: dict[str, Any], index: int, carrier: str, tracking_code: str, estimate: Any,
           ingested_at: datetime) -> CarrierScan:
     where = f"result.tracking_details[{index}]"
-    if not isinstance(detail, dict):
-        raise InvalidPayload("invalid_field", f"{where} must be an object")
     raw_status = str(required(detail, "status", where))
     status_detail = detail.get("status_detail") or ""
     occurred_at = parse_time(required(detail, "datetime", where), f"{where}.datetime")
@@ -97,13 +95,7 @@ def _scan(detail: Any, index: int, carrier: str, tracking_code: str, estimate: A
         raw_message=message,
         occurred_at=occurred_at,
         ingested_at=ingested_at,
-        location=_location(detail.get("tracking_location")),
+        location=place(detail.get("tracking_location"), ("city", "state", "country")),
         estimated_delivery=estimate,
     )
 
-
-def _location(location: Any) -> str:
-    if not isinstance(location, dict):
-        return ""
-    parts = [location.get(k) for k in ("city", "state", "country")]
-    return ", ".join(str(p) for p in parts if p)

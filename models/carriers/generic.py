@@ -23,9 +23,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from models.carriers.json_fields import load_object, parse_date, parse_time, required
+from models.carriers.json_fields import load_object, objects, parse_date, parse_time, required
 from models.effects import stable_id
-from models.errors import InvalidPayload
 from models.events import CarrierScan, PackageStatus, normalize_carrier
 
 SOURCE = "generic"
@@ -37,16 +36,13 @@ def parse(raw: bytes, ingested_at: datetime) -> list[CarrierScan]:
     carrier = normalize_carrier(str(required(body, "carrier", "body")))
     number = str(required(body, "tracking_number", "body"))
     estimate = parse_date(body.get("estimated_delivery"), "body.estimated_delivery")
-    events = required(body, "events", "body")
-    if not isinstance(events, list):
-        raise InvalidPayload("invalid_field", "body.events must be a list")
+    events = objects(required(body, "events", "body"), "body.events")
     return [_scan(e, i, carrier, number, estimate, ingested_at) for i, e in enumerate(events)]
 
 
-def _scan(event: Any, index: int, carrier: str, number: str, estimate: Any, ingested_at: datetime) -> CarrierScan:
+def _scan(event: dict[str, Any], index: int, carrier: str, number: str, estimate: Any,
+          ingested_at: datetime) -> CarrierScan:
     where = f"events[{index}]"
-    if not isinstance(event, dict):
-        raise InvalidPayload("invalid_field", f"{where} must be an object")
     status = str(event.get("status") or "")
     code = str(event.get("code") or status)
     occurred_at = parse_time(required(event, "occurred_at", where), f"{where}.occurred_at")

@@ -55,3 +55,22 @@ def _plain_date(value: Any, where: str) -> date:
         return date.fromisoformat(str(value))
     except ValueError:
         raise InvalidPayload("invalid_field", f"{where}={value!r} is not a date") from None
+
+
+def objects(value: Any, where: str) -> list[dict[str, Any]]:
+    """A list of JSON objects (history entries, checkpoints, events); None is empty."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise InvalidPayload("invalid_field", f"{where} must be a list")
+    for index, item in enumerate(value):
+        if not isinstance(item, dict):
+            raise InvalidPayload("invalid_field", f"{where}[{index}] must be an object")
+    return value
+
+
+def place(location: Any, keys: tuple[str, ...]) -> str:
+    """'City, ST, US' from the parts a location object has."""
+    if not isinstance(location, dict):
+        return ""
+    return ", ".join(str(location[k]) for k in keys if location.get(k))

@@ -27,7 +27,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from models.carriers.json_fields import load_object, parse_date, parse_time, required, required_object
+from models.carriers.json_fields import (
+    load_object,
+    objects,
+    parse_date,
+    parse_time,
+    place,
+    required,
+    required_object,
+)
 from models.effects import stable_id
 from models.errors import InvalidPayload
 from models.events import CarrierScan, PackageStatus, normalize_carrier
@@ -65,27 +73,23 @@ def parse(raw: bytes, ingested_at: datetime) -> list[CarrierScan]:
     number = str(required(track, "tracking_number", "data"))
     carrier = normalize_carrier(str(required(track, "carrier", "data")))
     estimate = parse_date(track.get("eta"), "data.eta")
-    history = track.get("tracking_history") or [required_object(track, "tracking_status", "data")]
-    if not isinstance(history, list):
-        raise InvalidPayload("invalid_field", "data.tracking_history must be a list")
+    history = (objects(track.get("tracking_history"), "data.tracking_history")
+               or [required_object(track, "tracking_status", "data")])
     return [_scan(entry, i, carrier, number, estimate, ingested_at) for i, entry in enumerate(history)]
 
 
-def _scan(entry: Any, index: int, carrier: str, number: str, estimate: Any, ingested_at: datetime) -> CarrierScan:
+def _scan(entry: dict[str, Any], index: int, carrier: str, number: str, estimate: Any,
+          ingested_at: datetime) -> CarrierScan:
     where = f"data.tracking_history[{index}]"
-    if not isinstance(entry, dict):
-        raise InvalidPayload("invalid_field", f"{where} must be an object")
     status = str(required(entry, "status", where))
     substatus = entry.get("substatus") or {}
     code = str(substatus.get("code") or "") if isinstance(substatus, dict) else ""
     occurred_at = parse_time(required(entry, "status_date", where), f"{where}.status_date")
     message = str(entry.get("status_details") or "")
-    location = entry.get("location") or {}
-    place = ", ".join(str(location[k]) for k in ("city", "state", "country") if location.get(k)) \
-        if isinstance(location, dict) else ""
     return CarrierScan(
         event_id=stable_id(SOURCE, carrier, number, occurred_at.isoformat(), status, code, message),
         source=SOURCE, carrier=carrier, tracking_number=number, status=status_for(status, code),
         raw_code=f"{status}/{code}" if code else status, raw_message=message,
-        occurred_at=occurred_at, ingested_at=ingested_at, location=place, estimated_delivery=estimate,
+        occurred_at=occurred_at, ingested_at=ingested_at,
+        location=place(entry.get("location"), ("city", "state", "country")), estimated_delivery=estimate,
     )

@@ -2,7 +2,13 @@ from __future__ import annotations
 
 from models.effects import TrackingLink
 from models.events import PackageStatus
-from models.routing import TrackingEntry, link_tracking, partition_for, route_scan
+from models.routing import (
+    TrackingEntry,
+    link_tracking,
+    route_scan,
+    split_by_tracking_number,
+    update_entry,
+)
 from tests.conftest import at, scan
 
 S = PackageStatus
@@ -46,8 +52,18 @@ def test_the_same_number_from_another_carrier_is_not_matched():
     assert out == [] and len(entry.held) == 1
 
 
-def test_partition_for_matches_kafkas_default_partitioner():
-    # Faust's producer (aiokafka) places keyed records with this partitioner.
-    from aiokafka.partitioner import DefaultPartitioner
-    for key in ("ORD-0000001-ab12", "1Z999", "x"):
-        assert partition_for(key, 6) == DefaultPartitioner()(key.encode(), list(range(6)), list(range(6)))
+def test_only_a_held_scan_or_a_link_changes_what_the_router_must_store():
+    entry, released, changed = update_entry(TrackingEntry(), unmatched(S.in_transit, 200))
+    assert (released, changed) == ([], True)
+    entry, released, changed = update_entry(entry, LINK)
+    assert changed and [s.order_id for s in released] == ["ORD-1"]
+    entry, matched, changed = update_entry(entry, unmatched(S.delivered, 900))
+    assert [s.package_id for s in matched] == ["P1"] and not changed
+
+
+def test_scans_of_other_tracking_numbers_are_sent_to_their_own_key():
+    scans = [unmatched(S.in_transit, 1, tracking="A"), unmatched(S.delivered, 2, tracking="B"),
+             unmatched(S.delivered, 3, tracking="A")]
+    own, foreign = split_by_tracking_number("A", scans)
+    assert [s.tracking_number for s in own] == ["A", "A"]
+    assert {k: len(v) for k, v in foreign.items()} == {"B": 1}

@@ -34,8 +34,8 @@ SCANS_PER_ORDER = 10
 LATENCY_SECONDS = 10.0
 
 
-class NotificationWatch:
-    """Reads what the worker produces, with the broker's timestamps."""
+class TopicWatch:
+    """Counts what the worker produces on one topic, with the broker's timestamps."""
 
     def __init__(self, bootstrap: str, partitions: int, topic: str) -> None:
         self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-watch-{topic}",
@@ -110,13 +110,13 @@ def _stop(process: subprocess.Popen) -> None:
 def bench_trackline(settings: Settings, bootstrap: str, orders: int, scans: int, logs: Path,
                     latency_rate: float | None = None) -> dict:
     per_order = max(SCANS_PER_ORDER, -(-scans // orders))
-    notify = NotificationWatch(bootstrap, settings.partitions, topics.NOTIFICATIONS)
+    notify = TopicWatch(bootstrap, settings.partitions, topics.NOTIFICATIONS)
     worker = _worker(settings, bootstrap, logs)
     _produce(bootstrap, workload.order_messages(0, orders))
     notify.until(2 * orders, 300)  # confirmed + shipped: every tracking number is announced
     _stop(worker)  # the scans wait in Kafka, so the worker is measured alone on its CPU
     _produce(bootstrap, workload.scan_messages(0, orders, per_order, seed=42))
-    routed = NotificationWatch(bootstrap, settings.partitions, topics.ORDER_EVENTS)
+    routed = TopicWatch(bootstrap, settings.partitions, topics.ORDER_EVENTS)
     worker = _worker(settings, bootstrap, logs)
     notify.first_ts = None
     notify.until(4 * orders, 900)
