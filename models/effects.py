@@ -13,10 +13,37 @@ from models.events import Contract
 
 
 class NotificationType(StrEnum):
+    """Every update a customer can get, in the order a journey meets them."""
+
     order_confirmed = "order_confirmed"
+    estimate_set = "estimate_set"  # the delivery date promised at purchase
     shipped = "shipped"
+    estimate_revised = "estimate_revised"  # only when the date changes
+    delayed = "delayed"  # with the reason and the new date
     out_for_delivery = "out_for_delivery"
-    delivered = "delivered"
+    attempt_failed = "attempt_failed"  # with what happens next
+    ready_for_pickup = "ready_for_pickup"  # place, code, deadline
+    delivered = "delivered"  # where it was left
+    exception = "exception"  # damaged, lost, address problem, returned: what to do
+    return_started = "return_started"
+    return_in_transit = "return_in_transit"
+    return_received = "return_received"
+    refund_issued = "refund_issued"
+    feedback_request = "feedback_request"
+
+
+class AlertKind(StrEnum):
+    """What ops are told about: delays and stale tracking, found by deadline or by event."""
+
+    warehouse_delay = "warehouse_delay"  # not shipped by the ship-by time
+    pickup_delay_1 = "pickup_delay_1"  # label created, no carrier acceptance scan yet
+    pickup_delay_2 = "pickup_delay_2"  # ... and still none at the second threshold
+    in_transit_stale = "in_transit_stale"  # no scan for longer than the threshold
+    estimate_after_promise = "estimate_after_promise"
+    promise_missed = "promise_missed"
+    out_for_delivery_overdue = "out_for_delivery_overdue"  # not delivered by end of local day
+    presumed_lost = "presumed_lost"
+    carrier_exception = "carrier_exception"  # the carrier reported an exception
 
 
 class Channel(StrEnum):
@@ -46,7 +73,34 @@ class NotificationCommand(Contract):
     tracking_number: str = ""
     tracking_url: str = ""
     estimated_delivery: date | None = None
+    previous_estimate: date | None = None
     location: str = ""
+    reason: str = ""  # why: the delay, the exception, the failed attempt
+    next_step: str = ""  # what happens next or what the customer can do
+    pickup_code: str = ""
+    pickup_deadline: datetime | None = None
+    refund_amount: str = ""
+    refund_currency: str = ""
+    # Set from the customer's preferences on the way out: never None for a command a
+    # notification worker receives. A command due in quiet hours waits until send_after.
+    send_after: datetime | None = None
+    locale: str = ""
+
+
+class Alert(Contract):
+    """A delay or stale-tracking detection, opened when its deadline passed, closed when cleared."""
+
+    kind: Literal["alert"] = "alert"
+    alert_id: str
+    alert_kind: AlertKind
+    order_id: str
+    package_id: str = ""
+    state: Literal["open", "closed"]
+    due_at: datetime  # the deadline that passed (or the event time for event-found ones)
+    at: datetime  # when it was opened or closed
+    detail: str = ""
+    carrier: str = ""
+    service_level: str = ""
 
 
 class HistoryRecord(Contract):
@@ -54,7 +108,9 @@ class HistoryRecord(Contract):
 
     kind: Literal["history"] = "history"
     record_id: str
-    record_type: Literal["event", "transition", "notification"]
+    # notification rows: status = update type, detail = outcome (queued, deferred until
+    # ..., suppressed: opted_out); alert rows: status = alert kind, previous_status = state
+    record_type: Literal["event", "transition", "notification", "alert"]
     order_id: str
     package_id: str = ""
     event_id: str = ""
@@ -80,7 +136,7 @@ class TrackingLink(Contract):
     announced_at: datetime
 
 
-Effect = NotificationCommand | HistoryRecord | TrackingLink
+Effect = NotificationCommand | HistoryRecord | TrackingLink | Alert
 
 
 def stable_id(*parts: str) -> str:

@@ -45,6 +45,18 @@ class PackageStatus(StrEnum):
     unknown = "unknown"
 
 
+class ExceptionReason(StrEnum):
+    address_issue = "address_issue"
+    damaged = "damaged"
+    lost = "lost"
+    refused = "refused"
+    customs = "customs"
+    weather = "weather"
+    delayed = "delayed"
+    returned_to_sender = "returned_to_sender"
+    other = "other"
+
+
 class OrderItem(Contract):
     sku: str = Field(min_length=1)
     quantity: int = Field(ge=1)
@@ -65,6 +77,9 @@ class OrderPlaced(FulfillmentContract):
     promised_delivery_date: date
     ship_by: datetime
     items: list[OrderItem] = Field(min_length=1)
+    # IANA zone of the delivery address: "end of the local day" and "promised date" are
+    # judged there.
+    delivery_time_zone: str = "UTC"
 
 
 class PackageShipped(FulfillmentContract):
@@ -81,6 +96,15 @@ class PackageShipped(FulfillmentContract):
     skus: list[str] = Field(default_factory=list)  # empty: the whole order is in this package
 
 
+class OrderProcessing(FulfillmentContract):
+    """The fulfillment center started picking and packing the order."""
+
+    type: Literal["order_processing"] = "order_processing"
+    event_id: str = Field(min_length=1)
+    order_id: str = Field(min_length=1)
+    occurred_at: datetime
+
+
 class OrderCancelled(FulfillmentContract):
     type: Literal["order_cancelled"] = "order_cancelled"
     event_id: str = Field(min_length=1)
@@ -89,8 +113,43 @@ class OrderCancelled(FulfillmentContract):
     reason: str = ""
 
 
+class ReturnRequested(FulfillmentContract):
+    """The customer started a return; a return label may come with it."""
+
+    type: Literal["return_requested"] = "return_requested"
+    event_id: str = Field(min_length=1)
+    order_id: str = Field(min_length=1)
+    occurred_at: datetime
+    return_id: str = Field(min_length=1)
+    skus: list[str] = Field(default_factory=list)
+    reason: str = ""
+    carrier: str = ""  # the return label's carrier and tracking number, if one was issued
+    tracking_number: str = ""
+
+
+class ReturnReceived(FulfillmentContract):
+    """The returned items arrived back at the fulfillment center."""
+
+    type: Literal["return_received"] = "return_received"
+    event_id: str = Field(min_length=1)
+    order_id: str = Field(min_length=1)
+    occurred_at: datetime
+    return_id: str = Field(min_length=1)
+
+
+class RefundIssued(FulfillmentContract):
+    type: Literal["refund_issued"] = "refund_issued"
+    event_id: str = Field(min_length=1)
+    order_id: str = Field(min_length=1)
+    occurred_at: datetime
+    return_id: str = ""
+    amount: str = ""  # a decimal string, as payment systems send it
+    currency: str = ""
+
+
 FulfillmentEvent = Annotated[
-    OrderPlaced | PackageShipped | OrderCancelled, Field(discriminator="type")
+    OrderPlaced | OrderProcessing | PackageShipped | OrderCancelled | ReturnRequested | ReturnReceived | RefundIssued,
+    Field(discriminator="type"),
 ]
 
 
@@ -113,21 +172,37 @@ class CarrierScan(Contract):
     ingested_at: datetime
     location: str = ""
     estimated_delivery: date | None = None
+    pickup_code: str = ""  # for lockers and pickup points, when the carrier sends one
+    pickup_deadline: datetime | None = None
     order_id: str = ""
     package_id: str = ""
 
 
+class ClockTick(Contract):
+    """The clock reached a deadline of this order: time-driven rules run at ``occurred_at``.
+
+    Sent by the worker's deadline timer through the order-events topic, so the order's
+    state has one writer and ticks are replayed like any other event.
+    """
+
+    type: Literal["clock_tick"] = "clock_tick"
+    event_id: str
+    order_id: str
+    occurred_at: datetime
+    ingested_at: datetime | None = None
+
+
+FulfillmentEventT = (OrderPlaced | OrderProcessing | PackageShipped | OrderCancelled | ReturnRequested
+                     | ReturnReceived | RefundIssued)
+
 OrderEvent = Annotated[
-    OrderPlaced | PackageShipped | OrderCancelled | CarrierScan,
+    OrderPlaced | OrderProcessing | PackageShipped | OrderCancelled | ReturnRequested | ReturnReceived | RefundIssued
+    | CarrierScan | ClockTick,
     Field(discriminator="type"),
 ]
 
-fulfillment_event_adapter: TypeAdapter[OrderPlaced | PackageShipped | OrderCancelled] = (
-    TypeAdapter(FulfillmentEvent)
-)
-order_event_adapter: TypeAdapter[OrderPlaced | PackageShipped | OrderCancelled | CarrierScan] = (
-    TypeAdapter(OrderEvent)
-)
+fulfillment_event_adapter: TypeAdapter[FulfillmentEventT] = TypeAdapter(FulfillmentEvent)
+order_event_adapter: TypeAdapter[FulfillmentEventT | CarrierScan | ClockTick] = TypeAdapter(OrderEvent)
 order_events_batch_adapter = TypeAdapter(list[OrderEvent])
 
 

@@ -5,15 +5,10 @@ from __future__ import annotations
 from pydantic import ValidationError
 
 from models.errors import InvalidPayload
-from models.events import (
-    OrderCancelled,
-    OrderPlaced,
-    PackageShipped,
-    fulfillment_event_adapter,
-)
+from models.events import FulfillmentEventT, fulfillment_event_adapter
 
 
-def parse_fulfillment_event(raw: bytes) -> OrderPlaced | PackageShipped | OrderCancelled:
+def parse_fulfillment_event(raw: bytes) -> FulfillmentEventT:
     try:
         return fulfillment_event_adapter.validate_json(raw)
     except ValidationError as exc:
@@ -30,6 +25,7 @@ def fulfillment_json_schema() -> dict:
     schema["title"] = "trackline fulfillment event"
     schema["description"] = (
         "One JSON object per Kafka message on trackline.fc-events, keyed by order_id. "
-        "`type` selects the event: order_placed, package_shipped or order_cancelled."
+        "`type` selects the event: order_placed, package_shipped, order_cancelled, "
+        "return_requested, return_received or refund_issued."
     )
     return schema

@@ -1,18 +1,24 @@
-"""Per-order state and the one rule that moves it: ``apply(state, event)``.
+"""Per-order rules: ``apply(state, event)`` folds one event into the order's state.
 
-``apply`` is pure: it reads no clock and does no I/O. Events may arrive twice and out of
-order; the event's own time decides which status is current, and each milestone is
-announced to the customer at most once.
+``apply`` is pure: it reads no clock and does no I/O. "Now" is the time trackline saw the
+event (its ingest time) or, for a ``ClockTick``, the tick's time. Events may arrive twice
+and out of order; the event's own time decides which status is current, and each
+milestone is announced to the customer at most once.
+
+After every event the delay rules (``models.detection``) run at "now": an alert opens for
+each deadline reached, closes when its condition clears, and the order's
+``next_deadline`` tells the worker when to send the next tick.
 """
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
-from pydantic import BaseModel, Field
-
+from models.detection import NOT_ACCEPTED, Condition, conditions, feedback_due
 from models.effects import (
+    Alert,
+    AlertKind,
     Effect,
     HistoryRecord,
     NotificationCommand,
@@ -23,110 +29,117 @@ from models.effects import (
 )
 from models.events import (
     CarrierScan,
+    ClockTick,
+    ExceptionReason,
     OrderCancelled,
     OrderPlaced,
+    OrderProcessing,
     PackageShipped,
     PackageStatus,
+    RefundIssued,
+    ReturnReceived,
+    ReturnRequested,
     normalize_carrier,
 )
+from models.exception_reasons import exception_reason
+from models.state import AlertState, OrderState, OrderStatus, PackageState, TimelineEntry
+from models.thresholds import Thresholds
+
+__all__ = ["OrderState", "OrderStatus", "PackageState", "apply", "apply_batch", "apply_in_place", "order_view"]
 
 # Enough to absorb redelivery after a crash and webhook retries, small enough to keep
 # state compact: older duplicates are still caught by the milestone and event-time rules.
 SEEN_EVENTS_KEPT = 256
 TIMELINE_KEPT = 64
+DEFAULT_RULES = Thresholds()
+
+Event = (OrderPlaced | OrderProcessing | PackageShipped | OrderCancelled | ReturnRequested | ReturnReceived
+         | RefundIssued | CarrierScan | ClockTick)
+
+# What the customer hears when a delay rule fires (alerts of other kinds are for ops only).
+_DELAY_REASONS = {
+    AlertKind.warehouse_delay: "Your order has not left the warehouse yet.",
+    AlertKind.pickup_delay_2: "The carrier has not collected your package yet.",
+    AlertKind.estimate_after_promise: "The carrier now expects to deliver after the promised date.",
+    AlertKind.promise_missed: "Your order missed its promised delivery date.",
+    AlertKind.out_for_delivery_overdue: "The carrier could not deliver today; it will try on the next delivery day.",
+}
+_NEXT_STEPS = {
+    ExceptionReason.address_issue: "Check your delivery address in your account or contact support.",
+    ExceptionReason.damaged: "We will send a replacement or refund you; no action needed.",
+    ExceptionReason.lost: "We will send a replacement or refund you; reply to choose.",
+    ExceptionReason.refused: "The package goes back to us; your refund follows its arrival.",
+    ExceptionReason.customs: "Customs may contact you for duties or documents.",
+    ExceptionReason.weather: "The carrier will deliver once conditions allow; no action needed.",
+    ExceptionReason.delayed: "The carrier will deliver as soon as it can; no action needed.",
+    ExceptionReason.returned_to_sender: "The package is coming back to us; we will refund or reship.",
+    ExceptionReason.other: "Contact support if you need the package sooner.",
+}
+ATTEMPT_FAILED_NEXT_STEP = ("The carrier will try again on the next delivery day, "
+                            "or you can collect it from the pickup point named in the notice.")
 
 
-class OrderStatus(StrEnum):
-    placed = "placed"
-    partially_shipped = "partially_shipped"
-    shipped = "shipped"
-    partially_delivered = "partially_delivered"
-    delivered = "delivered"
-    cancelled = "cancelled"
-
-
-class TimelineEntry(BaseModel):
-    status: PackageStatus
-    raw_code: str = ""
-    message: str = ""
-    location: str = ""
-    occurred_at: datetime
-
-
-class PackageState(BaseModel):
-    package_id: str
-    carrier: str = ""
-    tracking_number: str = ""
-    service: str = ""
-    skus: list[str] = Field(default_factory=list)
-    status: PackageStatus = PackageStatus.info_received
-    status_at: datetime | None = None  # event time of the scan that set ``status``
-    shipped_at: datetime | None = None
-    delivered_at: datetime | None = None
-    estimated_delivery: date | None = None
-    timeline: list[TimelineEntry] = Field(default_factory=list)
-
-
-class OrderState(BaseModel):
-    order_id: str
-    status: OrderStatus = OrderStatus.placed
-    customer_id: str = ""
-    seller_id: str = ""
-    fulfillment_center: str = ""
-    service_level: str = ""
-    promised_delivery_date: date | None = None
-    ship_by: datetime | None = None
-    ordered_skus: list[str] = Field(default_factory=list)
-    placed_at: datetime | None = None
-    cancelled_at: datetime | None = None
-    packages: dict[str, PackageState] = Field(default_factory=dict)
-    notified: list[str] = Field(default_factory=list)  # milestone keys already announced
-    seen_event_ids: list[str] = Field(default_factory=list)
-
-
-Event = OrderPlaced | PackageShipped | OrderCancelled | CarrierScan
-
-
-def apply(state: OrderState | None, event: Event) -> tuple[OrderState, list[Effect]]:
+def apply(state: OrderState | None, event: Event, rules: Thresholds = DEFAULT_RULES
+          ) -> tuple[OrderState, list[Effect]]:
     """Fold one event into the order's state; return the new state and its effects.
 
     The state given is left as it was.
     """
     state = OrderState(order_id=event.order_id) if state is None else state.model_copy(deep=True)
-    return state, apply_in_place(state, event)
+    return state, apply_in_place(state, event, rules)
 
 
-def apply_in_place(state: OrderState, event: Event) -> list[Effect]:
+def apply_in_place(state: OrderState, event: Event, rules: Thresholds = DEFAULT_RULES) -> list[Effect]:
     """``apply`` for a state the caller owns and lets change: no copy on the hot path."""
     if event.event_id in state.seen_event_ids:
         return []
     state.seen_event_ids.append(event.event_id)
     if len(state.seen_event_ids) > SEEN_EVENTS_KEPT:
         del state.seen_event_ids[:-SEEN_EVENTS_KEPT]
-    effects: list[Effect] = [_event_record(event)]
+    effects: list[Effect] = [] if isinstance(event, ClockTick) else [_event_record(event)]
     if isinstance(event, OrderPlaced):
         _on_placed(state, event, effects)
+    elif isinstance(event, OrderProcessing):
+        state.processing_at = state.processing_at or event.occurred_at
     elif isinstance(event, PackageShipped):
         _on_shipped(state, event, effects)
     elif isinstance(event, OrderCancelled):
-        _on_cancelled(state, event, effects)
-    else:
-        _on_scan(state, event, effects)
+        state.cancelled_at = event.occurred_at
+    elif isinstance(event, ReturnRequested):
+        _on_return_requested(state, event, effects)
+    elif isinstance(event, ReturnReceived):
+        _on_return_received(state, event, effects)
+    elif isinstance(event, RefundIssued):
+        _on_refund(state, event, effects)
+    elif isinstance(event, CarrierScan):
+        _on_scan(state, event, effects, rules)
     _derive_order_status(state, event, effects)
+    now = _ingested_at(event)
+    delays_told = _run_delay_rules(state, event, now, rules, effects)
+    _revise_estimates(state, event, effects, delays_told)
+    _ask_for_feedback(state, event, now, rules, effects)
+    state.next_deadline = _next_deadline(state, rules)
     return effects
 
+
+# --- fulfillment and order events -------------------------------------------------------
 
 def _on_placed(state: OrderState, event: OrderPlaced, effects: list[Effect]) -> None:
     state.customer_id = event.customer_id
     state.seller_id = event.seller_id
     state.fulfillment_center = event.fulfillment_center
     state.service_level = event.service_level.value
+    state.delivery_time_zone = event.delivery_time_zone
     state.promised_delivery_date = event.promised_delivery_date
     state.ship_by = event.ship_by
     state.placed_at = event.occurred_at
     state.ordered_skus = sorted({item.sku for item in event.items})
+    for package in state.outbound():  # packages announced before the order: estimate now
+        _refresh_estimate(state, package)
     if state.cancelled_at is None:
         _notify(state, effects, NotificationType.order_confirmed, event, package=None,
+                estimated_delivery=event.promised_delivery_date)
+        _notify(state, effects, NotificationType.estimate_set, event, package=None,
                 estimated_delivery=event.promised_delivery_date)
 
 
@@ -138,19 +151,50 @@ def _on_shipped(state: OrderState, event: PackageShipped, effects: list[Effect])
     package.skus = list(event.skus)
     package.shipped_at = event.occurred_at
     state.packages[event.package_id] = package
+    _refresh_estimate(state, package)
+    package.notified_estimate = package.notified_estimate or package.estimated_delivery
     effects.append(TrackingLink(
         carrier=package.carrier, tracking_number=event.tracking_number,
         order_id=event.order_id, package_id=event.package_id, announced_at=event.occurred_at,
     ))
     _notify(state, effects, NotificationType.shipped, event, package=package,
-            estimated_delivery=state.promised_delivery_date)
+            estimated_delivery=package.estimated_delivery)
 
 
-def _on_cancelled(state: OrderState, event: OrderCancelled, effects: list[Effect]) -> None:
-    state.cancelled_at = event.occurred_at
+def _on_return_requested(state: OrderState, event: ReturnRequested, effects: list[Effect]) -> None:
+    state.return_requested_at = state.return_requested_at or event.occurred_at
+    package = state.packages.get(event.return_id) or PackageState(package_id=event.return_id, is_return=True)
+    package.is_return = True
+    package.skus = list(event.skus)
+    package.shipped_at = package.shipped_at or event.occurred_at
+    if event.tracking_number:
+        package.carrier = normalize_carrier(event.carrier)
+        package.tracking_number = event.tracking_number
+        # The return label's scans reach this order like any other package's.
+        effects.append(TrackingLink(carrier=package.carrier, tracking_number=event.tracking_number,
+                                    order_id=event.order_id, package_id=event.return_id,
+                                    announced_at=event.occurred_at))
+    state.packages[event.return_id] = package
+    _notify(state, effects, NotificationType.return_started, event, package=package, reason=event.reason)
 
 
-def _on_scan(state: OrderState, event: CarrierScan, effects: list[Effect]) -> None:
+def _on_return_received(state: OrderState, event: ReturnReceived, effects: list[Effect]) -> None:
+    package = state.packages.get(event.return_id) or PackageState(package_id=event.return_id, is_return=True)
+    state.packages[event.return_id] = package
+    state.return_requested_at = state.return_requested_at or event.occurred_at
+    package.delivered_at = package.delivered_at or event.occurred_at
+    _notify(state, effects, NotificationType.return_received, event, package=package)
+
+
+def _on_refund(state: OrderState, event: RefundIssued, effects: list[Effect]) -> None:
+    state.refunded_at = state.refunded_at or event.occurred_at
+    _notify(state, effects, NotificationType.refund_issued, event, package=None, instance=event.return_id,
+            refund_amount=event.amount, refund_currency=event.currency)
+
+
+# --- carrier scans ----------------------------------------------------------------------
+
+def _on_scan(state: OrderState, event: CarrierScan, effects: list[Effect], rules: Thresholds) -> None:
     package = state.packages.get(event.package_id)
     if package is None:  # the router only forwards matched scans, but stay total
         package = PackageState(package_id=event.package_id or event.tracking_number,
@@ -159,8 +203,19 @@ def _on_scan(state: OrderState, event: CarrierScan, effects: list[Effect]) -> No
     entry = TimelineEntry(status=event.status, raw_code=event.raw_code, message=event.raw_message,
                           location=event.location, occurred_at=event.occurred_at)
     package.timeline = sorted([*package.timeline, entry], key=lambda e: e.occurred_at)[-TIMELINE_KEPT:]
+    newest = package.last_scan_at is None or event.occurred_at >= package.last_scan_at
+    if newest:
+        package.last_scan_at = event.occurred_at
+    if event.status not in NOT_ACCEPTED and package.accepted_at is None:
+        package.accepted_at = event.occurred_at
     if event.estimated_delivery is not None:
-        package.estimated_delivery = event.estimated_delivery
+        package.carrier_original_estimate = package.carrier_original_estimate or event.estimated_delivery
+        if package.carrier_estimate_at is None or event.occurred_at >= package.carrier_estimate_at:
+            package.carrier_current_estimate = event.estimated_delivery
+            package.carrier_estimate_at = event.occurred_at
+        _refresh_estimate(state, package)
+    if event.status in (PackageStatus.delivered, PackageStatus.attempt_failed):
+        package.first_attempt_at = min(filter(None, [package.first_attempt_at, event.occurred_at]))
     if event.status is PackageStatus.delivered and package.delivered_at is None:
         package.delivered_at = event.occurred_at
     # Event time decides: an older scan that arrives late joins the timeline only.
@@ -169,21 +224,66 @@ def _on_scan(state: OrderState, event: CarrierScan, effects: list[Effect]) -> No
         if event.status is not PackageStatus.unknown:
             package.status = event.status
             package.status_at = event.occurred_at
+            if event.status is PackageStatus.out_for_delivery:
+                package.out_for_delivery_at = event.occurred_at
+            if event.status in (PackageStatus.exception, PackageStatus.returning_to_sender,
+                                PackageStatus.returned_to_sender):
+                package.exception_reason = (ExceptionReason.returned_to_sender.value
+                                            if event.status is not PackageStatus.exception
+                                            else exception_reason(event.raw_code, event.raw_message).value)
         if package.status is not previous:
             effects.append(_transition(event, package.package_id, package.status, previous))
-    if event.status is PackageStatus.out_for_delivery and package.delivered_at is None:
+    if package.is_return:
+        _on_return_scan(state, package, event, effects)
+    else:
+        _tell_customer_about_scan(state, package, event, effects, rules)
+
+
+def _tell_customer_about_scan(state: OrderState, package: PackageState, event: CarrierScan,
+                              effects: list[Effect], rules: Thresholds) -> None:
+    status = event.status
+    if status is PackageStatus.delivered:
+        where = ", ".join(part for part in (event.raw_message, event.location) if part)
+        _notify(state, effects, NotificationType.delivered, event, package=package, location=where)
+        return
+    if package.delivered_at is not None:
+        return  # a late scan from before delivery: the customer has moved on
+    if status is PackageStatus.out_for_delivery:
         _notify(state, effects, NotificationType.out_for_delivery, event, package=package,
                 estimated_delivery=package.estimated_delivery)
-    elif event.status is PackageStatus.delivered:
-        _notify(state, effects, NotificationType.delivered, event, package=package,
-                location=event.location)
+    elif status is PackageStatus.attempt_failed:
+        _notify(state, effects, NotificationType.attempt_failed, event, package=package,
+                instance=event.occurred_at.date().isoformat(), reason=event.raw_message,
+                next_step=ATTEMPT_FAILED_NEXT_STEP, location=event.location)
+    elif status is PackageStatus.available_for_pickup:
+        hold = timedelta(days=rules.level(state.service_level).pickup_hold_days)
+        _notify(state, effects, NotificationType.ready_for_pickup, event, package=package,
+                location=event.location or event.raw_message, pickup_code=event.pickup_code,
+                pickup_deadline=event.pickup_deadline or event.occurred_at + hold)
 
+
+def _on_return_scan(state: OrderState, package: PackageState, event: CarrierScan,
+                    effects: list[Effect]) -> None:
+    if event.status is PackageStatus.delivered:
+        _notify(state, effects, NotificationType.return_received, event, package=package)
+    elif event.status not in NOT_ACCEPTED and package.delivered_at is None:
+        _notify(state, effects, NotificationType.return_in_transit, event, package=package)
+
+
+# --- order status -----------------------------------------------------------------------
 
 def _derive_order_status(state: OrderState, event: Event, effects: list[Effect]) -> None:
     previous = state.status
-    packages = list(state.packages.values())
+    packages = state.outbound()
+    returns = state.returns()
     delivered = sum(1 for p in packages if p.delivered_at is not None)
-    if state.cancelled_at is not None and delivered == 0:
+    if state.refunded_at is not None:
+        state.status = OrderStatus.refunded
+    elif returns and all(r.delivered_at is not None for r in returns):
+        state.status = OrderStatus.returned
+    elif returns or state.return_requested_at is not None:
+        state.status = OrderStatus.return_requested
+    elif state.cancelled_at is not None and delivered == 0:
         state.status = OrderStatus.cancelled
     elif packages and delivered == len(packages):
         state.status = OrderStatus.delivered
@@ -192,6 +292,8 @@ def _derive_order_status(state: OrderState, event: Event, effects: list[Effect])
     elif packages:
         state.status = (OrderStatus.shipped if _all_items_shipped(state, packages)
                         else OrderStatus.partially_shipped)
+    elif state.processing_at is not None:
+        state.status = OrderStatus.processing
     else:
         state.status = OrderStatus.placed
     if state.status is not previous:
@@ -206,36 +308,138 @@ def _all_items_shipped(state: OrderState, packages: list[PackageState]) -> bool:
     return set(state.ordered_skus) <= shipped
 
 
-def _notify(state: OrderState, effects: list[Effect], type_: NotificationType, event: Event,
-            *, package: PackageState | None, estimated_delivery: date | None = None,
-            location: str = "") -> None:
-    package_id = package.package_id if package else ""
-    milestone = f"{package_id}:{type_.value}"
-    if milestone in state.notified:
+# --- estimates, delays, feedback ----------------------------------------------------------
+
+def _refresh_estimate(state: OrderState, package: PackageState) -> None:
+    """Our estimate: the carrier's current one when it gave one, else the promise."""
+    if package.carrier_current_estimate is not None:
+        package.estimated_delivery, package.estimate_source = package.carrier_current_estimate, "carrier"
+    elif state.promised_delivery_date is not None:
+        package.estimated_delivery, package.estimate_source = state.promised_delivery_date, "promise"
+
+
+def _run_delay_rules(state: OrderState, event: Event, now: datetime, rules: Thresholds,
+                     effects: list[Effect]) -> set[str]:
+    """Open alerts whose deadline passed, close those that cleared; returns packages told of a delay."""
+    current = {c.key: c for c in conditions(state, rules)}
+    for key, alert in state.alerts.items():
+        condition = current.get(key)
+        if alert.closed_at is None and (condition is None or condition.due_at > now):
+            alert.closed_at = now
+            effects.extend(_alert_effects(state, alert, "closed", now))
+    told: set[str] = set()
+    for key, condition in current.items():
+        if condition.due_at > now:
+            continue
+        known = state.alerts.get(key)
+        if known is not None and (known.closed_at is None or known.due_at == condition.due_at):
+            continue
+        alert = state.alerts[key] = AlertState(alert_kind=condition.kind, package_id=condition.package_id,
+                                               due_at=condition.due_at, opened_at=now, detail=condition.detail)
+        effects.extend(_alert_effects(state, alert, "open", now))
+        if _tell_customer_about_alert(state, condition, event, now, effects):
+            told.add(condition.package_id)
+    return told
+
+
+def _tell_customer_about_alert(state: OrderState, condition: Condition, event: Event, now: datetime,
+                               effects: list[Effect]) -> bool:
+    package = state.packages.get(condition.package_id)
+    if condition.kind in _DELAY_REASONS:
+        new_date = package.estimated_delivery if package else None
+        if condition.kind is AlertKind.promise_missed and new_date and state.promised_delivery_date \
+                and new_date <= state.promised_delivery_date:
+            new_date = None  # the old estimate is past too: no new date to give yet
+        told = _notify(state, effects, NotificationType.delayed, event, package=package,
+                       instance=condition.kind.value, reason=_DELAY_REASONS[condition.kind],
+                       estimated_delivery=new_date, previous_estimate=package.notified_estimate if package else None,
+                       occurred_at=condition.due_at, now=now)
+        if told and package is not None:
+            package.notified_estimate = new_date or package.notified_estimate
+        return told
+    if condition.kind in (AlertKind.carrier_exception, AlertKind.presumed_lost) and package is not None:
+        reason = (ExceptionReason.lost if condition.kind is AlertKind.presumed_lost
+                  else ExceptionReason(package.exception_reason or ExceptionReason.other.value))
+        _notify(state, effects, NotificationType.exception, event, package=package, instance=reason.value,
+                reason=reason.value, next_step=_NEXT_STEPS[reason], occurred_at=condition.due_at, now=now)
+    return False
+
+
+def _revise_estimates(state: OrderState, event: Event, effects: list[Effect], delays_told: set[str]) -> None:
+    if not isinstance(event, CarrierScan):
         return
+    package = state.packages.get(event.package_id)
+    if (package is None or package.is_return or package.delivered_at is not None
+            or package.estimated_delivery is None or package.estimated_delivery == package.notified_estimate):
+        return
+    if package.package_id not in delays_told:
+        _notify(state, effects, NotificationType.estimate_revised, event, package=package,
+                instance=package.estimated_delivery.isoformat(), estimated_delivery=package.estimated_delivery,
+                previous_estimate=package.notified_estimate)
+    package.notified_estimate = package.estimated_delivery
+
+
+def _ask_for_feedback(state: OrderState, event: Event, now: datetime, rules: Thresholds,
+                      effects: list[Effect]) -> None:
+    due = feedback_due(state, rules)
+    if due is not None and due <= now:
+        _notify(state, effects, NotificationType.feedback_request, event, package=None, occurred_at=due, now=now)
+
+
+def _next_deadline(state: OrderState, rules: Thresholds) -> datetime | None:
+    pending = [c.due_at for c in conditions(state, rules)
+               if (known := state.alerts.get(c.key)) is None or known.due_at != c.due_at]
+    if f":{NotificationType.feedback_request.value}" not in state.notified:
+        due = feedback_due(state, rules)
+        if due is not None:
+            pending.append(due)
+    return min(pending, default=None)
+
+
+# --- effects ---------------------------------------------------------------------------
+
+def _notify(state: OrderState, effects: list[Effect], type_: NotificationType, event: Event,
+            *, package: PackageState | None, instance: str = "", occurred_at: datetime | None = None,
+            now: datetime | None = None, **details: object) -> bool:
+    """One command per order (or package), milestone and instance; False if already told."""
+    package_id = package.package_id if package else ""
+    milestone = f"{package_id}:{type_.value}" + (f":{instance}" if instance else "")
+    if milestone in state.notified:
+        return False
     state.notified.append(milestone)
-    command = NotificationCommand(
-        command_id=stable_id(state.order_id, package_id, type_.value),
+    id_parts = (state.order_id, package_id, type_.value) + ((instance,) if instance else ())
+    effects.append(NotificationCommand(
+        command_id=stable_id(*id_parts),
         type=type_,
         order_id=state.order_id,
         package_id=package_id,
         customer_id=state.customer_id,
-        occurred_at=event.occurred_at,
-        caused_by_ingested_at=_ingested_at(event),
+        occurred_at=occurred_at or event.occurred_at,
+        caused_by_ingested_at=now or _ingested_at(event),
         carrier=package.carrier if package else "",
         tracking_number=package.tracking_number if package else "",
-        tracking_url=tracking_url(package.carrier, package.tracking_number) if package else "",
-        estimated_delivery=estimated_delivery,
-        location=location,
-    )
-    effects.append(command)
-    effects.append(HistoryRecord(
-        record_id=stable_id(command.command_id, "notification"),
-        record_type="notification", order_id=state.order_id, package_id=package_id,
-        event_id=event.event_id, status=type_.value, carrier=command.carrier,
-        tracking_number=command.tracking_number, detail=command.command_id,
-        occurred_at=event.occurred_at, ingested_at=_ingested_at(event),
+        tracking_url=tracking_url(package.carrier, package.tracking_number) if package and package.tracking_number
+        else "",
+        **details,  # type: ignore[arg-type]
     ))
+    return True
+
+
+def _alert_effects(state: OrderState, alert: AlertState, change: str, now: datetime) -> list[Effect]:
+    package = state.packages.get(alert.package_id)
+    alert_id = stable_id(state.order_id, alert.package_id, alert.alert_kind.value, alert.due_at.isoformat())
+    return [
+        Alert(alert_id=alert_id, alert_kind=alert.alert_kind, order_id=state.order_id,
+              package_id=alert.package_id, state=change,  # type: ignore[arg-type]
+              due_at=alert.due_at, at=now, detail=alert.detail,
+              carrier=package.carrier if package else "", service_level=state.service_level),
+        HistoryRecord(record_id=stable_id(alert_id, change), record_type="alert", order_id=state.order_id,
+                      package_id=alert.package_id, event_id=alert_id, source="trackline",
+                      carrier=package.carrier if package else "",
+                      tracking_number=package.tracking_number if package else "",
+                      status=alert.alert_kind.value, previous_status=change, detail=alert.detail,
+                      occurred_at=alert.due_at if change == "open" else now, ingested_at=now),
+    ]
 
 
 def _ingested_at(event: Event) -> datetime:
@@ -248,7 +452,7 @@ def _event_record(event: Event) -> HistoryRecord:
         record_id=stable_id(event.event_id, "event"),
         record_type="event",
         order_id=event.order_id,
-        package_id=getattr(event, "package_id", ""),
+        package_id=getattr(event, "package_id", "") or getattr(event, "return_id", ""),
         event_id=event.event_id,
         source=scan.source if scan else "fulfillment",
         carrier=normalize_carrier(getattr(event, "carrier", "")),
@@ -270,7 +474,7 @@ def _transition(event: Event, package_id: str, status: StrEnum, previous: StrEnu
     )
 
 
-def apply_batch(states: dict[str, OrderState | None], events: list[Event]
+def apply_batch(states: dict[str, OrderState | None], events: list[Event], rules: Thresholds = DEFAULT_RULES
                 ) -> tuple[dict[str, OrderState], list[Effect]]:
     """Apply events in arrival order; return the states that changed and all effects.
 
@@ -283,15 +487,15 @@ def apply_batch(states: dict[str, OrderState | None], events: list[Event]
         state = states.get(event.order_id)
         if state is None:
             state = states[event.order_id] = OrderState(order_id=event.order_id)
-        produced = apply_in_place(state, event)
-        if produced:
+        produced = apply_in_place(state, event, rules)
+        if produced or isinstance(event, ClockTick):
             changed[event.order_id] = state
             effects.extend(produced)
     return changed, effects
 
 
 def order_view(state: OrderState) -> dict:
-    """What support and customers see for one order: status, packages, dates."""
+    """What support and customers see for one order: status, packages, dates, open alerts."""
     return {
         "order_id": state.order_id,
         "status": state.status.value,
@@ -301,16 +505,26 @@ def order_view(state: OrderState) -> dict:
         "packages": [
             {
                 "package_id": p.package_id,
+                "kind": "return" if p.is_return else "outbound",
                 "carrier": p.carrier,
                 "tracking_number": p.tracking_number,
                 "tracking_url": tracking_url(p.carrier, p.tracking_number) if p.tracking_number else "",
                 "status": p.status.value,
                 "status_at": p.status_at,
+                "exception_reason": p.exception_reason,
                 "estimated_delivery": p.estimated_delivery,
+                "estimate_source": p.estimate_source,
+                "carrier_original_estimate": p.carrier_original_estimate,
+                "carrier_current_estimate": p.carrier_current_estimate,
                 "delivered_at": p.delivered_at,
                 "timeline": [e.model_dump() for e in p.timeline],
             }
             for p in state.packages.values()
+        ],
+        "open_alerts": [
+            {"kind": a.alert_kind.value, "package_id": a.package_id, "due_at": a.due_at,
+             "opened_at": a.opened_at, "detail": a.detail}
+            for a in state.open_alerts()
         ],
         "notified": list(state.notified),
     }

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from models.events import CarrierScan, OrderItem, OrderPlaced, PackageShipped, PackageStatus, ServiceLevel
+from models.events import CarrierScan, ClockTick, OrderItem, OrderPlaced, PackageShipped, PackageStatus, ServiceLevel
 
 PAYLOADS = Path(__file__).parent / "payloads"
 T0 = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
@@ -33,12 +33,18 @@ def shipped(order_id: str = "ORD-1", package: str = "P1", tracking: str = "1Z999
 
 
 def scan(status: PackageStatus, minutes: float, order_id: str = "ORD-1", package: str = "P1",
-         tracking: str = "1Z999", location: str = "") -> CarrierScan:
-    return CarrierScan(
+         tracking: str = "1Z999", location: str = "", **extra: object) -> CarrierScan:
+    fields: dict = dict(
         event_id=f"{tracking}-{status.value}-{minutes}", source="easypost", carrier="ups",
         tracking_number=tracking, status=status, raw_code=status.value, occurred_at=at(minutes),
         ingested_at=at(minutes + 1), order_id=order_id, package_id=package, location=location,
     )
+    return CarrierScan(**{**fields, **extra})
+
+
+def tick(minutes: float, order_id: str = "ORD-1") -> ClockTick:
+    """The worker's deadline timer, as the order agent receives it."""
+    return ClockTick(event_id=f"tick-{order_id}-{minutes}", order_id=order_id, occurred_at=at(minutes))
 
 
 @pytest.fixture

@@ -8,7 +8,10 @@ One JSON object per message::
       "estimated_delivery": "2026-11-05",            (optional)
       "events": [
         {"status": "in_transit", "code": "DEP", "message": "Departed hub",
-         "occurred_at": "2026-11-03T10:00:00Z", "location": "Reno, NV"}
+         "occurred_at": "2026-11-03T10:00:00Z", "location": "Reno, NV"},
+        {"status": "available_for_pickup", "code": "PUA", "message": "Ready at locker",
+         "occurred_at": "2026-11-04T09:00:00Z", "location": "Locker 12, Main St",
+         "pickup_code": "4711", "pickup_deadline": "2026-11-07T20:00:00Z"}   (both optional)
       ]
     }
 
@@ -52,5 +55,7 @@ def _scan(event: dict[str, Any], index: int, carrier: str, number: str, estimate
         source=SOURCE, carrier=carrier, tracking_number=number,
         status=STATUSES.get(status, PackageStatus.unknown), raw_code=code, raw_message=message,
         occurred_at=occurred_at, ingested_at=ingested_at, location=str(event.get("location") or ""),
-        estimated_delivery=estimate,
+        estimated_delivery=estimate, pickup_code=str(event.get("pickup_code") or ""),
+        pickup_deadline=(parse_time(event["pickup_deadline"], f"{where}.pickup_deadline")
+                         if event.get("pickup_deadline") else None),
     )

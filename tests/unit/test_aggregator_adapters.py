@@ -127,3 +127,29 @@ def test_bad_x12_is_rejected_with_a_reason(mutate, reason):
     with pytest.raises(InvalidPayload) as caught:
         parse_carrier_payload("x12-214", mutate(payload("x12_214_two_shipments.edi")), T0)
     assert caught.value.reason == reason
+
+
+def test_generic_carrier_json_carries_pickup_code_and_deadline():
+    body = {**GENERIC, "events": [{"status": "available_for_pickup", "code": "PUA", "message": "Ready",
+                                   "occurred_at": "2026-11-04T09:00:00Z", "location": "Locker 12",
+                                   "pickup_code": "4711", "pickup_deadline": "2026-11-07T20:00:00Z"}]}
+    (ready,) = parse_carrier_payload("generic", orjson.dumps(body), T0)
+    assert (ready.status, ready.pickup_code) == (S.available_for_pickup, "4711")
+    assert ready.pickup_deadline.isoformat() == "2026-11-07T20:00:00+00:00"
+
+
+@pytest.mark.parametrize(("raw_code", "message", "reason"), [
+    ("Exception_013", "", "lost"),  # AfterShip sub-status
+    ("Exception_007", "", "address_issue"),
+    ("failure/damaged", "", "damaged"),  # EasyPost status/status_detail
+    ("in_transit/weather_delay", "", "weather"),
+    ("FAILURE/package_undeliverable", "", "address_issue"),  # Shippo status/substatus
+    ("A7/BS", "", "refused"),  # X12 214 AT701/AT702
+    ("SD/AO", "", "weather"),  # the reason is more specific than the status
+    ("SD", "", "delayed"),
+    ("EXC", "Held at customs for inspection", "customs"),  # generic: read the words
+    ("EXC", "Something happened", "other"),
+])
+def test_exception_reasons_from_each_formats_codes(raw_code, message, reason):
+    from models.exception_reasons import exception_reason
+    assert exception_reason(raw_code, message).value == reason

@@ -28,7 +28,7 @@ HAPPY_PATH = [placed(), shipped(), scan(S.info_received, 70), scan(S.in_transit,
 
 def test_a_customer_hears_each_milestone_once_in_order():
     state, effects = run(HAPPY_PATH)
-    assert commands(effects) == [("order_confirmed", ""), ("shipped", "P1"),
+    assert commands(effects) == [("order_confirmed", ""), ("estimate_set", ""), ("shipped", "P1"),
                                  ("out_for_delivery", "P1"), ("delivered", "P1")]
     assert state.status is OrderStatus.delivered
     assert state.packages["P1"].status is S.delivered
@@ -78,7 +78,7 @@ def test_replay_produces_the_same_command_ids():
     _, again = run(HAPPY_PATH)
     ids = [e.command_id for e in first if isinstance(e, NotificationCommand)]
     assert ids == [e.command_id for e in again if isinstance(e, NotificationCommand)]
-    assert len(set(ids)) == 4
+    assert len(set(ids)) == 5
 
 
 def test_split_shipment_is_partially_shipped_then_partially_delivered():
@@ -143,5 +143,6 @@ def test_apply_never_changes_the_state_it_was_given():
 def test_commands_carry_when_trackline_saw_the_event_that_caused_them():
     seen_at = at(3)
     _, effects = run([placed().model_copy(update={"ingested_at": seen_at})])
-    (command,) = [e for e in effects if isinstance(e, NotificationCommand)]
-    assert command.caused_by_ingested_at == seen_at and command.occurred_at == at(0)
+    confirmed, estimate = [e for e in effects if isinstance(e, NotificationCommand)]
+    assert confirmed.caused_by_ingested_at == seen_at and confirmed.occurred_at == at(0)
+    assert estimate.type is NotificationType.estimate_set and estimate.estimated_delivery == placed().promised_delivery_date

@@ -73,3 +73,22 @@ def test_some_scans_come_before_their_shipment_is_announced():
 def test_traffic_comes_from_every_supported_aggregator():
     sources = Counter(dict(i.headers)[topics.SOURCE_HEADER] for i in traffic(7) if i.kind == "scan")
     assert set(sources) == {b"easypost", b"aftership", b"shippo"}
+
+
+def test_documented_threshold_file_holds_the_defaults():
+    from pathlib import Path
+
+    from models.thresholds import Thresholds, parse_thresholds
+    text = (Path(__file__).parents[2] / "config" / "detection.toml").read_text()
+    assert parse_thresholds(text) == Thresholds()
+
+
+def test_a_threshold_file_overrides_only_what_it_names():
+    from datetime import timedelta
+
+    from models.thresholds import parse_thresholds
+    rules = parse_thresholds("feedback_after_hours = 24\n[service_levels.standard]\nstale_after_hours = 12\n")
+    assert rules.feedback_after_hours == 24
+    assert rules.stale_after("standard", "ups") == timedelta(hours=12)
+    assert rules.stale_after("two_day", "ups") == timedelta(hours=36)
+    assert rules.level("standard").lost_after_hours == 336

@@ -1,0 +1,127 @@
+"""Delay and stale-tracking rules: which deadlines an order has, given its state.
+
+A *condition* is a rule that currently applies to an order or package together with the
+time it becomes due (``due_at``). The order rules open an alert once ``now`` reaches
+``due_at`` and close it when the condition goes away (the package moved on) or is no
+longer due (a new scan pushed the stale deadline out). The earliest deadline not yet
+reached is the order's ``next_deadline``: the worker indexes it, so a tick looks only
+at orders that are due, never at every open shipment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from models.effects import AlertKind
+from models.events import PackageStatus
+from models.state import OrderState, PackageState
+from models.thresholds import Thresholds
+
+# Once the package is in one of these, no delay rule applies to it.
+SETTLED = {PackageStatus.delivered, PackageStatus.returning_to_sender, PackageStatus.returned_to_sender,
+           PackageStatus.cancelled}
+# The carrier has it: any status past "label created".
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+NOT_ACCEPTED = {PackageStatus.info_received, PackageStatus.unknown, PackageStatus.cancelled}
+
+
+@dataclass(frozen=True)
+class Condition:
+    kind: AlertKind
+    package_id: str
+    due_at: datetime
+    detail: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.package_id}:{self.kind.value}"
+
+
+def conditions(state: OrderState, rules: Thresholds) -> list[Condition]:
+    """Every delay rule that applies to the order now, with the time it is (or was) due."""
+    if state.cancelled_at is not None or state.return_requested_at is not None:
+        return []
+    found: list[Condition] = []
+    outbound = state.outbound()
+    promise_end = (end_of_local_day(state.promised_delivery_date, state.delivery_time_zone)
+                   if state.promised_delivery_date else None)
+    if not outbound:
+        if state.ship_by is not None:
+            found.append(Condition(AlertKind.warehouse_delay, "",
+                                   state.ship_by + timedelta(minutes=rules.warehouse_grace_minutes),
+                                   f"not shipped by {state.ship_by.isoformat()}"))
+        if promise_end is not None:
+            found.append(Condition(AlertKind.promise_missed, "", promise_end,
+                                   f"promised {state.promised_delivery_date}, not shipped"))
+        return found
+    for package in outbound:
+        if package.status in (PackageStatus.returning_to_sender, PackageStatus.returned_to_sender):
+            found.append(Condition(AlertKind.carrier_exception, package.package_id,
+                                   package.status_at or package.last_scan_at or _EPOCH, "returned_to_sender"))
+        elif package.status not in SETTLED:
+            found.extend(_package_conditions(state, package, rules, promise_end))
+    return found
+
+
+def _package_conditions(state: OrderState, package: PackageState, rules: Thresholds,
+                        promise_end: datetime | None) -> list[Condition]:
+    level = rules.level(state.service_level)
+    pid = package.package_id
+    found: list[Condition] = []
+    if package.status is PackageStatus.exception:
+        found.append(Condition(AlertKind.carrier_exception, pid, package.status_at or _EPOCH,
+                               package.exception_reason))
+    if package.accepted_at is None and package.shipped_at is not None:
+        found.append(Condition(AlertKind.pickup_delay_1, pid,
+                               package.shipped_at + timedelta(hours=level.pickup_delay_1_hours),
+                               "label created, no carrier acceptance scan"))
+        found.append(Condition(AlertKind.pickup_delay_2, pid,
+                               package.shipped_at + timedelta(hours=level.pickup_delay_2_hours),
+                               "label created, no carrier acceptance scan"))
+    elif package.last_scan_at is not None and package.status is not PackageStatus.available_for_pickup:
+        # Waiting at a pickup point is not silence: the customer has to come.
+        found.append(Condition(AlertKind.in_transit_stale, pid,
+                               package.last_scan_at + rules.stale_after(state.service_level, package.carrier),
+                               f"no scan since {package.last_scan_at.isoformat()}"))
+        found.append(Condition(AlertKind.presumed_lost, pid,
+                               package.last_scan_at + timedelta(hours=level.lost_after_hours),
+                               f"no scan since {package.last_scan_at.isoformat()}"))
+    if package.status is PackageStatus.out_for_delivery and package.out_for_delivery_at is not None:
+        day = package.out_for_delivery_at.astimezone(_zone(state.delivery_time_zone)).date()
+        found.append(Condition(AlertKind.out_for_delivery_overdue, pid,
+                               end_of_local_day(day, state.delivery_time_zone)
+                               + timedelta(minutes=rules.out_for_delivery_grace_minutes),
+                               f"out for delivery on {day}, not delivered"))
+    promised = state.promised_delivery_date
+    if (promised and package.carrier_current_estimate and package.carrier_current_estimate > promised
+            and package.carrier_estimate_at is not None):
+        found.append(Condition(AlertKind.estimate_after_promise, pid, package.carrier_estimate_at,
+                               f"carrier estimate {package.carrier_current_estimate}, promised {promised}"))
+    if promise_end is not None:
+        found.append(Condition(AlertKind.promise_missed, pid, promise_end,
+                               f"promised {promised}, not delivered"))
+    return found
+
+
+def feedback_due(state: OrderState, rules: Thresholds) -> datetime | None:
+    """When to ask for feedback: a set time after the whole order was delivered."""
+    outbound = state.outbound()
+    if (not outbound or state.cancelled_at or state.return_requested_at
+            or any(p.delivered_at is None for p in outbound)):
+        return None
+    return max(p.delivered_at for p in outbound if p.delivered_at) + timedelta(hours=rules.feedback_after_hours)
+
+
+def end_of_local_day(day: date, time_zone: str) -> datetime:
+    """Midnight after ``day`` where the customer lives, in UTC."""
+    zone = _zone(time_zone)
+    return datetime.combine(day + timedelta(days=1), time(0), tzinfo=zone).astimezone(UTC)
+
+
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name or "UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")

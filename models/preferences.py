@@ -1,0 +1,101 @@
+"""Customer preferences and the notification policy that applies them.
+
+Preferences arrive on a compacted topic keyed by customer id. Every notification command
+passes ``address(command, preferences)`` before a notification worker sees it: it names
+the channels, defers what falls in quiet hours (``send_after``; never dropped), and
+suppresses the update types the customer opted out of (recorded in history).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, ValidationError, field_validator
+
+from models.effects import Channel, HistoryRecord, NotificationCommand, NotificationType, stable_id
+from models.errors import InvalidPayload
+from models.events import Contract
+
+
+class QuietHours(Contract):
+    start: time  # local time; a window may run over midnight (22:00-07:00)
+    end: time
+
+
+class CustomerPreferences(Contract):
+    customer_id: str = Field(min_length=1)
+    channels: list[Channel] = Field(default_factory=lambda: [Channel.email], min_length=1)
+    opted_out: list[NotificationType] = Field(default_factory=list)
+    quiet_hours: QuietHours | None = None
+    time_zone: str = "UTC"
+    locale: str = "en-US"
+    updated_at: datetime | None = None
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+
+DEFAULT = CustomerPreferences(customer_id="-")
+
+
+def parse_preferences(raw: bytes) -> CustomerPreferences:
+    try:
+        return CustomerPreferences.model_validate_json(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        reason = "malformed_json" if first["type"] == "json_invalid" else (
+            "missing_field" if first["type"] == "missing" else "invalid_field")
+        where = ".".join(str(p) for p in first["loc"])
+        raise InvalidPayload(reason, f"{where}: {first['msg']}" if where else first["msg"]) from None
+
+
+def address(command: NotificationCommand, preferences: CustomerPreferences | None
+            ) -> tuple[NotificationCommand | None, HistoryRecord]:
+    """The command as it should go out (None if suppressed) and the history row saying so.
+
+    "Now" is the time trackline saw the cause (``caused_by_ingested_at``), so a replay
+    decides the same way.
+    """
+    prefs = preferences or DEFAULT
+    now = command.caused_by_ingested_at
+    if command.type in prefs.opted_out:
+        return None, _outcome(command, "suppressed: opted_out", now)
+    send_after = quiet_hours_end(now, prefs)
+    addressed = command.model_copy(update={
+        "channels": list(prefs.channels), "locale": prefs.locale, "send_after": send_after or now})
+    outcome = f"deferred until {send_after.isoformat()}" if send_after else "queued"
+    return addressed, _outcome(addressed, outcome, now)
+
+
+def quiet_hours_end(at: datetime, prefs: CustomerPreferences) -> datetime | None:
+    """When the quiet hours that contain ``at`` end (UTC), or None if ``at`` is not in them."""
+    if prefs.quiet_hours is None:
+        return None
+    zone = ZoneInfo(prefs.time_zone)
+    local = at.astimezone(zone)
+    start, end = prefs.quiet_hours.start, prefs.quiet_hours.end
+    now = local.time().replace(tzinfo=None)
+    if start == end:
+        return None
+    inside = (start <= now < end) if start < end else (now >= start or now < end)
+    if not inside:
+        return None
+    end_day = local.date() if now < end else local.date() + timedelta(days=1)
+    return datetime.combine(end_day, end, tzinfo=zone).astimezone(UTC)
+
+
+def _outcome(command: NotificationCommand, outcome: str, now: datetime) -> HistoryRecord:
+    return HistoryRecord(
+        record_id=stable_id(command.command_id, "notification"),
+        record_type="notification", order_id=command.order_id, package_id=command.package_id,
+        event_id=command.command_id, source=",".join(c.value for c in command.channels),
+        carrier=command.carrier, tracking_number=command.tracking_number, status=command.type.value,
+        detail=outcome, occurred_at=command.occurred_at, ingested_at=now,
+    )

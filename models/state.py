@@ -1,0 +1,100 @@
+"""What trackline remembers per order: the state ``apply`` folds events into."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, Field
+
+from models.effects import AlertKind
+from models.events import PackageStatus
+
+
+class OrderStatus(StrEnum):
+    placed = "placed"
+    processing = "processing"  # the fulfillment center is picking and packing
+    partially_shipped = "partially_shipped"
+    shipped = "shipped"
+    partially_delivered = "partially_delivered"
+    delivered = "delivered"
+    cancelled = "cancelled"
+    return_requested = "return_requested"
+    returned = "returned"
+    refunded = "refunded"
+
+
+class TimelineEntry(BaseModel):
+    status: PackageStatus
+    raw_code: str = ""
+    message: str = ""
+    location: str = ""
+    occurred_at: datetime
+
+
+class PackageState(BaseModel):
+    package_id: str
+    is_return: bool = False  # a return shipment back to the fulfillment center
+    carrier: str = ""
+    tracking_number: str = ""
+    service: str = ""
+    skus: list[str] = Field(default_factory=list)
+    status: PackageStatus = PackageStatus.info_received
+    status_at: datetime | None = None  # event time of the scan that set ``status``
+    exception_reason: str = ""
+    shipped_at: datetime | None = None  # label created and handed over
+    accepted_at: datetime | None = None  # the carrier's first acceptance scan
+    last_scan_at: datetime | None = None  # newest scan by event time, whatever its status
+    out_for_delivery_at: datetime | None = None
+    first_attempt_at: datetime | None = None  # first delivery attempt: delivered or failed
+    delivered_at: datetime | None = None
+    # Estimates: the carrier's first and latest, and ours (what the customer was last told
+    # is ``notified_estimate``).
+    carrier_original_estimate: date | None = None
+    carrier_current_estimate: date | None = None
+    carrier_estimate_at: datetime | None = None  # event time of the scan that set the current one
+    estimated_delivery: date | None = None  # ours
+    estimate_source: str = ""  # promise | carrier
+    notified_estimate: date | None = None
+    timeline: list[TimelineEntry] = Field(default_factory=list)
+
+
+class AlertState(BaseModel):
+    alert_kind: AlertKind
+    package_id: str = ""
+    due_at: datetime
+    opened_at: datetime
+    closed_at: datetime | None = None
+    detail: str = ""
+
+
+class OrderState(BaseModel):
+    order_id: str
+    status: OrderStatus = OrderStatus.placed
+    customer_id: str = ""
+    seller_id: str = ""
+    fulfillment_center: str = ""
+    service_level: str = ""
+    delivery_time_zone: str = "UTC"
+    promised_delivery_date: date | None = None
+    ship_by: datetime | None = None
+    ordered_skus: list[str] = Field(default_factory=list)
+    placed_at: datetime | None = None
+    processing_at: datetime | None = None
+    cancelled_at: datetime | None = None
+    return_requested_at: datetime | None = None
+    refunded_at: datetime | None = None
+    packages: dict[str, PackageState] = Field(default_factory=dict)
+    alerts: dict[str, AlertState] = Field(default_factory=dict)  # "<package>:<kind>" -> newest
+    next_deadline: datetime | None = None  # when time-driven rules must look again
+    notified: list[str] = Field(default_factory=list)  # milestone keys already announced
+    seen_event_ids: list[str] = Field(default_factory=list)
+
+    def outbound(self) -> list[PackageState]:
+        return [p for p in self.packages.values() if not p.is_return]
+
+    def returns(self) -> list[PackageState]:
+        return [p for p in self.packages.values() if p.is_return]
+
+    def open_alerts(self) -> list[AlertState]:
+        return [a for a in self.alerts.values() if a.closed_at is None]

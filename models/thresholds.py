@@ -1,0 +1,79 @@
+"""Detection thresholds: how long is too long, per service level and carrier.
+
+Defaults live here and, documented, in ``config/detection.toml``; a deployment passes its
+own file (``TRACKLINE_THRESHOLDS``). The text is parsed here; reading it is the shell's job.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from datetime import timedelta
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from models.events import ServiceLevel
+
+
+class LevelThresholds(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    pickup_delay_1_hours: float = Field(gt=0)  # label created, no acceptance scan
+    pickup_delay_2_hours: float = Field(gt=0)
+    stale_after_hours: float = Field(gt=0)  # no scan while in the carrier's hands
+    lost_after_hours: float = Field(gt=0)  # silence long enough to presume it lost
+    pickup_hold_days: float = Field(default=7, gt=0)  # how long a pickup point holds it
+
+
+class CarrierThresholds(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    stale_after_hours: float | None = Field(default=None, gt=0)  # replaces the level's value
+
+
+_LEVEL_DEFAULTS = {
+    ServiceLevel.same_day: LevelThresholds(pickup_delay_1_hours=2, pickup_delay_2_hours=4,
+                                           stale_after_hours=4, lost_after_hours=48),
+    ServiceLevel.one_day: LevelThresholds(pickup_delay_1_hours=8, pickup_delay_2_hours=24,
+                                          stale_after_hours=18, lost_after_hours=96),
+    ServiceLevel.two_day: LevelThresholds(pickup_delay_1_hours=24, pickup_delay_2_hours=48,
+                                          stale_after_hours=36, lost_after_hours=168),
+    ServiceLevel.standard: LevelThresholds(pickup_delay_1_hours=48, pickup_delay_2_hours=120,
+                                           stale_after_hours=72, lost_after_hours=336),
+    ServiceLevel.locker_pickup: LevelThresholds(pickup_delay_1_hours=48, pickup_delay_2_hours=120,
+                                                stale_after_hours=72, lost_after_hours=336,
+                                                pickup_hold_days=3),
+}
+
+
+class Thresholds(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    warehouse_grace_minutes: float = Field(default=0, ge=0)  # after ship_by
+    out_for_delivery_grace_minutes: float = Field(default=0, ge=0)  # after local midnight
+    feedback_after_hours: float = Field(default=72, gt=0)  # after the order was delivered
+    service_levels: dict[ServiceLevel, LevelThresholds] = Field(default_factory=lambda: dict(_LEVEL_DEFAULTS))
+    carriers: dict[str, CarrierThresholds] = Field(
+        default_factory=lambda: {"usps": CarrierThresholds(stale_after_hours=96)})
+
+    def level(self, service_level: str) -> LevelThresholds:
+        try:
+            return self.service_levels[ServiceLevel(service_level)]
+        except (ValueError, KeyError):
+            return self.service_levels.get(ServiceLevel.standard, _LEVEL_DEFAULTS[ServiceLevel.standard])
+
+    def stale_after(self, service_level: str, carrier: str) -> timedelta:
+        override = self.carriers.get(carrier)
+        hours = override.stale_after_hours if override and override.stale_after_hours else None
+        return timedelta(hours=hours or self.level(service_level).stale_after_hours)
+
+
+def parse_thresholds(text: str) -> Thresholds:
+    """Thresholds from TOML text; levels and keys left out keep their defaults."""
+    data = tomllib.loads(text)
+    levels = dict(_LEVEL_DEFAULTS)
+    for name, values in data.pop("service_levels", {}).items():
+        level = ServiceLevel(name)
+        levels[level] = LevelThresholds(**{**levels[level].model_dump(), **values})
+    carriers = {**Thresholds().carriers, **{name: CarrierThresholds(**values)
+                                           for name, values in data.pop("carriers", {}).items()}}
+    return Thresholds(service_levels=levels, carriers=carriers, **data)

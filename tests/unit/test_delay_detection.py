@@ -1,0 +1,175 @@
+"""Time-driven detection: each delay rule fires once its deadline passes, and only then.
+
+The order in tests.conftest is two-day service (pickup 24 h / 48 h, stale 36 h, lost 168 h),
+placed at T0 = 2026-11-02 08:00 UTC, ship by 20:00, promised for 2026-11-04.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+from models.effects import Alert, AlertKind, HistoryRecord, NotificationCommand
+from models.events import PackageStatus
+from models.order import apply
+from tests.conftest import at, placed, scan, shipped, tick
+
+S = PackageStatus
+K = AlertKind
+HOUR = 60
+
+
+def run(events, state=None):
+    effects = []
+    for event in events:
+        state, produced = apply(state, event)
+        effects.extend(produced)
+    return state, effects
+
+
+def alerts(effects, change="open"):
+    return [(a.alert_kind, a.package_id) for a in effects if isinstance(a, Alert) and a.state == change]
+
+
+def told(effects):
+    return [(c.type.value, c.package_id, c.reason) for c in effects if isinstance(c, NotificationCommand)]
+
+
+def delays(effects):
+    return [(c.package_id, c.estimated_delivery) for c in effects
+            if isinstance(c, NotificationCommand) and c.type.value == "delayed"]
+
+
+def test_warehouse_delay_fires_when_ship_by_passes_not_before():
+    state, _ = run([placed()])
+    assert state.next_deadline == at(12 * HOUR)  # the ship-by time: the worker indexes it
+    _, early = run([tick(12 * HOUR - 1)], state)
+    assert alerts(early) == []
+    state, late = run([tick(12 * HOUR)], state)
+    assert alerts(late) == [(K.warehouse_delay, "")]
+    assert delays(late) == [("", None)]
+    assert state.open_alerts()[0].alert_kind is K.warehouse_delay
+
+
+def test_shipping_closes_the_warehouse_delay():
+    state, _ = run([placed(), tick(13 * HOUR)])
+    late_shipment = shipped().model_copy(update={"occurred_at": at(14 * HOUR)})
+    state, effects = run([late_shipment], state)
+    assert alerts(effects, "closed") == [(K.warehouse_delay, "")]
+    assert state.open_alerts() == []
+
+
+def test_carrier_pickup_delay_has_two_levels_and_only_the_second_tells_the_customer():
+    state, _ = run([placed(), shipped()])  # label created at +60 min, no carrier scan
+    assert state.next_deadline == at(60 + 24 * HOUR)
+    state, first = run([tick(60 + 24 * HOUR)], state)
+    assert alerts(first) == [(K.pickup_delay_1, "P1")] and delays(first) == []
+    state, second = run([tick(60 + 48 * HOUR)], state)
+    assert (K.pickup_delay_2, "P1") in alerts(second)
+    assert ("P1", date(2026, 11, 4)) in delays(second)
+    state, accepted = run([scan(S.picked_up, 60 + 49 * HOUR)], state)
+    assert sorted(alerts(accepted, "closed")) == [(K.pickup_delay_1, "P1"), (K.pickup_delay_2, "P1")]
+
+
+def test_stale_tracking_is_for_ops_and_a_new_scan_clears_it():
+    state, _ = run([placed(), shipped(), scan(S.in_transit, 200)])
+    stale_at = 200 + 36 * HOUR
+    state, effects = run([tick(stale_at)], state)
+    assert (K.in_transit_stale, "P1") in alerts(effects)
+    assert not [t for t in told(effects) if t[1] == "P1" and t[0] == "delayed" and "stale" in t[2]]
+    state, effects = run([scan(S.in_transit, stale_at + 30)], state)
+    assert alerts(effects, "closed") == [(K.in_transit_stale, "P1")]
+    assert state.next_deadline is not None and state.next_deadline > at(stale_at + 30)
+
+
+def test_a_late_old_scan_does_not_postpone_the_stale_deadline():
+    state, _ = run([placed(), shipped(), scan(S.in_transit, 600)])
+    deadline = state.next_deadline
+    state, _ = run([scan(S.picked_up, 100)], state)  # happened earlier, arrived later
+    assert state.next_deadline == deadline
+
+
+def test_presumed_lost_after_a_long_silence_tells_the_customer_what_to_do():
+    state, _ = run([placed(), shipped(), scan(S.in_transit, 200)])
+    state, effects = run([tick(200 + 168 * HOUR)], state)
+    assert (K.presumed_lost, "P1") in alerts(effects)
+    (exception,) = [c for c in effects if isinstance(c, NotificationCommand) and c.type.value == "exception"]
+    assert exception.reason == "lost" and "replacement or refund" in exception.next_step
+
+
+def test_carrier_estimate_after_the_promise_is_a_delay_found_at_that_scan():
+    state, _ = run([placed(), shipped(), scan(S.in_transit, 200)])
+    state, effects = run([scan(S.in_transit, 300, estimated_delivery=date(2026, 11, 6))], state)
+    assert alerts(effects) == [(K.estimate_after_promise, "P1")]
+    assert delays(effects) == [("P1", date(2026, 11, 6))]
+    assert [t for t in told(effects) if t[0] == "estimate_revised"] == []  # one message, not two
+    package = state.packages["P1"]
+    assert (package.carrier_original_estimate, package.carrier_current_estimate) == (date(2026, 11, 6),) * 2
+    assert (package.estimated_delivery, package.estimate_source) == (date(2026, 11, 6), "carrier")
+
+
+def test_estimate_revised_only_when_the_date_changes():
+    state, _ = run([placed(), shipped()])
+    state, first = run([scan(S.in_transit, 200, estimated_delivery=date(2026, 11, 3))], state)
+    state, same = run([scan(S.in_transit, 300, estimated_delivery=date(2026, 11, 3))], state)
+    state, back = run([scan(S.in_transit, 400, estimated_delivery=date(2026, 11, 4))], state)
+    revisions = [(c.previous_estimate, c.estimated_delivery) for c in [*first, *same, *back]
+                 if isinstance(c, NotificationCommand) and c.type.value == "estimate_revised"]
+    assert revisions == [(date(2026, 11, 4), date(2026, 11, 3)), (date(2026, 11, 3), date(2026, 11, 4))]
+    package = state.packages["P1"]
+    assert package.carrier_original_estimate == date(2026, 11, 3)
+    assert package.carrier_current_estimate == date(2026, 11, 4)
+
+
+def test_an_older_scan_does_not_overwrite_the_carriers_current_estimate():
+    state, _ = run([placed(), shipped(), scan(S.in_transit, 400, estimated_delivery=date(2026, 11, 3)),
+                    scan(S.picked_up, 100, estimated_delivery=date(2026, 11, 5))])
+    package = state.packages["P1"]
+    assert package.carrier_current_estimate == date(2026, 11, 3)
+    assert package.carrier_original_estimate == date(2026, 11, 3)  # first one we received
+
+
+def test_promise_missed_at_midnight_where_the_customer_lives():
+    order = placed().model_copy(update={"delivery_time_zone": "America/New_York"})
+    state, _ = run([order, shipped(), scan(S.in_transit, 40 * HOUR)])
+    end_of_promised_day = datetime(2026, 11, 5, 5, 0, tzinfo=UTC)  # midnight in New York (EST)
+    assert state.next_deadline == end_of_promised_day
+    minutes = (end_of_promised_day - at(0)).total_seconds() / 60
+    _, before = run([tick(minutes - 1)], state)
+    assert (K.promise_missed, "P1") not in alerts(before)
+    state, after = run([tick(minutes)], state)
+    assert (K.promise_missed, "P1") in alerts(after)
+    assert ("P1", None) in delays(after)  # no new date to give yet
+
+
+def test_out_for_delivery_not_delivered_by_end_of_the_local_day():
+    state, _ = run([placed(), shipped(), scan(S.in_transit, 200), scan(S.out_for_delivery, 24 * HOUR)])
+    # Out for delivery on 2026-11-03 (UTC): overdue from midnight.
+    midnight = (datetime(2026, 11, 4, tzinfo=UTC) - at(0)).total_seconds() / 60
+    state, effects = run([tick(midnight)], state)
+    assert (K.out_for_delivery_overdue, "P1") in alerts(effects)
+    assert [t for t in told(effects) if t[0] == "delayed"][0][2].startswith("The carrier could not deliver")
+    state, effects = run([scan(S.delivered, midnight + 600)], state)
+    assert (K.out_for_delivery_overdue, "P1") in alerts(effects, "closed")
+    assert state.open_alerts() == []
+    assert state.next_deadline is not None  # only the feedback request is left
+
+
+def test_each_detection_fires_once_even_when_ticks_repeat():
+    state, _ = run([placed()])
+    state, first = run([tick(13 * HOUR)], state)
+    state, again = run([tick(14 * HOUR), tick(14 * HOUR)], state)
+    assert alerts(first) == [(K.warehouse_delay, "")]
+    assert alerts(again) == [] and told(again) == []
+
+
+def test_cancelled_orders_raise_no_alerts():
+    from models.events import OrderCancelled
+    cancel = OrderCancelled(event_id="c", order_id="ORD-1", occurred_at=at(30))
+    state, effects = run([placed(), cancel, tick(30 * 24 * HOUR)])
+    assert alerts(effects) == [] and state.next_deadline is None
+
+
+def test_alerts_are_history_rows_for_ops():
+    _, effects = run([placed(), tick(13 * HOUR)])
+    (row,) = [r for r in effects if isinstance(r, HistoryRecord) and r.record_type == "alert"]
+    assert (row.status, row.previous_status, row.occurred_at) == ("warehouse_delay", "open", at(12 * HOUR))
