@@ -55,7 +55,9 @@ def create_topics(bootstrap: str, partitions: int, names: list[str] | None = Non
         if not missing:
             return
         new = [NewTopic(n, num_partitions=1 if n == topics.DLQ else partitions,
-                        replication_factor=1, config=TOPIC_CONFIG) for n in missing]
+                        replication_factor=1,
+                        config={**TOPIC_CONFIG, "cleanup.policy": "compact"} if n in topics.COMPACTED
+                        else TOPIC_CONFIG) for n in missing]
         for name, future in admin.create_topics(new).items():
             try:
                 future.result()

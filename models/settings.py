@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from models.thresholds import Thresholds, parse_thresholds
+
 ENV_PREFIX = "TRACKLINE_"
 
 
@@ -17,6 +19,8 @@ class Settings:
     partitions: int = 4
     web_port: int = 6066
     log_level: str = "info"
+    thresholds: str = ""  # TOML file of detection thresholds; empty = config/detection.toml defaults
+    tick_interval: float = 5.0  # seconds between deadline ticks
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], **overrides: object) -> Settings:
@@ -24,7 +28,7 @@ class Settings:
             return environ.get(ENV_PREFIX + name.upper())
 
         values: dict[str, object] = {}
-        for name in ("kafka", "clickhouse", "log_level"):
+        for name in ("kafka", "clickhouse", "log_level", "thresholds"):
             if (v := get(name)) is not None:
                 values[name] = v
         if (v := get("data_dir")) is not None:
@@ -32,6 +36,8 @@ class Settings:
         for name in ("partitions", "web_port"):
             if (v := get(name)) is not None:
                 values[name] = int(v)
+        if (v := get("tick_interval")) is not None:
+            values["tick_interval"] = float(v)
         values.update({k: v for k, v in overrides.items() if v is not None})
         settings = cls(**values)  # type: ignore[arg-type]
         return replace(settings, data_dir=Path(settings.data_dir).resolve())
@@ -39,6 +45,10 @@ class Settings:
     @property
     def clickhouse_dsn(self) -> str:
         return self.clickhouse or f"chdb://{self.data_dir / 'clickhouse'}"
+
+    def detection_rules(self) -> Thresholds:
+        """The thresholds file named by ``thresholds`` (read here, at the edge), or the defaults."""
+        return parse_thresholds(Path(self.thresholds).read_text()) if self.thresholds else Thresholds()
 
     @property
     def embedded_broker(self) -> bool:

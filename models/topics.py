@@ -4,7 +4,10 @@ FC_EVENTS = "trackline.fc-events"  # key: order id; JSON fulfillment events
 CARRIER_SCANS_RAW = "trackline.carrier-scans.raw"  # key: tracking number; header trackline-source
 TRACKING_LINKS = "trackline.tracking-links"  # key: carrier:tracking number; internal
 ORDER_EVENTS = "trackline.order-events"  # key: order id; canonical events, batched
-NOTIFICATIONS = "trackline.notifications"  # key: order id; NotificationCommand JSON
+CUSTOMER_PREFERENCES = "trackline.customer-preferences"  # key: customer id; compacted
+NOTIFICATION_INTENTS = "trackline.notification-intents"  # key: customer id; internal, before preferences
+NOTIFICATIONS = "trackline.notifications"  # key: order id; NotificationCommand JSON, addressed
+ALERTS = "trackline.alerts"  # key: order id; Alert JSON (opened and closed), for ops tooling
 HISTORY = "trackline.history"  # key: order id; HistoryRecord JSON, batched
 DLQ = "trackline.dlq"  # value: the original bytes; headers say why
 
@@ -16,5 +19,7 @@ DLQ_PARTITION_HEADER = "trackline-dlq-partition"
 DLQ_OFFSET_HEADER = "trackline-dlq-offset"
 
 # Topics keyed the same way must have the same partition count (co-partitioning).
-PARTITIONED = [FC_EVENTS, CARRIER_SCANS_RAW, TRACKING_LINKS, ORDER_EVENTS, NOTIFICATIONS, HISTORY]
+PARTITIONED = [FC_EVENTS, CARRIER_SCANS_RAW, TRACKING_LINKS, ORDER_EVENTS, CUSTOMER_PREFERENCES,
+               NOTIFICATION_INTENTS, NOTIFICATIONS, ALERTS, HISTORY]
+COMPACTED = {CUSTOMER_PREFERENCES}  # the latest value per key is the truth
 ALL = [*PARTITIONED, DLQ]

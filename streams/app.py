@@ -9,7 +9,8 @@ from models.settings import Settings
 from streams.bulk import RECORD_BATCH, bulk_transport
 
 # Topics whose fetched batches reach the agents as one message each (see streams.bulk).
-BULK_TOPICS = {topics.FC_EVENTS, topics.CARRIER_SCANS_RAW, topics.TRACKING_LINKS, topics.ORDER_EVENTS}
+BULK_TOPICS = {topics.FC_EVENTS, topics.CARRIER_SCANS_RAW, topics.TRACKING_LINKS, topics.ORDER_EVENTS,
+               topics.CUSTOMER_PREFERENCES, topics.NOTIFICATION_INTENTS}
 
 
 def create_app(settings: Settings, bootstrap: str, tansu: bool = False) -> faust.App:
@@ -44,11 +45,12 @@ def create_app(settings: Settings, bootstrap: str, tansu: bool = False) -> faust
         # "ahead" of the topic. The check is right on Kafka; on Tansu it is a false alarm.
         recovery_consistency_check=not tansu,
     )
-    from streams import orders, router
+    from streams import notification_policy, orders, router
 
     channels = Channels(app)
     router.register(app, channels)
-    orders.register(app, channels)
+    orders.register(app, channels, settings.detection_rules(), settings.tick_interval)
+    notification_policy.register(app, channels)
     return app
 
 
@@ -68,4 +70,5 @@ class Channels:
         self.dlq = raw_topic(topics.DLQ)
         self.router_input = batched_topic(topics.CARRIER_SCANS_RAW, topics.TRACKING_LINKS)
         self.orders_input = batched_topic(topics.FC_EVENTS, topics.ORDER_EVENTS)
+        self.policy_input = batched_topic(topics.CUSTOMER_PREFERENCES, topics.NOTIFICATION_INTENTS)
 

@@ -19,7 +19,7 @@ from faust.types import TP
 
 from models.routing import partition_for
 
-Record = tuple[bytes | None, bytes]
+Record = tuple[bytes | None, bytes | None]
 
 
 async def send_records(app: faust.App, topic: str, partition: int,
@@ -33,7 +33,7 @@ async def send_records(app: faust.App, topic: str, partition: int,
             sent.append((await producer.send_batch(batch, topic, partition=partition), count))
             batch, count = producer.create_batch(), 0
             if batch.append(key=key, value=value, timestamp=None) is None:
-                raise ValueError(f"a record of {len(value)} bytes does not fit in a batch for {topic}")
+                raise ValueError(f"a record of {len(value or b'')} bytes does not fit in a batch for {topic}")
         count += 1
     if count:
         sent.append((await producer.send_batch(batch, topic, partition=partition), count))
@@ -67,12 +67,19 @@ async def send_envelopes(app: faust.App, topic: str, partitions: int, keyed: Ite
         await send_records(app, topic, partition, envelopes)
 
 
-async def write_table(app: faust.App, table: Any, partition: int, items: dict[bytes, bytes]) -> None:
-    """``table[key] = value`` for many keys of one partition, inside stream iteration."""
+async def write_table(app: faust.App, table: Any, partition: int, items: dict[bytes, bytes | None]) -> None:
+    """``table[key] = value`` for many keys of one partition, inside stream iteration.
+
+    A value of None deletes the key (a tombstone in the changelog).
+    """
     if not items:
         return
     for key, value in items.items():
-        table.data[key] = value  # the local store only: the changelog follows in batches
+        # The local store only: the changelog follows in batches.
+        if value is None:
+            table.data.pop(key, None)
+        else:
+            table.data[key] = value
     changelog = table.changelog_topic.get_topic_name()
     tp = TP(changelog, partition)
     for future, count in await send_records(app, changelog, partition, list(items.items())):

@@ -12,7 +12,8 @@ import faust
 import orjson
 from faust.web import Request, Response, View
 
-from models.order import OrderState, order_view
+from models.order import order_view
+from streams import order_store
 
 
 def register(app: faust.App, orders: Any) -> None:
@@ -24,5 +25,5 @@ def register(app: faust.App, orders: Any) -> None:
             if not stored:
                 return self.bytes(orjson.dumps({"error": "order not found", "order_id": order_id}),
                                   content_type="application/json", status=404)
-            body = orjson.dumps(order_view(OrderState.model_validate_json(stored)))
+            body = orjson.dumps(order_view(order_store.decode(stored)))
             return self.bytes(body, content_type="application/json")

@@ -1,7 +1,9 @@
-"""Order agent: fulfillment events and matched scans -> order state and its effects.
+"""Order agent: fulfillment events, matched scans and clock ticks -> order state and effects.
 
 Each stream event is a batch of records of one partition: every order in it is read
-from the table once, has all its events applied, and is written back once.
+from the table once, has all its events applied, and is written back once. Commands go
+to the notification policy (keyed by customer), alerts to ops, history to the sink, and
+each changed order's next deadline to the deadline index.
 """
 
 from __future__ import annotations
@@ -14,26 +16,30 @@ import faust
 from pydantic import ValidationError
 
 from models import topics
-from models.effects import Effect, HistoryRecord, NotificationCommand, TrackingLink
+from models.effects import Alert, Effect, HistoryRecord, NotificationCommand, TrackingLink
 from models.errors import InvalidPayload
 from models.events import order_events_batch_adapter
 from models.fulfillment import parse_fulfillment_event
 from models.order import Event, OrderState, apply_batch
-from streams import lookup
+from models.thresholds import Thresholds
+from streams import clock, lookup, order_store
 from streams.app import Channels
 from streams.batch_io import send_envelopes, send_keyed, write_table
 from streams.dead_letters import send_to_dlq
 
 
-def register(app: faust.App, ch: Channels) -> None:
+def register(app: faust.App, ch: Channels, rules: Thresholds, tick_interval: float = clock.TICK_INTERVAL) -> None:
     partitions = app.conf.topic_partitions
     orders = app.Table("orders", default=None, key_type=bytes, value_type=bytes, partitions=partitions)
     lookup.register(app, orders)
     decoded = DecodedStates(orders)
+    deadlines = clock.PartitionDeadlines()
+    clock.register(app, orders, deadlines, tick_interval)
 
     @app.on_partitions_revoked.connect
-    async def forget_decoded_states(*args: Any, **kwargs: Any) -> None:
+    async def forget_partition_caches(*args: Any, **kwargs: Any) -> None:
         decoded.clear()  # another worker may change them now
+        deadlines.clear()  # rebuilt from the table once this worker owns partitions again
 
     @app.agent(ch.orders_input, name="order-tracker")
     async def track_orders(batches: faust.StreamT) -> None:
@@ -45,15 +51,17 @@ def register(app: faust.App, ch: Channels) -> None:
                 except InvalidPayload as error:
                     await send_to_dlq(ch.dlq, record, error)
             states = decoded.take({event.order_id for event in events})
-            changed, effects = apply_batch(states, events)
+            changed, effects = apply_batch(states, events, rules)
             # Effects reach the broker before the state that remembers them is stored:
             # a crash in between replays the batch and re-emits the same command ids,
             # where the other order would remember milestones no customer was told.
             await _publish(app, ch, effects, partitions)
             await app.producer.flush()
-            await write_table(app, orders, batches.current_event.message.partition,
-                              {order_id.encode(): state.model_dump_json().encode()
-                               for order_id, state in changed.items()})
+            partition = batches.current_event.message.partition
+            await write_table(app, orders, partition,
+                              {order_id.encode(): order_store.encode(state) for order_id, state in changed.items()})
+            for order_id, state in changed.items():
+                deadlines.schedule(partition, order_id, state.next_deadline)
             decoded.keep(states)
 
 
@@ -77,7 +85,7 @@ class DecodedStates:
             state = self.states.pop(order_id, None)
             if state is None:
                 stored = self.table.get(order_id.encode())
-                state = OrderState.model_validate_json(stored) if stored else None
+                state = order_store.decode(stored) if stored else None
             taken[order_id] = state
         return taken
 
@@ -104,14 +112,19 @@ def _decode(record: Any) -> list[Event]:
 
 async def _publish(app: faust.App, ch: Channels, effects: list[Effect], partitions: int) -> None:
     history: list[tuple[str, bytes]] = []
-    notifications: list[tuple[str, bytes]] = []
+    intents: list[tuple[str, bytes]] = []
+    alerts: list[tuple[str, bytes]] = []
     for effect in effects:
         if isinstance(effect, HistoryRecord):
             history.append((effect.order_id, effect.model_dump_json().encode()))
         elif isinstance(effect, NotificationCommand):
-            notifications.append((effect.order_id, effect.model_dump_json().encode()))
+            # Keyed by customer: the notification policy holds that customer's preferences.
+            intents.append((effect.customer_id, effect.model_dump_json().encode()))
+        elif isinstance(effect, Alert):
+            alerts.append((effect.order_id, effect.model_dump_json().encode()))
         elif isinstance(effect, TrackingLink):
             await ch.tracking_links.send(key=effect.tracking_number.encode(),
                                          value=effect.model_dump_json().encode())
-    await send_keyed(app, topics.NOTIFICATIONS, partitions, notifications)
+    await send_keyed(app, topics.NOTIFICATION_INTENTS, partitions, intents)
+    await send_keyed(app, topics.ALERTS, partitions, alerts)
     await send_envelopes(app, topics.HISTORY, partitions, history)

@@ -145,4 +145,5 @@ def test_commands_carry_when_trackline_saw_the_event_that_caused_them():
     _, effects = run([placed().model_copy(update={"ingested_at": seen_at})])
     confirmed, estimate = [e for e in effects if isinstance(e, NotificationCommand)]
     assert confirmed.caused_by_ingested_at == seen_at and confirmed.occurred_at == at(0)
-    assert estimate.type is NotificationType.estimate_set and estimate.estimated_delivery == placed().promised_delivery_date
+    assert estimate.type is NotificationType.estimate_set
+    assert estimate.estimated_delivery == placed().promised_delivery_date

@@ -1,0 +1,85 @@
+"""The deadline timer: every few seconds, a ``ClockTick`` for each order whose deadline passed.
+
+Ticks go through the order-events topic to the order agent, which runs the delay rules;
+the timer itself never touches order state. It looks only at the index's due entries, so
+a tick costs the same at ten thousand or a million open shipments.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import faust
+
+from models import topics
+from models.deadlines import DeadlineIndex, epoch_seconds, from_epoch
+from models.effects import stable_id
+from models.events import ClockTick
+from streams.batch_io import send_envelopes
+from streams.order_store import stored_deadline
+
+log = logging.getLogger("trackline.clock")
+TICK_INTERVAL = 5.0  # seconds: detections fire well within a minute of their deadline
+
+
+class PartitionDeadlines:
+    """A deadline index per partition of the orders table this worker owns."""
+
+    def __init__(self) -> None:
+        self.indexes: dict[int, DeadlineIndex] = {}
+
+    def schedule(self, partition: int, order_id: str, due: datetime | None) -> None:
+        index = self.indexes.get(partition)
+        if index is None:
+            return  # not rebuilt yet: the rebuild reads this write from the table
+        index.schedule(order_id, epoch_seconds(due) if due else None)
+
+    def rebuild(self, partition: int, stored_items: Any) -> int:
+        index = DeadlineIndex()
+        for key, value in stored_items:
+            due = stored_deadline(value)
+            if due is not None:
+                index.schedule(key.decode(), due)
+        self.indexes[partition] = index
+        return len(index)
+
+    def retain(self, partitions: set[int]) -> None:
+        for partition in set(self.indexes) - partitions:
+            del self.indexes[partition]
+
+    def clear(self) -> None:
+        self.indexes.clear()
+
+    def pop_due(self, now: int) -> list[tuple[str, int]]:
+        return [due for index in self.indexes.values() for due in index.pop_due(now)]
+
+    def __len__(self) -> int:
+        return sum(len(index) for index in self.indexes.values())
+
+
+def ticks_for(due: list[tuple[str, int]], now: datetime) -> list[tuple[str, bytes]]:
+    return [(order_id, ClockTick(event_id=stable_id(order_id, "tick", str(deadline)), order_id=order_id,
+                                 occurred_at=now, ingested_at=now).model_dump_json().encode())
+            for order_id, deadline in due]
+
+
+def register(app: faust.App, orders: Any, deadlines: PartitionDeadlines, interval: float = TICK_INTERVAL) -> None:
+    partitions = app.conf.topic_partitions
+
+    @app.timer(interval=interval, name="deadline-ticks")
+    async def send_due_ticks() -> None:
+        if app.rebalancing or app.in_recovery or not app.tables.recovery.completed.is_set():
+            return
+        owned = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topics.ORDER_EVENTS}
+        deadlines.retain(owned)
+        for partition in owned - set(deadlines.indexes):
+            # rocksdb holds each partition in its own database: read that one only.
+            count = deadlines.rebuild(partition, orders.data._db_for_partition(partition).items())
+            log.info("deadline index for partition %s: %s orders", partition, count)
+        now = datetime.now(UTC)
+        due = deadlines.pop_due(epoch_seconds(now))
+        if due:
+            await send_envelopes(app, topics.ORDER_EVENTS, partitions, ticks_for(due, now))
+            log.debug("ticks for %s orders due by %s", len(due), from_epoch(epoch_seconds(now)))
