@@ -8,6 +8,7 @@ COPY sinks sinks
 COPY notifier notifier
 COPY broker broker
 COPY trackline trackline
+COPY config config
 RUN pip install --no-cache-dir .
 ENV TRACKLINE_DATA_DIR=/var/lib/trackline
 ENTRYPOINT ["trackline"]

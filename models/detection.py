@@ -90,9 +90,10 @@ def _package_conditions(state: OrderState, package: PackageState, rules: Thresho
                                f"no scan since {package.last_scan_at.isoformat()}"))
     if package.status is PackageStatus.out_for_delivery and package.out_for_delivery_at is not None:
         day = package.out_for_delivery_at.astimezone(_zone(state.delivery_time_zone)).date()
-        found.append(Condition(AlertKind.out_for_delivery_overdue, pid,
-                               end_of_local_day(day, state.delivery_time_zone)
-                               + timedelta(minutes=rules.out_for_delivery_grace_minutes),
+        due = min(end_of_local_day(day, state.delivery_time_zone)
+                  + timedelta(minutes=rules.out_for_delivery_grace_minutes),
+                  package.out_for_delivery_at + timedelta(hours=rules.out_for_delivery_max_hours))
+        found.append(Condition(AlertKind.out_for_delivery_overdue, pid, due,
                                f"out for delivery on {day}, not delivered"))
     promised = state.promised_delivery_date
     if (promised and package.carrier_current_estimate and package.carrier_current_estimate > promised

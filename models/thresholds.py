@@ -50,6 +50,8 @@ class Thresholds(BaseModel):
 
     warehouse_grace_minutes: float = Field(default=0, ge=0)  # after ship_by
     out_for_delivery_grace_minutes: float = Field(default=0, ge=0)  # after local midnight
+    # A delivery route ends before midnight: out for delivery longer than this is overdue too.
+    out_for_delivery_max_hours: float = Field(default=16, gt=0)
     feedback_after_hours: float = Field(default=72, gt=0)  # after the order was delivered
     service_levels: dict[ServiceLevel, LevelThresholds] = Field(default_factory=lambda: dict(_LEVEL_DEFAULTS))
     carriers: dict[str, CarrierThresholds] = Field(

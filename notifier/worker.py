@@ -4,6 +4,10 @@ The channel here is a JSON-lines file (one delivered command per line), standing
 an e-mail, SMS or push provider. Commands are delivered at least once by Kafka, so the
 worker skips ``command_id``s it has already delivered (remembered in the file itself),
 and commits offsets only after the lines are on disk.
+
+A command deferred by the customer's quiet hours carries ``send_after``; it is handed to
+the channel with that time, as providers take it (SendGrid ``send_at``, Twilio scheduled
+messages, APNs/FCM scheduled pushes), so nothing waits in this worker or is dropped.
 """
 
 from __future__ import annotations

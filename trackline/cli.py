@@ -16,7 +16,8 @@ def _settings(args: argparse.Namespace) -> Settings:
     return Settings.from_env(
         os.environ, kafka=args.kafka, clickhouse=args.clickhouse, data_dir=args.data_dir,
         partitions=args.partitions, log_level=args.log_level,
-        web_port=getattr(args, "web_port", None),
+        web_port=getattr(args, "web_port", None), thresholds=getattr(args, "thresholds", None),
+        tick_interval=getattr(args, "tick_interval", None),
     )
 
 
@@ -164,10 +165,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", type=Path, help="write a JSON summary here")
     p.add_argument("--orders-per-second", type=float, default=20.0)
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--thresholds", help="detection thresholds for the worker "
+                   "(default: config/detection-demo.toml, scaled to the simulator's seconds-long journeys)")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("worker", parents=[common], help="the Faust stream worker")
     p.add_argument("--web-port", type=int, help="order lookup and metrics (env TRACKLINE_WEB_PORT)")
+    p.add_argument("--thresholds", help="TOML file of detection thresholds (env TRACKLINE_THRESHOLDS; "
+                   "default: the values in config/detection.toml)")
+    p.add_argument("--tick-interval", type=float, help="seconds between deadline ticks (env TRACKLINE_TICK_INTERVAL)")
     p.set_defaults(func=cmd_worker)
     sub.add_parser("sink", parents=[common], help="history -> ClickHouse").set_defaults(func=cmd_sink)
     p = sub.add_parser("notifier", parents=[common], help="reference notification worker")

@@ -25,10 +25,15 @@ from confluent_kafka import Consumer, TopicPartition
 from broker import clients
 from broker.embedded import EmbeddedBroker, free_port
 from models import topics
+from models.effects import AlertKind, NotificationType
 from models.settings import Settings
 from trackline import simulator
 
 log = logging.getLogger("trackline.demo")
+DEMO_THRESHOLDS = Path(__file__).resolve().parents[1] / "config" / "detection-demo.toml"
+# The longest demo threshold (presumed lost, 30 s) plus a tick: how long detections keep
+# coming after the last simulated scan.
+SETTLE_SECONDS = 40
 
 
 class PipelineWatch:
@@ -37,7 +42,7 @@ class PipelineWatch:
     def __init__(self, bootstrap: str, partitions: int) -> None:
         self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "trackline-demo-watch",
                                   "enable.auto.commit": False, "auto.offset.reset": "earliest"})
-        watched = [topics.FC_EVENTS, topics.CARRIER_SCANS_RAW, topics.NOTIFICATIONS, topics.HISTORY]
+        watched = [topics.FC_EVENTS, topics.CARRIER_SCANS_RAW, topics.NOTIFICATIONS, topics.ALERTS, topics.HISTORY]
         self.consumer.assign([TopicPartition(t, p, 0) for t in watched for p in range(partitions)]
                              + [TopicPartition(topics.DLQ, 0, 0)])
         self.counts: Counter[str] = Counter()
@@ -54,6 +59,8 @@ class PipelineWatch:
                 topic = m.topic()
                 if topic == topics.NOTIFICATIONS:
                     self.notifications[orjson.loads(m.value())["type"]] += 1
+                elif topic == topics.ALERTS:
+                    self.counts["alerts"] += b'"state":"open"' in m.value()
                 elif topic == topics.HISTORY:
                     self.counts["history records"] += m.value().count(b'"record_id"')
                 else:
@@ -63,7 +70,8 @@ class PipelineWatch:
         c = self.counts
         return (f"[{elapsed:6.1f}s] fc events {c[topics.FC_EVENTS]:>6} | carrier webhooks "
                 f"{c[topics.CARRIER_SCANS_RAW]:>6} | notifications {sum(self.notifications.values()):>6} "
-                f"| history records {c['history records']:>7} | dead letters {c[topics.DLQ]:>3}")
+                f"| alerts {c['alerts']:>5} | history records {c['history records']:>7} "
+                f"| dead letters {c[topics.DLQ]:>3}")
 
     def close(self) -> None:
         self.consumer.close()
@@ -86,7 +94,8 @@ def run_demo(settings: Settings, duration: float, report: Path | None,
     logs = run_dir / "logs"
     logs.mkdir()
     settings = replace(settings, data_dir=run_dir, log_level="warn",
-                       web_port=free_port() if settings.web_port == 6066 else settings.web_port)
+                       web_port=free_port() if settings.web_port == 6066 else settings.web_port,
+                       thresholds=settings.thresholds or str(DEMO_THRESHOLDS))
     broker = None
     if settings.embedded_broker:
         broker = EmbeddedBroker(log_path=logs / "broker.log").start()
@@ -96,7 +105,8 @@ def run_demo(settings: Settings, duration: float, report: Path | None,
     children: dict[str, subprocess.Popen] = {}
     try:
         clients.create_topics(bootstrap, settings.partitions)
-        children["worker"] = _spawn("worker", settings, bootstrap, logs, "--web-port", str(settings.web_port))
+        children["worker"] = _spawn("worker", settings, bootstrap, logs, "--web-port", str(settings.web_port),
+                                    "--thresholds", settings.thresholds, "--tick-interval", "2")
         children["sink"] = _spawn("sink", settings, bootstrap, logs)
         children["notifier"] = _spawn("notifier", settings, bootstrap, logs)
         print(f"trackline demo: data in {run_dir}; {duration:.0f}s of traffic at "
@@ -111,11 +121,17 @@ def run_demo(settings: Settings, duration: float, report: Path | None,
             watch.poll(5.0)
             _check_children(children)
             print(watch.line(time.monotonic() - started), flush=True)
-        # Drain: wait until nothing new has flowed for a few seconds.
-        drain_deadline = time.monotonic() + 120
-        while time.monotonic() - watch.last_change < 6 and time.monotonic() < drain_deadline:
+        # Drain: let the last deadlines pass, then wait until nothing new has flowed for a few seconds.
+        print(f"traffic done; waiting {SETTLE_SECONDS}s for the last deadlines (lost, feedback) to pass",
+              flush=True)
+        settle_until = time.monotonic() + SETTLE_SECONDS
+        drain_deadline = settle_until + 120
+        while ((time.monotonic() < settle_until or time.monotonic() - watch.last_change < 6)
+               and time.monotonic() < drain_deadline):
             watch.poll(2.0)
             _check_children(children)
+            if time.monotonic() < settle_until:
+                print(watch.line(time.monotonic() - started), flush=True)
         print(watch.line(time.monotonic() - started) + "  (drained)", flush=True)
         watch.close()
     finally:
@@ -170,6 +186,21 @@ def summarize(settings: Settings, sent: dict[str, int], run_dir: Path) -> dict:
             "SELECT status, count() FROM history FINAL WHERE record_type = 'notification' "
             "GROUP BY status ORDER BY status")),
         "notifications_delivered_by_type": dict(sorted(delivered.items())),
+        "notification_outcomes": dict(rows(
+            "SELECT extract(detail, '^[a-z]+') AS outcome, count() FROM history FINAL "
+            "WHERE record_type = 'notification' GROUP BY outcome ORDER BY outcome")),
+        "detections_by_kind": dict(rows(
+            "SELECT status, count() FROM history FINAL WHERE record_type = 'alert' AND previous_status = 'open' "
+            "GROUP BY status ORDER BY status")),
+        "alerts_still_open": rows(
+            "SELECT count() FROM (SELECT event_id, argMax(previous_status, ingested_at) AS state "
+            "FROM history FINAL WHERE record_type = 'alert' GROUP BY event_id) WHERE state = 'open'")[0][0],
+        "update_types_missing": sorted(
+            {t.value for t in NotificationType} - {r[0] for r in rows(
+                "SELECT DISTINCT status FROM history FINAL WHERE record_type = 'notification'")}),
+        "detection_kinds_missing": sorted(
+            {k.value for k in AlertKind} - {r[0] for r in rows(
+                "SELECT DISTINCT status FROM history FINAL WHERE record_type = 'alert'")}),
         "history_rows_written": rows("SELECT count() FROM history FINAL")[0][0],
         "history_rows_by_type": dict(rows(
             "SELECT record_type, count() FROM history FINAL GROUP BY record_type ORDER BY record_type")),

@@ -173,3 +173,12 @@ def test_alerts_are_history_rows_for_ops():
     _, effects = run([placed(), tick(13 * HOUR)])
     (row,) = [r for r in effects if isinstance(r, HistoryRecord) and r.record_type == "alert"]
     assert (row.status, row.previous_status, row.occurred_at) == ("warehouse_delay", "open", at(12 * HOUR))
+
+
+def test_a_route_that_runs_past_its_length_is_overdue_before_midnight():
+    state, _ = run([placed(), shipped(), scan(S.in_transit, 200), scan(S.out_for_delivery, 25 * HOUR)])
+    # Out for delivery at 09:00 UTC on 2026-11-03: 16 hours later is 01:00 the next day, midnight comes first.
+    assert state.next_deadline == datetime(2026, 11, 4, tzinfo=UTC)
+    early_state, _ = run([placed(), shipped(), scan(S.in_transit, 200), scan(S.out_for_delivery, 17 * HOUR)])
+    # Out for delivery at 01:00 UTC: the 16-hour route ends at 17:00, before midnight.
+    assert early_state.next_deadline == at(33 * HOUR)

@@ -7,6 +7,7 @@ from models import topics
 from models.carriers import parse_carrier_payload
 from models.errors import InvalidPayload
 from models.fulfillment import parse_fulfillment_event
+from models.preferences import parse_preferences
 from models.settings import Settings
 from tests.conftest import T0
 from trackline.simulator import TrafficMix, TrafficSimulator
@@ -22,7 +23,7 @@ def test_flags_override_environment_which_overrides_defaults(tmp_path):
 
 
 def traffic(seed: int, seconds: float = 60, mix: TrafficMix | None = None):
-    return list(TrafficSimulator(seed=seed, mix=mix).stream(orders_per_second=5, duration=seconds))
+    return list(TrafficSimulator(seed=seed, mix=mix, start=T0).stream(orders_per_second=5, duration=seconds))
 
 
 def test_same_seed_same_traffic():
@@ -54,6 +55,8 @@ def test_traffic_is_in_due_order_and_has_the_messy_parts_of_real_traffic():
             assert parse_carrier_payload(dict(item.headers)[topics.SOURCE_HEADER].decode(), item.value, T0)
         elif item.kind == "fc":
             parse_fulfillment_event(item.value)
+        elif item.kind == "preferences":
+            assert parse_preferences(item.value).customer_id == item.key.decode()
 
 
 def test_some_scans_come_before_their_shipment_is_announced():
@@ -70,9 +73,61 @@ def test_some_scans_come_before_their_shipment_is_announced():
     assert early > 0
 
 
-def test_traffic_comes_from_every_supported_aggregator():
+def test_traffic_comes_from_every_supported_aggregator_and_the_generic_format():
     sources = Counter(dict(i.headers)[topics.SOURCE_HEADER] for i in traffic(7) if i.kind == "scan")
-    assert set(sources) == {b"easypost", b"aftership", b"shippo"}
+    assert set(sources) == {b"easypost", b"aftership", b"shippo", b"generic"}
+
+
+def test_simulated_orders_reach_every_update_type_and_detection():
+    """Through the rules in one process, with the demo's thresholds, after the traffic has settled."""
+    from datetime import timedelta
+
+    from models.effects import Alert, AlertKind, NotificationCommand, NotificationType, TrackingLink
+    from models.events import ClockTick
+    from models.order import apply
+    from models.routing import TrackingEntry, link_tracking, route_scan
+    from models.thresholds import parse_thresholds
+
+    rules = parse_thresholds((Path(__file__).parents[2] / "config" / "detection-demo.toml").read_text())
+    items = traffic(5, seconds=40)
+    orders: dict = {}
+    tracking: dict = {}
+    told, opened = Counter(), Counter()
+
+    def apply_all(events):
+        for event in events:
+            orders[event.order_id], effects = apply(orders.get(event.order_id), event, rules)
+            for effect in effects:
+                if isinstance(effect, NotificationCommand):
+                    told[effect.type] += 1
+                elif isinstance(effect, Alert) and effect.state == "open":
+                    opened[effect.alert_kind] += 1
+                elif isinstance(effect, TrackingLink):
+                    entry = tracking.setdefault(effect.tracking_number, TrackingEntry())
+                    tracking[effect.tracking_number], released = link_tracking(entry, effect)
+                    apply_all(released)
+
+    for item in items:
+        seen_at = T0 + timedelta(seconds=item.due)
+        try:
+            if item.kind == "fc":
+                apply_all([parse_fulfillment_event(item.value).model_copy(update={"ingested_at": seen_at})])
+            elif item.kind == "scan":
+                source = dict(item.headers)[topics.SOURCE_HEADER].decode()
+                for scan in parse_carrier_payload(source, item.value, seen_at):
+                    entry = tracking.setdefault(item.key.decode(), TrackingEntry())
+                    tracking[item.key.decode()], matched = route_scan(entry, scan)
+                    apply_all(matched)
+        except InvalidPayload:
+            continue
+        # The worker's timer: ticks for every order whose deadline has passed.
+        for order_id, state in list(orders.items()):
+            if state.next_deadline and state.next_deadline <= seen_at:
+                apply_all([ClockTick(event_id=f"t{order_id}{seen_at}", order_id=order_id, occurred_at=seen_at)])
+    end = T0 + timedelta(seconds=items[-1].due + 60)
+    apply_all([ClockTick(event_id=f"end{o}", order_id=o, occurred_at=end) for o in list(orders)])
+    assert set(told) == set(NotificationType), set(NotificationType) - set(told)
+    assert set(opened) == set(AlertKind), set(AlertKind) - set(opened)
 
 
 def test_documented_threshold_file_holds_the_defaults():
