@@ -11,11 +11,13 @@ keep a million entries small.
 from __future__ import annotations
 
 import heapq
+import math
 from datetime import UTC, datetime
 
 
 def epoch_seconds(moment: datetime) -> int:
-    return int(moment.timestamp())
+    """Rounded up: a tick sent at the indexed second is never before the deadline."""
+    return math.ceil(moment.timestamp())
 
 
 class DeadlineIndex:

@@ -59,7 +59,7 @@ def conditions(state: OrderState, rules: Thresholds) -> list[Condition]:
     for package in outbound:
         if package.status in (PackageStatus.returning_to_sender, PackageStatus.returned_to_sender):
             found.append(Condition(AlertKind.carrier_exception, package.package_id,
-                                   package.status_at or package.last_scan_at or _EPOCH, "returned_to_sender"))
+                                   _learned(package.status_at, package.status_seen_at), "returned_to_sender"))
         elif package.status not in SETTLED:
             found.extend(_package_conditions(state, package, rules, promise_end))
     return found
@@ -71,7 +71,7 @@ def _package_conditions(state: OrderState, package: PackageState, rules: Thresho
     pid = package.package_id
     found: list[Condition] = []
     if package.status is PackageStatus.exception:
-        found.append(Condition(AlertKind.carrier_exception, pid, package.status_at or _EPOCH,
+        found.append(Condition(AlertKind.carrier_exception, pid, _learned(package.status_at, package.status_seen_at),
                                package.exception_reason))
     if package.accepted_at is None and package.shipped_at is not None:
         found.append(Condition(AlertKind.pickup_delay_1, pid,
@@ -98,12 +98,18 @@ def _package_conditions(state: OrderState, package: PackageState, rules: Thresho
     promised = state.promised_delivery_date
     if (promised and package.carrier_current_estimate and package.carrier_current_estimate > promised
             and package.carrier_estimate_at is not None):
-        found.append(Condition(AlertKind.estimate_after_promise, pid, package.carrier_estimate_at,
+        found.append(Condition(AlertKind.estimate_after_promise, pid,
+                               _learned(package.carrier_estimate_at, package.estimate_seen_at),
                                f"carrier estimate {package.carrier_current_estimate}, promised {promised}"))
     if promise_end is not None:
         found.append(Condition(AlertKind.promise_missed, pid, promise_end,
                                f"promised {promised}, not delivered"))
     return found
+
+
+def _learned(happened: datetime | None, seen: datetime | None) -> datetime:
+    """Due at once for what a scan reported: a carrier clock running ahead of ours must not delay it."""
+    return min(filter(None, [happened, seen]), default=_EPOCH)
 
 
 def feedback_due(state: OrderState, rules: Thresholds) -> datetime | None:

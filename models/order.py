@@ -213,6 +213,7 @@ def _on_scan(state: OrderState, event: CarrierScan, effects: list[Effect], rules
         if package.carrier_estimate_at is None or event.occurred_at >= package.carrier_estimate_at:
             package.carrier_current_estimate = event.estimated_delivery
             package.carrier_estimate_at = event.occurred_at
+            package.estimate_seen_at = event.ingested_at
         _refresh_estimate(state, package)
     if event.status in (PackageStatus.delivered, PackageStatus.attempt_failed):
         package.first_attempt_at = min(filter(None, [package.first_attempt_at, event.occurred_at]))
@@ -224,6 +225,7 @@ def _on_scan(state: OrderState, event: CarrierScan, effects: list[Effect], rules
         if event.status is not PackageStatus.unknown:
             package.status = event.status
             package.status_at = event.occurred_at
+            package.status_seen_at = event.ingested_at
             if event.status is PackageStatus.out_for_delivery:
                 package.out_for_delivery_at = event.occurred_at
             if event.status in (PackageStatus.exception, PackageStatus.returning_to_sender,

@@ -41,6 +41,7 @@ class PackageState(BaseModel):
     skus: list[str] = Field(default_factory=list)
     status: PackageStatus = PackageStatus.info_received
     status_at: datetime | None = None  # event time of the scan that set ``status``
+    status_seen_at: datetime | None = None  # when trackline saw that scan
     exception_reason: str = ""
     shipped_at: datetime | None = None  # label created and handed over
     accepted_at: datetime | None = None  # the carrier's first acceptance scan
@@ -53,6 +54,7 @@ class PackageState(BaseModel):
     carrier_original_estimate: date | None = None
     carrier_current_estimate: date | None = None
     carrier_estimate_at: datetime | None = None  # event time of the scan that set the current one
+    estimate_seen_at: datetime | None = None  # when trackline saw that scan
     estimated_delivery: date | None = None  # ours
     estimate_source: str = ""  # promise | carrier
     notified_estimate: date | None = None

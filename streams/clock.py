@@ -60,7 +60,10 @@ class PartitionDeadlines:
 
 
 def ticks_for(due: list[tuple[str, int]], now: datetime) -> list[tuple[str, bytes]]:
-    return [(order_id, ClockTick(event_id=stable_id(order_id, "tick", str(deadline)), order_id=order_id,
+    # The id names the deadline and this tick: a redelivered tick is a duplicate, a later
+    # tick for the same deadline is not.
+    return [(order_id, ClockTick(event_id=stable_id(order_id, "tick", str(deadline), now.isoformat()),
+                                 order_id=order_id,
                                  occurred_at=now, ingested_at=now).model_dump_json().encode())
             for order_id, deadline in due]
 

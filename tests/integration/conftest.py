@@ -31,6 +31,7 @@ class Pipeline:
         self.outbox = data_dir / "notifications.jsonl"
         self.dsn = f"chdb://{data_dir / 'clickhouse'}"
         self.web_port = free_port()
+        self.env = dict(os.environ)  # TRACKLINE_* settings for the processes started next
 
     def start(self, *names: str) -> Pipeline:
         for name in names:
@@ -42,7 +43,7 @@ class Pipeline:
                  "--data-dir", str(self.data_dir / name if command == "worker" else self.data_dir),
                  "--partitions", str(PARTITIONS),
                  "--log-level", "info", *extra],
-                stdout=open(self.logs / f"{name}.log", "ab"), stderr=subprocess.STDOUT,
+                stdout=open(self.logs / f"{name}.log", "ab"), stderr=subprocess.STDOUT, env=self.env,
             )
         return self
 

@@ -31,3 +31,11 @@ def test_many_reschedules_keep_the_heap_bounded():
     assert len(index) == 100
     assert len(index._heap) <= 2 * 100 + 1024 + 1
     assert [due for _, due in index.pop_due(10**9)] == list(range(49_900, 50_000))
+
+
+def test_deadlines_round_up_so_a_tick_is_never_early():
+    from datetime import UTC, datetime
+
+    from models.deadlines import epoch_seconds
+    due = datetime(2026, 11, 27, 3, 0, 9, 960000, tzinfo=UTC)
+    assert epoch_seconds(due) >= due.timestamp()

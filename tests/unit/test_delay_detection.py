@@ -182,3 +182,10 @@ def test_a_route_that_runs_past_its_length_is_overdue_before_midnight():
     early_state, _ = run([placed(), shipped(), scan(S.in_transit, 200), scan(S.out_for_delivery, 17 * HOUR)])
     # Out for delivery at 01:00 UTC: the 16-hour route ends at 17:00, before midnight.
     assert early_state.next_deadline == at(33 * HOUR)
+
+
+def test_a_carrier_clock_running_ahead_does_not_hold_back_an_event_found_delay():
+    state, _ = run([placed(), shipped(), scan(S.in_transit, 200)])
+    ahead = scan(S.in_transit, 300, estimated_delivery=date(2026, 11, 6)).model_copy(update={"ingested_at": at(299)})
+    _, effects = run([ahead], state)
+    assert alerts(effects) == [(K.estimate_after_promise, "P1")]
