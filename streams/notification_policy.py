@@ -15,7 +15,7 @@ from models import topics
 from models.effects import NotificationCommand
 from models.errors import InvalidPayload
 from models.preferences import CustomerPreferences, address, parse_preferences
-from streams.app import Channels
+from streams.app import Channels, store_options
 from streams.batch_io import send_envelopes, send_keyed, write_table
 from streams.dead_letters import send_to_dlq
 
@@ -23,7 +23,7 @@ from streams.dead_letters import send_to_dlq
 def register(app: faust.App, ch: Channels) -> None:
     partitions = app.conf.topic_partitions
     preferences = app.Table("customer-preferences", default=None, key_type=bytes, value_type=bytes,
-                            partitions=partitions)
+                            partitions=partitions, options=store_options())
 
     @app.agent(ch.policy_input, name="notification-policy")
     async def address_commands(batches: faust.StreamT) -> None:

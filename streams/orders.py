@@ -23,14 +23,15 @@ from models.fulfillment import parse_fulfillment_event
 from models.order import Event, OrderState, apply_batch
 from models.thresholds import Thresholds
 from streams import clock, lookup, order_store
-from streams.app import Channels
+from streams.app import Channels, store_options
 from streams.batch_io import send_envelopes, send_keyed, write_table
 from streams.dead_letters import send_to_dlq
 
 
 def register(app: faust.App, ch: Channels, rules: Thresholds, tick_interval: float = clock.TICK_INTERVAL) -> None:
     partitions = app.conf.topic_partitions
-    orders = app.Table("orders", default=None, key_type=bytes, value_type=bytes, partitions=partitions)
+    orders = app.Table("orders", default=None, key_type=bytes, value_type=bytes, partitions=partitions,
+                       options=store_options())
     lookup.register(app, orders)
     decoded = DecodedStates(orders)
     deadlines = clock.PartitionDeadlines()

@@ -18,14 +18,15 @@ from models.effects import TrackingLink
 from models.errors import InvalidPayload
 from models.events import CarrierScan
 from models.routing import TrackingEntry, split_by_tracking_number, update_entry
-from streams.app import Channels
+from streams.app import Channels, store_options
 from streams.batch_io import send_envelopes, write_table
 from streams.dead_letters import header, send_to_dlq
 
 
 def register(app: faust.App, ch: Channels) -> None:
     partitions = app.conf.topic_partitions
-    tracking = app.Table("tracking", default=None, key_type=bytes, value_type=bytes, partitions=partitions)
+    tracking = app.Table("tracking", default=None, key_type=bytes, value_type=bytes, partitions=partitions,
+                         options=store_options())
 
     @app.agent(ch.router_input, name="scan-router")
     async def route_scans(batches: faust.StreamT) -> None:

@@ -186,7 +186,11 @@ def run_bench(settings: Settings, scans: int, orders: int, only: list[str] | Non
     logs = workdir / "logs"
     logs.mkdir()
     settings = replace(settings, data_dir=workdir)
-    wanted = set(only or ["trackline", "naive-faust", "bare-confluent", "quix"])
+    wanted = set(only or ["trackline", "naive-faust", "bare-confluent", "quix", "deadlines"])
+    if wanted == {"deadlines"}:  # needs no broker
+        results = {"deadlines": bench_deadlines(workdir, logs)}
+        (workdir / "results.json").write_text(json.dumps(results, indent=2))
+        return 0
     broker = EmbeddedBroker(log_path=logs / "broker.log").start() if settings.embedded_broker else None
     bootstrap = broker.bootstrap if broker else settings.kafka
     results: dict[str, dict] = {}
@@ -217,8 +221,29 @@ def run_bench(settings: Settings, scans: int, orders: int, only: list[str] | Non
         if broker:
             broker.stop()
     _summary(results, settings)
+    if "deadlines" in wanted:
+        results["deadlines"] = bench_deadlines(workdir, logs)
     (workdir / "results.json").write_text(json.dumps(results, indent=2))
     return 0
+
+
+def bench_deadlines(workdir: Path, logs: Path) -> dict:
+    """Timer cost per tick and worker RSS at 10k, 100k and 1M open shipments (bench/deadlines.py)."""
+    print("\ntime-driven detection: deadline timer with the orders table in rocksdb, one process per size")
+    print(f"{'open shipments':>15}{'due/tick':>10}{'tick p50 ms':>13}{'100 due ms':>12}{'core %':>9}"
+          f"{'late max s':>11}{'rebuild s':>11}{'RSS MB':>9}{'store MB':>10}")
+    sizes = {}
+    for n in (10_000, 100_000, 1_000_000):
+        out = workdir / f"deadlines-{n}.json"
+        subprocess.run([sys.executable, "-m", "trackline.bench.deadlines", str(n), str(workdir / f"deadlines-{n}"),
+                        str(out)], check=True, stdout=open(logs / "deadlines.log", "ab"), stderr=subprocess.STDOUT)
+        r = sizes[n] = json.loads(out.read_text())
+        print(f"{n:>15,}{r['due_per_tick']:>10.1f}{r['tick_ms_p50']:>13.3f}{r['tick_ms_with_100_due']:>12.3f}"
+              f"{r['core_share_percent']:>9.4f}{r['detection_after_deadline_s_max']:>11}"
+              f"{r['rebuild_seconds']:>11.1f}{r['rss_mb']:>9.0f}{r['store_mb']:>10.0f}", flush=True)
+    print("tick: the timer's work every 5 s (pop due orders, build their ClockTicks); core % at 5 s ticks; "
+          "late max: deadline to tick, at most one tick interval; rebuild: index from rocksdb after a rebalance")
+    return sizes
 
 
 def _rate(result: dict) -> float:
