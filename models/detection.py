@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from models.effects import AlertKind
@@ -27,16 +28,16 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 NOT_ACCEPTED = {PackageStatus.info_received, PackageStatus.unknown, PackageStatus.cancelled}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Condition:
     kind: AlertKind
     package_id: str
     due_at: datetime
     detail: str
+    key: str = ""  # "<package>:<kind>": one alert at a time per key
 
-    @property
-    def key(self) -> str:
-        return f"{self.package_id}:{self.kind.value}"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", f"{self.package_id}:{self.kind}")  # StrEnum formats as its value
 
 
 def conditions(state: OrderState, rules: Thresholds) -> list[Condition]:
@@ -121,12 +122,14 @@ def feedback_due(state: OrderState, rules: Thresholds) -> datetime | None:
     return max(p.delivered_at for p in outbound if p.delivered_at) + timedelta(hours=rules.feedback_after_hours)
 
 
+@lru_cache(maxsize=4096)
 def end_of_local_day(day: date, time_zone: str) -> datetime:
     """Midnight after ``day`` where the customer lives, in UTC."""
     zone = _zone(time_zone)
     return datetime.combine(day + timedelta(days=1), time(0), tzinfo=zone).astimezone(UTC)
 
 
+@lru_cache(maxsize=512)
 def _zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name or "UTC")

@@ -12,6 +12,7 @@ each deadline reached, closes when its condition clears, and the order's
 
 from __future__ import annotations
 
+from bisect import insort
 from datetime import datetime, timedelta
 from enum import StrEnum
 
@@ -75,6 +76,7 @@ _NEXT_STEPS = {
     ExceptionReason.returned_to_sender: "The package is coming back to us; we will refund or reship.",
     ExceptionReason.other: "Contact support if you need the package sooner.",
 }
+_FEEDBACK_MILESTONE = f":{NotificationType.feedback_request.value}"
 ATTEMPT_FAILED_NEXT_STEP = ("The carrier will try again on the next delivery day, "
                             "or you can collect it from the pickup point named in the notice.")
 
@@ -115,10 +117,11 @@ def apply_in_place(state: OrderState, event: Event, rules: Thresholds = DEFAULT_
         _on_scan(state, event, effects, rules)
     _derive_order_status(state, event, effects)
     now = _ingested_at(event)
-    delays_told = _run_delay_rules(state, event, now, rules, effects)
+    current = {c.key: c for c in conditions(state, rules)}
+    delays_told = _run_delay_rules(state, event, now, current, effects)
     _revise_estimates(state, event, effects, delays_told)
     _ask_for_feedback(state, event, now, rules, effects)
-    state.next_deadline = _next_deadline(state, rules)
+    state.next_deadline = _next_deadline(state, current, rules)  # the rules above leave conditions as they are
     return effects
 
 
@@ -202,7 +205,9 @@ def _on_scan(state: OrderState, event: CarrierScan, effects: list[Effect], rules
         state.packages[package.package_id] = package
     entry = TimelineEntry(status=event.status, raw_code=event.raw_code, message=event.raw_message,
                           location=event.location, occurred_at=event.occurred_at)
-    package.timeline = sorted([*package.timeline, entry], key=lambda e: e.occurred_at)[-TIMELINE_KEPT:]
+    insort(package.timeline, entry, key=_event_time)  # scans arrive nearly in order: cheap
+    if len(package.timeline) > TIMELINE_KEPT:
+        del package.timeline[:-TIMELINE_KEPT]
     newest = package.last_scan_at is None or event.occurred_at >= package.last_scan_at
     if newest:
         package.last_scan_at = event.occurred_at
@@ -320,10 +325,9 @@ def _refresh_estimate(state: OrderState, package: PackageState) -> None:
         package.estimated_delivery, package.estimate_source = state.promised_delivery_date, "promise"
 
 
-def _run_delay_rules(state: OrderState, event: Event, now: datetime, rules: Thresholds,
+def _run_delay_rules(state: OrderState, event: Event, now: datetime, current: dict[str, Condition],
                      effects: list[Effect]) -> set[str]:
     """Open alerts whose deadline passed, close those that cleared; returns packages told of a delay."""
-    current = {c.key: c for c in conditions(state, rules)}
     for key, alert in state.alerts.items():
         condition = current.get(key)
         if alert.closed_at is None and (condition is None or condition.due_at > now):
@@ -388,10 +392,10 @@ def _ask_for_feedback(state: OrderState, event: Event, now: datetime, rules: Thr
         _notify(state, effects, NotificationType.feedback_request, event, package=None, occurred_at=due, now=now)
 
 
-def _next_deadline(state: OrderState, rules: Thresholds) -> datetime | None:
-    pending = [c.due_at for c in conditions(state, rules)
-               if (known := state.alerts.get(c.key)) is None or known.due_at != c.due_at]
-    if f":{NotificationType.feedback_request.value}" not in state.notified:
+def _next_deadline(state: OrderState, current: dict[str, Condition], rules: Thresholds) -> datetime | None:
+    pending = [c.due_at for key, c in current.items()
+               if (known := state.alerts.get(key)) is None or known.due_at != c.due_at]
+    if _FEEDBACK_MILESTONE not in state.notified:
         due = feedback_due(state, rules)
         if due is not None:
             pending.append(due)
@@ -442,6 +446,10 @@ def _alert_effects(state: OrderState, alert: AlertState, change: str, now: datet
                       status=alert.alert_kind.value, previous_status=change, detail=alert.detail,
                       occurred_at=alert.due_at if change == "open" else now, ingested_at=now),
     ]
+
+
+def _event_time(entry: TimelineEntry) -> datetime:
+    return entry.occurred_at
 
 
 def _ingested_at(event: Event) -> datetime:

@@ -58,10 +58,9 @@ class Thresholds(BaseModel):
         default_factory=lambda: {"usps": CarrierThresholds(stale_after_hours=96)})
 
     def level(self, service_level: str) -> LevelThresholds:
-        try:
-            return self.service_levels[ServiceLevel(service_level)]
-        except (ValueError, KeyError):
-            return self.service_levels.get(ServiceLevel.standard, _LEVEL_DEFAULTS[ServiceLevel.standard])
+        # ServiceLevel members hash and compare as their string values: no enum lookup needed.
+        found = self.service_levels.get(service_level)  # type: ignore[call-overload]
+        return found or self.service_levels.get(ServiceLevel.standard, _LEVEL_DEFAULTS[ServiceLevel.standard])
 
     def stale_after(self, service_level: str, carrier: str) -> timedelta:
         override = self.carriers.get(carrier)

@@ -107,19 +107,25 @@ def _stop(process: subprocess.Popen) -> None:
         process.wait()
 
 
+# Commands per benchmark order: confirmed, estimate set and shipped once its shipment is
+# announced; out for delivery and delivered after its scans.
+ANNOUNCED = 3
+JOURNEY = 5
+
+
 def bench_trackline(settings: Settings, bootstrap: str, orders: int, scans: int, logs: Path,
                     latency_rate: float | None = None) -> dict:
     per_order = max(SCANS_PER_ORDER, -(-scans // orders))
     notify = TopicWatch(bootstrap, settings.partitions, topics.NOTIFICATIONS)
     worker = _worker(settings, bootstrap, logs)
     _produce(bootstrap, workload.order_messages(0, orders))
-    notify.until(2 * orders, 300)  # confirmed + shipped: every tracking number is announced
+    notify.until(ANNOUNCED * orders, 300)  # every tracking number is announced
     _stop(worker)  # the scans wait in Kafka, so the worker is measured alone on its CPU
     _produce(bootstrap, workload.scan_messages(0, orders, per_order, seed=42))
     routed = TopicWatch(bootstrap, settings.partitions, topics.ORDER_EVENTS)
     worker = _worker(settings, bootstrap, logs)
     notify.first_ts = None
-    notify.until(4 * orders, 900)
+    notify.until(JOURNEY * orders, 900)
     routed.until(1, 60)
     seconds = notify.last_ts - routed.first_ts
     result = {"events": orders * per_order, "seconds": seconds}
@@ -128,10 +134,10 @@ def bench_trackline(settings: Settings, bootstrap: str, orders: int, scans: int,
     rate = latency_rate or result["events"] / seconds / 2
     fresh = max(100, int(rate * LATENCY_SECONDS / per_order))
     _produce(bootstrap, workload.order_messages(orders, fresh, prefix="L"))
-    notify.until(4 * orders + 2 * fresh, 300)
+    notify.until(JOURNEY * orders + ANNOUNCED * fresh, 300)
     notify.track_latency_prefix = b"ORD-L"
     _produce(bootstrap, workload.scan_messages(orders, fresh, per_order, seed=43, prefix="L"), rate=rate)
-    notify.until(4 * orders + 4 * fresh, 300)
+    notify.until(JOURNEY * (orders + fresh), 300)
     _stop(worker)
     latencies = sorted(notify.latencies)
     result["latency_rate"] = rate

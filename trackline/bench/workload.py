@@ -34,7 +34,7 @@ def order_messages(first: int, count: int, prefix: str = "B") -> list[Message]:
              "occurred_at": _iso(START), "customer_id": f"CUST-{n % 50000:06d}", "seller_id": "SELLER-001",
              "fulfillment_center": "FC-A", "service_level": "standard",
              "promised_delivery_date": (START + timedelta(days=5)).date().isoformat(),
-             "ship_by": _iso(START + timedelta(hours=12)), "items": [{"sku": "SKU-00001", "quantity": 1}]},
+             "ship_by": _iso(START + timedelta(days=3)), "items": [{"sku": "SKU-00001", "quantity": 1}]},
             {"type": "package_shipped", "event_id": f"{order_id}-shipped", "order_id": order_id,
              "occurred_at": _iso(START + timedelta(hours=3)), "package_id": f"{order_id}-P1",
              "carrier": "UPS", "tracking_number": tracking_number(prefix, n)},
