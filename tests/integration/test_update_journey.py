@@ -96,6 +96,7 @@ def journey(tmp_path_factory) -> dict:
                                     "end": quiet_end.strftime("%H:00")}}), []),
                 (topics.CUSTOMER_PREFERENCES, b"CUST-K", orjson.dumps({
                     "customer_id": "CUST-K", "opted_out": ["shipped"]}), []),
+                (topics.CUSTOMER_PREFERENCES, b"CUST-Z", b'{"customer_id": "CUST-Z", "time_zone": "Mars/Base"}', []),
             ])
             produce(run.bootstrap, [
                 placed("ORD-J", "CUST-J", promise, ship_in_seconds=4),
@@ -156,6 +157,7 @@ def journey(tmp_path_factory) -> dict:
                                     "WHERE order_id = 'ORD-J' AND record_type = 'alert' ORDER BY occurred_at"),
                 "outcomes": run.query("SELECT order_id, status, detail FROM history FINAL "
                                       "WHERE record_type = 'notification' ORDER BY order_id, status"),
+                "dead_letters": run.query("SELECT source_topic, reason, message_key, detail FROM dead_letters FINAL"),
             }
         finally:
             run.stop()
@@ -220,3 +222,10 @@ def test_the_order_lookup_shows_open_alerts_and_estimates(journey):
     assert packages["J-P2"]["carrier_current_estimate"] == (datetime.now(UTC).date() + timedelta(days=5)).isoformat()
     assert packages["J-P2"]["estimate_source"] == "carrier"
     assert packages["J-R1"]["kind"] == "return"
+
+
+def test_bad_preferences_are_dead_letters_with_the_reason(journey):
+    (letter,) = journey["dead_letters"]
+    assert (letter["source_topic"], letter["reason"], letter["message_key"]) == (
+        topics.CUSTOMER_PREFERENCES, "invalid_field", "CUST-Z")
+    assert "Mars/Base" in letter["detail"]
