@@ -109,8 +109,11 @@ class HistoryRecord(Contract):
     kind: Literal["history"] = "history"
     record_id: str
     # notification rows: status = update type, detail = outcome (queued, deferred until
-    # ..., suppressed: opted_out); alert rows: status = alert kind, previous_status = state
-    record_type: Literal["event", "transition", "notification", "alert"]
+    # ..., suppressed: opted_out); alert rows: status = alert kind, previous_status = state;
+    # estimate rows: status = source, detail = our estimate; shipment rows: one per package
+    # and milestone (shipped, delivered) with the facts the performance dashboards need;
+    # delivery rows: what a notification worker did with a command (written by notifiers).
+    record_type: Literal["event", "transition", "notification", "alert", "estimate", "shipment", "delivery"]
     order_id: str
     package_id: str = ""
     event_id: str = ""
@@ -123,6 +126,9 @@ class HistoryRecord(Contract):
     detail: str = ""
     occurred_at: datetime
     ingested_at: datetime
+    # Typed facts per record type, read into their own tables by ClickHouse views. Never a
+    # customer's e-mail address or phone number: customers appear by id only.
+    attributes: dict[str, str] = Field(default_factory=dict)
 
 
 class TrackingLink(Contract):

@@ -13,7 +13,7 @@ each deadline reached, closes when its condition clears, and the order's
 from __future__ import annotations
 
 from bisect import insort
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from enum import StrEnum
 
 from models.detection import NOT_ACCEPTED, Condition, conditions, feedback_due
@@ -138,7 +138,7 @@ def _on_placed(state: OrderState, event: OrderPlaced, effects: list[Effect]) -> 
     state.placed_at = event.occurred_at
     state.ordered_skus = sorted({item.sku for item in event.items})
     for package in state.outbound():  # packages announced before the order: estimate now
-        _refresh_estimate(state, package)
+        _refresh_estimate(state, package, event, effects)
     if state.cancelled_at is None:
         _notify(state, effects, NotificationType.order_confirmed, event, package=None,
                 estimated_delivery=event.promised_delivery_date)
@@ -154,8 +154,9 @@ def _on_shipped(state: OrderState, event: PackageShipped, effects: list[Effect])
     package.skus = list(event.skus)
     package.shipped_at = event.occurred_at
     state.packages[event.package_id] = package
-    _refresh_estimate(state, package)
+    _refresh_estimate(state, package, event, effects)
     package.notified_estimate = package.notified_estimate or package.estimated_delivery
+    effects.append(_shipment_record(state, package, "shipped", event))
     effects.append(TrackingLink(
         carrier=package.carrier, tracking_number=event.tracking_number,
         order_id=event.order_id, package_id=event.package_id, announced_at=event.occurred_at,
@@ -219,11 +220,13 @@ def _on_scan(state: OrderState, event: CarrierScan, effects: list[Effect], rules
             package.carrier_current_estimate = event.estimated_delivery
             package.carrier_estimate_at = event.occurred_at
             package.estimate_seen_at = event.ingested_at
-        _refresh_estimate(state, package)
+        _refresh_estimate(state, package, event, effects)
     if event.status in (PackageStatus.delivered, PackageStatus.attempt_failed):
         package.first_attempt_at = min(filter(None, [package.first_attempt_at, event.occurred_at]))
     if event.status is PackageStatus.delivered and package.delivered_at is None:
         package.delivered_at = event.occurred_at
+        if not package.is_return:
+            effects.append(_shipment_record(state, package, "delivered", event))
     # Event time decides: an older scan that arrives late joins the timeline only.
     if package.status_at is None or event.occurred_at >= package.status_at:
         previous = package.status
@@ -317,12 +320,45 @@ def _all_items_shipped(state: OrderState, packages: list[PackageState]) -> bool:
 
 # --- estimates, delays, feedback ----------------------------------------------------------
 
-def _refresh_estimate(state: OrderState, package: PackageState) -> None:
-    """Our estimate: the carrier's current one when it gave one, else the promise."""
+def _refresh_estimate(state: OrderState, package: PackageState, event: Event, effects: list[Effect]) -> None:
+    """Our estimate: the carrier's current one when it gave one, else the promise.
+
+    Each change is a history row, so estimates can be followed over time.
+    """
+    before = (package.estimated_delivery, package.estimate_source)
     if package.carrier_current_estimate is not None:
         package.estimated_delivery, package.estimate_source = package.carrier_current_estimate, "carrier"
     elif state.promised_delivery_date is not None:
         package.estimated_delivery, package.estimate_source = state.promised_delivery_date, "promise"
+    if (package.estimated_delivery, package.estimate_source) != before and package.estimated_delivery:
+        effects.append(HistoryRecord(
+            record_id=stable_id(event.event_id, "estimate", package.package_id), record_type="estimate",
+            order_id=state.order_id, package_id=package.package_id, event_id=event.event_id,
+            carrier=package.carrier, tracking_number=package.tracking_number, status=package.estimate_source,
+            detail=package.estimated_delivery.isoformat(), occurred_at=event.occurred_at,
+            ingested_at=_ingested_at(event), attributes=_dates(
+                estimate=package.estimated_delivery, previous=before[0], promised=state.promised_delivery_date,
+                carrier_original=package.carrier_original_estimate,
+                carrier_current=package.carrier_current_estimate)))
+
+
+def _dates(**values: date | datetime | None) -> dict[str, str]:
+    return {name: value.isoformat() for name, value in values.items() if value is not None}
+
+
+def _shipment_record(state: OrderState, package: PackageState, milestone: str, event: Event) -> HistoryRecord:
+    """The facts about one package the carrier and seller dashboards are computed from."""
+    return HistoryRecord(
+        record_id=stable_id(state.order_id, package.package_id, "shipment", milestone), record_type="shipment",
+        order_id=state.order_id, package_id=package.package_id, event_id=event.event_id, carrier=package.carrier,
+        tracking_number=package.tracking_number, status=milestone, occurred_at=event.occurred_at,
+        ingested_at=_ingested_at(event),
+        attributes={"seller_id": state.seller_id, "fulfillment_center": state.fulfillment_center,
+                    "service_level": state.service_level, "delivery_time_zone": state.delivery_time_zone,
+                    **_dates(placed_at=state.placed_at, ship_by=state.ship_by, shipped_at=package.shipped_at,
+                             accepted_at=package.accepted_at, first_attempt_at=package.first_attempt_at,
+                             delivered_at=package.delivered_at, promised=state.promised_delivery_date,
+                             carrier_original_estimate=package.carrier_original_estimate)})
 
 
 def _run_delay_rules(state: OrderState, event: Event, now: datetime, current: dict[str, Condition],
@@ -444,7 +480,10 @@ def _alert_effects(state: OrderState, alert: AlertState, change: str, now: datet
                       carrier=package.carrier if package else "",
                       tracking_number=package.tracking_number if package else "",
                       status=alert.alert_kind.value, previous_status=change, detail=alert.detail,
-                      occurred_at=alert.due_at if change == "open" else now, ingested_at=now),
+                      occurred_at=alert.due_at if change == "open" else now, ingested_at=now,
+                      attributes={"due_at": alert.due_at.isoformat(), "opened_at": alert.opened_at.isoformat(),
+                                  "service_level": state.service_level, "seller_id": state.seller_id,
+                                  "fulfillment_center": state.fulfillment_center}),
     ]
 
 

@@ -98,4 +98,7 @@ def _outcome(command: NotificationCommand, outcome: str, now: datetime) -> Histo
         event_id=command.command_id, source=",".join(c.value for c in command.channels),
         carrier=command.carrier, tracking_number=command.tracking_number, status=command.type.value,
         detail=outcome, occurred_at=command.occurred_at, ingested_at=now,
+        attributes={"customer_id": command.customer_id, "outcome": outcome.split(" ")[0].rstrip(":"),
+                    "send_after": command.send_after.isoformat() if command.send_after else "",
+                    "locale": command.locale},
     )

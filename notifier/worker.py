@@ -16,6 +16,7 @@ import logging
 import os
 import signal
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from threading import Event
 
@@ -23,6 +24,7 @@ import orjson
 
 from broker import clients
 from models import topics
+from models.effects import HistoryRecord, stable_id
 
 log = logging.getLogger("trackline.notifier")
 GROUP = "trackline-notifier"
@@ -55,9 +57,23 @@ class JsonLinesChannel:
         self._file.close()
 
 
+def delivery_record(command: dict, outcome: str, at: datetime) -> tuple[bytes, bytes]:
+    """What this worker did with a command, as a history row (key: order id) for ClickHouse."""
+    record = HistoryRecord(
+        record_id=stable_id(command["command_id"], "delivery", outcome), record_type="delivery",
+        order_id=command.get("order_id", ""), package_id=command.get("package_id", ""),
+        event_id=command["command_id"], source=",".join(command.get("channels") or []),
+        status=command.get("type", ""), detail=outcome,
+        occurred_at=datetime.fromisoformat(command["occurred_at"].replace("Z", "+00:00")), ingested_at=at,
+        attributes={"outcome": outcome, "send_after": command.get("send_after") or "",
+                    "caused_by_ingested_at": command.get("caused_by_ingested_at") or ""})
+    return record.order_id.encode(), b"[" + record.model_dump_json().encode() + b"]"
+
+
 class NotificationWorker:
     def __init__(self, bootstrap: str, outbox: Path) -> None:
         self.bootstrap = bootstrap
+        self.outcomes = clients.producer(bootstrap)
         self.channel = JsonLinesChannel(outbox)
         self.stopping = Event()
         self.delivered = 0
@@ -81,6 +97,7 @@ class NotificationWorker:
                     self._deliver(message.value() or b"")
                 if messages:
                     self.channel.sync()
+                    self.outcomes.flush(30)  # delivery rows first: a crash re-sends, never loses them
                     consumer.commit(asynchronous=False)
                 elif max_idle is not None and time.monotonic() - last_message > max_idle:
                     break
@@ -99,5 +116,8 @@ class NotificationWorker:
             return
         if self.channel.deliver(command):
             self.delivered += 1
+            key, value = delivery_record(command, "delivered", datetime.now(timezone.utc))
+            self.outcomes.produce(topics.HISTORY, key=key, value=value)
+            self.outcomes.poll(0)
         else:
             self.duplicates_skipped += 1

@@ -23,7 +23,7 @@ from confluent_kafka import Message, TopicPartition
 
 from broker import clients
 from models import topics
-from sinks.schema import DEAD_LETTER_COLUMNS, HISTORY_COLUMNS, create_schema
+from sinks.schema import DEAD_LETTER_COLUMNS, HISTORY_COLUMNS, METRIC_COLUMNS, create_schema
 
 log = logging.getLogger("trackline.sink")
 
@@ -87,9 +87,30 @@ def history_rows(raw: bytes) -> list[tuple[Any, ...]]:
     rows = []
     for d in documents:
         rows.append(tuple(
-            _time(d[c]) if c in ("occurred_at", "ingested_at") else d.get(c, "")
+            _time(d[c]) if c in ("occurred_at", "ingested_at") else d.get(c, {} if c == "attributes" else "")
             for c in HISTORY_COLUMNS
         ))
+    return rows
+
+
+def batch_metrics(batch: Batch, written_at: datetime, seconds: float) -> list[tuple[Any, ...]]:
+    """Pipeline health rows for one written batch: rows by type and how far behind the sink is."""
+    ingested = HISTORY_COLUMNS.index("ingested_at")
+    kind = HISTORY_COLUMNS.index("record_type")
+    rows: list[tuple[Any, ...]] = []
+    by_type: dict[str, int] = {}
+    lags = sorted((written_at - row[ingested]).total_seconds() for row in batch.history)
+    for row in batch.history:
+        by_type[row[kind]] = by_type.get(row[kind], 0) + 1
+    for record_type, count in by_type.items():
+        rows.append((written_at, "sink", "rows_written", {"record_type": record_type}, float(count)))
+    if batch.dead_letters:
+        rows.append((written_at, "sink", "rows_written", {"record_type": "dead_letter"},
+                     float(len(batch.dead_letters))))
+    if lags:
+        rows.append((written_at, "sink", "history_lag_seconds", {"quantile": "0.5"}, lags[len(lags) // 2]))
+        rows.append((written_at, "sink", "history_lag_seconds", {"quantile": "1"}, lags[-1]))
+    rows.append((written_at, "sink", "batch_seconds", {}, seconds))
     return rows
 
 
@@ -174,11 +195,14 @@ class HistorySink:
     def _write(self, client: Client, consumer: Any, batch: Batch) -> None:
         delay = 0.5
         paused = False
+        started = time.monotonic()
         while True:
             try:
                 if batch.history:
+                    # The token also deduplicates the blocks the views derive from this insert.
                     client.insert("history", batch.history, column_names=HISTORY_COLUMNS,
-                                  settings={"insert_deduplication_token": batch.token("history")})
+                                  settings={"insert_deduplication_token": batch.token("history"),
+                                            "deduplicate_blocks_in_dependent_materialized_views": 1})
                 if batch.dead_letters:
                     client.insert("dead_letters", batch.dead_letters,
                                   column_names=DEAD_LETTER_COLUMNS,
@@ -196,6 +220,11 @@ class HistorySink:
                 delay = min(delay * 2, 30.0)
         if paused:
             consumer.resume(consumer.assignment())
+        try:  # health figures are best effort: never hold back the commit for them
+            client.insert("pipeline_metrics", batch_metrics(batch, datetime.now(timezone.utc),
+                                                            time.monotonic() - started), column_names=METRIC_COLUMNS)
+        except Exception as exc:
+            log.warning("pipeline metrics not written: %s", exc)
         consumer.commit(offsets=batch.commit_positions(), asynchronous=False)
         self.rows_written += batch.rows
         log.debug("wrote %d rows", batch.rows)

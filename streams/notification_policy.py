@@ -8,6 +8,8 @@ decides all their commands. Addressed commands go to ``notifications``; each dec
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import faust
 from pydantic import ValidationError
 
@@ -46,6 +48,8 @@ def register(app: faust.App, ch: Channels) -> None:
                 stored = updated[key] if key in updated else preferences.get(key)
                 prefs = CustomerPreferences.model_validate_json(stored) if stored else None
                 sent, row = address(command, prefs)
+                # When the command left trackline: for the latency panels (event -> command).
+                row = row.model_copy(update={"attributes": {**row.attributes, "decided_at": _now()}})
                 if sent is not None:
                     outgoing.append((sent.order_id, sent.model_dump_json().encode()))
                 history.append((row.order_id, row.model_dump_json().encode()))
@@ -53,6 +57,10 @@ def register(app: faust.App, ch: Channels) -> None:
             await send_envelopes(app, topics.HISTORY, partitions, history)
             await app.producer.flush()
             await write_table(app, preferences, batches.current_event.message.partition, updated)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
 
 
 def _intent(raw: bytes) -> NotificationCommand:

@@ -131,6 +131,19 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_migrate(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    _logging(settings)
+    from sinks.clickhouse import connect
+    from sinks.schema import MIGRATIONS, migrate
+
+    applied = migrate(connect(settings.clickhouse_dsn))
+    latest = MIGRATIONS[-1].version
+    print(f"applied migrations {applied}; schema at version {latest}" if applied
+          else f"schema already at version {latest}")
+    return 0
+
+
 def cmd_query(args: argparse.Namespace) -> int:
     settings = _settings(args)
     from sinks.clickhouse import connect
@@ -189,6 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_broker)
     sub.add_parser("schema", parents=[common], help="print the JSON Schema of trackline.fc-events"
                    ).set_defaults(func=cmd_schema)
+    sub.add_parser("migrate", parents=[common], help="bring trackline's ClickHouse schema to the latest version "
+                   "(the sink also does this at start-up)").set_defaults(func=cmd_migrate)
     p = sub.add_parser("query", parents=[common], help="run SQL on trackline's ClickHouse, print JSON rows")
     p.add_argument("sql")
     p.set_defaults(func=cmd_query)

@@ -158,6 +158,22 @@ def journey(tmp_path_factory) -> dict:
                 "outcomes": run.query("SELECT order_id, status, detail FROM history FINAL "
                                       "WHERE record_type = 'notification' ORDER BY order_id, status"),
                 "dead_letters": run.query("SELECT source_topic, reason, message_key, detail FROM dead_letters FINAL"),
+                "tables": {
+                    "alerts": run.query("SELECT kind, state, package_id, seller_id, due_at FROM alerts FINAL "
+                                        "WHERE order_id = 'ORD-J'"),
+                    "notifications": run.query("SELECT order_id, type, outcome, channels, send_after, decided_at, "
+                                               "caused_by_ingested_at FROM notifications FINAL"),
+                    "deliveries": run.query("SELECT order_id, type, outcome FROM notification_deliveries FINAL"),
+                    "shipments": run.query("SELECT package_id, milestone, seller_id, fulfillment_center, "
+                                           "service_level, shipped_at, accepted_at, delivered_at, promised "
+                                           "FROM shipments FINAL WHERE order_id = 'ORD-J' ORDER BY package_id"),
+                    "estimates": run.query("SELECT package_id, source, estimate, previous, promised FROM "
+                                           "delivery_estimates FINAL WHERE order_id = 'ORD-J' "
+                                           "ORDER BY occurred_at, package_id"),
+                    "metrics": run.query("SELECT metric, sum(value) AS total FROM pipeline_metrics GROUP BY metric"),
+                    "contacts": run.query("SELECT count() AS n FROM history WHERE match(detail, '@') "
+                                          "OR arrayExists(v -> match(v, '@'), mapValues(attributes))"),
+                },
             }
         finally:
             run.stop()
@@ -229,3 +245,28 @@ def test_bad_preferences_are_dead_letters_with_the_reason(journey):
     assert (letter["source_topic"], letter["reason"], letter["message_key"]) == (
         topics.CUSTOMER_PREFERENCES, "invalid_field", "CUST-Z")
     assert "Mars/Base" in letter["detail"]
+
+
+def test_clickhouse_tables_carry_each_record_type_typed(journey):
+    tables = journey["tables"]
+    opened = [(a["package_id"], a["kind"]) for a in tables["alerts"] if a["state"] == "open"]
+    assert sorted(opened) == sorted([("", "warehouse_delay"), ("J-P2", "pickup_delay_1"), ("J-P2", "pickup_delay_2"),
+                                     ("J-P2", "estimate_after_promise"), ("J-P2", "carrier_exception")])
+    assert all(a["seller_id"] == "SELLER-1" and a["due_at"] for a in tables["alerts"])
+    j = [n for n in tables["notifications"] if n["order_id"] == "ORD-J"]
+    assert len(j) == 20 and {n["outcome"] for n in j} == {"deferred"} and {n["channels"] for n in j} == {"sms,push"}
+    assert all(n["decided_at"] >= n["caused_by_ingested_at"] for n in j)
+    k = {(n["type"], n["outcome"]) for n in tables["notifications"] if n["order_id"] == "ORD-K"}
+    assert k == {("order_confirmed", "queued"), ("estimate_set", "queued"), ("shipped", "suppressed")}
+    # Every command the notifier delivered has its delivery row.
+    assert sorted((d["order_id"], d["type"]) for d in tables["deliveries"]) == sorted(
+        [(c["order_id"], c["type"]) for c in journey["J"] + journey["K"]])
+    assert [(s["package_id"], s["milestone"], s["seller_id"], s["fulfillment_center"], s["service_level"])
+            for s in tables["shipments"]] == [("J-P1", "delivered", "SELLER-1", "FC-A", "standard"),
+                                              ("J-P2", "delivered", "SELLER-1", "FC-A", "standard")]
+    assert all(s["shipped_at"] and s["accepted_at"] and s["delivered_at"] for s in tables["shipments"])
+    p1 = [(e["source"], e["estimate"]) for e in tables["estimates"] if e["package_id"] == "J-P1"]
+    assert [source for source, _ in p1] == ["promise", "carrier"]
+    metrics = {m["metric"]: m["total"] for m in tables["metrics"]}
+    assert metrics["rows_written"] > 0 and "history_lag_seconds" in metrics
+    assert tables["contacts"] == [{"n": 0}]
