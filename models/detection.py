@@ -129,6 +129,10 @@ def end_of_local_day(day: date, time_zone: str) -> datetime:
     return datetime.combine(day + timedelta(days=1), time(0), tzinfo=zone).astimezone(UTC)
 
 
+def local_date(moment: datetime | None, time_zone: str) -> date | None:
+    return moment.astimezone(_zone(time_zone)).date() if moment else None
+
+
 @lru_cache(maxsize=512)
 def _zone(name: str) -> ZoneInfo:
     try:

@@ -16,7 +16,7 @@ from bisect import insort
 from datetime import date, datetime, timedelta
 from enum import StrEnum
 
-from models.detection import NOT_ACCEPTED, Condition, conditions, feedback_due
+from models.detection import NOT_ACCEPTED, Condition, conditions, feedback_due, local_date
 from models.effects import (
     Alert,
     AlertKind,
@@ -358,7 +358,10 @@ def _shipment_record(state: OrderState, package: PackageState, milestone: str, e
                     **_dates(placed_at=state.placed_at, ship_by=state.ship_by, shipped_at=package.shipped_at,
                              accepted_at=package.accepted_at, first_attempt_at=package.first_attempt_at,
                              delivered_at=package.delivered_at, promised=state.promised_delivery_date,
-                             carrier_original_estimate=package.carrier_original_estimate)})
+                             carrier_original_estimate=package.carrier_original_estimate,
+                             # On time is judged on the customer's calendar, not UTC's.
+                             first_attempt_date=local_date(package.first_attempt_at, state.delivery_time_zone),
+                             delivered_date=local_date(package.delivered_at, state.delivery_time_zone))})
 
 
 def _run_delay_rules(state: OrderState, event: Event, now: datetime, current: dict[str, Condition],

@@ -13,7 +13,7 @@ import signal
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from threading import Event
+from threading import Event, Lock
 from typing import Any
 
 import clickhouse_connect
@@ -130,16 +130,52 @@ def dead_letter_row(message: Message) -> tuple[Any, ...]:
     )
 
 
+# Consumer groups whose lag the pipeline-health dashboard shows: the Faust worker (its app
+# id), this sink and the reference notifier.
+WATCHED_GROUPS = ("trackline", GROUP, "trackline-notifier")
+LAG_EVERY_SECONDS = 10.0
+
+
+def consumer_lag_rows(bootstrap: str, consumer: Any, at: datetime) -> list[tuple[Any, ...]]:
+    """Messages each watched group has not committed yet, summed over its partitions.
+
+    On the embedded broker the high watermark is the last batch's first offset + 1, so lag
+    reads low by up to one batch per partition; on Kafka it is exact.
+    """
+    from confluent_kafka import ConsumerGroupTopicPartitions
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    rows: list[tuple[Any, ...]] = []
+    for group in WATCHED_GROUPS:  # the client asks for one group at a time
+        try:
+            (future,) = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)]).values()
+            committed = future.result(timeout=10).topic_partitions
+        except Exception:  # a group that never committed: nothing to show yet
+            continue
+        lag = 0
+        for tp in committed:
+            low, high = consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=5,
+                                                      cached=False)
+            lag += max(0, high - (tp.offset if tp.offset >= 0 else low))
+        if committed:
+            rows.append((at, "sink", "consumer_lag", {"group": group}, float(lag)))
+    return rows
+
+
 class SinkStopped(Exception):
     """Asked to stop while ClickHouse could not take rows; nothing was committed."""
 
 
 class HistorySink:
-    def __init__(self, bootstrap: str, dsn: str) -> None:
+    def __init__(self, bootstrap: str, dsn: str, on_connected: Any = None) -> None:
         self.bootstrap = bootstrap
         self.dsn = dsn
         self.stopping = Event()
         self.rows_written = 0
+        # The client is shared with the read-only ops page (chDB: one engine per process).
+        self.lock = Lock()
+        self.on_connected = on_connected
 
     def run(self, max_idle: float | None = None) -> None:
         """Run until stopped (SIGTERM/SIGINT), or until ``max_idle`` seconds bring nothing."""
@@ -154,8 +190,12 @@ class HistorySink:
         consumer.subscribe([topics.HISTORY, topics.DLQ])
         batch = Batch()
         last_message = time.monotonic()
+        last_lag = 0.0
         try:
             while not self.stopping.is_set():
+                if time.monotonic() - last_lag >= LAG_EVERY_SECONDS:
+                    last_lag = time.monotonic()
+                    self._record_lag(client, consumer)
                 for message in consumer.consume(BATCH_ROWS, timeout=0.2):
                     if message.error():
                         log.warning("consumer error: %s", message.error())
@@ -174,6 +214,15 @@ class HistorySink:
         finally:
             consumer.close()
 
+    def _record_lag(self, client: Client, consumer: Any) -> None:
+        try:  # best effort, like every health figure
+            rows = consumer_lag_rows(self.bootstrap, consumer, datetime.now(timezone.utc))
+            if rows:
+                with self.lock:
+                    client.insert("pipeline_metrics", rows, column_names=METRIC_COLUMNS)
+        except Exception as exc:
+            log.warning("consumer lag not recorded: %s", exc)
+
     def install_signal_handlers(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self.stopping.set())
@@ -184,6 +233,8 @@ class HistorySink:
             try:
                 client = connect(self.dsn)
                 create_schema(client)
+                if self.on_connected:
+                    self.on_connected(client, self.lock)
                 return client
             except Exception as exc:  # unreachable server: wait, never give up silently
                 if self.stopping.is_set():
@@ -198,15 +249,8 @@ class HistorySink:
         started = time.monotonic()
         while True:
             try:
-                if batch.history:
-                    # The token also deduplicates the blocks the views derive from this insert.
-                    client.insert("history", batch.history, column_names=HISTORY_COLUMNS,
-                                  settings={"insert_deduplication_token": batch.token("history"),
-                                            "deduplicate_blocks_in_dependent_materialized_views": 1})
-                if batch.dead_letters:
-                    client.insert("dead_letters", batch.dead_letters,
-                                  column_names=DEAD_LETTER_COLUMNS,
-                                  settings={"insert_deduplication_token": batch.token("dlq")})
+                with self.lock:
+                    self._insert(client, batch)
                 break
             except Exception as exc:
                 if self.stopping.is_set():  # stop without committing: the rows come back on restart
@@ -221,10 +265,22 @@ class HistorySink:
         if paused:
             consumer.resume(consumer.assignment())
         try:  # health figures are best effort: never hold back the commit for them
-            client.insert("pipeline_metrics", batch_metrics(batch, datetime.now(timezone.utc),
-                                                            time.monotonic() - started), column_names=METRIC_COLUMNS)
+            health = batch_metrics(batch, datetime.now(timezone.utc), time.monotonic() - started)
+            with self.lock:
+                client.insert("pipeline_metrics", health, column_names=METRIC_COLUMNS)
         except Exception as exc:
             log.warning("pipeline metrics not written: %s", exc)
         consumer.commit(offsets=batch.commit_positions(), asynchronous=False)
         self.rows_written += batch.rows
         log.debug("wrote %d rows", batch.rows)
+
+    @staticmethod
+    def _insert(client: Client, batch: Batch) -> None:
+        if batch.history:
+            # The token also deduplicates the blocks the views derive from this insert.
+            client.insert("history", batch.history, column_names=HISTORY_COLUMNS,
+                          settings={"insert_deduplication_token": batch.token("history"),
+                                    "deduplicate_blocks_in_dependent_materialized_views": 1})
+        if batch.dead_letters:
+            client.insert("dead_letters", batch.dead_letters, column_names=DEAD_LETTER_COLUMNS,
+                          settings={"insert_deduplication_token": batch.token("dlq")})

@@ -220,7 +220,8 @@ MIGRATIONS: tuple[Migration, ...] = (
             delivery_time_zone LowCardinality(String), placed_at Nullable(DateTime64(3, 'UTC')),
             ship_by Nullable(DateTime64(3, 'UTC')), shipped_at Nullable(DateTime64(3, 'UTC')),
             accepted_at Nullable(DateTime64(3, 'UTC')), first_attempt_at Nullable(DateTime64(3, 'UTC')),
-            delivered_at Nullable(DateTime64(3, 'UTC')), promised Nullable(Date),
+            delivered_at Nullable(DateTime64(3, 'UTC')), first_attempt_date Nullable(Date),
+            delivered_date Nullable(Date), promised Nullable(Date),
             carrier_original_estimate Nullable(Date), ingested_at DateTime64(3, 'UTC')
         )
         ENGINE = ReplacingMergeTree(ingested_at)
@@ -233,7 +234,8 @@ MIGRATIONS: tuple[Migration, ...] = (
               "fulfillment_center, attributes['delivery_time_zone'] AS delivery_time_zone, "
               f"{_ts('placed_at')} AS placed_at, {_ts('ship_by')} AS ship_by, {_ts('shipped_at')} AS shipped_at, "
               f"{_ts('accepted_at')} AS accepted_at, {_ts('first_attempt_at')} AS first_attempt_at, "
-              f"{_ts('delivered_at')} AS delivered_at, {_day('promised')} AS promised, "
+              f"{_ts('delivered_at')} AS delivered_at, {_day('first_attempt_date')} AS first_attempt_date, "
+              f"{_day('delivered_date')} AS delivered_date, {_day('promised')} AS promised, "
               f"{_day('carrier_original_estimate')} AS carrier_original_estimate, ingested_at "
               "FROM history WHERE record_type = 'shipment'"),
         # Pipeline health, written by the sink itself (rows, lag) every batch.

@@ -68,7 +68,15 @@ def cmd_sink(args: argparse.Namespace) -> int:
     settings, bootstrap = _connect(args)
     from sinks.clickhouse import HistorySink
 
-    sink = HistorySink(bootstrap, settings.clickhouse_dsn)
+    serve_page = None
+    if args.ops_port:
+        from trackline.ops_page import OpsPage, client_query
+
+        def serve_page(client, lock):  # type: ignore[no-untyped-def]
+            OpsPage(client_query(client, lock)).serve(args.ops_port)
+            logging.getLogger("trackline.sink").info("ops page on http://127.0.0.1:%s/", args.ops_port)
+
+    sink = HistorySink(bootstrap, settings.clickhouse_dsn, on_connected=serve_page)
     sink.install_signal_handlers()
     logging.getLogger("trackline.sink").info("writing history to %s", settings.clickhouse_dsn)
     sink.run()
@@ -121,7 +129,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     settings = _settings(args)
     _logging(settings)
     return run_demo(settings, duration=args.duration, report=args.report,
-                    orders_per_second=args.orders_per_second, seed=args.seed)
+                    orders_per_second=args.orders_per_second, seed=args.seed, keep_serving=args.keep_serving)
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
@@ -178,6 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", type=Path, help="write a JSON summary here")
     p.add_argument("--orders-per-second", type=float, default=20.0)
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--keep-serving", action="store_true",
+                   help="after the run, keep the ops page up (and the sink holding chDB) until Ctrl-C")
     p.add_argument("--thresholds", help="detection thresholds for the worker "
                    "(default: config/detection-demo.toml, scaled to the simulator's seconds-long journeys)")
     p.set_defaults(func=cmd_demo)
@@ -188,7 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "default: the values in config/detection.toml)")
     p.add_argument("--tick-interval", type=float, help="seconds between deadline ticks (env TRACKLINE_TICK_INTERVAL)")
     p.set_defaults(func=cmd_worker)
-    sub.add_parser("sink", parents=[common], help="history -> ClickHouse").set_defaults(func=cmd_sink)
+    p = sub.add_parser("sink", parents=[common], help="history -> ClickHouse")
+    p.add_argument("--ops-port", type=int, help="also serve the read-only ops page (dashboards/) on this port")
+    p.set_defaults(func=cmd_sink)
     p = sub.add_parser("notifier", parents=[common], help="reference notification worker")
     p.add_argument("--outbox", help="JSON-lines file the commands are delivered to")
     p.set_defaults(func=cmd_notifier)

@@ -88,7 +88,7 @@ def _spawn(command: str, settings: Settings, bootstrap: str, logs: Path, *extra:
 
 
 def run_demo(settings: Settings, duration: float, report: Path | None,
-             orders_per_second: float = 20.0, seed: int = 7) -> int:
+             orders_per_second: float = 20.0, seed: int = 7, keep_serving: bool = False) -> int:
     run_dir = settings.data_dir / "runs" / datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     run_dir.mkdir(parents=True, exist_ok=True)
     logs = run_dir / "logs"
@@ -107,10 +107,13 @@ def run_demo(settings: Settings, duration: float, report: Path | None,
         clients.create_topics(bootstrap, settings.partitions)
         children["worker"] = _spawn("worker", settings, bootstrap, logs, "--web-port", str(settings.web_port),
                                     "--thresholds", settings.thresholds, "--tick-interval", "2")
-        children["sink"] = _spawn("sink", settings, bootstrap, logs)
+        ops_port = free_port()
+        children["sink"] = _spawn("sink", settings, bootstrap, logs, "--ops-port", str(ops_port))
         children["notifier"] = _spawn("notifier", settings, bootstrap, logs)
         print(f"trackline demo: data in {run_dir}; {duration:.0f}s of traffic at "
               f"{orders_per_second:g} orders/s; logs in {logs}", flush=True)
+        print(f"ops page (the Grafana dashboards, read-only): http://127.0.0.1:{ops_port}/   "
+              f"order lookup: http://127.0.0.1:{settings.web_port}/api/orders/<order id>", flush=True)
         watch = PipelineWatch(bootstrap, settings.partitions)
         sent: dict[str, int] = {}
         traffic = threading.Thread(target=lambda: sent.update(simulator.run(
@@ -134,6 +137,14 @@ def run_demo(settings: Settings, duration: float, report: Path | None,
                 print(watch.line(time.monotonic() - started), flush=True)
         print(watch.line(time.monotonic() - started) + "  (drained)", flush=True)
         watch.close()
+        if keep_serving:
+            print(f"serving the ops page on http://127.0.0.1:{ops_port}/ until Ctrl-C", flush=True)
+            try:
+                while True:
+                    time.sleep(1)
+                    _check_children(children)
+            except KeyboardInterrupt:
+                pass
     finally:
         _stop(children)
         if broker:
@@ -165,6 +176,21 @@ def _stop(children: dict[str, subprocess.Popen]) -> None:
             log.warning("%s did not stop in time; killing it", name)
             process.kill()
             process.wait()
+
+
+def _empty_panels(client: object) -> list[str]:
+    """Every dashboard panel, run as the ops page runs it: which would show "No data"."""
+    import threading
+
+    from trackline.ops_page import OpsPage, client_query
+
+    page = OpsPage(client_query(client, threading.Lock()))
+    empty = []
+    for uid, dashboard in page.dashboards.items():
+        for panel in dashboard["panels"]:
+            if not page.panel_rows(uid, panel["id"], {})["rows"]:
+                empty.append(f"{uid}: {panel['title']}")
+    return empty
 
 
 def summarize(settings: Settings, sent: dict[str, int], run_dir: Path) -> dict:
@@ -207,10 +233,11 @@ def summarize(settings: Settings, sent: dict[str, int], run_dir: Path) -> dict:
         "dead_letters": rows("SELECT count() FROM dead_letters FINAL")[0][0],
         "dead_letters_by_reason": dict(rows(
             "SELECT reason, count() FROM dead_letters FINAL GROUP BY reason ORDER BY reason")),
+        "dashboard_panels_without_data": _empty_panels(client),
         "data": {
             "run_dir": str(run_dir),
             "clickhouse": settings.clickhouse_dsn,
-            "clickhouse_tables": ["history", "dead_letters"],
+            "clickhouse_tables": [r[0] for r in rows("SHOW TABLES")],
             "read_it_with": f"clickhouse_connect.get_client(dsn={settings.clickhouse_dsn!r})",
             "notifications_outbox": str(outbox),
             "worker_tables": str(run_dir / "worker"),

@@ -32,12 +32,13 @@ class Pipeline:
         self.dsn = f"chdb://{data_dir / 'clickhouse'}"
         self.web_port = free_port()
         self.env = dict(os.environ)  # TRACKLINE_* settings for the processes started next
+        self.extra_args: dict[str, list[str]] = {}  # more flags, by process name
 
     def start(self, *names: str) -> Pipeline:
         for name in names:
             command = name.split("-")[0]  # "worker-2": a second worker process
             port = self.web_port if name == "worker" else free_port()
-            extra = ["--web-port", str(port)] if command == "worker" else []
+            extra = (["--web-port", str(port)] if command == "worker" else []) + self.extra_args.get(name, [])
             self.processes[name] = subprocess.Popen(
                 [sys.executable, "-m", "trackline", command, "--kafka", self.bootstrap,
                  "--data-dir", str(self.data_dir / name if command == "worker" else self.data_dir),
