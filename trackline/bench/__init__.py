@@ -192,7 +192,7 @@ def run_bench(settings: Settings, scans: int, orders: int, only: list[str] | Non
     logs = workdir / "logs"
     logs.mkdir()
     settings = replace(settings, data_dir=workdir)
-    wanted = set(only or ["trackline", "naive-faust", "bare-confluent", "quix", "deadlines"])
+    wanted = set(only or ["trackline", "naive-faust", "bare-confluent", "quix", "sink", "deadlines"])
     if wanted == {"deadlines"}:  # needs no broker
         results = {"deadlines": bench_deadlines(workdir, logs)}
         (workdir / "results.json").write_text(json.dumps(results, indent=2))
@@ -218,6 +218,8 @@ def run_bench(settings: Settings, scans: int, orders: int, only: list[str] | Non
                 bootstrap, str(expected), str(workdir / "quix.json"), str(workdir / "quix-state")],
                 workdir / "quix.json", logs)
             _line("quix", results)
+        if "sink" in wanted:
+            results["sink"] = bench_sink(bootstrap, workdir, logs)
         if "naive-faust" in wanted:
             results["naive-faust"] = bench_subprocess("trackline.bench.naive_faust", [
                 bootstrap, str(expected), str(workdir / "naive.json"), str(workdir / "naive-faust"),
@@ -231,6 +233,23 @@ def run_bench(settings: Settings, scans: int, orders: int, only: list[str] | Non
         results["deadlines"] = bench_deadlines(workdir, logs)
     (workdir / "results.json").write_text(json.dumps(results, indent=2))
     return 0
+
+
+SINK_ROWS = 300_000
+SINK_LAG_RATE = 20_000.0
+
+
+def bench_sink(bootstrap: str, workdir: Path, logs: Path) -> dict:
+    """The ClickHouse sink alone (bench/sink.py): rows/s with the views, and history lag."""
+    out = workdir / "sink.json"
+    subprocess.run([sys.executable, "-m", "trackline.bench.sink", bootstrap, str(SINK_ROWS), str(SINK_LAG_RATE),
+                    str(workdir / "sink"), str(out)], check=True, stdout=open(logs / "sink.log", "ab"),
+                   stderr=subprocess.STDOUT, timeout=900)
+    r = json.loads(out.read_text())
+    print(f"  {'sink':<16} {r['rows_per_second']:>10,.0f} rows/s into ClickHouse (chDB, with the typed tables' "
+          f"views); history lag at {r['lag_rate']:,.0f} rows/s: p50 {r['lag_p50_ms']:,.0f} ms, "
+          f"p99 {r['lag_p99_ms']:,.0f} ms", flush=True)
+    return r
 
 
 def bench_deadlines(workdir: Path, logs: Path) -> dict:
@@ -266,6 +285,8 @@ def _summary(results: dict, settings: Settings) -> None:
     base = results.get("trackline")
     print(f"{'contender':<18}{'events/s':>12}{'ratio to trackline':>22}")
     for name, result in results.items():
+        if "events" not in result:
+            continue
         ratio = f"{_rate(result) / _rate(base):.2f}x" if base else "-"
         print(f"{name:<18}{_rate(result):>12,.0f}{ratio:>22}")
     if base:

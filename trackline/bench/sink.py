@@ -1,0 +1,107 @@
+"""The sink alone: rows/s into ClickHouse (chDB, with the typed tables' views) and history lag.
+
+Run as ``python -m trackline.bench.sink <bootstrap> <rows> <lag rate> <dir> <result.json>``
+(its own process: chDB holds one engine path per process).
+
+1. Throughput: ``rows`` history rows wait in ``trackline.history`` (envelopes of 1,000, as
+   the worker writes them); the sink drains them; rows / seconds from first to last insert.
+2. Lag: rows produced at ``lag rate`` rows/s for 10 s, each stamped with its produce time
+   as ``ingested_at``; lag = ``written_at`` (set by ClickHouse at insert, when the row becomes
+   queryable) minus that stamp, p50 and p99 over all rows.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+
+from broker import clients
+from models import topics
+from models.routing import partition_for
+
+ENVELOPE = 1000
+KINDS = ["event", "event", "event", "transition", "notification", "shipment"]
+
+
+def envelope(start: int, count: int, stamp: datetime) -> tuple[bytes, bytes]:
+    order = f"ORD-S{start // 7:08d}"
+    rows = [{"record_id": f"bench-{n}", "record_type": KINDS[n % len(KINDS)], "order_id": order,
+             "package_id": f"{order}-P1", "event_id": f"evt-{n}", "source": "easypost", "carrier": "ups",
+             "tracking_number": f"1Z{n:016d}", "status": "in_transit", "previous_status": "", "raw_code": "IT",
+             "detail": "Arrived at facility", "occurred_at": stamp.isoformat(), "ingested_at": stamp.isoformat(),
+             "attributes": {"seller_id": "SELLER-001", "service_level": "standard"}}
+            for n in range(start, start + count)]
+    return order.encode(), orjson.dumps(rows)
+
+
+def produce(bootstrap: str, first: int, rows: int, partitions: int, rate: float | None = None) -> None:
+    producer = clients.producer(bootstrap, **{"queue.buffering.max.messages": 100_000})
+    started = time.perf_counter()
+    for n in range(first, first + rows, ENVELOPE):
+        if rate:
+            ahead = (n - first) / rate - (time.perf_counter() - started)
+            if ahead > 0:
+                time.sleep(ahead)
+        key, value = envelope(n, min(ENVELOPE, first + rows - n), datetime.now(UTC))
+        producer.produce(topics.HISTORY, key=key, value=value, partition=partition_for(key.decode(), partitions))
+        producer.poll(0)
+    producer.flush(60)
+
+
+def main() -> None:
+    from sinks.clickhouse import HistorySink
+
+    bootstrap, rows, lag_rate, directory, out = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), \
+        Path(sys.argv[4]), Path(sys.argv[5])
+    partitions = 4
+    clients.create_topics(bootstrap, partitions)
+    produce(bootstrap, 0, rows, partitions)
+    sink = HistorySink(bootstrap, f"chdb://{directory / 'clickhouse'}")
+    clients_ready = threading.Event()
+    captured: dict = {}
+
+    def keep(client, lock) -> None:  # type: ignore[no-untyped-def]
+        captured["client"], captured["lock"] = client, lock
+        clients_ready.set()
+
+    sink.on_connected = keep
+    runner = threading.Thread(target=sink.run, daemon=True)
+    runner.start()
+    clients_ready.wait(60)
+    client, lock = captured["client"], captured["lock"]
+
+    def written() -> tuple[int, float, float]:
+        with lock:
+            n, first, last = client.query(
+                "SELECT count(), toUnixTimestamp64Milli(min(written_at)), toUnixTimestamp64Milli(max(written_at)) "
+                "FROM history WHERE record_id LIKE 'bench-%'").result_rows[0]
+        return int(n), first / 1000, last / 1000
+
+    deadline = time.monotonic() + 600
+    while written()[0] < rows and time.monotonic() < deadline:
+        time.sleep(0.5)
+    count, first, last = written()
+    lag_rows = int(lag_rate * 10)
+    produce(bootstrap, rows, lag_rows, partitions, rate=lag_rate)
+    while written()[0] < rows + lag_rows and time.monotonic() < deadline:
+        time.sleep(0.5)
+    with lock:
+        p50, p99 = client.query(
+            "SELECT quantileExact(0.5)(lag), quantileExact(0.99)(lag) FROM (SELECT "
+            "dateDiff('millisecond', ingested_at, written_at) AS lag FROM history "
+            f"WHERE record_id LIKE 'bench-%' AND toUInt64(substring(record_id, 7)) >= {rows})").result_rows[0]
+    sink.stopping.set()
+    runner.join(30)
+    out.write_text(json.dumps({"rows": count, "seconds": max(last - first, 1e-3), "rows_per_second":
+                               count / max(last - first, 1e-3), "lag_rate": lag_rate, "lag_p50_ms": p50,
+                               "lag_p99_ms": p99}))
+
+
+if __name__ == "__main__":
+    main()
