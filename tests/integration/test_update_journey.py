@@ -265,8 +265,11 @@ def test_clickhouse_tables_carry_each_record_type_typed(journey):
             for s in tables["shipments"]] == [("J-P1", "delivered", "SELLER-1", "FC-A", "standard"),
                                               ("J-P2", "delivered", "SELLER-1", "FC-A", "standard")]
     assert all(s["shipped_at"] and s["accepted_at"] and s["delivered_at"] for s in tables["shipments"])
-    p1 = [(e["source"], e["estimate"]) for e in tables["estimates"] if e["package_id"] == "J-P1"]
-    assert [source for source, _ in p1] == ["promise", "carrier"]
+    # Package 1's estimate: the promise when it shipped, then the carrier's (same millisecond, so by source).
+    p1 = {e["source"]: e["estimate"] for e in tables["estimates"] if e["package_id"] == "J-P1"}
+    today = datetime.now(UTC).date()
+    assert p1 == {"promise": (today + timedelta(days=3)).isoformat(),
+                  "carrier": (today + timedelta(days=2)).isoformat()}
     metrics = {m["metric"]: m["total"] for m in tables["metrics"]}
     assert metrics["rows_written"] > 0 and "history_lag_seconds" in metrics
     assert tables["contacts"] == [{"n": 0}]
