@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
-from models.errors import InvalidPayload
+from models.errors import from_validation
 from models.events import FulfillmentEventT, fulfillment_event_adapter
 
 
@@ -12,11 +12,7 @@ def parse_fulfillment_event(raw: bytes) -> FulfillmentEventT:
     try:
         return fulfillment_event_adapter.validate_json(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        reason = "malformed_json" if first["type"] == "json_invalid" else (
-            "missing_field" if first["type"] == "missing" else "invalid_field")
-        where = ".".join(str(p) for p in first["loc"])
-        raise InvalidPayload(reason, f"{where}: {first['msg']}" if where else first["msg"]) from None
+        raise from_validation(exc) from None
 
 
 def fulfillment_json_schema() -> dict:

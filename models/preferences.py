@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, ValidationError, field_validator
 
 from models.effects import Channel, HistoryRecord, NotificationCommand, NotificationType, stable_id
-from models.errors import InvalidPayload
+from models.errors import from_validation
 from models.events import Contract
 
 
@@ -49,11 +49,7 @@ def parse_preferences(raw: bytes) -> CustomerPreferences:
     try:
         return CustomerPreferences.model_validate_json(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        reason = "malformed_json" if first["type"] == "json_invalid" else (
-            "missing_field" if first["type"] == "missing" else "invalid_field")
-        where = ".".join(str(p) for p in first["loc"])
-        raise InvalidPayload(reason, f"{where}: {first['msg']}" if where else first["msg"]) from None
+        raise from_validation(exc) from None
 
 
 def address(command: NotificationCommand, preferences: CustomerPreferences | None

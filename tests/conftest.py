@@ -50,3 +50,14 @@ def tick(minutes: float, order_id: str = "ORD-1") -> ClockTick:
 @pytest.fixture
 def easypost_payload() -> bytes:
     return (PAYLOADS / "easypost_tracker_updated.json").read_bytes()
+
+
+def run(events, state=None):
+    """Events through the order rules one by one, from ``state``: the final state and every effect."""
+    from models.order import apply
+
+    effects = []
+    for event in events:
+        state, produced = apply(state, event)
+        effects.extend(produced)
+    return state, effects

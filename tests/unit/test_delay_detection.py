@@ -10,20 +10,11 @@ from datetime import UTC, date, datetime
 
 from models.effects import Alert, AlertKind, HistoryRecord, NotificationCommand
 from models.events import PackageStatus
-from models.order import apply
-from tests.conftest import at, placed, scan, shipped, tick
+from tests.conftest import at, placed, run, scan, shipped, tick
 
 S = PackageStatus
 K = AlertKind
 HOUR = 60
-
-
-def run(events, state=None):
-    effects = []
-    for event in events:
-        state, produced = apply(state, event)
-        effects.extend(produced)
-    return state, effects
 
 
 def alerts(effects, change="open"):

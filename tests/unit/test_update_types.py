@@ -12,19 +12,11 @@ from models.events import (
     ReturnReceived,
     ReturnRequested,
 )
-from models.order import OrderStatus, apply, order_view
-from tests.conftest import at, placed, scan, shipped, tick
+from models.order import OrderStatus, order_view
+from tests.conftest import at, placed, run, scan, shipped, tick
 
 S = PackageStatus
 HOUR = 60
-
-
-def run(events, state=None):
-    effects = []
-    for event in events:
-        state, produced = apply(state, event)
-        effects.extend(produced)
-    return state, effects
 
 
 def commands(effects, type_=None):
