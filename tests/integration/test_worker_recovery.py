@@ -81,3 +81,28 @@ def test_partitions_moving_between_workers_and_back_keep_state_exact(pipeline):
     produced = commands_on_topic(pipeline.bootstrap)
     assert set(produced) == set(expected)
     assert [i for i, n in produced.items() if n > 1] == [], "a command was produced again after the move"
+
+
+def test_a_deadline_survives_a_worker_crash(pipeline, tmp_path):
+    """The deadline index lives in memory; after kill -9 it is rebuilt from the orders table."""
+    from datetime import UTC, datetime, timedelta
+
+    from models import topics
+
+    pipeline.env.update(TRACKLINE_TICK_INTERVAL="0.5")
+    pipeline.start("worker", "notifier")
+    now = datetime.now(UTC)
+    placed = {"type": "order_placed", "event_id": "ORD-T-placed", "order_id": "ORD-T", "occurred_at": now.isoformat(),
+              "customer_id": "CUST-T", "seller_id": "SELLER-1", "fulfillment_center": "FC-A",
+              "service_level": "standard", "promised_delivery_date": (now + timedelta(days=5)).date().isoformat(),
+              "ship_by": (now + timedelta(seconds=15)).isoformat(), "items": [{"sku": "SKU-1", "quantity": 1}]}
+    produce(pipeline.bootstrap, [(topics.FC_EVENTS, b"ORD-T", orjson.dumps(placed), [])])
+    pipeline.wait_for(lambda: any(c["type"] == "estimate_set" for c in pipeline.delivered()), 60, "the order")
+    pipeline.kill("worker")  # before ship-by: the deadline exists only in the stored state now
+    pipeline.start("worker")
+    pipeline.wait_for(lambda: any(c["type"] == "delayed" for c in pipeline.delivered()), 90,
+                      "the warehouse delay after the restart")
+    (delay,) = [c for c in pipeline.delivered() if c["type"] == "delayed"]
+    fired = datetime.fromisoformat(delay["caused_by_ingested_at"].replace("Z", "+00:00"))
+    assert fired >= now + timedelta(seconds=15)  # not before ship-by
+    assert fired <= now + timedelta(seconds=15 + 60)  # within a minute of it, restart included
