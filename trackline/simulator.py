@@ -180,7 +180,9 @@ class TrafficSimulator:
         steps: list[tuple[float, str, str, str, dict]] = [(0.3, "info_received", "LBL", "Label created", {})]
         route = {
             "pickup_delay": [(16, "in_transit", "DEP", "Departed facility", {})],
+            # A code this carrier invented: status unknown, raw code kept and counted.
             "stale": [(1, "in_transit", "ARR", "Arrived at facility", {}),
+                      (1.5, "", "HUB7", "Processed through regional hub", {}),
                       (20, "in_transit", "DEP", "Departed facility", {})],
             "lost": [(1, "in_transit", "ARR", "Arrived at facility", {})],
             "long_route": [(1, "in_transit", "ARR", "Arrived at facility", {}),
