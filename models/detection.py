@@ -10,9 +10,9 @@ at orders that are due, never at every open shipment.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
+from typing import NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from models.effects import AlertKind
@@ -28,16 +28,28 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 NOT_ACCEPTED = {PackageStatus.info_received, PackageStatus.unknown, PackageStatus.cancelled}
 
 
-@dataclass(frozen=True, slots=True)
-class Condition:
+class Condition(NamedTuple):
+    """One delay rule that applies, due at ``due_at``. Built for every event: kept cheap
+    (a tuple; the text for ops is formatted only when an alert opens)."""
+
     kind: AlertKind
     package_id: str
     due_at: datetime
-    detail: str
-    key: str = ""  # "<package>:<kind>": one alert at a time per key
+    key: str  # "<package>:<kind>": one alert at a time per key
+    template: str  # what ops read; "{}" takes ``about``
+    about: object = None
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "key", f"{self.package_id}:{self.kind}")  # StrEnum formats as its value
+    @property
+    def detail(self) -> str:
+        about = self.about.isoformat() if isinstance(self.about, (date, datetime)) else self.about
+        return self.template.format(about) if about is not None else self.template
+
+
+_KIND = {kind: kind.value for kind in AlertKind}
+
+
+def _condition(kind: AlertKind, package_id: str, due_at: datetime, template: str, about: object = None) -> Condition:
+    return Condition(kind, package_id, due_at, package_id + ":" + _KIND[kind], template, about)
 
 
 def conditions(state: OrderState, rules: Thresholds) -> list[Condition]:
@@ -50,17 +62,17 @@ def conditions(state: OrderState, rules: Thresholds) -> list[Condition]:
                    if state.promised_delivery_date else None)
     if not outbound:
         if state.ship_by is not None:
-            found.append(Condition(AlertKind.warehouse_delay, "",
-                                   state.ship_by + timedelta(minutes=rules.warehouse_grace_minutes),
-                                   f"not shipped by {state.ship_by.isoformat()}"))
+            found.append(_condition(AlertKind.warehouse_delay, "",
+                                    state.ship_by + timedelta(minutes=rules.warehouse_grace_minutes),
+                                    "not shipped by {}", state.ship_by))
         if promise_end is not None:
-            found.append(Condition(AlertKind.promise_missed, "", promise_end,
-                                   f"promised {state.promised_delivery_date}, not shipped"))
+            found.append(_condition(AlertKind.promise_missed, "", promise_end,
+                                    "promised {}, not shipped", state.promised_delivery_date))
         return found
     for package in outbound:
         if package.status in (PackageStatus.returning_to_sender, PackageStatus.returned_to_sender):
-            found.append(Condition(AlertKind.carrier_exception, package.package_id,
-                                   _learned(package.status_at, package.status_seen_at), "returned_to_sender"))
+            found.append(_condition(AlertKind.carrier_exception, package.package_id,
+                                    _learned(package.status_at, package.status_seen_at), "returned_to_sender"))
         elif package.status not in SETTLED:
             found.extend(_package_conditions(state, package, rules, promise_end))
     return found
@@ -72,39 +84,38 @@ def _package_conditions(state: OrderState, package: PackageState, rules: Thresho
     pid = package.package_id
     found: list[Condition] = []
     if package.status is PackageStatus.exception:
-        found.append(Condition(AlertKind.carrier_exception, pid, _learned(package.status_at, package.status_seen_at),
-                               package.exception_reason))
+        found.append(_condition(AlertKind.carrier_exception, pid, _learned(package.status_at, package.status_seen_at),
+                                package.exception_reason))
     if package.accepted_at is None and package.shipped_at is not None:
-        found.append(Condition(AlertKind.pickup_delay_1, pid,
-                               package.shipped_at + timedelta(hours=level.pickup_delay_1_hours),
-                               "label created, no carrier acceptance scan"))
-        found.append(Condition(AlertKind.pickup_delay_2, pid,
-                               package.shipped_at + timedelta(hours=level.pickup_delay_2_hours),
-                               "label created, no carrier acceptance scan"))
+        found.append(_condition(AlertKind.pickup_delay_1, pid,
+                                package.shipped_at + timedelta(hours=level.pickup_delay_1_hours),
+                                "label created, no carrier acceptance scan"))
+        found.append(_condition(AlertKind.pickup_delay_2, pid,
+                                package.shipped_at + timedelta(hours=level.pickup_delay_2_hours),
+                                "label created, no carrier acceptance scan"))
     elif package.last_scan_at is not None and package.status is not PackageStatus.available_for_pickup:
         # Waiting at a pickup point is not silence: the customer has to come.
-        found.append(Condition(AlertKind.in_transit_stale, pid,
-                               package.last_scan_at + rules.stale_after(state.service_level, package.carrier),
-                               f"no scan since {package.last_scan_at.isoformat()}"))
-        found.append(Condition(AlertKind.presumed_lost, pid,
-                               package.last_scan_at + timedelta(hours=level.lost_after_hours),
-                               f"no scan since {package.last_scan_at.isoformat()}"))
+        found.append(_condition(AlertKind.in_transit_stale, pid,
+                                package.last_scan_at + rules.stale_after(state.service_level, package.carrier),
+                                "no scan since {}", package.last_scan_at))
+        found.append(_condition(AlertKind.presumed_lost, pid,
+                                package.last_scan_at + timedelta(hours=level.lost_after_hours),
+                                "no scan since {}", package.last_scan_at))
     if package.status is PackageStatus.out_for_delivery and package.out_for_delivery_at is not None:
         day = package.out_for_delivery_at.astimezone(_zone(state.delivery_time_zone)).date()
         due = min(end_of_local_day(day, state.delivery_time_zone)
                   + timedelta(minutes=rules.out_for_delivery_grace_minutes),
                   package.out_for_delivery_at + timedelta(hours=rules.out_for_delivery_max_hours))
-        found.append(Condition(AlertKind.out_for_delivery_overdue, pid, due,
-                               f"out for delivery on {day}, not delivered"))
+        found.append(_condition(AlertKind.out_for_delivery_overdue, pid, due,
+                                "out for delivery on {}, not delivered", day))
     promised = state.promised_delivery_date
     if (promised and package.carrier_current_estimate and package.carrier_current_estimate > promised
             and package.carrier_estimate_at is not None):
-        found.append(Condition(AlertKind.estimate_after_promise, pid,
-                               _learned(package.carrier_estimate_at, package.estimate_seen_at),
-                               f"carrier estimate {package.carrier_current_estimate}, promised {promised}"))
+        found.append(_condition(AlertKind.estimate_after_promise, pid,
+                                _learned(package.carrier_estimate_at, package.estimate_seen_at),
+                                f"carrier estimate {package.carrier_current_estimate}, promised {promised}"))
     if promise_end is not None:
-        found.append(Condition(AlertKind.promise_missed, pid, promise_end,
-                               f"promised {promised}, not delivered"))
+        found.append(_condition(AlertKind.promise_missed, pid, promise_end, "promised {}, not delivered", promised))
     return found
 
 

@@ -120,8 +120,8 @@ def apply_in_place(state: OrderState, event: Event, rules: Thresholds = DEFAULT_
     current = {c.key: c for c in conditions(state, rules)}
     delays_told = _run_delay_rules(state, event, now, current, effects)
     _revise_estimates(state, event, effects, delays_told)
-    _ask_for_feedback(state, event, now, rules, effects)
-    state.next_deadline = _next_deadline(state, current, rules)  # the rules above leave conditions as they are
+    feedback = _ask_for_feedback(state, event, now, rules, effects)
+    state.next_deadline = _next_deadline(state, current, feedback)  # the rules above leave conditions as they are
     return effects
 
 
@@ -425,19 +425,22 @@ def _revise_estimates(state: OrderState, event: Event, effects: list[Effect], de
 
 
 def _ask_for_feedback(state: OrderState, event: Event, now: datetime, rules: Thresholds,
-                      effects: list[Effect]) -> None:
+                      effects: list[Effect]) -> datetime | None:
+    """Ask once it is due; returns when it will be due if that is still ahead."""
+    if _FEEDBACK_MILESTONE in state.notified:
+        return None
     due = feedback_due(state, rules)
     if due is not None and due <= now:
         _notify(state, effects, NotificationType.feedback_request, event, package=None, occurred_at=due, now=now)
+        return None
+    return due
 
 
-def _next_deadline(state: OrderState, current: dict[str, Condition], rules: Thresholds) -> datetime | None:
+def _next_deadline(state: OrderState, current: dict[str, Condition], feedback: datetime | None) -> datetime | None:
     pending = [c.due_at for key, c in current.items()
                if (known := state.alerts.get(key)) is None or known.due_at != c.due_at]
-    if _FEEDBACK_MILESTONE not in state.notified:
-        due = feedback_due(state, rules)
-        if due is not None:
-            pending.append(due)
+    if feedback is not None:
+        pending.append(feedback)
     return min(pending, default=None)
 
 
