@@ -9,6 +9,7 @@ COPY notifier notifier
 COPY broker broker
 COPY trackline trackline
 COPY config config
+COPY dashboards dashboards
 RUN pip install --no-cache-dir .
 ENV TRACKLINE_DATA_DIR=/var/lib/trackline
 ENTRYPOINT ["trackline"]
