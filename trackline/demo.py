@@ -30,7 +30,9 @@ from models.settings import Settings
 from trackline import simulator
 
 log = logging.getLogger("trackline.demo")
-DEMO_THRESHOLDS = Path(__file__).resolve().parents[1] / "config" / "detection-demo.toml"
+DEMO_THRESHOLDS = next((f for f in (Path(__file__).resolve().parents[1] / "config" / "detection-demo.toml",
+                                    Path.cwd() / "config" / "detection-demo.toml") if f.is_file()),
+                       Path("config/detection-demo.toml"))
 # The longest demo threshold (presumed lost, 30 s) plus a tick: how long detections keep
 # coming after the last simulated scan.
 SETTLE_SECONDS = 40

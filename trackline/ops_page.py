@@ -25,7 +25,9 @@ from urllib.parse import parse_qs, urlparse
 from trackline.grafana_sql import ALL, expand
 
 log = logging.getLogger("trackline.ops_page")
-DASHBOARDS = Path(__file__).resolve().parents[1] / "dashboards"
+# Beside the package in a checkout (editable install); in the working directory in the image.
+DASHBOARDS = next((d for d in (Path(__file__).resolve().parents[1] / "dashboards", Path.cwd() / "dashboards")
+                   if d.is_dir()), Path("dashboards"))
 SAFE_VALUE = re.compile(r"^[A-Za-z0-9_.:/@+\- ]{0,128}$")
 Query = Callable[[str], tuple[list[str], list[tuple]]]
 
