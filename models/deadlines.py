@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from datetime import UTC, datetime
+from datetime import datetime
 
 
 def epoch_seconds(moment: datetime) -> int:
@@ -59,7 +59,3 @@ class DeadlineIndex:
     def _compact(self) -> None:
         self._heap = [(due, order_id) for order_id, due in self._due.items()]
         heapq.heapify(self._heap)
-
-
-def from_epoch(seconds: int) -> datetime:
-    return datetime.fromtimestamp(seconds, UTC)

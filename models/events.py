@@ -18,6 +18,11 @@ class Contract(BaseModel):
 
 
 class FulfillmentContract(Contract):
+    """What every event from order management and fulfillment centers carries."""
+
+    event_id: str = Field(min_length=1)
+    order_id: str = Field(min_length=1)
+    occurred_at: datetime
     # Set by trackline from the Kafka record's timestamp; producers leave it out.
     ingested_at: datetime | None = Field(default=None, description="set by trackline; producers omit it")
 
@@ -67,9 +72,6 @@ class OrderPlaced(FulfillmentContract):
     """The order-management system accepted an order."""
 
     type: Literal["order_placed"] = "order_placed"
-    event_id: str = Field(min_length=1)
-    order_id: str = Field(min_length=1)
-    occurred_at: datetime
     customer_id: str = Field(min_length=1)
     seller_id: str = Field(min_length=1)
     fulfillment_center: str = Field(min_length=1)
@@ -86,9 +88,6 @@ class PackageShipped(FulfillmentContract):
     """A fulfillment center handed a package to a carrier."""
 
     type: Literal["package_shipped"] = "package_shipped"
-    event_id: str = Field(min_length=1)
-    order_id: str = Field(min_length=1)
-    occurred_at: datetime
     package_id: str = Field(min_length=1)
     carrier: str = Field(min_length=1)
     tracking_number: str = Field(min_length=1)
@@ -100,16 +99,10 @@ class OrderProcessing(FulfillmentContract):
     """The fulfillment center started picking and packing the order."""
 
     type: Literal["order_processing"] = "order_processing"
-    event_id: str = Field(min_length=1)
-    order_id: str = Field(min_length=1)
-    occurred_at: datetime
 
 
 class OrderCancelled(FulfillmentContract):
     type: Literal["order_cancelled"] = "order_cancelled"
-    event_id: str = Field(min_length=1)
-    order_id: str = Field(min_length=1)
-    occurred_at: datetime
     reason: str = ""
 
 
@@ -117,9 +110,6 @@ class ReturnRequested(FulfillmentContract):
     """The customer started a return; a return label may come with it."""
 
     type: Literal["return_requested"] = "return_requested"
-    event_id: str = Field(min_length=1)
-    order_id: str = Field(min_length=1)
-    occurred_at: datetime
     return_id: str = Field(min_length=1)
     skus: list[str] = Field(default_factory=list)
     reason: str = ""
@@ -131,17 +121,11 @@ class ReturnReceived(FulfillmentContract):
     """The returned items arrived back at the fulfillment center."""
 
     type: Literal["return_received"] = "return_received"
-    event_id: str = Field(min_length=1)
-    order_id: str = Field(min_length=1)
-    occurred_at: datetime
     return_id: str = Field(min_length=1)
 
 
 class RefundIssued(FulfillmentContract):
     type: Literal["refund_issued"] = "refund_issued"
-    event_id: str = Field(min_length=1)
-    order_id: str = Field(min_length=1)
-    occurred_at: datetime
     return_id: str = ""
     amount: str = ""  # a decimal string, as payment systems send it
     currency: str = ""

@@ -6,8 +6,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from models.thresholds import Thresholds, parse_thresholds
-
 ENV_PREFIX = "TRACKLINE_"
 
 
@@ -45,10 +43,6 @@ class Settings:
     @property
     def clickhouse_dsn(self) -> str:
         return self.clickhouse or f"chdb://{self.data_dir / 'clickhouse'}"
-
-    def detection_rules(self) -> Thresholds:
-        """The thresholds file named by ``thresholds`` (read here, at the edge), or the defaults."""
-        return parse_thresholds(Path(self.thresholds).read_text()) if self.thresholds else Thresholds()
 
     @property
     def embedded_broker(self) -> bool:

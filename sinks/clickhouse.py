@@ -23,7 +23,7 @@ from confluent_kafka import Message, TopicPartition
 
 from broker import clients
 from models import topics
-from sinks.schema import DEAD_LETTER_COLUMNS, HISTORY_COLUMNS, METRIC_COLUMNS, create_schema
+from sinks.schema import DEAD_LETTER_COLUMNS, METRIC_COLUMNS, migrate
 
 log = logging.getLogger("trackline.sink")
 
@@ -116,13 +116,13 @@ def _time(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
-def history_rows(raw: bytes) -> list[tuple[Any, ...]]:
-    """Rows of ``HISTORY_COLUMNS`` from one history message, for callers that insert rows."""
-    documents = orjson.loads(raw)
-    if isinstance(documents, dict):
-        documents = [documents]
-    return [tuple(_time(d[c]) if c in ("occurred_at", "ingested_at") else d.get(c, {} if c == "attributes" else "")
-                  for c in HISTORY_COLUMNS) for d in documents]
+def insert_history(client: Client, documents: bytes, token: str | None = None) -> None:
+    """A JSON array of history records into ``history`` (and, through the views, the typed tables)."""
+    settings: dict[str, Any] = dict(JSON_INSERT)
+    if token:
+        # The token also deduplicates the blocks the views derive from this insert.
+        settings.update(insert_deduplication_token=token, deduplicate_blocks_in_dependent_materialized_views=1)
+    client.raw_insert("history", column_names=None, insert_block=documents, fmt="JSONEachRow", settings=settings)
 
 
 def batch_metrics(batch: Batch, written_at: datetime, seconds: float) -> list[tuple[Any, ...]]:
@@ -258,7 +258,7 @@ class HistorySink:
         while True:
             try:
                 client = connect(self.dsn)
-                create_schema(client)
+                migrate(client)
                 if self.on_connected:
                     self.on_connected(client, self.lock)
                 return client
@@ -303,10 +303,7 @@ class HistorySink:
     @staticmethod
     def _insert(client: Client, batch: Batch) -> None:
         if batch.history:
-            # The token also deduplicates the blocks the views derive from this insert.
-            client.raw_insert("history", column_names=None, insert_block=batch.history_json(), fmt="JSONEachRow",
-                              settings={**JSON_INSERT, "insert_deduplication_token": batch.token("history"),
-                                        "deduplicate_blocks_in_dependent_materialized_views": 1})
+            insert_history(client, batch.history_json(), batch.token("history"))
         if batch.dead_letters:
             client.insert("dead_letters", batch.dead_letters, column_names=DEAD_LETTER_COLUMNS,
                           settings={"insert_deduplication_token": batch.token("dlq")})

@@ -29,11 +29,6 @@ from dataclasses import dataclass
 
 from clickhouse_connect.driver.client import Client
 
-HISTORY_COLUMNS = [
-    "record_id", "record_type", "order_id", "package_id", "event_id", "source", "carrier",
-    "tracking_number", "status", "previous_status", "raw_code", "detail", "occurred_at",
-    "ingested_at", "attributes",
-]
 DEAD_LETTER_COLUMNS = [
     "source_topic", "source_partition", "source_offset", "reason", "detail", "source",
     "message_key", "payload", "dead_lettered_at",
@@ -270,7 +265,3 @@ def migrate(client: Client) -> list[int]:
         client.insert("schema_migrations", [(migration.version, migration.name)], column_names=["version", "name"])
         applied.append(migration.version)
     return applied
-
-
-def create_schema(client: Client) -> None:
-    migrate(client)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import faust
 
 from models import topics
 from models.settings import Settings
+from models.thresholds import Thresholds, parse_thresholds
 from streams.bulk import RECORD_BATCH, bulk_transport
 
 # Topics whose fetched batches reach the agents as one message each (see streams.bulk).
@@ -22,6 +25,11 @@ def store_options() -> dict:
     so small caches cost little (measured in bench/deadlines.py).
     """
     return {"block_cache_size": 32 * 2**20, "write_buffer_size": 16 * 2**20, "max_write_buffer_number": 2}
+
+
+def detection_rules(settings: Settings) -> Thresholds:
+    """The thresholds file the settings name (read here, at the edge), or the defaults."""
+    return parse_thresholds(Path(settings.thresholds).read_text()) if settings.thresholds else Thresholds()
 
 
 def create_app(settings: Settings, bootstrap: str, tansu: bool = False) -> faust.App:
@@ -60,7 +68,7 @@ def create_app(settings: Settings, bootstrap: str, tansu: bool = False) -> faust
 
     channels = Channels(app)
     router.register(app, channels)
-    orders.register(app, channels, settings.detection_rules(), settings.tick_interval)
+    orders.register(app, channels, detection_rules(settings), settings.tick_interval)
     notification_policy.register(app, channels)
     return app
 

@@ -14,7 +14,7 @@ from typing import Any
 import faust
 
 from models import topics
-from models.deadlines import DeadlineIndex, epoch_seconds, from_epoch
+from models.deadlines import DeadlineIndex, epoch_seconds
 from models.effects import stable_id
 from models.events import ClockTick
 from streams.batch_io import send_envelopes
@@ -85,4 +85,4 @@ def register(app: faust.App, orders: Any, deadlines: PartitionDeadlines, interva
         due = deadlines.pop_due(epoch_seconds(now))
         if due:
             await send_envelopes(app, topics.ORDER_EVENTS, partitions, ticks_for(due, now))
-            log.debug("ticks for %s orders due by %s", len(due), from_epoch(epoch_seconds(now)))
+            log.debug("ticks for %s orders due by %s", len(due), now.isoformat())

@@ -1,5 +1,5 @@
 """Five scripted shipments whose on-time status, transit times and late shipments are known,
-run through the order rules and the sink's row path into a real chDB database, then read
+run through the order rules and the sink's insert into a real chDB database, then read
 back through the carrier and seller dashboards' own panel SQL.
 
 Run as ``python -m tests.metrics_scenario <chdb path> <result.json>`` (chDB allows one
@@ -72,15 +72,15 @@ def history() -> list[HistoryRecord]:
 def main() -> None:
     import clickhouse_connect
 
-    from sinks.clickhouse import history_rows
-    from sinks.schema import HISTORY_COLUMNS, migrate
+    from sinks.clickhouse import insert_history
+    from sinks.schema import migrate
     from trackline.ops_page import OpsPage, client_query
 
     path, out = sys.argv[1], sys.argv[2]
     client = clickhouse_connect.get_client(dsn=f"chdb://{path}")
     migrate(client)
     envelope = b"[" + b",".join(r.model_dump_json().encode() for r in history()) + b"]"
-    client.insert("history", history_rows(envelope), column_names=HISTORY_COLUMNS)
+    insert_history(client, envelope)  # the sink's own insert
     page = OpsPage(client_query(client, threading.Lock()))
     window = {"from": [str(t(1, 0).timestamp())], "to": [str(t(31, 0).timestamp())]}
     results = {f"{uid}/{panel['title']}": page.panel_rows(uid, panel["id"], window)

@@ -16,8 +16,8 @@ import orjson
 import pytest
 
 from models import topics
-from tests.grafana_macros import expand, variable_defaults
 from tests.integration.conftest import Pipeline, produce
+from trackline.grafana_sql import expand, variable_defaults
 
 pytestmark = pytest.mark.integration
 

@@ -207,7 +207,7 @@ def run_bench(settings: Settings, scans: int, orders: int, only: list[str] | Non
         if "trackline" in wanted:
             results["trackline"] = bench_trackline(settings, bootstrap, orders, scans, logs, latency_rate)
             _line("trackline", results)
-        else:
+        elif wanted & {"bare-confluent", "quix", "naive-faust"}:  # their input, without trackline's run
             _produce(bootstrap, workload.scan_messages(0, orders, max(SCANS_PER_ORDER, -(-scans // orders)), 42))
         expected = scans
         if "bare-confluent" in wanted:
