@@ -30,26 +30,28 @@ def register(app: faust.App, ch: Channels) -> None:
     @app.agent(ch.policy_input, name="notification-policy")
     async def address_commands(batches: faust.StreamT) -> None:
         async for records in batches:
-            updated: dict[bytes, bytes | None] = {}
+            updated: dict[bytes, bytes | None] = {}  # to store
+            known: dict[bytes, CustomerPreferences | None] = {}  # decoded once per customer and batch
             outgoing: list[tuple[str, bytes]] = []
             history: list[tuple[str, bytes]] = []
+            decided_at = _now()  # when these commands leave trackline: for the latency panels
             for record in records:
                 key = record.key or b""
                 try:
                     if record.topic == topics.CUSTOMER_PREFERENCES:
                         # A tombstone forgets the customer's preferences: defaults apply.
-                        updated[key] = (None if record.value is None
-                                        else parse_preferences(record.value).model_dump_json().encode())
+                        known[key] = None if record.value is None else parse_preferences(record.value)
+                        updated[key] = known[key].model_dump_json().encode() if known[key] else None
                         continue
                     command = _intent(record.value or b"")
                 except InvalidPayload as error:
                     await send_to_dlq(ch.dlq, record, error)
                     continue
-                stored = updated[key] if key in updated else preferences.get(key)
-                prefs = CustomerPreferences.model_validate_json(stored) if stored else None
-                sent, row = address(command, prefs)
-                # When the command left trackline: for the latency panels (event -> command).
-                row = row.model_copy(update={"attributes": {**row.attributes, "decided_at": _now()}})
+                if key not in known:
+                    stored = preferences.get(key)
+                    known[key] = CustomerPreferences.model_validate_json(stored) if stored else None
+                sent, row = address(command, known[key])
+                row = row.model_copy(update={"attributes": {**row.attributes, "decided_at": decided_at}})
                 if sent is not None:
                     outgoing.append((sent.order_id, sent.model_dump_json().encode()))
                 history.append((row.order_id, row.model_dump_json().encode()))
