@@ -12,6 +12,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from models.carrier_codes import carrier_code
+
 
 class Contract(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
@@ -51,6 +53,8 @@ class PackageStatus(StrEnum):
 
 
 class ExceptionReason(StrEnum):
+    """Why a package is held up, in words a customer can act on (see models.exception_reasons)."""
+
     address_issue = "address_issue"
     damaged = "damaged"
     lost = "lost"
@@ -59,7 +63,22 @@ class ExceptionReason(StrEnum):
     weather = "weather"
     delayed = "delayed"
     returned_to_sender = "returned_to_sender"
+    recipient_unavailable = "recipient_unavailable"  # nobody there to receive or sign
+    missed_delivery = "missed_delivery"  # the carrier did not make the attempt it planned
+    business_closed = "business_closed"
+    contact_carrier = "contact_carrier"  # the carrier asks the customer to get in touch
+    package_held = "package_held"  # held by the carrier until someone acts (not a pickup point)
+    payment_due = "payment_due"  # duties or charges to pay before delivery
     other = "other"
+
+
+class ScanFlag(StrEnum):
+    """What an adapter had to assume to read a scan; kept on the scan and in history."""
+
+    time_zone_assumed_utc = "time_zone_assumed_utc"  # no offset and no zone derivable: read as UTC
+    time_zone_from_location = "time_zone_from_location"  # no offset: the location's zone was used
+    time_repeated_hour = "time_repeated_hour"  # a local time in the hour daylight saving repeats
+    time_nonexistent = "time_nonexistent"  # a local time daylight saving skips: moved forward
 
 
 class OrderItem(Contract):
@@ -158,6 +177,10 @@ class CarrierScan(Contract):
     estimated_delivery: date | None = None
     pickup_code: str = ""  # for lockers and pickup points, when the carrier sends one
     pickup_deadline: datetime | None = None
+    # A detail the customer (or merchant) must act on, or the reason an attempt failed,
+    # whatever the main status says: becomes one ``exception`` update per reason.
+    action_reason: ExceptionReason | None = None
+    flags: list[ScanFlag] = Field(default_factory=list)
     order_id: str = ""
     package_id: str = ""
 
@@ -196,4 +219,5 @@ def tracking_key(carrier: str, tracking_number: str) -> str:
 
 
 def normalize_carrier(carrier: str) -> str:
-    return carrier.strip().lower().replace(" ", "")
+    """trackline's code for a carrier, from any alias (models.carrier_codes)."""
+    return carrier_code(carrier)
