@@ -10,7 +10,7 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
 from models.carrier_codes import carrier_code
 
@@ -24,7 +24,8 @@ class FulfillmentContract(Contract):
 
     event_id: str = Field(min_length=1)
     order_id: str = Field(min_length=1)
-    occurred_at: datetime
+    # With an offset: a time without one names no instant, and every rule compares instants.
+    occurred_at: AwareDatetime
     # Set by trackline from the Kafka record's timestamp; producers leave it out.
     ingested_at: datetime | None = Field(default=None, description="set by trackline; producers omit it")
 
@@ -96,11 +97,22 @@ class OrderPlaced(FulfillmentContract):
     fulfillment_center: str = Field(min_length=1)
     service_level: ServiceLevel
     promised_delivery_date: date
-    ship_by: datetime
+    ship_by: AwareDatetime
     items: list[OrderItem] = Field(min_length=1)
     # IANA zone of the delivery address: "end of the local day" and "promised date" are
-    # judged there.
+    # judged there. An unknown zone is rejected, never read as UTC.
     delivery_time_zone: str = "UTC"
+
+    @field_validator("delivery_time_zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA time zone {value!r}") from None
+        return value
 
 
 class PackageShipped(FulfillmentContract):

@@ -2,6 +2,10 @@
 
 FC_EVENTS = "trackline.fc-events"  # key: order id; JSON fulfillment events
 CARRIER_SCANS_RAW = "trackline.carrier-scans.raw"  # key: tracking number; header trackline-source
+# Scans the router re-keyed to their own tracking number (an X12 interchange of several
+# shipments): internal, so the raw topic, which any carrier integration writes to, accepts
+# only external formats and nobody can forge a canonical scan there.
+CARRIER_SCANS_REKEYED = "trackline.carrier-scans.rekeyed"  # key: tracking number; canonical scans
 TRACKING_LINKS = "trackline.tracking-links"  # key: carrier:tracking number; internal
 ORDER_EVENTS = "trackline.order-events"  # key: order id; canonical events, batched
 CUSTOMER_PREFERENCES = "trackline.customer-preferences"  # key: customer id; compacted
@@ -17,9 +21,11 @@ DLQ_DETAIL_HEADER = "trackline-dlq-detail"
 DLQ_TOPIC_HEADER = "trackline-dlq-topic"
 DLQ_PARTITION_HEADER = "trackline-dlq-partition"
 DLQ_OFFSET_HEADER = "trackline-dlq-offset"
+DLQ_ERROR_TYPE_HEADER = "trackline-dlq-error-type"  # the exception's class name
+DLQ_ERROR_FRAME_HEADER = "trackline-dlq-error-frame"  # file:line in function, of the traceback's last frame
 
 # Topics keyed the same way must have the same partition count (co-partitioning).
-PARTITIONED = [FC_EVENTS, CARRIER_SCANS_RAW, TRACKING_LINKS, ORDER_EVENTS, CUSTOMER_PREFERENCES,
+PARTITIONED = [FC_EVENTS, CARRIER_SCANS_RAW, CARRIER_SCANS_REKEYED, TRACKING_LINKS, ORDER_EVENTS, CUSTOMER_PREFERENCES,
                NOTIFICATION_INTENTS, NOTIFICATIONS, ALERTS, HISTORY]
 COMPACTED = {CUSTOMER_PREFERENCES}  # the latest value per key is the truth
 ALL = [*PARTITIONED, DLQ]
