@@ -51,6 +51,31 @@ class DeadlineIndex:
                 due_now.append((order_id, due))
         return due_now
 
+    def due(self, now: int, limit: int | None = None) -> list[tuple[str, int]]:
+        """(order id, due) for orders due at ``now``, left in the index until ``acknowledge``.
+
+        The timer removes a deadline only once its tick is stored on the broker: a failed
+        send leaves it here for the next round.
+        """
+        found: list[tuple[str, int]] = []
+        heap = self._heap
+        pending = [0] if heap else []
+        while pending and (limit is None or len(found) < limit):
+            i = pending.pop()
+            if i >= len(heap) or heap[i][0] > now:
+                continue  # a heap's children are never earlier than their parent
+            due, order_id = heap[i]
+            if self._due.get(order_id) == due:
+                found.append((order_id, due))
+            pending.extend((2 * i + 1, 2 * i + 2))
+        return sorted(found, key=lambda item: item[1])
+
+    def acknowledge(self, ticked: list[tuple[str, int]]) -> None:
+        """Drop deadlines whose tick is stored, unless the order was rescheduled meanwhile."""
+        for order_id, due in ticked:
+            if self._due.get(order_id) == due:
+                del self._due[order_id]
+
     def next_due(self) -> int | None:
         while self._heap and self._due.get(self._heap[0][1]) != self._heap[0][0]:
             heapq.heappop(self._heap)

@@ -26,6 +26,11 @@ SETTLED = {PackageStatus.delivered, PackageStatus.returning_to_sender, PackageSt
 # The carrier has it: any status past "label created".
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 NOT_ACCEPTED = {PackageStatus.info_received, PackageStatus.unknown, PackageStatus.cancelled}
+# Deadlines: found by the absence of an event, so judged only at the ingest-time watermark
+# (on a tick). The others are findings that an event itself reports.
+DEADLINE_KINDS = frozenset({AlertKind.warehouse_delay, AlertKind.pickup_delay_1, AlertKind.pickup_delay_2,
+                            AlertKind.in_transit_stale, AlertKind.presumed_lost, AlertKind.promise_missed,
+                            AlertKind.out_for_delivery_overdue})
 
 
 class Condition(NamedTuple):
@@ -148,5 +153,5 @@ def local_date(moment: datetime | None, time_zone: str) -> date | None:
 def _zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name or "UTC")
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         return ZoneInfo("UTC")

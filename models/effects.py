@@ -85,6 +85,9 @@ class NotificationCommand(Contract):
     # notification worker receives. A command due in quiet hours waits until send_after.
     send_after: datetime | None = None
     locale: str = ""
+    # After this instant the update is old news (a "shipped" seen days late, an "out for
+    # delivery" after its day): the policy records it as "suppressed: stale" instead of sending.
+    stale_after: datetime | None = None
 
 
 class Alert(Contract):

@@ -110,7 +110,7 @@ class OrderPlaced(FulfillmentContract):
 
         try:
             ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):
             raise ValueError(f"unknown IANA time zone {value!r}") from None
         return value
 

@@ -1,22 +1,38 @@
 """Per-order rules: ``apply(state, event)`` folds one event into the order's state.
 
 ``apply`` is pure: it reads no clock and does no I/O. "Now" is the time trackline saw the
-event (its ingest time) or, for a ``ClockTick``, the tick's time. Events may arrive twice
-and out of order; the event's own time decides which status is current, and each
-milestone is announced to the customer at most once.
+event (its ingest time) or, for a ``ClockTick``, the tick's time, which is the ingest-time
+watermark (models.watermark): every record ingested by then has been read. Events may
+arrive twice and out of order; the event's own time decides which status is current, and
+each milestone is announced to the customer at most once.
 
-After every event the delay rules (``models.detection``) run at "now": an alert opens for
-each deadline reached, closes when its condition clears, and the order's
-``next_deadline`` tells the worker when to send the next tick.
+Delay rules (``models.detection``) come in two kinds. Deadlines (nothing happened by a
+time) open their ops alert only on a tick, so a backlog read in one batch never opens
+one that a later record of the same backlog disproves; the customer is told once the
+watermark is past the deadline plus the feed's latency allowance (models.feed_latency).
+Findings (the carrier reported an exception or a later date) open on the event itself.
+Any event closes an alert whose condition cleared. ``next_deadline`` tells the worker
+when to send the next tick.
 """
 
 from __future__ import annotations
 
 from bisect import insort
+from collections.abc import Callable
+from contextvars import ContextVar
 from datetime import date, datetime, timedelta
 from enum import StrEnum
+from typing import NamedTuple
 
-from models.detection import NOT_ACCEPTED, Condition, conditions, feedback_due, local_date
+from models.detection import (
+    DEADLINE_KINDS,
+    NOT_ACCEPTED,
+    Condition,
+    conditions,
+    end_of_local_day,
+    feedback_due,
+    local_date,
+)
 from models.effects import (
     Alert,
     AlertKind,
@@ -43,6 +59,7 @@ from models.events import (
     normalize_carrier,
 )
 from models.exception_reasons import exception_reason
+from models.feed_latency import FULFILLMENT, FeedLatency
 from models.state import AlertState, OrderState, OrderStatus, PackageState, TimelineEntry
 from models.thresholds import Thresholds
 
@@ -53,6 +70,8 @@ __all__ = ["OrderState", "OrderStatus", "PackageState", "apply", "apply_batch", 
 SEEN_EVENTS_KEPT = 256
 TIMELINE_KEPT = 64
 DEFAULT_RULES = Thresholds()
+# The thresholds of the event being applied, for the few rules deep in the effect helpers.
+_RULES_IN_FORCE: ContextVar[Thresholds] = ContextVar("rules_in_force", default=DEFAULT_RULES)
 
 Event = (OrderPlaced | OrderProcessing | PackageShipped | OrderCancelled | ReturnRequested | ReturnReceived
          | RefundIssued | CarrierScan | ClockTick)
@@ -81,23 +100,37 @@ ATTEMPT_FAILED_NEXT_STEP = ("The carrier will try again on the next delivery day
                             "or you can collect it from the pickup point named in the notice.")
 
 
-def apply(state: OrderState | None, event: Event, rules: Thresholds = DEFAULT_RULES
-          ) -> tuple[OrderState, list[Effect]]:
+def apply(state: OrderState | None, event: Event, rules: Thresholds = DEFAULT_RULES,
+          latency: FeedLatency | None = None) -> tuple[OrderState, list[Effect]]:
     """Fold one event into the order's state; return the new state and its effects.
 
     The state given is left as it was.
     """
     state = OrderState(order_id=event.order_id) if state is None else state.model_copy(deep=True)
-    return state, apply_in_place(state, event, rules)
+    return state, apply_in_place(state, event, rules, latency)
 
 
-def apply_in_place(state: OrderState, event: Event, rules: Thresholds = DEFAULT_RULES) -> list[Effect]:
-    """``apply`` for a state the caller owns and lets change: no copy on the hot path."""
+def apply_in_place(state: OrderState, event: Event, rules: Thresholds = DEFAULT_RULES,
+                   latency: FeedLatency | None = None) -> list[Effect]:
+    """``apply`` for a state the caller owns and lets change: no copy on the hot path.
+
+    ``latency`` (the feed delays seen so far) learns from every first-seen event and
+    gives the allowance before a customer hears of a missed deadline.
+    """
     if event.event_id in state.seen_event_ids:
         return []
+    _RULES_IN_FORCE.set(rules)
     state.seen_event_ids.append(event.event_id)
     if len(state.seen_event_ids) > SEEN_EVENTS_KEPT:
         del state.seen_event_ids[:-SEEN_EVENTS_KEPT]
+    if isinstance(event, CarrierScan) and \
+            event.occurred_at > event.ingested_at + timedelta(minutes=rules.future_tolerance_minutes):
+        # A carrier clock gone wrong: the scan would hold its status against every real one.
+        return [_event_record(event, detail="rejected: future")]
+    if latency is not None and event.ingested_at is not None and not isinstance(event, ClockTick):
+        latency.observe(event.source if isinstance(event, CarrierScan) else FULFILLMENT,
+                        event.carrier if isinstance(event, CarrierScan) else "",
+                        (event.ingested_at - event.occurred_at).total_seconds())
     effects: list[Effect] = [] if isinstance(event, ClockTick) else [_event_record(event)]
     if isinstance(event, OrderPlaced):
         _on_placed(state, event, effects)
@@ -118,10 +151,12 @@ def apply_in_place(state: OrderState, event: Event, rules: Thresholds = DEFAULT_
     _derive_order_status(state, event, effects)
     now = _ingested_at(event)
     current = {c.key: c for c in conditions(state, rules)}
-    delays_told = _run_delay_rules(state, event, now, current, effects)
+    allowance = _allowances(state, latency, rules)
+    delays_told = _run_delay_rules(state, event, now, current, effects, allowance)
     _revise_estimates(state, event, effects, delays_told)
     feedback = _ask_for_feedback(state, event, now, rules, effects)
-    state.next_deadline = _next_deadline(state, current, feedback)  # the rules above leave conditions as they are
+    # The rules above leave conditions as they are.
+    state.next_deadline = _next_deadline(state, current, feedback, allowance)
     return effects
 
 
@@ -144,6 +179,10 @@ def _on_placed(state: OrderState, event: OrderPlaced, effects: list[Effect]) -> 
                 estimated_delivery=event.promised_delivery_date)
         _notify(state, effects, NotificationType.estimate_set, event, package=None,
                 estimated_delivery=event.promised_delivery_date)
+    # What was decided before the order was known goes out now, addressed to its customer.
+    effects.extend(command.model_copy(update={"customer_id": state.customer_id})
+                   for command in state.waiting_for_order)
+    state.waiting_for_order = []
 
 
 def _on_shipped(state: OrderState, event: PackageShipped, effects: list[Effect]) -> None:
@@ -212,6 +251,7 @@ def _on_scan(state: OrderState, event: CarrierScan, effects: list[Effect], rules
     newest = package.last_scan_at is None or event.occurred_at >= package.last_scan_at
     if newest:
         package.last_scan_at = event.occurred_at
+        package.scan_source = event.source
     if event.status not in NOT_ACCEPTED and package.accepted_at is None:
         package.accepted_at = event.occurred_at
     if event.estimated_delivery is not None:
@@ -365,26 +405,62 @@ def _shipment_record(state: OrderState, package: PackageState, milestone: str, e
 
 
 def _run_delay_rules(state: OrderState, event: Event, now: datetime, current: dict[str, Condition],
-                     effects: list[Effect]) -> set[str]:
-    """Open alerts whose deadline passed, close those that cleared; returns packages told of a delay."""
+                     effects: list[Effect], allowance: Callable[[Condition], timedelta]) -> set[str]:
+    """Open alerts whose deadline passed, close those that cleared; returns packages told of a delay.
+
+    A deadline opens only on a tick (``now`` is then the watermark) and its customer notice
+    waits for the feed's allowance; a finding opens, and is told, on its event.
+    """
     for key, alert in state.alerts.items():
         condition = current.get(key)
         if alert.closed_at is None and (condition is None or condition.due_at > now):
             alert.closed_at = now
             effects.extend(_alert_effects(state, alert, "closed", now))
     told: set[str] = set()
+    ticked = isinstance(event, ClockTick)
     for key, condition in current.items():
         if condition.due_at > now:
             continue
-        known = state.alerts.get(key)
-        if known is not None and (known.closed_at is None or known.due_at == condition.due_at):
+        deadline = condition.kind in DEADLINE_KINDS
+        if deadline and not ticked:
             continue
-        alert = state.alerts[key] = AlertState(alert_kind=condition.kind, package_id=condition.package_id,
-                                               due_at=condition.due_at, opened_at=now, detail=condition.detail)
-        effects.extend(_alert_effects(state, alert, "open", now))
+        known = state.alerts.get(key)
+        if known is None or (known.closed_at is not None and known.due_at != condition.due_at):
+            alert = state.alerts[key] = AlertState(alert_kind=condition.kind, package_id=condition.package_id,
+                                                   due_at=condition.due_at, opened_at=now, detail=condition.detail)
+            effects.extend(_alert_effects(state, alert, "open", now))
+        elif known.closed_at is not None or not deadline:
+            continue  # closed for this very deadline, or a finding already told
+        if deadline and condition.due_at + allowance(condition) > now:
+            continue  # a late record may still show the deadline was met: wait to tell the customer
         if _tell_customer_about_alert(state, condition, event, now, effects):
             told.add(condition.package_id)
     return told
+
+
+def _allowances(state: OrderState, latency: FeedLatency | None, rules: Thresholds
+                ) -> Callable[[Condition], timedelta]:
+    """The feed-latency allowance of each condition: the feed that could still disprove it."""
+    if latency is None:
+        latency = FeedLatency(rules)  # nothing measured: the configured starting value
+
+    def allowance(condition: Condition) -> timedelta:
+        package = state.packages.get(condition.package_id) if condition.package_id else None
+        if package is None:
+            return latency.allowance(FULFILLMENT, "")
+        return latency.allowance(package.scan_source, package.carrier)
+
+    return allowance
+
+
+def _tells_customer(condition: Condition) -> bool:
+    return condition.kind in _DELAY_REASONS or condition.kind is AlertKind.presumed_lost
+
+
+def _notice_milestone(condition: Condition) -> str:
+    if condition.kind is AlertKind.presumed_lost:
+        return f"{condition.package_id}:{NotificationType.exception.value}:{ExceptionReason.lost.value}"
+    return f"{condition.package_id}:{NotificationType.delayed.value}:{condition.kind.value}"
 
 
 def _tell_customer_about_alert(state: OrderState, condition: Condition, event: Event, now: datetime,
@@ -436,9 +512,15 @@ def _ask_for_feedback(state: OrderState, event: Event, now: datetime, rules: Thr
     return due
 
 
-def _next_deadline(state: OrderState, current: dict[str, Condition], feedback: datetime | None) -> datetime | None:
+def _next_deadline(state: OrderState, current: dict[str, Condition], feedback: datetime | None,
+                   allowance: Callable[[Condition], timedelta]) -> datetime | None:
     pending = [c.due_at for key, c in current.items()
                if (known := state.alerts.get(key)) is None or known.due_at != c.due_at]
+    # An open deadline alert whose customer has not been told: look again after the allowance.
+    pending.extend(c.due_at + allowance(c) for key, c in current.items()
+                   if c.kind in DEADLINE_KINDS and (known := state.alerts.get(key)) is not None
+                   and known.closed_at is None and known.due_at == c.due_at
+                   and _notice_milestone(c) not in state.notified and _tells_customer(c))
     if feedback is not None:
         pending.append(feedback)
     return min(pending, default=None)
@@ -456,21 +538,40 @@ def _notify(state: OrderState, effects: list[Effect], type_: NotificationType, e
         return False
     state.notified.append(milestone)
     id_parts = (state.order_id, package_id, type_.value) + ((instance,) if instance else ())
-    effects.append(NotificationCommand(
+    happened = occurred_at or event.occurred_at
+    command = NotificationCommand(
         command_id=stable_id(*id_parts),
         type=type_,
         order_id=state.order_id,
         package_id=package_id,
         customer_id=state.customer_id,
-        occurred_at=occurred_at or event.occurred_at,
+        occurred_at=happened,
         caused_by_ingested_at=now or _ingested_at(event),
+        stale_after=_stale_after(state, type_, happened),
         carrier=package.carrier if package else "",
         tracking_number=package.tracking_number if package else "",
         tracking_url=tracking_url(package.carrier, package.tracking_number) if package and package.tracking_number
         else "",
         **details,  # type: ignore[arg-type]
-    ))
+    )
+    if state.customer_id:
+        effects.append(command)
+    else:  # the order is not known yet: nobody to address it to
+        state.waiting_for_order.append(command)
     return True
+
+
+_STALE_AFTER_WINDOW = {NotificationType.order_confirmed, NotificationType.estimate_set, NotificationType.shipped}
+
+
+def _stale_after(state: OrderState, type_: NotificationType, happened: datetime) -> datetime | None:
+    """When an update stops being news; None for those that never do (delivered, delays, ...)."""
+    if type_ in _STALE_AFTER_WINDOW:
+        return happened + timedelta(hours=_RULES_IN_FORCE.get().stale_notice_hours)
+    if type_ is NotificationType.out_for_delivery:
+        day = local_date(happened, state.delivery_time_zone)
+        return end_of_local_day(day, state.delivery_time_zone) if day else None
+    return None
 
 
 def _alert_effects(state: OrderState, alert: AlertState, change: str, now: datetime) -> list[Effect]:
@@ -501,7 +602,7 @@ def _ingested_at(event: Event) -> datetime:
     return event.ingested_at or event.occurred_at
 
 
-def _event_record(event: Event) -> HistoryRecord:
+def _event_record(event: Event, detail: str = "") -> HistoryRecord:
     scan = event if isinstance(event, CarrierScan) else None
     return HistoryRecord(
         record_id=stable_id(event.event_id, "event"),
@@ -514,7 +615,7 @@ def _event_record(event: Event) -> HistoryRecord:
         tracking_number=getattr(event, "tracking_number", ""),
         status=scan.status.value if scan else event.type,
         raw_code=scan.raw_code if scan else "",
-        detail=scan.raw_message if scan else "",
+        detail=detail or (scan.raw_message if scan else ""),
         occurred_at=event.occurred_at,
         ingested_at=_ingested_at(event),
     )
@@ -529,24 +630,61 @@ def _transition(event: Event, package_id: str, status: StrEnum, previous: StrEnu
     )
 
 
-def apply_batch(states: dict[str, OrderState | None], events: list[Event], rules: Thresholds = DEFAULT_RULES
-                ) -> tuple[dict[str, OrderState], list[Effect]]:
-    """Apply events in arrival order; return the states that changed and all effects.
+class BatchOutcome(NamedTuple):
+    changed: dict[str, OrderState]  # the states to store
+    effects: list[Effect]
+    failed: list[tuple[int, Exception]]  # (index in ``events``, what applying it raised): for the DLQ
+
+
+def apply_batch(states: dict[str, OrderState | None], events: list[Event], rules: Thresholds = DEFAULT_RULES,
+                reload: Callable[[str], OrderState | None] | None = None,
+                latency: FeedLatency | None = None) -> BatchOutcome:
+    """Apply events in arrival order per order; return the states that changed and all effects.
 
     Lets the shell read and write each order's state once per batch, not once per event.
     The states given are the shell's own working copies and are updated in place.
+
+    One event that breaks a rule (a bug) costs nothing else: its order goes back to the
+    stored state (``reload``, or a copy taken first), the order's other events are applied
+    again without it, and every other order is left alone.
     """
+    by_order: dict[str, list[int]] = {}
+    for index, event in enumerate(events):
+        by_order.setdefault(event.order_id, []).append(index)
     changed: dict[str, OrderState] = {}
     effects: list[Effect] = []
-    for event in events:
-        state = states.get(event.order_id)
-        if state is None:
-            state = states[event.order_id] = OrderState(order_id=event.order_id)
-        produced = apply_in_place(state, event, rules)
-        if produced or isinstance(event, ClockTick):
-            changed[event.order_id] = state
+    failed: list[tuple[int, Exception]] = []
+    for order_id, indexes in by_order.items():
+        skipped: set[int] = set()
+        backup = None if reload is not None else _copy(states.get(order_id))
+        while True:
+            state = states.get(order_id)
+            if state is None:
+                state = states[order_id] = OrderState(order_id=order_id)
+            produced: list[Effect] = []
+            touched = False
+            current = -1
+            try:
+                for current in indexes:
+                    if current in skipped:
+                        continue
+                    out = apply_in_place(state, events[current], rules, latency)
+                    produced.extend(out)
+                    touched = touched or bool(out) or isinstance(events[current], ClockTick)
+            except Exception as exc:
+                failed.append((current, exc))
+                skipped.add(current)
+                states[order_id] = reload(order_id) if reload is not None else _copy(backup)
+                continue
+            break
+        if touched:
+            changed[order_id] = state
             effects.extend(produced)
-    return changed, effects
+    return BatchOutcome(changed, effects, failed)
+
+
+def _copy(state: OrderState | None) -> OrderState | None:
+    return state.model_copy(deep=True) if state is not None else None
 
 
 def order_view(state: OrderState) -> dict:

@@ -37,8 +37,10 @@ class CustomerPreferences(Contract):
     def _known_zone(cls, value: str) -> str:
         try:
             ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r}") from None
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            # ZoneInfo opens a file named by the key: a directory ("America") or an overlong
+            # name is an OSError, which pydantic would not turn into a ValidationError.
+            raise ValueError(f"unknown time zone {value[:64]!r}") from None
         return value
 
 
@@ -46,6 +48,11 @@ DEFAULT = CustomerPreferences(customer_id="-")
 
 
 def parse_preferences(raw: bytes) -> CustomerPreferences:
+    """A customer's preferences from JSON; every problem is ``InvalidPayload``, nothing else escapes.
+
+    pydantic reports non-UTF-8, invalid JSON and nesting past its depth limit as ``json_invalid``
+    (malformed_json) and wrong types as ValidationErrors (invalid_field / missing_field).
+    """
     try:
         return CustomerPreferences.model_validate_json(raw)
     except ValidationError as exc:
@@ -63,6 +70,8 @@ def address(command: NotificationCommand, preferences: CustomerPreferences | Non
     now = command.caused_by_ingested_at
     if command.type in prefs.opted_out:
         return None, _outcome(command, "suppressed: opted_out", now)
+    if command.stale_after is not None and now > command.stale_after:
+        return None, _outcome(command, "suppressed: stale", now)
     send_after = quiet_hours_end(now, prefs)
     addressed = command.model_copy(update={
         "channels": list(prefs.channels), "locale": prefs.locale, "send_after": send_after or now})

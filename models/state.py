@@ -7,7 +7,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
-from models.effects import AlertKind
+from models.effects import AlertKind, NotificationCommand
 from models.events import PackageStatus
 
 
@@ -46,6 +46,7 @@ class PackageState(BaseModel):
     shipped_at: datetime | None = None  # label created and handed over
     accepted_at: datetime | None = None  # the carrier's first acceptance scan
     last_scan_at: datetime | None = None  # newest scan by event time, whatever its status
+    scan_source: str = ""  # the feed (easypost, x12-214, ...) of the newest scan: its allowance applies
     out_for_delivery_at: datetime | None = None
     first_attempt_at: datetime | None = None  # first delivery attempt: delivered or failed
     delivered_at: datetime | None = None
@@ -90,6 +91,9 @@ class OrderState(BaseModel):
     alerts: dict[str, AlertState] = Field(default_factory=dict)  # "<package>:<kind>" -> newest
     next_deadline: datetime | None = None  # when time-driven rules must look again
     notified: list[str] = Field(default_factory=list)  # milestone keys already announced
+    # Commands decided before the order was known (a package shipped before order_placed
+    # arrived): they go out once the order names its customer, never with an empty one.
+    waiting_for_order: list[NotificationCommand] = Field(default_factory=list)
     seen_event_ids: list[str] = Field(default_factory=list)
 
     def outbound(self) -> list[PackageState]:

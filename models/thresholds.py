@@ -53,6 +53,21 @@ class Thresholds(BaseModel):
     # A delivery route ends before midnight: out for delivery longer than this is overdue too.
     out_for_delivery_max_hours: float = Field(default=16, gt=0)
     feedback_after_hours: float = Field(default=72, gt=0)  # after the order was delivered
+    # Feed-latency allowance: a customer hears of a missed deadline only once the watermark
+    # passed it by the p99 of the feed's delay (ingested_at - occurred_at), measured per
+    # (source, carrier) over the last ``feed_latency_samples`` first-seen events and clamped
+    # to [floor, cap]; ``start`` until ``feed_latency_min_samples`` were seen.
+    feed_allowance_start_minutes: float = Field(default=30, ge=0)
+    feed_allowance_floor_minutes: float = Field(default=5, ge=0)
+    feed_allowance_cap_minutes: float = Field(default=360, ge=0)
+    feed_latency_samples: int = Field(default=500, ge=1)
+    feed_latency_min_samples: int = Field(default=20, ge=1)
+    # Stale notices: order_confirmed, estimate_set and shipped are not sent when trackline
+    # sees their event more than this after it happened (out_for_delivery: once its local
+    # day is over); they are recorded as "suppressed: stale".
+    stale_notice_hours: float = Field(default=24, gt=0)
+    # A scan dated further than this ahead of its arrival is rejected (a carrier clock gone wrong).
+    future_tolerance_minutes: float = Field(default=60, ge=0)
     service_levels: dict[ServiceLevel, LevelThresholds] = Field(default_factory=lambda: dict(_LEVEL_DEFAULTS))
     carriers: dict[str, CarrierThresholds] = Field(
         default_factory=lambda: {"usps": CarrierThresholds(stale_after_hours=96)})

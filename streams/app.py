@@ -12,7 +12,7 @@ from models.thresholds import Thresholds, parse_thresholds
 from streams.bulk import RECORD_BATCH, bulk_transport
 
 # Topics whose fetched batches reach the agents as one message each (see streams.bulk).
-BULK_TOPICS = {topics.FC_EVENTS, topics.CARRIER_SCANS_RAW, topics.TRACKING_LINKS, topics.ORDER_EVENTS,
+BULK_TOPICS = {topics.FC_EVENTS, topics.CARRIER_SCANS_RAW, topics.CARRIER_SCANS_REKEYED, topics.TRACKING_LINKS, topics.ORDER_EVENTS,
                topics.CUSTOMER_PREFERENCES, topics.NOTIFICATION_INTENTS}
 
 
@@ -82,12 +82,11 @@ class Channels:
         def batched_topic(*names: str) -> faust.TopicT:
             return app.topic(*names, key_serializer="raw", value_serializer=RECORD_BATCH)
 
-        # Faust-path outputs for the few records that need headers or come one at a time;
-        # bulk output goes through streams.batch_io.
-        self.carrier_scans = raw_topic(topics.CARRIER_SCANS_RAW)
-        self.tracking_links = raw_topic(topics.TRACKING_LINKS)
+        # Output goes through streams.batch_io (checked sends); these declare the topics
+        # Faust does not read, so it creates them with the app's partition count.
         self.dlq = raw_topic(topics.DLQ)
-        self.router_input = batched_topic(topics.CARRIER_SCANS_RAW, topics.TRACKING_LINKS)
+        self.router_input = batched_topic(topics.CARRIER_SCANS_RAW, topics.CARRIER_SCANS_REKEYED,
+                                          topics.TRACKING_LINKS)
         self.orders_input = batched_topic(topics.FC_EVENTS, topics.ORDER_EVENTS)
         self.policy_input = batched_topic(topics.CUSTOMER_PREFERENCES, topics.NOTIFICATION_INTENTS)
 

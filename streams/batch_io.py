@@ -1,89 +1,160 @@
-"""Many records per producer call.
+"""Many records per producer call, and proof that they were stored.
 
 Faust sends each record, and each table write's changelog record, through its own
 per-message path (buffer, future, publish, accumulator): tens of microseconds a record,
 and a changelog backlog that makes every flush and commit wait. Here a batch's records for
 one partition go to aiokafka as one record batch, and table writes land in the local store
 and the changelog together, one batch per partition.
+
+Every send is checked. An ``Outbox`` keeps the future of each record batch it handed to the
+producer; ``confirm`` flushes and raises ``SendFailed`` if any of them failed. An agent
+confirms its effects before it stores the state that remembers them, and confirms the
+changelog before its input offsets can be committed (``deliver`` retries until both hold).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import faust
 from faust.types import TP
 
 from models.routing import partition_for
+from streams import failpoints
+
+log = logging.getLogger("trackline.send")
 
 Record = tuple[bytes | None, bytes | None]
+Headers = list[tuple[str, bytes]]
+
+# Internal topics carry JSON arrays of documents (envelopes) to amortise per-message cost.
+# An envelope is bounded by bytes, well below the producer's batch size (streams.app:
+# 512 KiB) and the broker's message limit (1 MiB on Kafka's defaults).
+ENVELOPE_MAX_BYTES = 256 * 1024
 
 
-async def send_records(app: faust.App, topic: str, partition: int,
-                       records: list[Record]) -> list[tuple[asyncio.Future, int]]:
-    """Queue records for one partition; returns (future, record count) per record batch."""
-    producer = app.producer._ensure_producer()  # type: ignore[attr-defined]  # Faust's aiokafka producer
-    sent: list[tuple[asyncio.Future, int]] = []
-    batch, count = producer.create_batch(), 0
-    for key, value in records:
-        if batch.append(key=key, value=value, timestamp=None) is None:
+class SendFailed(Exception):
+    """A record batch was not stored by the broker: nothing that depends on it may be stored."""
+
+
+class Outbox:
+    """The record batches one agent batch sends, and their delivery futures."""
+
+    def __init__(self, app: faust.App) -> None:
+        self.app = app
+        self.futures: list[asyncio.Future] = []
+        self.on_stored: list[Callable[[], None]] = []
+
+    async def records(self, topic: str, partition: int, records: Iterable[Record],
+                      headers: Headers | None = None) -> list[tuple[asyncio.Future, int]]:
+        """Queue records for one partition; returns (future, record count) per record batch."""
+        producer = self.app.producer._ensure_producer()  # type: ignore[attr-defined]  # Faust's aiokafka producer
+        sent: list[tuple[asyncio.Future, int]] = []
+        batch, count = producer.create_batch(), 0
+        for key, value in records:
+            if batch.append(key=key, value=value, timestamp=None, headers=headers or []) is None:
+                if count == 0:
+                    raise SendFailed(f"a record of {len(value or b'')} bytes does not fit in a batch for {topic}")
+                sent.append((await producer.send_batch(batch, topic, partition=partition), count))
+                batch, count = producer.create_batch(), 0
+                if batch.append(key=key, value=value, timestamp=None, headers=headers or []) is None:
+                    raise SendFailed(f"a record of {len(value or b'')} bytes does not fit in a batch for {topic}")
+            count += 1
+        if count:
             sent.append((await producer.send_batch(batch, topic, partition=partition), count))
-            batch, count = producer.create_batch(), 0
-            if batch.append(key=key, value=value, timestamp=None) is None:
-                raise ValueError(f"a record of {len(value or b'')} bytes does not fit in a batch for {topic}")
-        count += 1
-    if count:
-        sent.append((await producer.send_batch(batch, topic, partition=partition), count))
-    return sent
+        self.futures.extend(future for future, _ in sent)
+        return sent
+
+    async def keyed(self, topic: str, partitions: int, keyed: Iterable[tuple[str, bytes]]) -> None:
+        """Send keyed records to the partitions Kafka's default partitioner would pick."""
+        by_partition: dict[int, list[Record]] = defaultdict(list)
+        for key, value in keyed:
+            by_partition[partition_for(key, partitions)].append((key.encode(), value))
+        for partition, records in by_partition.items():
+            await self.records(topic, partition, records)
+
+    async def envelopes(self, topic: str, partitions: int, keyed: Iterable[tuple[str, bytes]]) -> None:
+        """Send JSON documents as JSON arrays, one message per destination partition and size bound.
+
+        Each document goes to the partition its key would go to on its own, so a consumer
+        that owns that partition owns every key inside the envelope.
+        """
+        buckets: dict[int, list[bytes]] = defaultdict(list)
+        for key, document in keyed:
+            buckets[partition_for(key, partitions)].append(document)
+        for partition, documents in buckets.items():
+            await self.records(topic, partition, [(None, envelope) for envelope in pack(documents)])
+
+    async def write_table(self, table: Any, partition: int, items: dict[bytes, bytes | None]) -> None:
+        """``table[key] = value`` for many keys of one partition, inside stream iteration.
+
+        A value of None deletes the key (a tombstone in the changelog). The changelog
+        offset is remembered for recovery only once the broker stored it.
+        """
+        if not items:
+            return
+        for key, value in items.items():
+            # The local store only: the changelog follows in batches.
+            if value is None:
+                table.data.pop(key, None)
+            else:
+                table.data[key] = value
+        tp = TP(table.changelog_topic.get_topic_name(), partition)
+        for future, count in await self.records(tp.topic, partition, list(items.items())):
+            self.on_stored.append(
+                lambda f=future, n=count: table.data.set_persisted_offset(tp, f.result().offset + n - 1))
+
+    async def confirm(self) -> None:
+        """Flush, then raise ``SendFailed`` unless every record batch was stored."""
+        await self.app.producer.flush()
+        results = await asyncio.gather(*self.futures, return_exceptions=True)
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failpoints.hit("produce_error"):
+            failed.append(SendFailed("injected by failpoint produce_error"))
+        if failed:
+            raise SendFailed(f"{len(failed)} of {len(results)} record batches not stored: {failed[0]!r}")
+        for stored in self.on_stored:
+            stored()
+        self.futures.clear()
+        self.on_stored.clear()
 
 
-async def send_keyed(app: faust.App, topic: str, partitions: int, keyed: Iterable[tuple[str, bytes]]) -> None:
-    """Send keyed records to the partitions Kafka's default partitioner would pick."""
-    by_partition: dict[int, list[Record]] = defaultdict(list)
-    for key, value in keyed:
-        by_partition[partition_for(key, partitions)].append((key.encode(), value))
-    for partition, records in by_partition.items():
-        await send_records(app, topic, partition, records)
+def pack(documents: list[bytes], max_bytes: int = ENVELOPE_MAX_BYTES) -> list[bytes]:
+    """JSON arrays of the documents, each at most ``max_bytes`` unless one document alone is larger."""
+    envelopes: list[bytes] = []
+    current: list[bytes] = []
+    size = 2
+    for document in documents:
+        if current and size + len(document) + 1 > max_bytes:
+            envelopes.append(b"[" + b",".join(current) + b"]")
+            current, size = [], 2
+        current.append(document)
+        size += len(document) + 1
+    if current:
+        envelopes.append(b"[" + b",".join(current) + b"]")
+    return envelopes
 
 
-ENVELOPE_MAX = 1000  # documents per message on internal topics: amortises per-message cost
+async def deliver(app: faust.App, what: str, produce: Callable[[Outbox], Awaitable[None]]) -> None:
+    """Run ``produce`` and confirm its sends; on a failed send, back off and run it again.
 
-
-async def send_envelopes(app: faust.App, topic: str, partitions: int, keyed: Iterable[tuple[str, bytes]]) -> None:
-    """Send JSON documents as JSON arrays, one message per destination partition.
-
-    Each document goes to the partition its key would go to on its own, so a consumer
-    that owns that partition owns every key inside the envelope.
+    ``produce`` must be repeatable: a retry resends the same records (every effect has a
+    deterministic id, so receivers drop the repeats) and rewrites the same table values.
     """
-    buckets: dict[int, list[bytes]] = defaultdict(list)
-    for key, document in keyed:
-        buckets[partition_for(key, partitions)].append(document)
-    for partition, documents in buckets.items():
-        envelopes: list[Record] = [(None, b"[" + b",".join(documents[i:i + ENVELOPE_MAX]) + b"]")
-                                   for i in range(0, len(documents), ENVELOPE_MAX)]
-        await send_records(app, topic, partition, envelopes)
-
-
-async def write_table(app: faust.App, table: Any, partition: int, items: dict[bytes, bytes | None]) -> None:
-    """``table[key] = value`` for many keys of one partition, inside stream iteration.
-
-    A value of None deletes the key (a tombstone in the changelog).
-    """
-    if not items:
-        return
-    for key, value in items.items():
-        # The local store only: the changelog follows in batches.
-        if value is None:
-            table.data.pop(key, None)
-        else:
-            table.data[key] = value
-    changelog = table.changelog_topic.get_topic_name()
-    tp = TP(changelog, partition)
-    for future, count in await send_records(app, changelog, partition, list(items.items())):
-        # As Faust does per record: remember what the changelog holds, for recovery.
-        future.add_done_callback(
-            lambda f, n=count: None if f.cancelled() or f.exception()
-            else table.data.set_persisted_offset(tp, f.result().offset + n - 1))
+    delay = 0.2
+    attempt = 1
+    while True:
+        outbox = Outbox(app)
+        try:
+            await produce(outbox)
+            await outbox.confirm()
+            return
+        except SendFailed as failure:
+            log.error("%s: send failed (attempt %d), retrying in %.1fs: %s", what, attempt, delay, failure)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+            attempt += 1

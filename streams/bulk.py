@@ -25,6 +25,8 @@ from faust.transport import drivers
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP, ConsumerMessage, Message
 
+from streams.watermark import PROGRESS
+
 SCHEME = "trackline-kafka"
 
 
@@ -89,6 +91,7 @@ class BulkConsumer(aiokafka_driver.Consumer):
                 continue
             self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
             if tp.topic in self.bulk_topics and batch:
+                PROGRESS.delivered(tp, batch[-1].offset)
                 yield tp, self._batch_message(tp, batch)
             else:
                 for record in batch:

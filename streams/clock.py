@@ -1,5 +1,8 @@
 """The deadline timer: every few seconds, a ``ClockTick`` for each order whose deadline passed.
 
+"Passed" is judged at the ingest-time watermark (models.watermark), never at the wall
+clock alone, and a tick carries that watermark as its time.
+
 Ticks go through the order-events topic to the order agent, which runs the delay rules;
 the timer itself never touches order state. It looks only at the index's due entries, so
 a tick costs the same at ten thousand or a million open shipments.
@@ -8,7 +11,7 @@ a tick costs the same at ten thousand or a million open shipments.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import faust
@@ -17,8 +20,9 @@ from models import topics
 from models.deadlines import DeadlineIndex, epoch_seconds
 from models.effects import stable_id
 from models.events import ClockTick
-from streams.batch_io import send_envelopes
+from streams.batch_io import deliver
 from streams.order_store import stored_deadline
+from streams.watermark import PROGRESS
 
 log = logging.getLogger("trackline.clock")
 TICK_INTERVAL = 5.0  # seconds: detections fire well within a minute of their deadline
@@ -52,20 +56,27 @@ class PartitionDeadlines:
     def clear(self) -> None:
         self.indexes.clear()
 
-    def pop_due(self, now: int) -> list[tuple[str, int]]:
-        return [due for index in self.indexes.values() for due in index.pop_due(now)]
+    def due(self, now: int) -> list[tuple[int, str, int]]:
+        return [(partition, order_id, due) for partition, index in self.indexes.items()
+                for order_id, due in index.due(now)]
+
+    def acknowledge(self, ticked: list[tuple[int, str, int]]) -> None:
+        for partition, order_id, due in ticked:
+            index = self.indexes.get(partition)
+            if index is not None:
+                index.acknowledge([(order_id, due)])
 
     def __len__(self) -> int:
         return sum(len(index) for index in self.indexes.values())
 
 
-def ticks_for(due: list[tuple[str, int]], now: datetime) -> list[tuple[str, bytes]]:
+def ticks_for(due: list[tuple[int, str, int]], now: datetime) -> list[tuple[str, bytes]]:
     # The id names the deadline and this tick: a redelivered tick is a duplicate, a later
     # tick for the same deadline is not.
     return [(order_id, ClockTick(event_id=stable_id(order_id, "tick", str(deadline), now.isoformat()),
                                  order_id=order_id,
                                  occurred_at=now, ingested_at=now).model_dump_json().encode())
-            for order_id, deadline in due]
+            for _, order_id, deadline in due]
 
 
 def register(app: faust.App, orders: Any, deadlines: PartitionDeadlines, interval: float = TICK_INTERVAL) -> None:
@@ -81,8 +92,15 @@ def register(app: faust.App, orders: Any, deadlines: PartitionDeadlines, interva
             # rocksdb holds each partition in its own database: read that one only.
             count = deadlines.rebuild(partition, orders.data._db_for_partition(partition).items())
             log.info("deadline index for partition %s: %s orders", partition, count)
-        now = datetime.now(UTC)
-        due = deadlines.pop_due(epoch_seconds(now))
+        # "Now" is the ingest-time watermark, not the wall clock: after a backlog, a deadline
+        # fires only once the events that could have met it have been read.
+        now = await PROGRESS.now(app)
+        if now is None:
+            return
+        due = deadlines.due(int(now.timestamp()))  # whole seconds down: a tick is never early
         if due:
-            await send_envelopes(app, topics.ORDER_EVENTS, partitions, ticks_for(due, now))
+            ticks = ticks_for(due, now)
+            await deliver(app, "deadline ticks",
+                          lambda outbox: outbox.envelopes(topics.ORDER_EVENTS, partitions, ticks))
+            deadlines.acknowledge(due)
             log.debug("ticks for %s orders due by %s", len(due), now.isoformat())

@@ -1,34 +1,38 @@
-"""Bad input goes to the DLQ with its original bytes and the reason in headers."""
+"""Bad input goes to the DLQ with its original bytes and the reason in headers.
+
+A dead letter is sent through the batch's ``Outbox``, so it is confirmed with the rest of
+the batch: an offset is never committed past a record that is neither processed nor in
+the DLQ.
+"""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
 
-import faust
-
 from models import topics
-from models.errors import InvalidPayload
+from models.errors import InvalidPayload, dead_letter_headers, internal_error
+from streams.batch_io import Outbox
 
 log = logging.getLogger("trackline.dlq")
 
 
-async def send_to_dlq(dlq: faust.TopicT, record: Any, error: InvalidPayload) -> None:
-    """``record`` is the consumed Kafka record (topic, partition, offset, key, value, headers)."""
-    log.info("dead letter from %s[%s]@%s: %s", record.topic, record.partition, record.offset, error)
-    source = header(record, topics.SOURCE_HEADER) or b""
-    await dlq.send(
-        key=record.key,
-        value=record.value,
-        headers=[
-            (topics.DLQ_REASON_HEADER, error.reason.encode()),
-            (topics.DLQ_DETAIL_HEADER, error.detail[:1000].encode()),
-            (topics.DLQ_TOPIC_HEADER, record.topic.encode()),
-            (topics.DLQ_PARTITION_HEADER, str(record.partition).encode()),
-            (topics.DLQ_OFFSET_HEADER, str(record.offset).encode()),
-            (topics.SOURCE_HEADER, source),
-        ],
-    )
+async def send_to_dlq(outbox: Outbox, record: Any, error: InvalidPayload | BaseException,
+                      value: bytes | None = None) -> None:
+    """``record`` is the consumed Kafka record; ``value`` a part of it, when only a part was bad.
+
+    Any exception that is not ``InvalidPayload`` is a bug in trackline: it goes with the
+    reason ``internal_error`` and its type and last frame, and the batch goes on.
+    """
+    invalid = error if isinstance(error, InvalidPayload) else internal_error(error)
+    if invalid is error:
+        log.info("dead letter from %s[%s]@%s: %s", record.topic, record.partition, record.offset, invalid)
+    else:
+        log.error("dead letter (internal error) from %s[%s]@%s", record.topic, record.partition, record.offset,
+                  exc_info=error)
+    headers = dead_letter_headers(invalid, record.topic, record.partition, record.offset,
+                                  header(record, topics.SOURCE_HEADER) or b"", cause=error)
+    await outbox.records(topics.DLQ, 0, [(record.key, record.value if value is None else value)], headers=headers)
 
 
 def header(record: Any, name: str) -> bytes | None:
