@@ -12,7 +12,8 @@ from models.thresholds import Thresholds, parse_thresholds
 from streams.bulk import RECORD_BATCH, bulk_transport
 
 # Topics whose fetched batches reach the agents as one message each (see streams.bulk).
-BULK_TOPICS = {topics.FC_EVENTS, topics.CARRIER_SCANS_RAW, topics.CARRIER_SCANS_REKEYED, topics.TRACKING_LINKS, topics.ORDER_EVENTS,
+BULK_TOPICS = {topics.FC_EVENTS, topics.CARRIER_SCANS_RAW, topics.CARRIER_SCANS_REKEYED, topics.TRACKING_LINKS,
+               topics.ORDER_EVENTS,
                topics.CUSTOMER_PREFERENCES, topics.NOTIFICATION_INTENTS}
 
 

@@ -19,13 +19,16 @@ from models import topics
 from models.effects import Alert, Effect, HistoryRecord, NotificationCommand, TrackingLink
 from models.errors import InvalidPayload
 from models.events import order_events_batch_adapter
+from models.feed_latency import FeedLatency
 from models.fulfillment import parse_fulfillment_event
 from models.order import Event, OrderState, apply_batch
 from models.thresholds import Thresholds
-from streams import clock, lookup, order_store
+from streams import clock, failpoints, lookup, order_store, watermark
 from streams.app import Channels, store_options
-from streams.batch_io import send_envelopes, send_keyed, write_table
+from streams.batch_io import Outbox, deliver
 from streams.dead_letters import send_to_dlq
+
+FEED_LATENCY_KEY = b"\x00trackline:feed-latency"  # per partition, beside the orders it measured
 
 
 def register(app: faust.App, ch: Channels, rules: Thresholds, tick_interval: float = clock.TICK_INTERVAL) -> None:
@@ -35,35 +38,67 @@ def register(app: faust.App, ch: Channels, rules: Thresholds, tick_interval: flo
     lookup.register(app, orders)
     decoded = DecodedStates(orders)
     deadlines = clock.PartitionDeadlines()
+    latencies: dict[int, FeedLatency] = {}
     clock.register(app, orders, deadlines, tick_interval)
 
     @app.on_partitions_revoked.connect
     async def forget_partition_caches(*args: Any, **kwargs: Any) -> None:
         decoded.clear()  # another worker may change them now
         deadlines.clear()  # rebuilt from the table once this worker owns partitions again
+        latencies.clear()
+        watermark.PROGRESS.forget()
+
+    def stored_state(order_id: str) -> OrderState | None:
+        stored = orders.get(order_id.encode())
+        return order_store.decode(stored) if stored else None
 
     @app.agent(ch.orders_input, name="order-tracker")
     async def track_orders(batches: faust.StreamT) -> None:
         async for records in batches:
-            events: list[Event] = []
-            for record in records:
-                try:
-                    events.extend(_decode(record))
-                except InvalidPayload as error:
-                    await send_to_dlq(ch.dlq, record, error)
-            states = decoded.take({event.order_id for event in events})
-            changed, effects = apply_batch(states, events, rules)
+            message = batches.current_event.message
+            partition = message.partition
+            if partition not in latencies:
+                latencies[partition] = FeedLatency.load(orders.get(FEED_LATENCY_KEY), rules)
+            latency = latencies[partition]
+            applied: dict[str, Any] = {}
+
+            async def apply_and_publish(outbox: Outbox, records: list[Any] = records,
+                                        applied: dict[str, Any] = applied, latency: FeedLatency = latency) -> None:
+                events: list[Event] = []
+                origins: list[Any] = []
+                for record in records:
+                    try:
+                        found = _decode(record)
+                    except Exception as error:  # InvalidPayload, or a bug: this record alone
+                        await send_to_dlq(outbox, record, error)
+                        continue
+                    events.extend(found)
+                    origins.extend([record] * len(found))
+                # A retry starts again from the stored states: take() reads what the cache lost.
+                states = decoded.take({event.order_id for event in events})
+                outcome = apply_batch(states, events, rules, reload=stored_state, latency=latency)
+                for index, error in outcome.failed:  # the failing event alone, not its envelope
+                    await send_to_dlq(outbox, origins[index], error, value=events[index].model_dump_json().encode())
+                await _publish(outbox, outcome.effects, partitions)
+                applied.update(states=states, changed=outcome.changed)
+
             # Effects reach the broker before the state that remembers them is stored:
             # a crash in between replays the batch and re-emits the same command ids,
             # where the other order would remember milestones no customer was told.
-            await _publish(app, ch, effects, partitions)
-            await app.producer.flush()
-            partition = batches.current_event.message.partition
-            await write_table(app, orders, partition,
-                              {order_id.encode(): order_store.encode(state) for order_id, state in changed.items()})
+            await deliver(app, "order tracker: effects", apply_and_publish)
+            failpoints.kill_if("kill_after_send")
+            changed: dict[str, OrderState] = applied["changed"]
+            encoded: dict[bytes, bytes | None] = {
+                order_id.encode(): order_store.encode(state) for order_id, state in changed.items()}
+            if latency.changed:
+                encoded[FEED_LATENCY_KEY] = latency.dump()
+                latency.changed = False
+            await deliver(app, "order tracker: state",
+                          lambda outbox, p=partition, e=encoded: outbox.write_table(orders, p, e))
             for order_id, state in changed.items():
                 deadlines.schedule(partition, order_id, state.next_deadline)
-            decoded.keep(states)
+            decoded.keep(applied["states"])
+            watermark.processed(message, records)
 
 
 class DecodedStates:
@@ -111,10 +146,11 @@ def _decode(record: Any) -> list[Event]:
         raise InvalidPayload("invalid_internal_event", str(exc)[:500]) from None
 
 
-async def _publish(app: faust.App, ch: Channels, effects: list[Effect], partitions: int) -> None:
+async def _publish(outbox: Outbox, effects: list[Effect], partitions: int) -> None:
     history: list[tuple[str, bytes]] = []
     intents: list[tuple[str, bytes]] = []
     alerts: list[tuple[str, bytes]] = []
+    links: list[tuple[str, bytes]] = []
     for effect in effects:
         if isinstance(effect, HistoryRecord):
             history.append((effect.order_id, effect.model_dump_json().encode()))
@@ -124,8 +160,8 @@ async def _publish(app: faust.App, ch: Channels, effects: list[Effect], partitio
         elif isinstance(effect, Alert):
             alerts.append((effect.order_id, effect.model_dump_json().encode()))
         elif isinstance(effect, TrackingLink):
-            await ch.tracking_links.send(key=effect.tracking_number.encode(),
-                                         value=effect.model_dump_json().encode())
-    await send_keyed(app, topics.NOTIFICATION_INTENTS, partitions, intents)
-    await send_keyed(app, topics.ALERTS, partitions, alerts)
-    await send_envelopes(app, topics.HISTORY, partitions, history)
+            links.append((effect.tracking_number, effect.model_dump_json().encode()))
+    await outbox.keyed(topics.TRACKING_LINKS, partitions, links)
+    await outbox.keyed(topics.NOTIFICATION_INTENTS, partitions, intents)
+    await outbox.keyed(topics.ALERTS, partitions, alerts)
+    await outbox.envelopes(topics.HISTORY, partitions, history)

@@ -41,9 +41,11 @@ def register(app: faust.App, ch: Channels) -> None:
     @app.agent(ch.router_input, name="scan-router")
     async def route_scans(batches: faust.StreamT) -> None:
         async for records in batches:
-            partition = batches.current_event.message.partition
+            message = batches.current_event.message
+            changed: dict[bytes, bytes] = {}
 
-            async def route(outbox: Outbox, records: list[Any] = records, partition: int = partition) -> None:
+            async def route(outbox: Outbox, records: list[Any] = records, changed: dict = changed) -> None:
+                changed.clear()  # a retry routes the batch again from the stored entries
                 by_key: dict[bytes, list[tuple[Any, list[Item]]]] = defaultdict(list)
                 for record in records:
                     try:
@@ -54,20 +56,19 @@ def register(app: faust.App, ch: Channels) -> None:
                     if incoming:
                         by_key[record.key or b""].append((record, incoming))
                 matched: list[CarrierScan] = []
-                changed: dict[bytes, bytes] = {}
                 for key, arrivals in by_key.items():
                     entry, released, entry_changed = await _route_key(outbox, stored_entry, key, arrivals)
                     matched.extend(released)
                     if entry_changed:
                         changed[key] = entry.model_dump_json().encode()
-                # Matched scans reach the broker before the entries that released them are stored.
                 await outbox.envelopes(topics.ORDER_EVENTS, partitions,
                                        ((scan.order_id, scan.model_dump_json().encode()) for scan in matched))
-                await outbox.confirm()
-                await outbox.write_table(tracking, partition, changed)
 
-            await deliver(app, "scan router", route)
-            watermark.processed(batches.current_event.message, records)
+            # Matched scans reach the broker before the entries that released them are stored.
+            await deliver(app, "scan router: scans", route)
+            await deliver(app, "scan router: entries",
+                          lambda outbox, p=message.partition, c=changed: outbox.write_table(tracking, p, c))
+            watermark.processed(message, records)
 
 
 async def _route_key(outbox: Outbox, stored_entry: Any, key: bytes, arrivals: list[tuple[Any, list[Item]]]

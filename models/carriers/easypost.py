@@ -19,25 +19,55 @@ Status mapping (EasyPost ``status`` -> trackline):
 | error, unknown, other  | unknown (raw kept)    |
 
 ``raw_code`` keeps ``status/status_detail`` as EasyPost sent them.
+
+Action reasons (``status_detail`` -> ``action_reason``), whatever the status says: the
+package stays ``in_transit`` when EasyPost says so, and the scan also carries the reason
+(values from EasyPost's ``status_detail`` list, docs.easypost.com/docs/trackers):
+
+| status_detail                          | action_reason       |
+|----------------------------------------|---------------------|
+| address_correction                     | address_issue       |
+| held                                   | package_held        |
+| refused                                | refused             |
+| damaged                                | damaged             |
+| lost                                   | lost                |
+| return, return_to_sender               | returned_to_sender  |
+| weather_delay                          | weather             |
+| delayed, missorted, transit_exception  | delayed             |
+| customs_hold                           | customs             |
+| delivery_exception                     | other (no reason given) |
+| anything else (arrived_at_facility, label_created, arrived_at_pickup_location, ...) | none |
+
+Times: ``datetime`` normally carries an offset (EasyPost sets the location's zone, or UTC).
+One without an offset takes the zone of ``tracking_location`` (country, state) where one
+can be derived, flagged; otherwise UTC, flagged ``time_zone_assumed_utc``.
+
+Errors: every problem with the body is an ``InvalidPayload`` (malformed_json, missing_field,
+invalid_field for a wrong type or an impossible time, unsupported_event); nothing else escapes.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from models.carriers.json_fields import (
     load_object,
     objects,
+    optional_object,
+    optional_str,
     parse_date,
-    parse_time,
     place,
     required,
+    required_carrier,
+    required_code,
     required_object,
+    required_str,
+    scan_time,
 )
 from models.effects import stable_id
 from models.errors import InvalidPayload
-from models.events import CarrierScan, PackageStatus, normalize_carrier
+from models.events import CarrierScan, ExceptionReason, PackageStatus
 
 SOURCE = "easypost"
 EVENT_TYPES = {"tracker.updated", "tracker.created"}
@@ -52,39 +82,50 @@ STATUS_MAP = {
     "failure": PackageStatus.exception,
     "cancelled": PackageStatus.cancelled,
 }
+R = ExceptionReason
+ACTION_REASONS = {
+    "address_correction": R.address_issue, "held": R.package_held, "refused": R.refused,
+    "damaged": R.damaged, "lost": R.lost, "return": R.returned_to_sender,
+    "return_to_sender": R.returned_to_sender, "weather_delay": R.weather, "delayed": R.delayed,
+    "missorted": R.delayed, "transit_exception": R.delayed, "customs_hold": R.customs,
+    "delivery_exception": R.other,
+}
 
 
 def parse(raw: bytes, ingested_at: datetime) -> list[CarrierScan]:
+    """The Event's tracker history as scans; any problem is ``InvalidPayload``, nothing else."""
     event = load_object(raw)
-    description = required(event, "description", "event")
+    description = required_str(event, "description", "event")
     if description not in EVENT_TYPES:
-        raise InvalidPayload("unsupported_event", f"EasyPost event {description!r} is not a tracker event")
+        raise InvalidPayload("unsupported_event", f"EasyPost event {description[:64]!r} is not a tracker event")
     tracker = required_object(event, "result", "event")
-    tracking_code = str(required(tracker, "tracking_code", "result"))
-    carrier = normalize_carrier(str(required(tracker, "carrier", "result")))
+    tracking_code = required_code(tracker, "tracking_code", "result")
+    carrier = required_carrier(tracker, "carrier", "result")
     estimate = parse_date(tracker.get("est_delivery_date"), "result.est_delivery_date")
     details = objects(tracker.get("tracking_details"), "result.tracking_details")
-    if not details:
-        # A tracker with no history yet still tells us its status.
-        details = [{
-            "status": required(tracker, "status", "result"),
-            "status_detail": tracker.get("status_detail"),
-            "message": "",
-            "datetime": tracker.get("updated_at") or required(event, "created_at", "event"),
-        }]
-    return [
-        _scan(detail, i, carrier, tracking_code, estimate, ingested_at)
-        for i, detail in enumerate(details)
-    ]
+    if details:
+        return [_scan(detail, f"result.tracking_details[{i}]", carrier, tracking_code, estimate, ingested_at)
+                for i, detail in enumerate(details)]
+    # A tracker with no history yet still tells us its status.
+    when = tracker.get("updated_at")
+    latest = {
+        "status": required_str(tracker, "status", "result"),
+        "status_detail": optional_str(tracker, "status_detail", "result"),
+        "datetime": when if when is not None else required(event, "created_at", "event"),
+    }
+    return [_scan(latest, "result", carrier, tracking_code, estimate, ingested_at)]
 
 
-def _scan(detail: dict[str, Any], index: int, carrier: str, tracking_code: str, estimate: Any,
+def _scan(detail: dict[str, Any], where: str, carrier: str, tracking_code: str, estimate: date | None,
           ingested_at: datetime) -> CarrierScan:
-    where = f"result.tracking_details[{index}]"
-    raw_status = str(required(detail, "status", where))
-    status_detail = detail.get("status_detail") or ""
-    occurred_at = parse_time(required(detail, "datetime", where), f"{where}.datetime")
-    message = str(detail.get("message") or "")
+    raw_status = required_str(detail, "status", where)
+    status_detail = optional_str(detail, "status_detail", where)
+    location = optional_object(detail, "tracking_location", where)
+    loc_where = f"{where}.tracking_location"
+    occurred_at, flags = scan_time(required(detail, "datetime", where), f"{where}.datetime",
+                                   optional_str(location, "country", loc_where),
+                                   optional_str(location, "state", loc_where))
+    message = optional_str(detail, "message", where)
     return CarrierScan(
         event_id=stable_id(SOURCE, carrier, tracking_code, occurred_at.isoformat(), raw_status, message),
         source=SOURCE,
@@ -95,7 +136,8 @@ def _scan(detail: dict[str, Any], index: int, carrier: str, tracking_code: str, 
         raw_message=message,
         occurred_at=occurred_at,
         ingested_at=ingested_at,
-        location=place(detail.get("tracking_location"), ("city", "state", "country")),
+        location=place(location, ("city", "state", "country"), loc_where),
         estimated_delivery=estimate,
+        action_reason=ACTION_REASONS.get(status_detail),
+        flags=flags,
     )
-

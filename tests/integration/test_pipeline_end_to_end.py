@@ -84,6 +84,13 @@ def finished(tmp_path_factory) -> dict:
     with EmbeddedBroker() as embedded:
         clients.create_topics(embedded.bootstrap, PARTITIONS)
         run = Pipeline(embedded.bootstrap, tmp_path_factory.mktemp("e2e") / "data")
+        # The scripted journeys are dated a week ahead, so that none of their deadlines
+        # passes while the test runs; trackline rejects scans more than an hour ahead of
+        # their arrival by default, so this run allows two weeks.
+        ahead = run.data_dir / "thresholds.toml"
+        ahead.parent.mkdir(parents=True, exist_ok=True)
+        ahead.write_text("future_tolerance_minutes = 20160\n")
+        run.env.update(TRACKLINE_THRESHOLDS=str(ahead))
         try:
             run.start("worker", "sink", "notifier")
             produce(run.bootstrap, [

@@ -118,15 +118,30 @@ def test_x12_214_interchange_with_two_shipments():
 
 
 @pytest.mark.parametrize("mutate, reason", [
-    (lambda b: b.replace(b"ST*214*0002~", b"ST*210*0002~"), "unsupported_event"),
-    (lambda b: b[: b.index(b"SE*6")], "malformed_x12"),
-    (lambda b: b"GS*QM*ODFL~", "malformed_x12"),
-    (lambda b: b.replace(b"20261103*1610", b"2026-11-03*1610"), "invalid_field"),
+    (lambda b: b[: b.index(b"SE*6")], "malformed_x12"),  # truncated: no IEA
+    (lambda b: b"GS*QM*ODFL~", "malformed_x12"),  # no ISA
+    # Every shipment broken: nothing to return, the first rejection is raised.
+    (lambda b: b.replace(b"ST*214*", b"ST*210*"), "unsupported_event"),
+    (lambda b: b.replace(b"20261103*", b"2026-11-03*"), "invalid_field"),
 ])
 def test_bad_x12_is_rejected_with_a_reason(mutate, reason):
     with pytest.raises(InvalidPayload) as caught:
         parse_carrier_payload("x12-214", mutate(payload("x12_214_two_shipments.edi")), T0)
     assert caught.value.reason == reason
+
+
+@pytest.mark.parametrize("mutate, reason", [
+    (lambda b: b.replace(b"ST*214*0002~", b"ST*210*0002~"), "unsupported_event"),
+    (lambda b: b.replace(b"20261103*1610", b"2026-11-03*1610"), "invalid_field"),
+])
+def test_a_bad_x12_shipment_is_rejected_alone(mutate, reason):
+    from models.carriers.x12_214 import parse_parts
+
+    scans, rejected = parse_parts(mutate(payload("x12_214_two_shipments.edi")), T0)
+    assert {s.tracking_number for s in scans} == {"PRO7731001"}
+    ((error, part),) = rejected
+    assert error.reason == reason
+    assert part.startswith(b"ST*21") and part.rstrip().endswith(b"SE*6*0002~")
 
 
 def test_generic_carrier_json_carries_pickup_code_and_deadline():
