@@ -58,7 +58,7 @@ from models.events import (
     ReturnRequested,
     normalize_carrier,
 )
-from models.exception_reasons import exception_reason
+from models.exception_reasons import CUSTOMER_WORDS, exception_reason
 from models.feed_latency import FULFILLMENT, FeedLatency
 from models.state import AlertState, OrderState, OrderStatus, PackageState, TimelineEntry
 from models.thresholds import Thresholds
@@ -83,17 +83,6 @@ _DELAY_REASONS = {
     AlertKind.estimate_after_promise: "The carrier now expects to deliver after the promised date.",
     AlertKind.promise_missed: "Your order missed its promised delivery date.",
     AlertKind.out_for_delivery_overdue: "The carrier could not deliver today; it will try on the next delivery day.",
-}
-_NEXT_STEPS = {
-    ExceptionReason.address_issue: "Check your delivery address in your account or contact support.",
-    ExceptionReason.damaged: "We will send a replacement or refund you; no action needed.",
-    ExceptionReason.lost: "We will send a replacement or refund you; reply to choose.",
-    ExceptionReason.refused: "The package goes back to us; your refund follows its arrival.",
-    ExceptionReason.customs: "Customs may contact you for duties or documents.",
-    ExceptionReason.weather: "The carrier will deliver once conditions allow; no action needed.",
-    ExceptionReason.delayed: "The carrier will deliver as soon as it can; no action needed.",
-    ExceptionReason.returned_to_sender: "The package is coming back to us; we will refund or reship.",
-    ExceptionReason.other: "Contact support if you need the package sooner.",
 }
 _FEEDBACK_MILESTONE = f":{NotificationType.feedback_request.value}"
 ATTEMPT_FAILED_NEXT_STEP = ("The carrier will try again on the next delivery day, "
@@ -298,12 +287,20 @@ def _tell_customer_about_scan(state: OrderState, package: PackageState, event: C
         return
     if package.delivered_at is not None:
         return  # a late scan from before delivery: the customer has moved on
+    if event.action_reason is not None:
+        # Whatever the main status says, the carrier needs the customer (or explains a failed
+        # attempt): one exception update per reason, its id from the reason.
+        reason = event.action_reason
+        _notify(state, effects, NotificationType.exception, event, package=package, instance=reason.value,
+                reason=reason.value, next_step=CUSTOMER_WORDS[reason][1], location=event.location)
     if status is PackageStatus.out_for_delivery:
         _notify(state, effects, NotificationType.out_for_delivery, event, package=package,
                 estimated_delivery=package.estimated_delivery)
     elif status is PackageStatus.attempt_failed:
+        # The customer hears why, in words, when the carrier says why.
+        why = CUSTOMER_WORDS[event.action_reason][0] if event.action_reason else event.raw_message
         _notify(state, effects, NotificationType.attempt_failed, event, package=package,
-                instance=event.occurred_at.date().isoformat(), reason=event.raw_message,
+                instance=event.occurred_at.date().isoformat(), reason=why,
                 next_step=ATTEMPT_FAILED_NEXT_STEP, location=event.location)
     elif status is PackageStatus.available_for_pickup:
         hold = timedelta(days=rules.level(state.service_level).pickup_hold_days)
@@ -482,7 +479,7 @@ def _tell_customer_about_alert(state: OrderState, condition: Condition, event: E
         reason = (ExceptionReason.lost if condition.kind is AlertKind.presumed_lost
                   else ExceptionReason(package.exception_reason or ExceptionReason.other.value))
         _notify(state, effects, NotificationType.exception, event, package=package, instance=reason.value,
-                reason=reason.value, next_step=_NEXT_STEPS[reason], occurred_at=condition.due_at, now=now)
+                reason=reason.value, next_step=CUSTOMER_WORDS[reason][1], occurred_at=condition.due_at, now=now)
     return False
 
 

@@ -7,6 +7,10 @@ never a ``TypeError`` that crashes the worker.
 
 Times: ``parse_time`` keeps a time without an offset naive, so ``scan_time`` can place it in
 the zone of the scan's location (``models.carriers.local_time``) and say what it assumed.
+Times outside 1970-2200 are ``invalid_field``.
+
+``failed_attempt_reason`` reads why a delivery attempt failed from a carrier's words, for the
+formats whose codes only say that it failed (AfterShip AttemptFail_001, Shippo delivery_attempted).
 """
 
 from __future__ import annotations
