@@ -269,7 +269,8 @@ def _on_scan(state: OrderState, event: CarrierScan, effects: list[Effect], rules
                                 PackageStatus.returned_to_sender):
                 package.exception_reason = (ExceptionReason.returned_to_sender.value
                                             if event.status is not PackageStatus.exception
-                                            else exception_reason(event.raw_code, event.raw_message).value)
+                                            else (event.action_reason
+                                                  or exception_reason(event.raw_code, event.raw_message)).value)
         if package.status is not previous:
             effects.append(_transition(event, package.package_id, package.status, previous))
     if package.is_return:

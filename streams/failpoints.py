@@ -5,7 +5,7 @@ Enabled by ``TRACKLINE_FAILPOINTS``, a comma-separated list of ``name`` or ``nam
 
 | name            | where                                                     | what happens         |
 |-----------------|-----------------------------------------------------------|----------------------|
-| produce_error   | after a batch's records were handed to the producer       | the send fails, as a broker error would |
+| produce_error   | after a batch was handed to the producer                  | the send fails, as a broker error would |
 | kill_after_send | after a batch's effects are stored, before its state      | the process exits at once (kill -9) |
 """
 

@@ -1,0 +1,181 @@
+"""Real traffic on the real embedded broker and chDB: poison in a large batch, failed sends,
+a backlog read after an outage, and fulfillment events that arrive together.
+
+Payloads are written from the formats' public documentation (tests/payloads), with hostile
+variants; times are set so that what the customer must (not) hear follows from the domain.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import orjson
+
+from broker import clients
+from models import topics
+from tests.integration.conftest import Pipeline
+
+PAYLOADS = Path(__file__).parents[1] / "payloads"
+DEMO_THRESHOLDS = Path(__file__).parents[2] / "config" / "detection-demo.toml"
+GENERIC = [(topics.SOURCE_HEADER, b"generic")]
+
+
+def produce_at(bootstrap: str, messages: list[tuple[str, bytes | None, bytes, list, datetime | None]]) -> None:
+    """Produce, with the record timestamp (trackline's ingest time) set where given."""
+    producer = clients.producer(bootstrap)
+    for topic, key, value, headers, ingested_at in messages:
+        extra = {"timestamp": int(ingested_at.timestamp() * 1000)} if ingested_at else {}
+        producer.produce(topic, key=key, value=value, headers=headers, **extra)
+        producer.poll(0)
+    assert producer.flush(60) == 0
+
+
+def iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def order_placed(order_id: str, placed: datetime, ship_by: datetime, promised: datetime) -> bytes:
+    return orjson.dumps({
+        "type": "order_placed", "event_id": f"{order_id}-placed", "order_id": order_id, "occurred_at": iso(placed),
+        "customer_id": f"CUST-{order_id}", "seller_id": "SELLER-1", "fulfillment_center": "FC-A",
+        "service_level": "two_day", "promised_delivery_date": promised.date().isoformat(),
+        "ship_by": iso(ship_by), "items": [{"sku": "SKU-1", "quantity": 1}]})
+
+
+def package_shipped(order_id: str, tracking: str, at: datetime, carrier: str = "OnTrac") -> bytes:
+    return orjson.dumps({
+        "type": "package_shipped", "event_id": f"{order_id}-shipped", "order_id": order_id,
+        "occurred_at": iso(at), "package_id": f"{order_id}-P1", "carrier": carrier, "tracking_number": tracking})
+
+
+def carrier_events(tracking: str, events: list[tuple[str, datetime]], carrier: str = "OnTrac") -> bytes:
+    return orjson.dumps({"carrier": carrier, "tracking_number": tracking, "events": [
+        {"status": status, "code": status.upper(), "message": status, "occurred_at": iso(at)}
+        for status, at in events]})
+
+
+def worker_crashes(run: Pipeline) -> list[str]:
+    return [line for line in (run.logs / "worker.log").read_text().splitlines() if "Crashed" in line]
+
+
+def test_poison_in_a_large_batch_costs_only_itself(broker: str, pipeline: Pipeline) -> None:
+    orders = 100
+    now = datetime.now(UTC)
+    setup = []
+    for n in range(orders):
+        order_id = f"ORD-{n}"
+        setup.append((topics.FC_EVENTS, order_id.encode(),
+                      order_placed(order_id, now, now + timedelta(days=1), now + timedelta(days=3)), [], None))
+        setup.append((topics.FC_EVENTS, order_id.encode(), package_shipped(order_id, f"TRK{n}", now), [], None))
+    easypost = orjson.loads((PAYLOADS / "easypost_tracker_updated.json").read_bytes())
+    aftership = orjson.loads((PAYLOADS / "aftership_tracking_update.json").read_bytes())
+    x12 = (PAYLOADS / "x12_214_three_shipments_one_broken.edi").read_bytes()
+    poison = [  # (message, the reason it must be dead-lettered with)
+        ((topics.CARRIER_SCANS_RAW, b"P1", orjson.dumps({**easypost, "description": {"x": 1}}),
+          [(topics.SOURCE_HEADER, b"easypost")]), "invalid_field"),
+        ((topics.CARRIER_SCANS_RAW, b"P2", orjson.dumps({**aftership, "event": ["tracking_update"]}),
+          [(topics.SOURCE_HEADER, b"aftership")]), "invalid_field"),
+        ((topics.CARRIER_SCANS_RAW, b"P3", b'{"carrier": "OnTrac", "tracking_n', GENERIC), "malformed_json"),
+        ((topics.CARRIER_SCANS_RAW, b"P4", b"{}", []), "missing_source"),
+        # Forged canonical scans on the raw topic: only the router writes those, on its own topic.
+        ((topics.CARRIER_SCANS_RAW, b"P5", b"[]", [(topics.SOURCE_HEADER, b"trackline-canonical")]),
+         "unknown_source"),
+        ((topics.FC_EVENTS, b"ORD-N", orjson.dumps(
+            {**orjson.loads(order_placed("ORD-N", now, now, now)), "occurred_at": "2026-11-02T08:00:00"}), []),
+         "invalid_field"),  # a time without an offset names no instant
+        ((topics.CARRIER_SCANS_RAW, b"ISA-3", x12, [(topics.SOURCE_HEADER, b"x12-214")]), "missing_field"),
+    ]
+    scans = []
+    per_order = 100
+    for i in range(per_order):
+        for n in range(orders):
+            at = now - timedelta(minutes=per_order - i)
+            scans.append((topics.CARRIER_SCANS_RAW, f"TRK{n}".encode(),
+                          carrier_events(f"TRK{n}", [("in_transit", at)]), GENERIC, None))
+    middle = len(scans) // 2
+    scans[middle:middle] = [(*message, None) for message, _ in poison]
+    pipeline.env.update(TRACKLINE_THRESHOLDS=str(DEMO_THRESHOLDS))
+    pipeline.start("worker", "sink")
+    produce_at(broker, setup)
+    produce_at(broker, scans)
+
+    def good_scans_stored() -> int:
+        rows = pipeline.query("SELECT count() AS n FROM history FINAL WHERE record_type = 'event' "
+                              "AND source = 'generic'")
+        return rows[0]["n"]
+
+    pipeline.wait_for(lambda: good_scans_stored() >= orders * per_order, 240, "every good scan in history")
+    assert good_scans_stored() == orders * per_order
+    pipeline.wait_for(lambda: len(pipeline.query("SELECT 1 FROM dead_letters FINAL")) >= len(poison), 60,
+                      "every poison record in the dead-letter table")
+    letters = pipeline.query("SELECT message_key, reason, payload FROM dead_letters FINAL")
+    by_key = {row["message_key"]: row for row in letters}
+    for (_, key, _, _), reason in poison:
+        assert by_key[key.decode()]["reason"] == reason, key
+    # The broken shipment of the interchange went alone; its two good shipments were read.
+    assert b"ST*214" in by_key["ISA-3"]["payload"].encode() and b"ISA" not in by_key["ISA-3"]["payload"].encode()
+    assert worker_crashes(pipeline) == []
+
+
+def test_a_failed_send_stores_nothing_and_loses_nothing(broker: str, pipeline: Pipeline) -> None:
+    now = datetime.now(UTC)
+    # The first three confirmations of record batches fail, as a broker error would.
+    pipeline.env.update(TRACKLINE_FAILPOINTS="produce_error:3")
+    pipeline.start("worker", "notifier")
+    produce_at(broker, [
+        (topics.FC_EVENTS, f"ORD-{n}".encode(),
+         order_placed(f"ORD-{n}", now, now + timedelta(days=1), now + timedelta(days=3)), [], None)
+        for n in range(20)])
+    pipeline.wait_for(lambda: len({c["command_id"] for c in pipeline.delivered()}) >= 40, 90,
+                      "a confirmation and an estimate for every order")
+    time.sleep(2)
+    got = {(c["order_id"], c["type"]) for c in pipeline.delivered()}
+    assert got == {(f"ORD-{n}", kind) for n in range(20) for kind in ("order_confirmed", "estimate_set")}
+    assert "send failed (attempt 1)" in (pipeline.logs / "worker.log").read_text()
+    assert worker_crashes(pipeline) == []
+
+
+def test_a_backlog_read_after_an_outage_tells_no_false_delay(broker: str, pipeline: Pipeline) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    day = timedelta(days=1)
+    start = now - 3 * day
+    backlog = []
+
+    def fc(order_id: str, value: bytes, at: datetime) -> None:
+        backlog.append((topics.FC_EVENTS, order_id.encode(), value, [], at + timedelta(minutes=1)))
+
+    def carrier(tracking: str, status: str, at: datetime) -> None:
+        backlog.append((topics.CARRIER_SCANS_RAW, tracking.encode(),
+                        carrier_events(tracking, [(status, at)]), GENERIC, at + timedelta(minutes=5)))
+
+    # ORD-OK met every deadline: shipped before ship-by, delivered before the promise.
+    fc("ORD-OK", order_placed("ORD-OK", start, start + timedelta(hours=12), start + 2 * day), start)
+    fc("ORD-OK", package_shipped("ORD-OK", "TOK", start + timedelta(hours=4)), start + timedelta(hours=4))
+    for hours, status in [(6, "in_transit"), (30, "in_transit"), (40, "out_for_delivery"), (44, "delivered")]:
+        carrier("TOK", status, start + timedelta(hours=hours))
+    # ORD-LATE was never shipped: it missed its ship-by and its promise.
+    fc("ORD-LATE", order_placed("ORD-LATE", start, start + timedelta(hours=12), start + 2 * day), start)
+    # ORD-BATCH: its fulfillment center sends placed and shipped (4 h before ship-by) together, now.
+    backlog.append((topics.FC_EVENTS, b"ORD-BATCH", order_placed(
+        "ORD-BATCH", now - timedelta(hours=10), now - timedelta(hours=2), now + 2 * day), [], now))
+    backlog.append((topics.FC_EVENTS, b"ORD-BATCH",
+                    package_shipped("ORD-BATCH", "TBATCH", now - timedelta(hours=6)), [], now))
+    produce_at(broker, backlog)  # all of it waits on the broker: the worker is down
+    pipeline.env.update(TRACKLINE_THRESHOLDS=str(DEMO_THRESHOLDS), TRACKLINE_TICK_INTERVAL="0.5")
+    pipeline.start("worker", "notifier", "sink")
+
+    def delayed(order_id: str) -> list[dict]:
+        return [c for c in pipeline.delivered() if c["order_id"] == order_id and c["type"] == "delayed"]
+
+    pipeline.wait_for(lambda: len(delayed("ORD-LATE")) >= 1, 90, "the late order's delay notice")
+    pipeline.wait_for(lambda: any(c["order_id"] == "ORD-OK" and c["type"] == "delivered"
+                                  for c in pipeline.delivered()), 60, "the on-time order's delivery")
+    time.sleep(8)  # several ticks past every allowance
+    assert delayed("ORD-OK") == []
+    assert delayed("ORD-BATCH") == []
+    late = {c["command_id"] for c in delayed("ORD-LATE")}
+    assert len(late) == 1  # one notice per missed deadline kind, not one per tick
+    alerts = pipeline.query("SELECT order_id, status FROM history FINAL WHERE record_type = 'alert'")
+    assert not [a for a in alerts if a["order_id"] == "ORD-BATCH"]
