@@ -21,10 +21,12 @@ from pathlib import Path
 from threading import Event
 
 import orjson
+from confluent_kafka import KafkaError, Message
 
 from broker import clients
 from models import topics
 from models.effects import HistoryRecord, stable_id
+from models.errors import InvalidPayload, dead_letter_headers, internal_error
 
 log = logging.getLogger("trackline.notifier")
 GROUP = "trackline-notifier"
@@ -70,6 +72,30 @@ def delivery_record(command: dict, outcome: str, at: datetime) -> tuple[bytes, b
     return record.order_id.encode(), b"[" + record.model_dump_json().encode() + b"]"
 
 
+def decode_command(raw: bytes) -> tuple[dict, tuple[bytes, bytes]]:
+    """A command and its delivery row, or ``InvalidPayload("invalid_internal_event")``."""
+    try:
+        command = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidPayload("invalid_internal_event", f"not JSON: {exc}") from exc
+    if not isinstance(command, dict):
+        raise InvalidPayload("invalid_internal_event", "a notification command must be a JSON object")
+    if not isinstance(command.get("command_id"), str) or not command["command_id"]:
+        raise InvalidPayload("invalid_internal_event", "command_id: missing or not a string")
+    if not isinstance(command.get("occurred_at"), str):
+        raise InvalidPayload("invalid_internal_event", "occurred_at: missing or not a string")
+    try:
+        # Built before delivering: a command whose row cannot be written is not delivered either.
+        row = delivery_record(command, "delivered", datetime.now(timezone.utc))
+    except (ValueError, TypeError, KeyError) as exc:  # ValidationError, a bad time, a field of the wrong type
+        raise InvalidPayload("invalid_internal_event", f"{type(exc).__name__}: {exc}"[:1000]) from exc
+    return command, row
+
+
+class SendFailed(Exception):
+    """The broker did not take a record this worker produced; the batch's offsets stay uncommitted."""
+
+
 class NotificationWorker:
     def __init__(self, bootstrap: str, outbox: Path) -> None:
         self.bootstrap = bootstrap
@@ -78,7 +104,8 @@ class NotificationWorker:
         self.stopping = Event()
         self.delivered = 0
         self.duplicates_skipped = 0
-        self.rejected = 0
+        self.rejected = 0  # commands dead-lettered
+        self.failed_sends: list[tuple[KafkaError, Message]] = []
 
     def install_signal_handlers(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -94,10 +121,12 @@ class NotificationWorker:
                 if messages:
                     last_message = time.monotonic()
                 for message in messages:
-                    self._deliver(message.value() or b"")
+                    self._handle(message)
                 if messages:
                     self.channel.sync()
-                    self.outcomes.flush(30)  # delivery rows first: a crash re-sends, never loses them
+                    # Delivery rows and dead letters first: a crash re-sends, never loses them.
+                    if not self._sent(consumer):
+                        return  # stopped while the broker refused them: nothing committed
                     consumer.commit(asynchronous=False)
                 elif max_idle is not None and time.monotonic() - last_message > max_idle:
                     break
@@ -105,19 +134,69 @@ class NotificationWorker:
             consumer.close()
             self.channel.close()
 
-    def _deliver(self, raw: bytes) -> None:
+    def _handle(self, message: Message) -> None:
+        """One command: delivered, skipped as a duplicate, or dead-lettered; never stops the batch."""
+        raw = message.value() or b""
         try:
-            command = orjson.loads(raw)
-            command["command_id"]
-        except (orjson.JSONDecodeError, KeyError, TypeError):
-            # Commands come from our own worker; one we cannot read is logged, not fatal.
-            log.error("unreadable notification command: %r", raw[:200])
-            self.rejected += 1
-            return
-        if self.channel.deliver(command):
-            self.delivered += 1
-            key, value = delivery_record(command, "delivered", datetime.now(timezone.utc))
-            self.outcomes.produce(topics.HISTORY, key=key, value=value)
-            self.outcomes.poll(0)
-        else:
-            self.duplicates_skipped += 1
+            command, (key, value) = decode_command(raw)
+            if self.channel.deliver(command):
+                self.delivered += 1
+                self._produce(topics.HISTORY, key, value)
+            else:
+                self.duplicates_skipped += 1
+        except InvalidPayload as error:
+            self._dead_letter(message, error, error)
+        except OSError:  # the channel itself failed (disk full, ...): not this command's fault
+            raise
+        except Exception as exc:  # a bug met on this one command
+            self._dead_letter(message, internal_error(exc), exc)
+
+    def _dead_letter(self, message: Message, error: InvalidPayload, cause: BaseException) -> None:
+        log.error("dead letter from %s[%s]@%s: %s", message.topic(), message.partition(), message.offset(), error)
+        self.rejected += 1
+        source = next((v or b"" for k, v in message.headers() or () if k == topics.SOURCE_HEADER), b"")
+        headers = dead_letter_headers(error, message.topic(), message.partition(), message.offset(), source, cause)
+        self._produce(topics.DLQ, message.key(), message.value() or b"", headers)
+
+    def _produce(self, topic: str, key: bytes | None, value: bytes, headers: list | None = None) -> None:
+        while True:
+            try:
+                self.outcomes.produce(topic, key=key, value=value, headers=headers, on_delivery=self._on_delivery)
+                break
+            except BufferError:  # the local queue is full: let it drain
+                self.outcomes.poll(0.5)
+        self.outcomes.poll(0)
+
+    def _on_delivery(self, error: KafkaError | None, message: Message) -> None:
+        if error is not None:
+            self.failed_sends.append((error, message))
+
+    def _sent(self, consumer) -> bool:
+        """Wait until the broker acknowledged everything produced; re-send what it refused.
+
+        While it refuses, consumption is paused (the group membership kept), so the
+        commit that follows never covers a record whose outcome was not stored.
+        """
+        delay = 0.5
+        paused = False
+        try:
+            while True:
+                remaining = self.outcomes.flush(30)
+                if remaining == 0 and not self.failed_sends:
+                    return True
+                failed, self.failed_sends = self.failed_sends, []
+                log.warning("%d records not acknowledged, %d refused (%s); retrying in %.1fs", remaining,
+                            len(failed), failed[0][0] if failed else "timeout", delay)
+                if self.stopping.is_set():
+                    return False
+                if not paused:
+                    consumer.pause(consumer.assignment())
+                    paused = True
+                consumer.poll(0)
+                time.sleep(delay)
+                delay = min(delay * 2, 30.0)
+                for _, message in failed:
+                    self._produce(message.topic(), message.key(), message.value(), message.headers())
+        finally:
+            if paused:
+                consumer.resume(consumer.assignment())

@@ -3,12 +3,21 @@
 Batches rows (10,000 or one second, whichever first), inserts, and only then commits the
 consumed offsets. If ClickHouse is down the sink pauses consumption and retries with
 back-off, committing nothing, so a restart resumes exactly where rows stopped landing.
+
+A row ClickHouse refuses (a value that does not parse or does not fit its column) is not an
+outage: retrying cannot help, and holding the batch would stop the pipeline behind it. The
+sink bisects the batch until it has the refused history documents, inserts the rest, stores
+each refused document in ``dead_letters`` (reason ``rejected_by_clickhouse``, the error
+text, the document's bytes) and commits. Only the error codes in ``ROW_ERROR_CODES`` mean
+a refused row; every other failure is treated as an outage, so no row is ever dropped
+because ClickHouse was unavailable.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import signal
 import time
 from dataclasses import dataclass, field
@@ -19,6 +28,7 @@ from typing import Any
 import clickhouse_connect
 import orjson
 from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import DatabaseError, scrub_error_details
 from confluent_kafka import Message, TopicPartition
 
 from broker import clients
@@ -46,9 +56,12 @@ class Batch:
     """
 
     history: list[bytes] = field(default_factory=list)  # JSON arrays' insides, one per message
+    # Where each entry of ``history`` came from: (partition, offset, key, source header).
+    origins: list[tuple[int, int, bytes, bytes]] = field(default_factory=list)
     history_rows: int = 0
     samples: list[dict[str, Any]] = field(default_factory=list)  # decoded rows, for lag figures
     dead_letters: list[tuple[Any, ...]] = field(default_factory=list)
+    rejected: int = 0  # history documents ClickHouse refused, now in dead_letters
     offsets: dict[tuple[str, int], tuple[int, int]] = field(default_factory=dict)
     started: float = 0.0
 
@@ -65,19 +78,31 @@ class Batch:
         if message.topic() == topics.DLQ:
             self.dead_letters.append(dead_letter_row(message))
             return
-        value = (message.value() or b"").strip()
+        raw = message.value() or b""
+        value = raw.strip()
         if value.startswith(b"{"):
             value = b"[" + value + b"]"
         if not (value.startswith(b"[") and value.endswith(b"]")):
-            # Only trackline writes this topic: a message that is not a JSON array is a bug upstream.
-            log.error("skipping a history message that is not a JSON array: %r", value[:200])
+            # Only trackline writes this topic: a message that is not a JSON array is a bug
+            # upstream. Kept, with its bytes, for the fix and a replay.
+            log.error("history message %s[%d]@%d is not a JSON array: %r", message.topic(), message.partition(),
+                      message.offset(), raw[:200])
+            self.dead_letters.append(sink_dead_letter(
+                message.topic(), message.partition(), message.offset(), "invalid_internal_event",
+                "a history message must be a JSON array of records", _header(message, topics.SOURCE_HEADER),
+                message.key() or b"", raw))
             return
         inside = value[1:-1].strip()
         if inside:
             self.history.append(inside)
+            self.origins.append((message.partition(), message.offset(), message.key() or b"",
+                                 _header(message, topics.SOURCE_HEADER)))
             self.history_rows += inside.count(b'"record_id"')
             if len(self.history) % SAMPLE_EVERY == 1:
-                self.samples.extend(orjson.loads(value)[:SAMPLE_ROWS])
+                try:
+                    self.samples.extend(d for d in orjson.loads(value)[:SAMPLE_ROWS] if isinstance(d, dict))
+                except orjson.JSONDecodeError:  # ClickHouse will refuse it too: dead-lettered at insert
+                    pass
 
     def history_json(self) -> bytes:
         return b"[" + b",".join(self.history) + b"]"
@@ -129,9 +154,9 @@ def batch_metrics(batch: Batch, written_at: datetime, seconds: float) -> list[tu
     """Pipeline health rows for one written batch: rows by type and how far behind the sink is."""
     rows: list[tuple[Any, ...]] = [(written_at, "sink", "rows_written", {"record_type": record_type}, float(count))
                                    for record_type, count in batch.rows_by_type().items()]
-    if batch.dead_letters:
+    if batch.dead_letters or batch.rejected:
         rows.append((written_at, "sink", "rows_written", {"record_type": "dead_letter"},
-                     float(len(batch.dead_letters))))
+                     float(len(batch.dead_letters) + batch.rejected)))
     lags = sorted((written_at - _time(d["ingested_at"])).total_seconds() for d in batch.samples if "ingested_at" in d)
     if lags:
         rows.append((written_at, "sink", "history_lag_seconds", {"quantile": "0.5"}, lags[len(lags) // 2]))
@@ -140,20 +165,170 @@ def batch_metrics(batch: Batch, written_at: datetime, seconds: float) -> list[tu
     return rows
 
 
+def payload_hash(payload: bytes) -> int:
+    """Part of ``dead_letters``' key: several payloads dead-lettered from one offset stay apart."""
+    return int.from_bytes(hashlib.sha1(payload).digest()[:8], "big")
+
+
+def _header(message: Message, name: str) -> bytes:
+    for key, value in message.headers() or ():
+        if key == name:
+            return value or b""
+    return b""
+
+
+def _int(text: str | None, default: int = -1) -> int:
+    try:
+        return int(text or default)
+    except ValueError:  # a header we cannot read must not stop the sink
+        return default
+
+
+def sink_dead_letter(topic: str, partition: int, offset: int, reason: str, detail: str, source: bytes,
+                     key: bytes, payload: bytes) -> tuple[Any, ...]:
+    """A ``dead_letters`` row for a record the sink itself could not store; the payload is its bytes."""
+    return (topic, partition, offset, reason, detail[:1000], source.decode(errors="replace"),
+            key.decode(errors="replace"), payload, datetime.now(timezone.utc), payload_hash(payload))
+
+
 def dead_letter_row(message: Message) -> tuple[Any, ...]:
     headers = {k: (v or b"").decode(errors="replace") for k, v in (message.headers() or [])}
     _, timestamp_ms = message.timestamp()
+    payload = message.value() or b""
     return (
         headers.get(topics.DLQ_TOPIC_HEADER, ""),
-        int(headers.get(topics.DLQ_PARTITION_HEADER) or -1),
-        int(headers.get(topics.DLQ_OFFSET_HEADER) or -1),
+        _int(headers.get(topics.DLQ_PARTITION_HEADER)),
+        _int(headers.get(topics.DLQ_OFFSET_HEADER)),
         headers.get(topics.DLQ_REASON_HEADER, "unknown"),
         headers.get(topics.DLQ_DETAIL_HEADER, ""),
         headers.get(topics.SOURCE_HEADER, ""),
         (message.key() or b"").decode(errors="replace"),
-        (message.value() or b"").decode(errors="replace"),
+        payload,  # the original bytes, untouched
         datetime.fromtimestamp(timestamp_ms / 1000, tz=timezone.utc),
+        payload_hash(payload),
     )
+
+
+# ClickHouse error codes that mean "these rows cannot be stored", whatever the server's state:
+# a value that does not parse or does not fit its column, or JSON that breaks the
+# JSONEachRow parse. Seen from chDB here: 41 for an occurred_at like "not-a-time", 117 for
+# broken JSON, 27 for a row that is not an object or a map that is not one, 407 and 69 for a
+# time out of DateTime64's range. Every other failure (no connection or a timeout, which
+# carry no code; UNKNOWN_TABLE while a table is detached; memory limits, too many parts,
+# read-only disks, ...) is an outage: retried, never dropped.
+ROW_ERROR_CODES = frozenset({
+    6,  # CANNOT_PARSE_TEXT
+    25,  # CANNOT_PARSE_ESCAPE_SEQUENCE
+    26,  # CANNOT_PARSE_QUOTED_STRING
+    27,  # CANNOT_PARSE_INPUT_ASSERTION_FAILED
+    38,  # CANNOT_PARSE_DATE
+    41,  # CANNOT_PARSE_DATETIME
+    53,  # TYPE_MISMATCH
+    69,  # ARGUMENT_OUT_OF_BOUND
+    70,  # CANNOT_CONVERT_TYPE
+    72,  # CANNOT_PARSE_NUMBER
+    117,  # INCORRECT_DATA
+    130,  # CANNOT_READ_ARRAY_FROM_TEXT
+    131,  # TOO_LARGE_STRING_SIZE
+    321,  # VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE
+    349,  # CANNOT_INSERT_NULL_IN_ORDINARY_COLUMN
+    407,  # DECIMAL_OVERFLOW
+})
+
+
+def is_rejected_row(exc: BaseException) -> bool:
+    """ClickHouse refused the data itself (retrying the same rows fails the same way).
+
+    clickhouse-connect raises ``DatabaseError`` with the server's ``code`` for an error
+    ClickHouse returned (the chDB backend and HTTP alike; ``OperationalError``, a subclass,
+    when the HTTP client had retried), and ``OperationalError`` without a code for transport
+    failures. Only a known data-error code counts; anything else is an outage.
+    """
+    return isinstance(exc, DatabaseError) and exc.code in ROW_ERROR_CODES
+
+
+_TEMP_FILE = re.compile(r"\s*\(in file/uri [^)]*\):?")
+_REPEATED_CODE = re.compile(r"^(Code: \d+\. DB::Exception: )\1")
+
+
+def rejection_detail(exc: BaseException) -> str:
+    """ClickHouse's error text, without the temporary file name and version trailer."""
+    text = _REPEATED_CODE.sub(r"\1", _TEMP_FILE.sub("", str(exc)))
+    return scrub_error_details(text)[:1000]
+
+
+def split_documents(inside: bytes) -> list[bytes] | None:
+    """The documents of a JSON array's inside, each as its original bytes; None if unbalanced."""
+    documents: list[bytes] = []
+    depth, start, in_string, escaped = 0, 0, False, False
+    for i, char in enumerate(inside):
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == 0x5C:  # backslash
+                escaped = True
+            elif char == 0x22:
+                in_string = False
+        elif char == 0x22:
+            in_string = True
+        elif char in (0x7B, 0x5B):
+            depth += 1
+        elif char in (0x7D, 0x5D):
+            depth -= 1
+            if depth < 0:
+                return None
+        elif char == 0x2C and depth == 0:
+            documents.append(inside[start:i].strip())
+            start = i + 1
+    if depth or in_string:
+        return None
+    documents.append(inside[start:].strip())
+    return documents if all(documents) else None
+
+
+@dataclass
+class Piece:
+    """A history message's documents (``document`` < 0), or one document of it, to insert."""
+
+    body: bytes
+    origin: int  # index into Batch.history / Batch.origins
+    document: int = -1
+
+
+def piece_token(batch_token: str, label: str, pieces: list[Piece]) -> str:
+    """Deterministic for the same batch: a replayed bisection is deduplicated piece by piece."""
+    digest = hashlib.sha1(f"{batch_token}|{label}|".encode())
+    for piece in pieces:
+        digest.update(piece.body)
+    return digest.hexdigest()
+
+
+def insert_isolating(client: Client, pieces: list[Piece], batch_token: str, label: str = "",
+                     known_bad: bool = False) -> list[tuple[Piece, BaseException]]:
+    """Insert ``pieces``, bisecting around the documents ClickHouse refuses; returns those.
+
+    A refused piece is split in halves, each inserted on its own (the refused half split
+    again), down to one message, then to its documents, then to the one document. After a
+    good first half the second is known to fail and is split at once. An outage raises.
+    """
+    if not known_bad or len(pieces) == 1:
+        try:
+            insert_history(client, b"[" + b",".join(p.body for p in pieces) + b"]",
+                           piece_token(batch_token, label, pieces))
+            return []
+        except Exception as exc:
+            if not is_rejected_row(exc):
+                raise
+            if len(pieces) == 1:
+                piece = pieces[0]
+                documents = split_documents(piece.body) if piece.document < 0 else None
+                if not documents or len(documents) == 1:
+                    return [(piece, exc)]
+                return insert_isolating(client, [Piece(d, piece.origin, i) for i, d in enumerate(documents)],
+                                        batch_token, f"{label}/{piece.origin}", known_bad=True)
+    middle = len(pieces) // 2
+    refused = insert_isolating(client, pieces[:middle], batch_token, f"{label}.0")
+    return refused + insert_isolating(client, pieces[middle:], batch_token, f"{label}.1", known_bad=not refused)
 
 
 # Consumer groups whose lag the pipeline-health dashboard shows: the Faust worker (its app
@@ -302,8 +477,28 @@ class HistorySink:
 
     @staticmethod
     def _insert(client: Client, batch: Batch) -> None:
+        """Everything in ``batch`` into ClickHouse, refused history documents as dead letters.
+
+        Raises on an outage; a retry repeats the same inserts with the same tokens.
+        """
+        refused: list[tuple[Piece, BaseException]] = []
         if batch.history:
-            insert_history(client, batch.history_json(), batch.token("history"))
-        if batch.dead_letters:
-            client.insert("dead_letters", batch.dead_letters, column_names=DEAD_LETTER_COLUMNS,
-                          settings={"insert_deduplication_token": batch.token("dlq")})
+            token = batch.token("history")
+            pieces = [Piece(body, i) for i, body in enumerate(batch.history)]
+            refused = insert_isolating(client, pieces, token)
+        rejected_rows = []
+        for piece, exc in refused:
+            partition, offset, key, source = batch.origins[piece.origin]
+            log.error("ClickHouse refused a history document from %s[%d]@%d: %s", topics.HISTORY, partition,
+                      offset, exc)
+            rejected_rows.append(sink_dead_letter(topics.HISTORY, partition, offset, "rejected_by_clickhouse",
+                                                  rejection_detail(exc), source, key, piece.body))
+        batch.rejected = len(rejected_rows)
+        dead_letters = batch.dead_letters + rejected_rows
+        if dead_letters:
+            token = batch.token("dlq")
+            if refused:
+                positions = ",".join(f"{p.origin}:{p.document}" for p, _ in refused)
+                token = hashlib.sha1(f"{token}|refused|{positions}".encode()).hexdigest()
+            client.insert("dead_letters", dead_letters, column_names=DEAD_LETTER_COLUMNS,
+                          settings={"insert_deduplication_token": token})

@@ -19,6 +19,9 @@ How the tables are laid out, and why:
 - TTLs: raw carrier events 400 days (a year of seasonality plus a month), transitions,
   alerts and notifications 2 years (disputes and chargebacks), estimates and shipments 2
   years (carrier reviews), pipeline metrics 30 days, dead letters 90 days (enough to replay).
+- ``dead_letters`` is keyed by source topic, partition, offset and the payload's hash: one
+  row per dead-lettered payload, so a replayed dead letter collapses but two bad documents
+  of one message do not.
 - No table holds a customer's e-mail address or phone number: customers appear by id only;
   notification workers resolve contacts outside trackline.
 """
@@ -31,7 +34,7 @@ from clickhouse_connect.driver.client import Client
 
 DEAD_LETTER_COLUMNS = [
     "source_topic", "source_partition", "source_offset", "reason", "detail", "source",
-    "message_key", "payload", "dead_lettered_at",
+    "message_key", "payload", "dead_lettered_at", "payload_hash",
 ]
 METRIC_COLUMNS = ["at", "process", "metric", "labels", "value"]
 
@@ -244,6 +247,15 @@ MIGRATIONS: tuple[Migration, ...] = (
         ORDER BY (metric, at)
         TTL toDateTime(at) + INTERVAL 30 DAY
         """,
+    )),
+    # Several records can be dead-lettered from one source offset (two bad documents of one
+    # history message, several scans of one X12 interchange): keyed by offset alone, they
+    # collapsed into one under FINAL. The payload's hash tells them apart, and a replayed
+    # dead letter (same offset, same bytes) still collapses. A new sorting-key column cannot
+    # have a default expression: writers compute it (``sinks.clickhouse.payload_hash``).
+    Migration(3, "dead letters keyed by payload too", (
+        "ALTER TABLE dead_letters ADD COLUMN IF NOT EXISTS payload_hash UInt64, "
+        "MODIFY ORDER BY (source_topic, source_partition, source_offset, payload_hash)",
     )),
 )
 
