@@ -3,10 +3,10 @@
 Enabled by ``TRACKLINE_FAILPOINTS``, a comma-separated list of ``name`` or ``name:count``
 (the first ``count`` hits fail; no count: every hit). Unset, each check is one dict lookup.
 
-| name            | where                                                     | what happens         |
-|-----------------|-----------------------------------------------------------|----------------------|
-| produce_error   | after a batch was handed to the producer                  | the send fails, as a broker error would |
-| kill_after_send | after a batch's effects are stored, before its state      | the process exits at once (kill -9) |
+- ``produce_error``: after a batch was handed to the producer, the send fails, as a broker
+  error would;
+- ``kill_after_send``: after a batch's effects are stored and before its state is, the
+  process exits at once, as kill -9 would.
 """
 
 from __future__ import annotations
