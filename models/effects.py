@@ -44,6 +44,7 @@ class AlertKind(StrEnum):
     out_for_delivery_overdue = "out_for_delivery_overdue"  # not delivered by end of local day
     presumed_lost = "presumed_lost"
     carrier_exception = "carrier_exception"  # the carrier reported an exception
+    unmatched_scans = "unmatched_scans"  # a feed's scans found no order: often a carrier named two ways
 
 
 class Channel(StrEnum):

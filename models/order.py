@@ -241,6 +241,7 @@ def _on_scan(state: OrderState, event: CarrierScan, effects: list[Effect], rules
     if newest:
         package.last_scan_at = event.occurred_at
         package.scan_source = event.source
+        package.scan_delay_seconds = max(0.0, (event.ingested_at - event.occurred_at).total_seconds())
     if event.status not in NOT_ACCEPTED and package.accepted_at is None:
         package.accepted_at = event.occurred_at
     if event.estimated_delivery is not None:
@@ -446,7 +447,10 @@ def _allowances(state: OrderState, latency: FeedLatency | None, rules: Threshold
         package = state.packages.get(condition.package_id) if condition.package_id else None
         if package is None:
             return latency.allowance(FULFILLMENT, "")
-        return latency.allowance(package.scan_source, package.carrier)
+        # The feed's p99, or how late this package's own newest scan came if that is later
+        # (a feed seen late here before enough of it was measured), within the cap.
+        own = min(timedelta(seconds=package.scan_delay_seconds), timedelta(minutes=rules.feed_allowance_cap_minutes))
+        return max(latency.allowance(package.scan_source, package.carrier), own)
 
     return allowance
 

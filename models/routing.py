@@ -7,12 +7,14 @@ and holds scans that arrive before their link, releasing them when it comes.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from functools import lru_cache
 
 from aiokafka.partitioner import murmur2
 from pydantic import BaseModel, Field
 
-from models.effects import TrackingLink
+from models.effects import Alert, AlertKind, Effect, HistoryRecord, TrackingLink, stable_id
 from models.events import CarrierScan, tracking_key
 
 HELD_SCANS_KEPT = 200  # per tracking number; a carrier resends its whole history anyway
@@ -78,3 +80,55 @@ def split_by_tracking_number(key: str, scans: list[CarrierScan]
         else:
             foreign.setdefault(scan.tracking_number, []).append(scan)
     return own, foreign
+
+
+@dataclass(frozen=True)
+class UnmatchedCheck:
+    """The router's timer: held scans that found no order by ``now`` (the ingest-time
+    watermark) give up waiting."""
+
+    now: datetime
+    bound: timedelta
+
+
+def unmatched_due(entry: TrackingEntry, bound: timedelta) -> datetime | None:
+    """When the oldest held scan has waited ``bound`` for its order (by ingest time)."""
+    if not entry.held:
+        return None
+    return min(s.ingested_at for s in entry.held) + bound
+
+
+def expire_held(entry: TrackingEntry, check: UnmatchedCheck) -> tuple[TrackingEntry, list[CarrierScan]]:
+    """Take the scans that waited ``check.bound`` or longer out of the held list."""
+    expired = [s for s in entry.held if s.ingested_at + check.bound <= check.now]
+    if expired:
+        entry.held = [s for s in entry.held if s.ingested_at + check.bound > check.now]
+    return entry, expired
+
+
+def unmatched_effects(expired: list[CarrierScan], check: UnmatchedCheck) -> list[Effect]:
+    """A history row per scan that found no order, and an ops alert per source and carrier, so a
+    carrier named differently by the fulfillment center and the feed shows on a dashboard."""
+    hours = check.bound.total_seconds() / 3600
+    effects: list[Effect] = []
+    feeds: dict[tuple[str, str], list[CarrierScan]] = {}
+    for scan in expired:
+        feeds.setdefault((scan.source, scan.carrier), []).append(scan)
+        effects.append(HistoryRecord(
+            record_id=stable_id(scan.event_id, "unmatched"), record_type="event", order_id="",
+            event_id=scan.event_id, source=scan.source, carrier=scan.carrier, tracking_number=scan.tracking_number,
+            status=scan.status.value, raw_code=scan.raw_code,
+            detail=f"unmatched: no order announced {scan.carrier} {scan.tracking_number} within {hours:g} h",
+            occurred_at=scan.occurred_at, ingested_at=scan.ingested_at))
+    for (source, carrier), scans in sorted(feeds.items()):
+        alert_id = stable_id("unmatched_scans", source, carrier, check.now.date().isoformat())
+        detail = f"{len(scans)} {source} scans of carrier {carrier!r} found no order (e.g. {scans[0].tracking_number})"
+        due = min(s.ingested_at for s in scans) + check.bound
+        effects.append(Alert(alert_id=alert_id, alert_kind=AlertKind.unmatched_scans, order_id="", state="open",
+                             due_at=due, at=check.now, detail=detail, carrier=carrier))
+        effects.append(HistoryRecord(
+            record_id=stable_id(alert_id, "open", *sorted(s.event_id for s in scans)), record_type="alert",
+            order_id="", event_id=alert_id, source=source, carrier=carrier, status=AlertKind.unmatched_scans.value,
+            previous_status="open", detail=detail, occurred_at=due, ingested_at=check.now,
+            attributes={"due_at": due.isoformat(), "opened_at": check.now.isoformat(), "scans": str(len(scans))}))
+    return effects

@@ -47,6 +47,7 @@ class PackageState(BaseModel):
     accepted_at: datetime | None = None  # the carrier's first acceptance scan
     last_scan_at: datetime | None = None  # newest scan by event time, whatever its status
     scan_source: str = ""  # the feed (easypost, x12-214, ...) of the newest scan: its allowance applies
+    scan_delay_seconds: float = 0.0  # how late that scan arrived: a feed late for this package stays late
     out_for_delivery_at: datetime | None = None
     first_attempt_at: datetime | None = None  # first delivery attempt: delivered or failed
     delivered_at: datetime | None = None

@@ -66,6 +66,9 @@ class Thresholds(BaseModel):
     # sees their event more than this after it happened (out_for_delivery: once its local
     # day is over); they are recorded as "suppressed: stale".
     stale_notice_hours: float = Field(default=24, gt=0)
+    # Scans whose tracking number no order announced within this long (by ingest time) leave
+    # the router's held list with a history row and an ``unmatched_scans`` ops alert.
+    unmatched_scan_hours: float = Field(default=48, gt=0)
     # A scan dated further than this ahead of its arrival is rejected (a carrier clock gone wrong).
     future_tolerance_minutes: float = Field(default=60, ge=0)
     service_levels: dict[ServiceLevel, LevelThresholds] = Field(default_factory=lambda: dict(_LEVEL_DEFAULTS))

@@ -68,8 +68,9 @@ def create_app(settings: Settings, bootstrap: str, tansu: bool = False) -> faust
     from streams import notification_policy, orders, router
 
     channels = Channels(app)
-    router.register(app, channels)
-    orders.register(app, channels, detection_rules(settings), settings.tick_interval)
+    rules = detection_rules(settings)
+    router.register(app, channels, rules, settings.tick_interval)
+    orders.register(app, channels, rules, settings.tick_interval)
     notification_policy.register(app, channels)
     return app
 

@@ -71,11 +71,16 @@ class Outbox:
 
     async def keyed(self, topic: str, partitions: int, keyed: Iterable[tuple[str, bytes]]) -> None:
         """Send keyed records to the partitions Kafka's default partitioner would pick."""
+        await self.records_by_key(topic, partitions, keyed)
+
+    async def records_by_key(self, topic: str, partitions: int, keyed: Iterable[tuple[str, bytes]],
+                             headers: Headers | None = None) -> None:
+        """Keyed records that all carry ``headers``, each to its key's partition."""
         by_partition: dict[int, list[Record]] = defaultdict(list)
         for key, value in keyed:
             by_partition[partition_for(key, partitions)].append((key.encode(), value))
         for partition, records in by_partition.items():
-            await self.records(topic, partition, records)
+            await self.records(topic, partition, records, headers=headers)
 
     async def envelopes(self, topic: str, partitions: int, keyed: Iterable[tuple[str, bytes]]) -> None:
         """Send JSON documents as JSON arrays, one message per destination partition and size bound.

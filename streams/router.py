@@ -9,34 +9,75 @@ a record that cannot be read or routed goes to the DLQ alone and the batch goes 
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import faust
 
 from models import topics
 from models.carriers import canonical, parse_payload
-from models.effects import TrackingLink
+from models.deadlines import epoch_seconds
+from models.effects import Alert, HistoryRecord, TrackingLink
 from models.errors import InvalidPayload
 from models.events import CarrierScan
-from models.routing import TrackingEntry, split_by_tracking_number, update_entry
+from models.routing import (
+    TrackingEntry,
+    UnmatchedCheck,
+    expire_held,
+    split_by_tracking_number,
+    unmatched_due,
+    unmatched_effects,
+    update_entry,
+)
+from models.thresholds import Thresholds
 from streams import watermark
 from streams.app import Channels, store_options
 from streams.batch_io import Outbox, deliver
+from streams.clock import PartitionDeadlines
 from streams.dead_letters import header, send_to_dlq
+from streams.order_store import stored_deadline
 
-Item = TrackingLink | CarrierScan
+Item = TrackingLink | CarrierScan | UnmatchedCheck
+CHECK_HEADER = "trackline-unmatched-check"  # on the re-keyed topic: the watermark the check runs at
+log = logging.getLogger("trackline.router")
 
 
-def register(app: faust.App, ch: Channels) -> None:
+def register(app: faust.App, ch: Channels, rules: Thresholds, tick_interval: float) -> None:
     partitions = app.conf.topic_partitions
+    bound = timedelta(hours=rules.unmatched_scan_hours)
     tracking = app.Table("tracking", default=None, key_type=bytes, value_type=bytes, partitions=partitions,
                          options=store_options())
+    # When each tracking number's oldest held scan gives up waiting for its order.
+    held_deadlines = PartitionDeadlines()
+
+    @app.on_partitions_revoked.connect
+    async def forget_held_deadlines(*args: Any, **kwargs: Any) -> None:
+        held_deadlines.clear()
 
     def stored_entry(key: bytes) -> TrackingEntry:
-        stored = tracking.get(key)
-        return TrackingEntry.model_validate_json(stored) if stored else TrackingEntry()
+        return decode_entry(tracking.get(key))
+
+    @app.timer(interval=tick_interval, name="unmatched-scan-checks")
+    async def check_held_scans() -> None:
+        if app.rebalancing or app.in_recovery or not app.tables.recovery.completed.is_set():
+            return
+        owned = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topics.CARRIER_SCANS_RAW}
+        held_deadlines.retain(owned)
+        for partition in owned - set(held_deadlines.indexes):
+            count = held_deadlines.rebuild(partition, tracking.data._db_for_partition(partition).items())
+            log.info("held-scan index for partition %s: %s tracking numbers", partition, count)
+        now = await watermark.PROGRESS.now(app)
+        if now is None:
+            return
+        due = held_deadlines.due(int(now.timestamp()))
+        if due:
+            header_value = now.isoformat().encode()
+            await deliver(app, "unmatched scan checks", lambda outbox: outbox.records_by_key(
+                topics.CARRIER_SCANS_REKEYED, partitions, [(number, b"") for _, number, _ in due],
+                headers=[(CHECK_HEADER, header_value)]))
+            held_deadlines.acknowledge(due)
 
     @app.agent(ch.router_input, name="scan-router")
     async def route_scans(batches: faust.StreamT) -> None:
@@ -49,42 +90,87 @@ def register(app: faust.App, ch: Channels) -> None:
                 by_key: dict[bytes, list[tuple[Any, list[Item]]]] = defaultdict(list)
                 for record in records:
                     try:
-                        incoming = await _decode(outbox, record, partitions)
+                        incoming = await _decode(outbox, record, partitions, bound)
                     except Exception as error:  # InvalidPayload, or a bug: this record alone
                         await send_to_dlq(outbox, record, error)
                         continue
                     if incoming:
                         by_key[record.key or b""].append((record, incoming))
                 matched: list[CarrierScan] = []
+                given_up: list[Any] = []
                 for key, arrivals in by_key.items():
-                    entry, released, entry_changed = await _route_key(outbox, stored_entry, key, arrivals)
+                    entry, released, expired, entry_changed = await _route_key(
+                        outbox, stored_entry, key, arrivals, bound)
                     matched.extend(released)
+                    given_up.extend(expired)
                     if entry_changed:
-                        changed[key] = entry.model_dump_json().encode()
+                        changed[key] = encode_entry(entry, bound)
                 await outbox.envelopes(topics.ORDER_EVENTS, partitions,
                                        ((scan.order_id, scan.model_dump_json().encode()) for scan in matched))
+                await _publish_unmatched(outbox, given_up, partitions)
 
             # Matched scans reach the broker before the entries that released them are stored.
             await deliver(app, "scan router: scans", route)
             await deliver(app, "scan router: entries",
                           lambda outbox, p=message.partition, c=changed: outbox.write_table(tracking, p, c))
+            for key, value in changed.items():
+                held_deadlines.schedule(message.partition, key.decode(errors="replace"), _due(value))
             watermark.processed(message, records)
 
 
-async def _route_key(outbox: Outbox, stored_entry: Any, key: bytes, arrivals: list[tuple[Any, list[Item]]]
-                     ) -> tuple[TrackingEntry, list[CarrierScan], bool]:
+def encode_entry(entry: TrackingEntry, bound: timedelta) -> bytes:
+    """``b"<unmatched deadline, epoch seconds or 0>|" + JSON``: the index is rebuilt from the prefix."""
+    due = unmatched_due(entry, bound)
+    return b"%d|" % (epoch_seconds(due) if due else 0) + entry.model_dump_json().encode()
+
+
+def decode_entry(stored: bytes | None) -> TrackingEntry:
+    if not stored:
+        return TrackingEntry()
+    if not stored.startswith(b"{"):  # written with the deadline prefix
+        stored = stored[stored.index(b"|") + 1:]
+    return TrackingEntry.model_validate_json(stored)
+
+
+def _due(stored: bytes) -> datetime | None:
+    due = stored_deadline(stored)
+    return datetime.fromtimestamp(due, timezone.utc) if due else None
+
+
+async def _publish_unmatched(outbox: Outbox, expired: list[tuple[CarrierScan, UnmatchedCheck]],
+                             partitions: int) -> None:
+    by_check: dict[UnmatchedCheck, list[CarrierScan]] = defaultdict(list)
+    for scan, check in expired:  # one check time per timer round: one alert per feed and round
+        by_check[check].append(scan)
+    effects = [effect for check, scans in by_check.items() for effect in unmatched_effects(scans, check)]
+    await outbox.envelopes(topics.HISTORY, partitions, ((e.order_id, e.model_dump_json().encode())
+                                                        for e in effects if isinstance(e, HistoryRecord)))
+    await outbox.keyed(topics.ALERTS, partitions, ((e.order_id, e.model_dump_json().encode())
+                                                   for e in effects if isinstance(e, Alert)))
+
+
+async def _route_key(outbox: Outbox, stored_entry: Any, key: bytes, arrivals: list[tuple[Any, list[Item]]],
+                     bound: timedelta) -> tuple[TrackingEntry, list[CarrierScan], list[Any], bool]:
     """Apply one tracking number's arrivals to its entry. If one breaks the rules, start again
-    from the stored entry without it, so the others still count and nothing half-applied stays."""
+    from the stored entry without it, so the others still count and nothing half-applied stays.
+    Returns the entry, the scans matched to orders, the (scan, check) pairs that gave up
+    waiting, and whether the entry changed."""
     skipped: set[int] = set()
     while True:
         entry = stored_entry(key)
         released: list[CarrierScan] = []
+        expired: list[tuple[CarrierScan, UnmatchedCheck]] = []
         changed = False
         for index, (record, items) in enumerate(arrivals):
             if index in skipped:
                 continue
             try:
                 for item in items:
+                    if isinstance(item, UnmatchedCheck):
+                        entry, gone = expire_held(entry, item)
+                        expired.extend((scan, item) for scan in gone)
+                        changed = changed or bool(gone)
+                        continue
                     entry, matched, item_changed = update_entry(entry, item)
                     changed = changed or item_changed
                     released.extend(matched)
@@ -93,14 +179,17 @@ async def _route_key(outbox: Outbox, stored_entry: Any, key: bytes, arrivals: li
                 skipped.add(index)
                 break
         else:
-            return entry, released, changed
+            return entry, released, expired, changed
 
 
-async def _decode(outbox: Outbox, record: Any, partitions: int) -> list[Item]:
+async def _decode(outbox: Outbox, record: Any, partitions: int, bound: timedelta) -> list[Item]:
     if record.topic == topics.TRACKING_LINKS:
         return [TrackingLink.model_validate_json(record.value)]
     ingested_at = datetime.fromtimestamp(record.timestamp / 1000, tz=timezone.utc)
     if record.topic == topics.CARRIER_SCANS_REKEYED:
+        check = header(record, CHECK_HEADER)
+        if check is not None:  # the router's own timer: held scans past the bound give up
+            return [UnmatchedCheck(datetime.fromisoformat(check.decode()), bound)]
         return list(canonical.parse(record.value or b"", ingested_at))
     source = header(record, topics.SOURCE_HEADER)
     if not source:

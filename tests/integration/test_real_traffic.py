@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import orjson
 
@@ -206,3 +207,55 @@ def test_a_backlog_read_after_an_outage_tells_no_false_delay(broker: str, pipeli
     assert ("ORD-LATE", "warehouse_delay", "open") in {(a["order_id"], a["status"], a["previous_status"])
                                                        for a in alerts}
     assert [a for a in alerts if a["order_id"] in ("ORD-OK", "ORD-BATCH")] == []
+
+
+def x12_out_for_delivery(scac: str, pro: str, at: datetime) -> bytes:
+    """One shipment's X12 214 (4010): out for delivery, in Eastern time, as an LTL carrier sends it."""
+    local = at.astimezone(ZoneInfo("America/New_York"))
+    body = [f"GS*QM*{scac}*TRACKLINE*{local:%Y%m%d}*{local:%H%M}*7*X*004010", "ST*214*0001",
+            f"B10*{pro}*SHP-1*{scac}", "LX*1", f"AT7*X6*NS***{local:%Y%m%d}*{local:%H%M}*ET", "MS1*NEWARK*NJ*US",
+            "SE*6*0001", "GE*1*7", "IEA*1*000000007"]
+    isa = (f"ISA*00*          *00*          *02*{scac:<15}*ZZ*{'TRACKLINE':<15}*{local:%y%m%d}*{local:%H%M}"
+           f"*U*00401*000000007*0*P*>")
+    assert len(isa) == 105
+    return ("~".join([isa, *body]) + "~").encode()
+
+
+def test_a_carrier_named_two_ways_finds_its_order_and_a_stranger_is_reported(broker: str, pipeline: Pipeline,
+                                                                             tmp_path: Path) -> None:
+    now = datetime.now(UTC)
+    rules = tmp_path / "thresholds.toml"
+    rules.write_text("unmatched_scan_hours = 0.0014\n")  # 5 s: held scans give up quickly here
+    pipeline.env.update(TRACKLINE_THRESHOLDS=str(rules), TRACKLINE_TICK_INTERVAL="0.5")
+    pipeline.start("worker", "notifier")
+    produce_at(broker, [
+        (topics.FC_EVENTS, b"ORD-U", order_placed("ORD-U", now, now + timedelta(days=1), now + timedelta(days=3)),
+         [], None),
+        # The fulfillment center calls the carrier "UPS"; its X12 feed names itself by SCAC, "UPSN".
+        (topics.FC_EVENTS, b"ORD-U", package_shipped("ORD-U", "1ZUPS0001", now, carrier="UPS"), [], None),
+        (topics.CARRIER_SCANS_RAW, b"1ZUPS0001", x12_out_for_delivery("UPSN", "1ZUPS0001", now),
+         [(topics.SOURCE_HEADER, b"x12-214")], None),
+        # Nobody announced this tracking number.
+        (topics.CARRIER_SCANS_RAW, b"STRANGER1", carrier_events("STRANGER1", [("in_transit", now)], "Acme Post"),
+         GENERIC, None),
+    ])
+    pipeline.wait_for(lambda: any(c["order_id"] == "ORD-U" and c["type"] == "out_for_delivery"
+                                  for c in pipeline.delivered()), 60, "out for delivery from the UPSN feed")
+    found = alerts(broker, lambda a: a["alert_kind"] == "unmatched_scans", 60)
+    assert [(a["carrier"], a["state"]) for a in found] == [("acmepost", "open")]
+    assert "STRANGER1" in found[0]["detail"]
+
+
+def alerts(bootstrap: str, wanted, timeout: float) -> list[dict]:
+    consumer = clients.consumer(bootstrap, f"test-alerts-{time.monotonic()}")
+    consumer.subscribe([topics.ALERTS])
+    found: list[dict] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while not found and time.monotonic() < deadline:
+            for message in consumer.consume(100, timeout=1):
+                if message.error() is None and wanted(alert := orjson.loads(message.value())):
+                    found.append(alert)
+    finally:
+        consumer.close()
+    return found

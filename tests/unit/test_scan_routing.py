@@ -67,3 +67,26 @@ def test_scans_of_other_tracking_numbers_are_sent_to_their_own_key():
     own, foreign = split_by_tracking_number("A", scans)
     assert [s.tracking_number for s in own] == ["A", "A"]
     assert {k: len(v) for k, v in foreign.items()} == {"B": 1}
+
+
+def test_scans_no_order_claims_leave_the_held_list_with_a_row_and_one_alert_per_feed():
+    from datetime import timedelta
+
+    from models.effects import Alert, HistoryRecord
+    from models.routing import UnmatchedCheck, expire_held, unmatched_due, unmatched_effects
+
+    bound = timedelta(hours=48)
+    entry = TrackingEntry()
+    for minutes in (100, 200):  # ingested one minute after they happened
+        entry, _ = route_scan(entry, unmatched(S.in_transit, minutes))
+    assert unmatched_due(entry, bound) == at(101) + bound
+    entry, early = expire_held(entry, UnmatchedCheck(at(101) + bound - timedelta(seconds=1), bound))
+    assert early == [] and len(entry.held) == 2
+    check = UnmatchedCheck(at(150) + bound, bound)
+    entry, gone = expire_held(entry, check)
+    assert [s.occurred_at for s in gone] == [at(100)] and len(entry.held) == 1
+    effects = unmatched_effects(gone, check)
+    rows = [e for e in effects if isinstance(e, HistoryRecord) and e.record_type == "event"]
+    assert [r.detail.split(":")[0] for r in rows] == ["unmatched"]
+    (alert,) = [e for e in effects if isinstance(e, Alert)]
+    assert (alert.alert_kind.value, alert.carrier) == ("unmatched_scans", "ups")
