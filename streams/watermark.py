@@ -53,8 +53,11 @@ class WorkerProgress:
         for tp in owned:
             progress = self.partitions.setdefault(tp, PartitionProgress())
             self.last_handover.setdefault(tp, clock)  # first seen: quiet counts from here
-            progress.position = await app.consumer.position(tp)
-            progress.end = app.consumer.highwater(tp)
+            try:
+                progress.position = await app.consumer.position(tp)
+                progress.end = app.consumer.highwater(tp)
+            except Exception:  # not fetched yet, or moving in a rebalance: its end is unknown
+                progress.position = progress.end = None
             progress.quiet_seconds = clock - self.last_handover[tp]
         moment = ingest_watermark([self.partitions[tp] for tp in owned], datetime.now(UTC))
         if moment is not None and (self.high is None or moment > self.high):

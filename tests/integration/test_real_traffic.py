@@ -259,3 +259,46 @@ def alerts(bootstrap: str, wanted, timeout: float) -> list[dict]:
     finally:
         consumer.close()
     return found
+
+
+def test_a_feed_that_reports_late_tells_no_customer_of_a_deadline_it_met(broker: str, pipeline: Pipeline,
+                                                                         tmp_path: Path) -> None:
+    """A carrier whose scans arrive 6 s after they happened, against an out-for-delivery
+    deadline of 10 s (seconds stand in for hours): the delivery that met the deadline arrives
+    after it passed, inside the allowance, and the customer hears nothing. A punctual
+    carrier's package that really is overdue still gets its notice."""
+    rules = tmp_path / "thresholds.toml"
+    rules.write_text("out_for_delivery_max_hours = 0.002778\n"  # 10 s on the route
+                     "feed_allowance_start_minutes = 0.0167\nfeed_allowance_floor_minutes = 0.0167\n")
+    pipeline.env.update(TRACKLINE_THRESHOLDS=str(rules), TRACKLINE_TICK_INTERVAL="0.5")
+    pipeline.start("worker", "notifier")
+    now = datetime.now(UTC)
+    produce_at(broker, [
+        (topics.FC_EVENTS, key.encode(), value, [], None)
+        for order_id, carrier in (("ORD-SLOW", "SlowPost"), ("ORD-LATE", "QuickPost"))
+        for key, value in [(order_id, order_placed(order_id, now, now + timedelta(days=1), now + timedelta(days=3))),
+                           (order_id, package_shipped(order_id, f"T-{order_id}", now, carrier))]])
+    pipeline.wait_for(lambda: len({c["order_id"] for c in pipeline.delivered() if c["type"] == "shipped"}) == 2,
+                      60, "both packages shipped")
+    lag = timedelta(seconds=6)
+    t0 = datetime.now(UTC)
+    produce_at(broker, [
+        (topics.CARRIER_SCANS_RAW, b"T-ORD-SLOW", carrier_events("T-ORD-SLOW", [("out_for_delivery", t0 - lag)],
+                                                                 "SlowPost"), GENERIC, None),
+        (topics.CARRIER_SCANS_RAW, b"T-ORD-LATE", carrier_events("T-ORD-LATE", [("out_for_delivery", t0)],
+                                                                 "QuickPost"), GENERIC, None)])
+    time.sleep(max(0.0, (t0 + timedelta(seconds=8) - datetime.now(UTC)).total_seconds()))
+    # Delivered 2 s after going out (its deadline was 4 s after t0), reported 6 s late.
+    produce_at(broker, [(topics.CARRIER_SCANS_RAW, b"T-ORD-SLOW", carrier_events(
+        "T-ORD-SLOW", [("delivered", t0 + timedelta(seconds=2))], "SlowPost"), GENERIC, None)])
+
+    def delayed(order_id: str) -> list[dict]:
+        return [c for c in pipeline.delivered() if c["order_id"] == order_id and c["type"] == "delayed"]
+
+    pipeline.wait_for(lambda: delayed("ORD-LATE"), 60, "the overdue package's notice")
+    pipeline.wait_for(lambda: any(c["order_id"] == "ORD-SLOW" and c["type"] == "delivered"
+                                  for c in pipeline.delivered()), 30, "the late feed's delivery")
+    time.sleep(3)
+    assert delayed("ORD-SLOW") == []
+    found = alerts(broker, lambda a: a["order_id"] == "ORD-SLOW" and a["state"] == "closed", 30)
+    assert [a["alert_kind"] for a in found] == ["out_for_delivery_overdue"]  # ops saw it open, then close

@@ -75,7 +75,7 @@ def test_some_scans_come_before_their_shipment_is_announced():
 
 def test_traffic_comes_from_every_supported_aggregator_and_the_generic_format():
     sources = Counter(dict(i.headers)[topics.SOURCE_HEADER] for i in traffic(7) if i.kind == "scan")
-    assert set(sources) == {b"easypost", b"aftership", b"shippo", b"generic"}
+    assert set(sources) == {b"easypost", b"aftership", b"shippo", b"generic", b"x12-214"}
 
 
 def test_simulated_orders_reach_every_update_type_and_detection():
@@ -85,7 +85,8 @@ def test_simulated_orders_reach_every_update_type_and_detection():
     from models.effects import Alert, AlertKind, NotificationCommand, NotificationType, TrackingLink
     from models.events import ClockTick
     from models.order import apply
-    from models.routing import TrackingEntry, link_tracking, route_scan
+    from models.routing import (TrackingEntry, UnmatchedCheck, expire_held, link_tracking, route_scan,
+                                unmatched_due, unmatched_effects)
     from models.thresholds import parse_thresholds
 
     rules = parse_thresholds((Path(__file__).parents[2] / "config" / "detection-demo.toml").read_text())
@@ -107,6 +108,16 @@ def test_simulated_orders_reach_every_update_type_and_detection():
                     tracking[effect.tracking_number], released = link_tracking(entry, effect)
                     apply_all(released)
 
+    def give_up_unmatched(now):
+        """The router's timer: held scans that found no order within the bound give up."""
+        check = UnmatchedCheck(now=now, bound=timedelta(hours=rules.unmatched_scan_hours))
+        for number, entry in tracking.items():
+            if (due := unmatched_due(entry, check.bound)) is not None and due <= now:
+                tracking[number], expired = expire_held(entry, check)
+                for effect in unmatched_effects(expired, check):
+                    if isinstance(effect, Alert) and effect.state == "open":
+                        opened[effect.alert_kind] += 1
+
     for item in items:
         seen_at = T0 + timedelta(seconds=item.due)
         try:
@@ -120,11 +131,13 @@ def test_simulated_orders_reach_every_update_type_and_detection():
                     apply_all(matched)
         except InvalidPayload:
             continue
+        give_up_unmatched(seen_at)
         # The worker's timer: ticks for every order whose deadline has passed.
         for order_id, state in list(orders.items()):
             if state.next_deadline and state.next_deadline <= seen_at:
                 apply_all([ClockTick(event_id=f"t{order_id}{seen_at}", order_id=order_id, occurred_at=seen_at)])
     end = T0 + timedelta(seconds=items[-1].due + 60)
+    give_up_unmatched(end)
     apply_all([ClockTick(event_id=f"end{o}", order_id=o, occurred_at=end) for o in list(orders)])
     assert set(told) == set(NotificationType), set(NotificationType) - set(told)
     assert set(opened) == set(AlertKind), set(AlertKind) - set(opened)
