@@ -117,8 +117,10 @@ def apply_in_place(state: OrderState, event: Event, rules: Thresholds = DEFAULT_
         # A carrier clock gone wrong: the scan would hold its status against every real one.
         return [_event_record(event, detail="rejected: future")]
     if latency is not None and event.ingested_at is not None and not isinstance(event, ClockTick):
+        # A fulfillment center's events are a feed of their own, like a carrier's.
         latency.observe(event.source if isinstance(event, CarrierScan) else FULFILLMENT,
-                        event.carrier if isinstance(event, CarrierScan) else "",
+                        event.carrier if isinstance(event, CarrierScan)
+                        else getattr(event, "fulfillment_center", "") or state.fulfillment_center,
                         (event.ingested_at - event.occurred_at).total_seconds())
     effects: list[Effect] = [] if isinstance(event, ClockTick) else [_event_record(event)]
     if isinstance(event, OrderPlaced):
@@ -430,7 +432,7 @@ def _run_delay_rules(state: OrderState, event: Event, now: datetime, current: di
             effects.extend(_alert_effects(state, alert, "open", now))
         elif known.closed_at is not None or not deadline:
             continue  # closed for this very deadline, or a finding already told
-        if deadline and condition.due_at + allowance(condition) > now:
+        if deadline and _notice_due(state, key, condition, allowance) > now:
             continue  # a late record may still show the deadline was met: wait to tell the customer
         if _tell_customer_about_alert(state, condition, event, now, effects):
             told.add(condition.package_id)
@@ -445,14 +447,23 @@ def _allowances(state: OrderState, latency: FeedLatency | None, rules: Threshold
 
     def allowance(condition: Condition) -> timedelta:
         package = state.packages.get(condition.package_id) if condition.package_id else None
-        if package is None:
-            return latency.allowance(FULFILLMENT, "")
+        if package is None:  # the fulfillment center's feed: its events could still show a shipment
+            return latency.allowance(FULFILLMENT, state.fulfillment_center)
         # The feed's p99, or how late this package's own newest scan came if that is later
         # (a feed seen late here before enough of it was measured), within the cap.
         own = min(timedelta(seconds=package.scan_delay_seconds), timedelta(minutes=rules.feed_allowance_cap_minutes))
         return max(latency.allowance(package.scan_source, package.carrier), own)
 
     return allowance
+
+
+def _notice_due(state: OrderState, key: str, condition: Condition,
+                allowance: Callable[[Condition], timedelta]) -> datetime:
+    """When the customer may hear of a missed deadline: one allowance after the deadline, or
+    after trackline learned it was past (a backlog, a burst), whichever is later."""
+    known = state.alerts.get(key)
+    opened = known.opened_at if known is not None and known.closed_at is None else condition.due_at
+    return max(condition.due_at, opened) + allowance(condition)
 
 
 def _tells_customer(condition: Condition) -> bool:
@@ -519,9 +530,9 @@ def _next_deadline(state: OrderState, current: dict[str, Condition], feedback: d
     pending = [c.due_at for key, c in current.items()
                if (known := state.alerts.get(key)) is None or known.due_at != c.due_at]
     # An open deadline alert whose customer has not been told: look again after the allowance.
-    pending.extend(c.due_at + allowance(c) for key, c in current.items()
+    pending.extend(_notice_due(state, key, c, allowance) for key, c in current.items()
                    if c.kind in DEADLINE_KINDS and (known := state.alerts.get(key)) is not None
-                   and known.closed_at is None and known.due_at == c.due_at
+                   and known.closed_at is None and c.due_at <= known.opened_at
                    and _notice_milestone(c) not in state.notified and _tells_customer(c))
     if feedback is not None:
         pending.append(feedback)

@@ -3,7 +3,10 @@
 Starts the embedded broker (unless TRACKLINE_KAFKA names one), the Faust worker, the
 ClickHouse sink and the notifier as child processes, produces simulated traffic from
 this process, shows progress, then drains, stops everything and summarises what
-ClickHouse and the notification outbox hold.
+ClickHouse and the notification outbox hold, checked against the simulator's ground truth:
+what became of each kind of traffic (type-confused payloads, the carrier an hour late,
+carriers under a second name, the burst of old journeys, labels never announced), and
+every delay notice for a journey that met its deadlines (``false_delay_notices``).
 """
 
 from __future__ import annotations
@@ -15,9 +18,11 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
+from statistics import median
 
 import orjson
 from confluent_kafka import Consumer, TopicPartition
@@ -25,7 +30,7 @@ from confluent_kafka import Consumer, TopicPartition
 from broker import clients
 from broker.embedded import EmbeddedBroker, free_port
 from models import topics
-from models.effects import AlertKind, NotificationType
+from models.effects import AlertKind, NotificationType, stable_id
 from models.settings import Settings
 from trackline import simulator
 
@@ -118,8 +123,9 @@ def run_demo(settings: Settings, duration: float, report: Path | None,
               f"order lookup: http://127.0.0.1:{settings.web_port}/api/orders/<order id>", flush=True)
         watch = PipelineWatch(bootstrap, settings.partitions)
         sent: dict[str, int] = {}
+        truth = simulator.TrafficSimulator(seed=seed)
         traffic = threading.Thread(target=lambda: sent.update(simulator.run(
-            clients.producer(bootstrap), orders_per_second, duration, seed=seed)), daemon=True)
+            clients.producer(bootstrap), orders_per_second, duration, simulator=truth)), daemon=True)
         started = time.monotonic()
         traffic.start()
         while traffic.is_alive():
@@ -151,9 +157,11 @@ def run_demo(settings: Settings, duration: float, report: Path | None,
         _stop(children)
         if broker:
             broker.stop()
-    summary = summarize(settings, sent, run_dir)
+    summary = summarize(settings, sent, run_dir, truth)
     text = json.dumps(summary, indent=2, sort_keys=False, default=str)
     print(text)
+    print(f"false delay notices: {summary.get('false_delay_notices')} (a delay or presumed-lost notice for a "
+          f"journey the simulator made on time; offenders in false_delay_offenders)")
     if report:
         report.parent.mkdir(parents=True, exist_ok=True)
         report.write_text(text + "\n")
@@ -195,7 +203,8 @@ def _empty_panels(client: object) -> list[str]:
     return empty
 
 
-def summarize(settings: Settings, sent: dict[str, int], run_dir: Path) -> dict:
+def summarize(settings: Settings, sent: dict[str, int], run_dir: Path,
+              truth: simulator.TrafficSimulator | None = None) -> dict:
     from sinks.clickhouse import connect
 
     client = connect(settings.clickhouse_dsn)
@@ -206,8 +215,12 @@ def summarize(settings: Settings, sent: dict[str, int], run_dir: Path) -> dict:
     outbox = run_dir / "notifications.jsonl"
     delivered = Counter(orjson.loads(line)["type"] for line in outbox.read_bytes().splitlines()
                         if line.strip()) if outbox.exists() else Counter()
+    dead_letters = rows("SELECT count() FROM dead_letters FINAL")[0][0]
+    expected_dead_letters = sent.get("malformed", 0) + sent.get("type_confused", 0)
+    checked = traffic_checks(rows, truth, outbox, sent) if truth is not None else {}
     return {
         "simulated": sent,
+        **checked,
         "events_ingested_by_source": dict(rows(
             "SELECT source, count() FROM history FINAL WHERE record_type = 'event' GROUP BY source ORDER BY source")),
         "notifications_by_type": dict(rows(
@@ -232,7 +245,9 @@ def summarize(settings: Settings, sent: dict[str, int], run_dir: Path) -> dict:
         "history_rows_written": rows("SELECT count() FROM history FINAL")[0][0],
         "history_rows_by_type": dict(rows(
             "SELECT record_type, count() FROM history FINAL GROUP BY record_type ORDER BY record_type")),
-        "dead_letters": rows("SELECT count() FROM dead_letters FINAL")[0][0],
+        "dead_letters": dead_letters,
+        "dead_letters_expected": {"malformed + type_confused sent": expected_dead_letters,
+                                  "equal": dead_letters == expected_dead_letters},
         "dead_letters_by_reason": dict(rows(
             "SELECT reason, count() FROM dead_letters FINAL GROUP BY reason ORDER BY reason")),
         "dashboard_panels_without_data": _empty_panels(client),
@@ -245,5 +260,137 @@ def summarize(settings: Settings, sent: dict[str, int], run_dir: Path) -> dict:
             "worker_tables": str(run_dir / "worker"),
             "broker": "embedded Tansu, memory-only: topics are gone now"
             if settings.embedded_broker else settings.kafka,
+        },
+    }
+
+
+def _outcome(detail: str) -> str:
+    """'queued', 'deferred', 'suppressed: stale', 'suppressed: opted_out' from a notification row's detail."""
+    return detail if detail.startswith("suppressed") else detail.split(" ")[0]
+
+
+def traffic_checks(rows: Callable[[str], list[tuple]], truth: simulator.TrafficSimulator, outbox: Path,
+                   sent: dict[str, int]) -> dict:
+    """What became of each kind of simulated traffic, and the delay notices no journey deserved."""
+    from sinks.clickhouse import payload_hash
+
+    journeys = truth.journeys
+    packages = {p.tracking_number: (j, p) for j in journeys.values() for p in j.packages}
+    # Per tracking number: distinct scans matched to an order, left unmatched, and the median feed delay.
+    scans = {number: (matched, unmatched, delay) for number, matched, unmatched, delay in rows(
+        "SELECT tracking_number, uniqExactIf(event_id, order_id != '' AND NOT startsWith(detail, 'rejected')), "
+        "uniqExactIf(event_id, startsWith(detail, 'unmatched')), "
+        "median(dateDiff('millisecond', occurred_at, ingested_at)) / 60000 "
+        "FROM history FINAL WHERE record_type = 'event' AND source != 'fulfillment' GROUP BY tracking_number")}
+    notes = rows("SELECT order_id, package_id, status, event_id, detail, occurred_at, ingested_at "
+                 "FROM history FINAL WHERE record_type = 'notification'")
+
+    def scan_counts(chosen: list) -> dict:
+        expected = sum(p.scans for _, p in chosen)
+        matched = sum(min(scans.get(p.tracking_number, (0, 0, 0))[0], p.scans) for _, p in chosen)
+        unmatched = sum(scans.get(p.tracking_number, (0, 0, 0))[1] for _, p in chosen)
+        return {"packages": len(chosen), "scans": expected, "scans_matched_to_orders": matched,
+                "scans_unmatched": unmatched,
+                "packages_missing_scans": sorted(p.tracking_number for _, p in chosen
+                                                 if scans.get(p.tracking_number, (0, 0, 0))[0] < p.scans)[:10]}
+
+    # False delay notices: a delay, or a package presumed lost, told for a journey that met its deadlines.
+    # A notification row's event_id is the command id; a presumed-lost exception's is derived from
+    # (order, package, "exception", "lost") (models/order.py), and the outbox says its reason when sent.
+    commands = [orjson.loads(line) for line in outbox.read_bytes().splitlines() if line.strip()] \
+        if outbox.exists() else []
+    lost = {c["command_id"] for c in commands if c.get("type") == "exception" and c.get("reason") == "lost"}
+    told_late: set[str] = set()
+    offenders = []
+    for order_id, package_id, status, event_id, detail, occurred_at, decided_at in notes:
+        if status == NotificationType.delayed.value:
+            notice = "delayed"
+        elif status == NotificationType.exception.value and (event_id in lost or event_id == stable_id(
+                order_id, package_id, NotificationType.exception.value, "lost")):
+            notice = "exception: lost"
+        else:
+            continue
+        if truth.deserves_delay_notice(order_id, package_id):
+            told_late.add(order_id)
+            continue
+        journey = journeys.get(order_id)
+        package = next((p for p in journey.packages if p.package_id == package_id), None) if journey else None
+        offenders.append({
+            "order_id": order_id, "package_id": package_id, "notice": notice, "outcome": detail,
+            "deadline": str(occurred_at), "decided_at": str(decided_at),
+            "journey": {"traffic": journey.traffic, "trouble": journey.trouble,
+                        "happened_hours_before_sent": journey.shift.total_seconds() / 3600,
+                        "carrier": f"{package.announced_as} / {package.scanned_as} ({package.source})"
+                        if package else ""} if journey else "not simulated"})
+    if offenders:  # what ops saw for those orders, and what the customer was told
+        ids = ", ".join(f"'{o['order_id']}'" for o in offenders)
+        alerts: dict[str, list[str]] = {}
+        for order_id, kind, state, detail, due, at in rows(
+                "SELECT order_id, status, previous_status, detail, occurred_at, ingested_at FROM history FINAL "
+                f"WHERE record_type = 'alert' AND order_id IN ({ids}) ORDER BY ingested_at"):
+            alerts.setdefault(order_id, []).append(f"{kind} {state} (due {due}, at {at}): {detail}")
+        reasons = {(c["order_id"], c.get("package_id", ""), c["type"]): c.get("reason", "") for c in commands
+                   if c.get("type") in ("delayed", "exception")}
+        for offender in offenders:
+            offender["alerts"] = alerts.get(offender["order_id"], [])
+            offender["reason"] = reasons.get((offender["order_id"], offender["package_id"],
+                                              offender["notice"].split(":")[0]), "")
+
+    dead = {h: reason for h, reason in rows("SELECT payload_hash, reason FROM dead_letters FINAL")}
+    confused = [dead.get(payload_hash(value), "not dead-lettered") for value in truth.type_confused]
+    late_feed = [(j, p) for j in journeys.values() if j.traffic == "late_feed" for p in j.packages]
+    burst = [j for j in journeys.values() if j.traffic == "old_burst"]
+    burst_ids = {j.order_id for j in burst}
+    burst_notes: dict[str, Counter[str]] = {}
+    stale: Counter[str] = Counter()
+    for order_id, _, status, _, detail, _, _ in notes:
+        if order_id in burst_ids:
+            burst_notes.setdefault(status, Counter())[_outcome(detail)] += 1
+        if detail == "suppressed: stale":
+            stale[status] += 1
+    fc_events = rows("SELECT count() FROM history FINAL WHERE record_type = 'event' AND source = 'fulfillment' "
+                     f"AND order_id IN ({', '.join(repr(i) for i in burst_ids) or repr('')})")[0][0]
+    second_names: dict[str, list] = {}
+    for journey, package in packages.values():
+        if package.second_name:
+            name = f"{package.announced_as} -> {package.scanned_as} ({package.source})"
+            second_names.setdefault(name, []).append((journey, package))
+    late = [j for j in journeys.values() if j.late]
+    by_trouble: dict[str, list] = {}
+    for journey in late:
+        by_trouble.setdefault(journey.trouble, []).append(journey)
+    delays = [scans[p.tracking_number][2] for _, p in late_feed if p.tracking_number in scans]
+    return {
+        "false_delay_notices": len(offenders),
+        "false_delay_offenders": offenders,
+        "delay_notices_deserved": {
+            "journeys_on_time": len(journeys) - len(late), "journeys_designed_late": len(late),
+            "of_them_told": len(told_late),
+            # Stale tracking is for ops only; a late warehouse waits the fulfillment feed's allowance,
+            # which old fulfillment events (the burst, backlog orders) raise to its cap.
+            "told_by_trouble": {trouble: f"{sum(j.order_id in told_late for j in chosen)} of {len(chosen)}"
+                                for trouble, chosen in sorted(by_trouble.items())}},
+        "notices_suppressed_stale": dict(sorted(stale.items())),
+        "traffic": {
+            "type_confused": {"sent": len(confused), "dead_lettered_by_reason": dict(Counter(confused))},
+            "late_feed_carrier": {
+                "carrier": simulator.LATE_FEED_CARRIER[0],
+                "scans_sent_minutes_after_they_happened": simulator.FEED_DELAY.total_seconds() / 60,
+                "journeys": sum(j.traffic == "late_feed" for j in journeys.values()), **scan_counts(late_feed),
+                "median_scan_delay_minutes_seen": round(median(delays), 1) if delays else None},
+            "second_name_carriers": {name: scan_counts(chosen) for name, chosen in sorted(second_names.items())},
+            "old_burst": {
+                "journeys": len(burst), "messages": sent.get("old_burst messages", 0),
+                "sent_at_second": truth.burst_at,
+                "happened_hours_before": [round(min((j.shift.total_seconds() / 3600 for j in burst), default=0), 1),
+                                          round(max((j.shift.total_seconds() / 3600 for j in burst), default=0), 1)],
+                "fulfillment_events": 2 * len(burst) + sum(len(j.packages) for j in burst),
+                "fulfillment_events_ingested": fc_events, **scan_counts([(j, p) for j in burst for p in j.packages]),
+                "notifications": {t: dict(sorted(c.items())) for t, c in sorted(burst_notes.items())}},
+            "unannounced_labels": {
+                "sent": len(truth.unannounced),
+                "scans_unmatched": sum(scans.get(n, (0, 0, 0))[1] for n in truth.unannounced),
+                "scans_matched_to_orders": sum(scans.get(n, (0, 0, 0))[0] for n in truth.unannounced)},
+            "all_packages": scan_counts(list(packages.values())),
         },
     }

@@ -117,7 +117,7 @@ def finished(tmp_path_factory) -> dict:
                 webhook("UPS", "1ZA1", 3),  # a late retry of an older webhook
                 webhook("USPS", "9400A2", 4, later_hours=3),
             ])
-            run.wait_for(lambda: len(run.delivered()) >= 17, 90, "all seventeen notifications")
+            run.wait_for(lambda: len(run.delivered()) >= 18, 90, "all eighteen notifications")
             # The same command delivered twice by Kafka reaches the customer once.
             first = run.delivered()[0]
             produce(run.bootstrap, [(topics.NOTIFICATIONS, first["order_id"].encode(), orjson.dumps(first), [])])
@@ -148,6 +148,8 @@ def test_customers_get_exactly_the_milestones_that_happened(finished):
         ("ORD-A", "", "order_confirmed"): 1, ("ORD-B", "", "order_confirmed"): 1,
         ("ORD-A", "", "estimate_set"): 1, ("ORD-B", "", "estimate_set"): 1, ("ORD-C", "", "estimate_set"): 1,
         ("ORD-C", "ORD-C-P2", "attempt_failed"): 1,
+        # The carrier says why the attempt failed (AT702 A1, missed delivery): the customer hears it.
+        ("ORD-C", "ORD-C-P2", "exception"): 1,
         ("ORD-A", "ORD-A-P1", "shipped"): 1, ("ORD-A", "ORD-A-P2", "shipped"): 1,
         ("ORD-A", "ORD-A-P1", "out_for_delivery"): 1, ("ORD-A", "ORD-A-P1", "delivered"): 1,
         ("ORD-A", "ORD-A-P2", "out_for_delivery"): 1, ("ORD-A", "ORD-A-P2", "delivered"): 1,

@@ -23,6 +23,8 @@ pytestmark = pytest.mark.integration
 
 THRESHOLDS = """
 feedback_after_hours = 0.0014   # 5 s
+feed_allowance_start_minutes = 0.0167  # 1 s between the ops alert and the customer's notice
+feed_allowance_floor_minutes = 0.0167
 [service_levels.standard]
 pickup_delay_1_hours = 0.0011   # 4 s
 pickup_delay_2_hours = 0.0022   # 8 s

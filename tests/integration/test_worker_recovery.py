@@ -15,7 +15,8 @@ from trackline.simulator import TrafficMix, TrafficSimulator
 pytestmark = pytest.mark.integration
 # No troubled journeys (their deadlines depend on the wall clock) and no preferences (they
 # remove commands): the oracle compares the commands the order rules emit.
-STEADY = TrafficMix(trouble=0, preferences=0)
+# Nor late feeds, old bursts or unannounced labels: their outcome depends on the watermark.
+STEADY = TrafficMix(trouble=0, preferences=0, late_feed=0, unannounced=0, old_burst_journeys=0)
 
 
 def test_kill_9_and_restart_loses_and_repeats_nothing(pipeline):
@@ -89,7 +90,10 @@ def test_a_deadline_survives_a_worker_crash(pipeline, tmp_path):
 
     from models import topics
 
-    pipeline.env.update(TRACKLINE_TICK_INTERVAL="0.5")
+    # The customer hears 1 s after ops (the feed-latency allowance), not 30 minutes.
+    rules = tmp_path / "thresholds.toml"
+    rules.write_text("feed_allowance_start_minutes = 0.0167\nfeed_allowance_floor_minutes = 0.0167\n")
+    pipeline.env.update(TRACKLINE_TICK_INTERVAL="0.5", TRACKLINE_THRESHOLDS=str(rules))
     pipeline.start("worker", "notifier")
     now = datetime.now(UTC)
     placed = {"type": "order_placed", "event_id": "ORD-T-placed", "order_id": "ORD-T", "occurred_at": now.isoformat(),

@@ -175,9 +175,22 @@ def test_out_for_delivery_not_delivered_by_end_of_the_local_day():
 def test_each_detection_fires_once_even_when_ticks_repeat():
     state, _ = run([placed()])
     state, first = run([tick(13 * HOUR)], state)
-    state, again = run([tick(14 * HOUR), tick(14 * HOUR)], state)
-    assert alerts(first) == [(K.warehouse_delay, "")]
-    assert alerts(again) == [] and told(again) == []
+    state, again = run([tick(14 * HOUR), tick(14 * HOUR)], state)  # past the allowance: told, once
+    state, later = run([tick(15 * HOUR)], state)
+    assert alerts(first) == [(K.warehouse_delay, "")] and delays(first) == []
+    assert alerts(again) == [] and delays(again) == [("", None)]
+    assert alerts(later) == [] and told(later) == []
+
+
+def test_a_deadline_learned_late_waits_one_allowance_from_then():
+    # The worker was down: the first tick after ship-by comes a day later. Ops see it at once;
+    # the customer only once a late record could no longer show the order shipped.
+    state, _ = run([placed()])
+    state, first = run([tick(36 * HOUR)], state)
+    assert alerts(first) == [(K.warehouse_delay, "")] and delays(first) == []
+    assert state.next_deadline == at(36 * HOUR + ALLOWANCE)
+    state, then = run([tick(36 * HOUR + ALLOWANCE)], state)
+    assert delays(then) == [("", None)]
 
 
 def test_cancelled_orders_raise_no_alerts():

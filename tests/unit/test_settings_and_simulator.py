@@ -85,8 +85,15 @@ def test_simulated_orders_reach_every_update_type_and_detection():
     from models.effects import Alert, AlertKind, NotificationCommand, NotificationType, TrackingLink
     from models.events import ClockTick
     from models.order import apply
-    from models.routing import (TrackingEntry, UnmatchedCheck, expire_held, link_tracking, route_scan,
-                                unmatched_due, unmatched_effects)
+    from models.routing import (
+        TrackingEntry,
+        UnmatchedCheck,
+        expire_held,
+        link_tracking,
+        route_scan,
+        unmatched_due,
+        unmatched_effects,
+    )
     from models.thresholds import parse_thresholds
 
     rules = parse_thresholds((Path(__file__).parents[2] / "config" / "detection-demo.toml").read_text())
