@@ -59,6 +59,9 @@ class DeadlineIndex:
         """
         found: list[tuple[str, int]] = []
         heap = self._heap
+        # Entries of deadlines already ticked or moved are dropped as they reach the top.
+        while heap and heap[0][0] <= now and self._due.get(heap[0][1]) != heap[0][0]:
+            heapq.heappop(heap)
         pending = [0] if heap else []
         while pending and (limit is None or len(found) < limit):
             i = pending.pop()

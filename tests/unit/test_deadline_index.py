@@ -39,3 +39,16 @@ def test_deadlines_round_up_so_a_tick_is_never_early():
     from models.deadlines import epoch_seconds
     due = datetime(2026, 11, 27, 3, 0, 9, 960000, tzinfo=UTC)
     assert epoch_seconds(due) >= due.timestamp()
+
+
+def test_a_deadline_stays_until_its_tick_is_acknowledged_and_a_moved_one_survives():
+    index = DeadlineIndex()
+    index.schedule("sent", 100)
+    index.schedule("moved", 150)
+    due = index.due(200)
+    assert due == [("sent", 100), ("moved", 150)]
+    assert index.due(200) == due  # the send failed: the next round finds them again
+    index.schedule("moved", 500)  # its order changed meanwhile
+    index.acknowledge(due)
+    assert index.due(10_000) == [("moved", 500)]
+    assert len(index) == 1

@@ -6,8 +6,8 @@ process per size so each RSS figure stands alone. The process holds what a worke
 for this: the orders table in rocksdb (Faust's own store options) with one realistic
 in-transit order per shipment, and the deadline index rebuilt from that table, as after a
 rebalance. Deadlines are spread over the next ten days, so about n / 864,000 orders fall
-due each second; the timer runs the worker's own code (``PartitionDeadlines.pop_due`` and
-``ticks_for``) every ``TICK`` seconds of simulated clock.
+due each second; the timer runs the worker's own code (``PartitionDeadlines.due``, ``ticks_for``
+and ``acknowledge`` once the ticks are sent) every ``TICK`` seconds of simulated clock.
 """
 
 from __future__ import annotations
@@ -100,11 +100,12 @@ def run(open_shipments: int, directory: Path) -> dict:
     for _ in range(TICKS):
         clock += timedelta(seconds=TICK)
         started = time.perf_counter()
-        due = deadlines.pop_due(epoch_seconds(clock))
+        due = deadlines.due(int(clock.timestamp()))
         ticks = ticks_for(due, clock)
+        deadlines.acknowledge(due)
         costs.append(time.perf_counter() - started)
         due_counts.append(len(ticks))
-        lateness.extend(epoch_seconds(clock) - deadline for _, deadline in due)
+        lateness.extend(int(clock.timestamp()) - deadline for _, _, deadline in due)
     # The same timer with a fixed load, 100 orders due at every tick: the cost must not
     # depend on how many shipments are open.
     fixed_costs = []
@@ -114,7 +115,9 @@ def run(open_shipments: int, directory: Path) -> dict:
             order_id = f"ORD-DUE-{k:05d}"
             deadlines.schedule(partition_for(order_id, PARTITIONS), order_id, clock - timedelta(seconds=1))
         started = time.perf_counter()
-        ticks = ticks_for(deadlines.pop_due(epoch_seconds(clock)), clock)
+        due = deadlines.due(int(clock.timestamp()))
+        ticks = ticks_for(due, clock)
+        deadlines.acknowledge(due)
         fixed_costs.append(time.perf_counter() - started)
         assert len(ticks) >= FIXED_DUE
     store_bytes = sum(f.stat().st_size for f in directory.rglob("*") if f.is_file())
