@@ -106,7 +106,7 @@ def apply_in_place(state: OrderState, event: Event, rules: Thresholds = DEFAULT_
     ``latency`` (the feed delays seen so far) learns from every first-seen event and
     gives the allowance before a customer hears of a missed deadline.
     """
-    if event.event_id in state.seen_event_ids:
+    if event.event_id in state.seen_event_ids or (isinstance(event, CarrierScan) and _scan_known(state, event)):
         return []
     _RULES_IN_FORCE.set(rules)
     state.seen_event_ids.append(event.event_id)
@@ -235,7 +235,7 @@ def _on_scan(state: OrderState, event: CarrierScan, effects: list[Effect], rules
                                carrier=event.carrier, tracking_number=event.tracking_number)
         state.packages[package.package_id] = package
     entry = TimelineEntry(status=event.status, raw_code=event.raw_code, message=event.raw_message,
-                          location=event.location, occurred_at=event.occurred_at)
+                          location=event.location, occurred_at=event.occurred_at, event_id=event.event_id)
     insort(package.timeline, entry, key=_event_time)  # scans arrive nearly in order: cheap
     if len(package.timeline) > TIMELINE_KEPT:
         del package.timeline[:-TIMELINE_KEPT]
@@ -280,6 +280,18 @@ def _on_scan(state: OrderState, event: CarrierScan, effects: list[Effect], rules
         _on_return_scan(state, package, event, effects)
     else:
         _tell_customer_about_scan(state, package, event, effects, rules)
+
+
+def _scan_known(state: OrderState, scan: CarrierScan) -> bool:
+    """A scan already applied, past the window of recent ids: the package's timeline holds it, or
+    the timeline is full and the scan is older than all it keeps (carriers resend whole
+    histories; a journey longer than the timeline must not replay its first scans)."""
+    package = state.packages.get(scan.package_id)
+    if package is None or not package.timeline:
+        return False
+    if any(entry.event_id == scan.event_id for entry in package.timeline):
+        return True
+    return len(package.timeline) >= TIMELINE_KEPT and scan.occurred_at < package.timeline[0].occurred_at
 
 
 def _tell_customer_about_scan(state: OrderState, package: PackageState, event: CarrierScan,

@@ -30,6 +30,7 @@ class TimelineEntry(BaseModel):
     message: str = ""
     location: str = ""
     occurred_at: datetime
+    event_id: str = ""  # the scan's id: a resent scan is known by it, however long the journey
 
 
 class PackageState(BaseModel):

@@ -147,3 +147,36 @@ def test_commands_carry_when_trackline_saw_the_event_that_caused_them():
     assert confirmed.caused_by_ingested_at == seen_at and confirmed.occurred_at == at(0)
     assert estimate.type is NotificationType.estimate_set
     assert estimate.estimated_delivery == placed().promised_delivery_date
+
+
+def test_a_resent_scan_is_a_duplicate_however_long_the_journey():
+    from models.events import PackageStatus
+    from models.order import SEEN_EVENTS_KEPT
+    from tests.conftest import placed, run, scan, shipped
+
+    journey = [scan(PackageStatus.in_transit, 100 + minutes) for minutes in range(SEEN_EVENTS_KEPT + 50)]
+    state, _ = run([placed(), shipped(), *journey])
+    timeline = list(state.packages["P1"].timeline)
+    for resent in (journey[0], journey[SEEN_EVENTS_KEPT // 2], journey[-1]):  # beyond the id window, and within
+        state, effects = run([resent], state)
+        assert effects == [] and state.packages["P1"].timeline == timeline
+
+
+def test_a_redelivered_tick_is_a_duplicate_and_a_later_tick_is_not():
+    from datetime import timedelta
+
+    from models.events import ClockTick
+    from streams.clock import ticks_for
+    from tests.conftest import T0, placed, run
+
+    state, _ = run([placed()])
+    due = int(state.next_deadline.timestamp())
+    first = ticks_for([(0, "ORD-1", due)], T0 + timedelta(hours=13))
+    again = ticks_for([(0, "ORD-1", due)], T0 + timedelta(hours=13))
+    later = ticks_for([(0, "ORD-1", due)], T0 + timedelta(hours=14))
+    assert first == again and first != later
+    tick = ClockTick.model_validate_json(first[0][1])
+    state, opened = run([tick], state)
+    assert opened  # the warehouse delay
+    state, replayed = run([ClockTick.model_validate_json(again[0][1])], state)
+    assert replayed == []
