@@ -257,6 +257,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         "ALTER TABLE dead_letters ADD COLUMN IF NOT EXISTS payload_hash UInt64, "
         "MODIFY ORDER BY (source_topic, source_partition, source_offset, payload_hash)",
     )),
+    # A retried insert carries the same token, and the views pass it on: each view's table
+    # needs a window of remembered blocks too, or the retry counts twice without FINAL.
+    Migration(4, "deduplication window on every view table", tuple(
+        f"ALTER TABLE {table} MODIFY SETTING non_replicated_deduplication_window = 1000"
+        for table in ("carrier_events", "status_transitions", "alerts", "notifications",
+                      "notification_deliveries", "delivery_estimates", "shipments"))),
 )
 
 

@@ -186,8 +186,11 @@ def test_a_backlog_read_after_an_outage_tells_no_false_delay(broker: str, pipeli
                     package_shipped("ORD-BATCH", "TBATCH", now - timedelta(hours=6)), [], now))
     produce_at(broker, backlog)  # all of it waits on the broker: the worker is down
     # Production thresholds (two-day service: pickup scan within 24 h, stale after 36 h), so
-    # what each order owes its customer follows from the times above; ticks every 0.5 s.
-    pipeline.env.update(TRACKLINE_TICK_INTERVAL="0.5")
+    # what each order owes its customer follows from the times above; ticks every 0.5 s. The
+    # customer hears 3 s after trackline learned of a missed deadline (not 30 minutes).
+    rules = pipeline.data_dir / "thresholds.toml"
+    rules.write_text("feed_allowance_start_minutes = 0.05\nfeed_allowance_floor_minutes = 0.05\n")
+    pipeline.env.update(TRACKLINE_TICK_INTERVAL="0.5", TRACKLINE_THRESHOLDS=str(rules))
     pipeline.start("worker", "notifier", "sink")
 
     def delayed(order_id: str) -> list[dict]:

@@ -49,3 +49,34 @@ def test_no_table_has_a_column_for_contact_details(tmp_path):
     columns = query(dsn, "SELECT table, name FROM system.columns WHERE database = currentDatabase()")
     assert len({c["table"] for c in columns}) >= 9
     assert [c for c in columns if any(word in c["name"].lower() for word in ("email", "phone", "address"))] == []
+
+
+def test_a_retried_insert_counts_once_in_every_table_without_final(tmp_path):
+    """The sink retries an insert with the same token after a timeout it could not read: the
+    history table and every table its views feed must hold the rows once, even read without
+    FINAL (as ad-hoc queries and count() do)."""
+    from datetime import UTC, datetime
+
+    from models.effects import HistoryRecord
+    from sinks.clickhouse import connect, insert_history
+    from sinks.schema import migrate
+
+    client = connect(f"chdb://{tmp_path / 'clickhouse'}")
+    migrate(client)
+    at = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
+    kinds = {"event": {}, "transition": {}, "alert": {"due_at": at.isoformat(), "opened_at": at.isoformat()},
+             "notification": {"outcome": "queued"}, "delivery": {"outcome": "sent"},
+             "estimate": {"estimate": "2026-11-04"}, "shipment": {"seller_id": "S1"}}
+    rows = [HistoryRecord(record_id=f"{kind}-{n}", record_type=kind, order_id="ORD-1", package_id="P1",
+                          event_id=f"{kind}-{n}", status="in_transit", occurred_at=at, ingested_at=at,
+                          attributes=attributes).model_dump_json()
+            for kind, attributes in kinds.items() for n in range(2)]
+    block = ("[" + ",".join(rows) + "]").encode()
+    insert_history(client, block, "batch-token-1")
+    once = {table: client.query(f"SELECT count() FROM {table}").result_rows[0][0] for table in
+            ("history", "carrier_events", "status_transitions", "alerts", "notifications",
+             "notification_deliveries", "delivery_estimates", "shipments")}
+    assert once["history"] == len(rows) and all(once.values()), once
+    insert_history(client, block, "batch-token-1")  # the retry
+    twice = {table: client.query(f"SELECT count() FROM {table}").result_rows[0][0] for table in once}
+    assert twice == once
