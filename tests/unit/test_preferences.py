@@ -66,3 +66,25 @@ def test_bad_preferences_get_a_clear_reason(payload, reason):
     with pytest.raises(InvalidPayload) as error:
         parse_preferences(payload)
     assert error.value.reason == reason
+
+
+def test_quiet_hours_inside_one_day_defer_only_inside_them():
+    siesta = CustomerPreferences(customer_id="CUST-9", time_zone="Europe/Madrid",
+                                 quiet_hours=QuietHours(start=time(14), end=time(16)))
+    # 14:30 in Madrid (CET, UTC+1) is 13:30 UTC: deferred to 16:00 Madrid, 15:00 UTC.
+    sent, _ = address(command(seen_at=datetime(2026, 11, 2, 13, 30, tzinfo=UTC)), siesta)
+    assert sent.send_after == datetime(2026, 11, 2, 15, 0, tzinfo=UTC)
+    # 16:30 in Madrid: after them, sent at once.
+    sent, row = address(command(seen_at=datetime(2026, 11, 2, 15, 30, tzinfo=UTC)), siesta)
+    assert sent.send_after == datetime(2026, 11, 2, 15, 30, tzinfo=UTC) and row.detail == "queued"
+
+
+def test_quiet_hours_across_a_daylight_saving_change_end_at_local_seven():
+    # Berlin leaves summer time on 2026-10-25 at 03:00 (back to 02:00). A command seen at
+    # 23:00 local on the 24th (21:00 UTC, CEST) waits until 07:00 local on the 25th, which
+    # is 06:00 UTC (CET): nine hours later, not eight.
+    sent, _ = address(command(seen_at=datetime(2026, 10, 24, 21, 0, tzinfo=UTC)), BERLIN_NIGHTS)
+    assert sent.send_after == datetime(2026, 10, 25, 6, 0, tzinfo=UTC)
+    # The spring change (2026-03-29, 02:00 -> 03:00): 07:00 CEST is 05:00 UTC.
+    sent, _ = address(command(seen_at=datetime(2026, 3, 28, 22, 0, tzinfo=UTC)), BERLIN_NIGHTS)
+    assert sent.send_after == datetime(2026, 3, 29, 5, 0, tzinfo=UTC)
