@@ -60,6 +60,7 @@ def register(app: faust.App, ch: Channels, rules: Thresholds, tick_interval: flo
             if partition not in latencies:
                 latencies[partition] = FeedLatency.load(orders.get(FEED_LATENCY_KEY), rules)
             latency = latencies[partition]
+            generation = decoded.generation
             applied: dict[str, Any] = {}
 
             async def apply_and_publish(outbox: Outbox, records: list[Any] = records,
@@ -97,7 +98,7 @@ def register(app: faust.App, ch: Channels, rules: Thresholds, tick_interval: flo
                           lambda outbox, p=partition, e=encoded: outbox.write_table(orders, p, e))
             for order_id, state in changed.items():
                 deadlines.schedule(partition, order_id, state.next_deadline)
-            decoded.keep(applied["states"])
+            decoded.keep(applied["states"], generation)
             watermark.processed(message, records)
 
 
@@ -114,6 +115,9 @@ class DecodedStates:
     def __init__(self, table: Any) -> None:
         self.table = table
         self.states: OrderedDict[str, OrderState] = OrderedDict()
+        # Bumped at every revocation: a batch that was in flight then must not put back
+        # states that another worker may change before this one owns them again.
+        self.generation = 0
 
     def take(self, order_ids: set[str]) -> dict[str, OrderState | None]:
         taken: dict[str, OrderState | None] = {}
@@ -125,7 +129,9 @@ class DecodedStates:
             taken[order_id] = state
         return taken
 
-    def keep(self, states: dict[str, OrderState | None]) -> None:
+    def keep(self, states: dict[str, OrderState | None], generation: int) -> None:
+        if generation != self.generation:
+            return
         for order_id, state in states.items():
             if state is not None:
                 self.states[order_id] = state
@@ -134,6 +140,7 @@ class DecodedStates:
 
     def clear(self) -> None:
         self.states.clear()
+        self.generation += 1
 
 
 def _decode(record: Any) -> list[Event]:

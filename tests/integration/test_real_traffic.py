@@ -305,3 +305,29 @@ def test_a_feed_that_reports_late_tells_no_customer_of_a_deadline_it_met(broker:
     assert delayed("ORD-SLOW") == []
     found = alerts(broker, lambda a: a["order_id"] == "ORD-SLOW" and a["state"] == "closed", 30)
     assert [a["alert_kind"] for a in found] == ["out_for_delivery_overdue"]  # ops saw it open, then close
+
+
+def test_a_scan_held_for_its_order_survives_a_worker_crash(broker: str, pipeline: Pipeline) -> None:
+    """The carrier scans a label before the warehouse announces it, once (no resend): the
+    router holds it; the worker is killed; the announcement comes after the restart, and the
+    held scan reaches the customer."""
+    now = datetime.now(UTC)
+    pipeline.start("worker", "notifier")
+    produce_at(broker, [
+        (topics.FC_EVENTS, b"ORD-H", order_placed("ORD-H", now, now + timedelta(days=1), now + timedelta(days=3)),
+         [], None),
+        (topics.CARRIER_SCANS_RAW, b"THELD1", carrier_events("THELD1", [("out_for_delivery", now)]), GENERIC, None),
+        # A sentinel after the held scan, on an announced order: once its update is out, the
+        # router has read (and stored) the held scan before it.
+        (topics.CARRIER_SCANS_RAW, b"THELD1", b"{}", GENERIC, None),
+    ])
+    pipeline.wait_for(lambda: any(c["order_id"] == "ORD-H" and c["type"] == "order_confirmed"
+                                  for c in pipeline.delivered()), 60, "the order")
+    letters = dead_letters(broker, 1)  # the sentinel: read after the held scan, in its partition
+    assert letters[b"THELD1"][0] == "missing_field"
+    time.sleep(2)  # past the next offset commit (every second)
+    pipeline.kill("worker")
+    pipeline.start("worker")
+    produce_at(broker, [(topics.FC_EVENTS, b"ORD-H", package_shipped("ORD-H", "THELD1", now), [], None)])
+    pipeline.wait_for(lambda: any(c["order_id"] == "ORD-H" and c["type"] == "out_for_delivery"
+                                  for c in pipeline.delivered()), 90, "the held scan's update after the restart")

@@ -204,7 +204,7 @@ def test_each_update_says_what_the_customer_needs(journey):
     assert first[("attempt_failed", "J-P1")]["next_step"].startswith("The carrier will try again")
     late = by[("delayed", "J-P2", "The carrier now expects to deliver after the promised date.")]
     assert late["estimated_delivery"] == (datetime.now(UTC).date() + timedelta(days=5)).isoformat()
-    assert by[("exception", "J-P2", "damaged")]["next_step"].startswith("We will send a replacement")
+    assert "replacement" in by[("exception", "J-P2", "damaged")]["next_step"]
     assert first[("delivered", "J-P2")]["location"] == "Left at front door, Osaka"
     assert first[("refund_issued", "")]["refund_amount"] == "24.90"
 
