@@ -73,12 +73,23 @@ def test_event_time_not_arrival_decides_current_status():
     assert [e.status for e in package.timeline] == [S.in_transit, S.out_for_delivery]
 
 
-def test_replay_produces_the_same_command_ids():
+def test_command_ids_name_the_milestone_not_the_event_that_caused_it():
+    """A receiver drops repeats by command id: the same milestone must keep its id whichever
+    event (a resent webhook with another id, a different source) reports it, and different
+    milestones, packages or orders must never share one."""
+    from models.effects import stable_id
+
     _, first = run(HAPPY_PATH)
-    _, again = run(HAPPY_PATH)
+    renamed = [e.model_copy(update={"event_id": e.event_id + "-resent"}) for e in HAPPY_PATH]
+    _, again = run(renamed)
     ids = [e.command_id for e in first if isinstance(e, NotificationCommand)]
     assert ids == [e.command_id for e in again if isinstance(e, NotificationCommand)]
-    assert len(set(ids)) == 5
+    # Worked out from the milestone alone: (order, package, update type).
+    assert ids == [stable_id("ORD-1", "", "order_confirmed"), stable_id("ORD-1", "", "estimate_set"),
+                   stable_id("ORD-1", "P1", "shipped"), stable_id("ORD-1", "P1", "out_for_delivery"),
+                   stable_id("ORD-1", "P1", "delivered")]
+    _, other_order = run([e.model_copy(update={"order_id": "ORD-2"}) for e in HAPPY_PATH])
+    assert not set(ids) & {e.command_id for e in other_order if isinstance(e, NotificationCommand)}
 
 
 def test_split_shipment_is_partially_shipped_then_partially_delivered():

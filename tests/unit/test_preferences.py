@@ -52,8 +52,14 @@ def test_opted_out_types_are_not_sent_but_recorded_as_suppressed():
     assert address(command(NotificationType.delivered), BERLIN_NIGHTS)[0] is not None
 
 
-def test_the_same_command_is_decided_the_same_way_on_replay():
-    assert address(command(), BERLIN_NIGHTS) == address(command(), BERLIN_NIGHTS)
+def test_a_decision_keeps_the_commands_id_and_its_history_row_is_named_by_it():
+    sent, row = address(command(), BERLIN_NIGHTS)
+    assert sent.command_id == "c1"  # receivers drop repeats by it: the policy must not rename it
+    other, other_row = address(command().model_copy(update={"command_id": "c2"}), BERLIN_NIGHTS)
+    assert row.record_id != other_row.record_id
+    # Decided again later (a replay after a crash): the same row id, so history counts it once.
+    later = command().model_copy(update={"caused_by_ingested_at": datetime(2026, 11, 3, 12, 0, tzinfo=UTC)})
+    assert address(later, BERLIN_NIGHTS)[1].record_id == row.record_id
 
 
 @pytest.mark.parametrize(("payload", "reason"), [
