@@ -1,0 +1,94 @@
+"""Scripted mutations of trackline's rules, each with the test that must kill it.
+
+Run from the repository root with the project's venv: ``.venv/bin/python docs/mutations.py``.
+Each mutation edits one file in place, runs the named tests, and restores the file; a
+mutation whose tests still pass "survived" and is printed as such (exit code 1). The list
+and its results are in docs/testing.md.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# (what the mutation breaks, file, text, replacement, tests that must fail)
+MUTATIONS = [
+    ("stale tracking tells the customer", "models/order.py",
+     '    AlertKind.warehouse_delay: "Your order has not left the warehouse yet.",',
+     '    AlertKind.warehouse_delay: "Your order has not left the warehouse yet.",\n'
+     '    AlertKind.in_transit_stale: "Your package is taking longer than usual.",',
+     "tests/unit/test_delay_detection.py"),
+    ("command id depends on the causing event", "models/order.py",
+     "        command_id=stable_id(*id_parts),", "        command_id=stable_id(*id_parts, event.event_id),",
+     "tests/unit/test_order_rules.py"),
+    ("deadlines open on any event, not only at the watermark", "models/order.py",
+     "        if deadline and not ticked:\n            continue", "",
+     "tests/unit/test_delay_detection.py"),
+    ("the customer is told at the deadline, no allowance", "models/order.py",
+     "        if deadline and _notice_due(state, key, condition, allowance) > now:",
+     "        if deadline and condition.due_at > now:",
+     "tests/unit/test_delay_detection.py tests/unit/test_real_traffic_rules.py"),
+    ("a deadline learned late is told at once (allowance from the deadline)", "models/order.py",
+     "    return max(condition.due_at, opened) + allowance(condition)",
+     "    return condition.due_at + allowance(condition)",
+     "tests/unit/test_delay_detection.py tests/unit/test_simulator_traffic.py"),
+    ("scans from the future apply", "models/order.py",
+     "            event.occurred_at > event.ingested_at + timedelta(minutes=rules.future_tolerance_minutes):",
+     "            False:",
+     "tests/unit/test_real_traffic_rules.py"),
+    ("commands go out before the order names its customer", "models/order.py",
+     "    if state.customer_id:\n        effects.append(command)", "    if True:\n        effects.append(command)",
+     "tests/unit/test_real_traffic_rules.py"),
+    ("a bug on one event rolls nothing back", "models/order.py",
+     "                states[order_id] = reload(order_id) if reload is not None else _copy(backup)\n",
+     "", "tests/unit/test_real_traffic_rules.py"),
+    ("a resent scan past the id window applies again", "models/order.py",
+     "(isinstance(event, CarrierScan) and _scan_known(state, event))", "False",
+     "tests/unit/test_order_rules.py"),
+    ("stale notices are sent", "models/preferences.py",
+     "    if command.stale_after is not None and now > command.stale_after:", "    if False:",
+     "tests/unit/test_real_traffic_rules.py"),
+    ("a partition counts as read to its end while records still arrive", "models/watermark.py",
+     "    return progress.position >= progress.end and progress.quiet_seconds >= quiet_seconds",
+     "    return progress.position >= progress.end",
+     "tests/unit/test_real_traffic_rules.py"),
+    ("action-required details reach nobody", "models/order.py",
+     "    if event.action_reason is not None:", "    if False:",
+     "tests/unit/test_real_traffic_rules.py"),
+    ("X12 local-time codes read as fixed offsets (no daylight saving)", "models/carriers/x12_214.py",
+     "        zone_name: str | None = _code_zone(code, country, state, wall.date())",
+     '        zone_name = {"ET": "Etc/GMT+5", "CT": "Etc/GMT+6", "MT": "Etc/GMT+7", "PT": "Etc/GMT+8"}.get(code)',
+     "tests/unit/test_x12_214.py"),
+    ("a retried insert counts twice in the view tables", "sinks/schema.py",
+     'f"ALTER TABLE {table} MODIFY SETTING non_replicated_deduplication_window = 1000"',
+     'f"SELECT \'{table}\'"', "tests/integration/test_schema_migrations.py"),
+    ("a ticked deadline is dropped even if its order was rescheduled", "models/deadlines.py",
+     "            if self._due.get(order_id) == due:\n                del self._due[order_id]",
+     "            self._due.pop(order_id, None)", "tests/unit/test_deadline_index.py"),
+]
+
+
+def run(description: str, path: str, text: str, replacement: str, tests: str) -> bool:
+    file = ROOT / path
+    original = file.read_text()
+    if text not in original:
+        print(f"  ?? {description}: the text to mutate is not in {path} (the code moved: update this list)")
+        return False
+    file.write_text(original.replace(text, replacement, 1))
+    try:
+        result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
+                                 *tests.split()], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    finally:
+        file.write_text(original)
+    killed = result.returncode != 0
+    print(f"  {'killed  ' if killed else 'SURVIVED'} {description} ({tests})")
+    return killed
+
+
+if __name__ == "__main__":
+    results = [run(*mutation) for mutation in MUTATIONS]
+    print(f"{sum(results)} of {len(results)} mutations killed")
+    sys.exit(0 if all(results) else 1)
