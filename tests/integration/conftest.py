@@ -18,6 +18,7 @@ from broker import clients
 from broker.embedded import EmbeddedBroker, free_port
 
 PARTITIONS = 3
+SENTINEL = "SENTINEL-"  # order ids of the records that prove a hop has processed what came before
 pytestmark = pytest.mark.integration
 
 
@@ -75,10 +76,12 @@ class Pipeline:
                     process.kill()
                     process.wait()
 
-    def delivered(self) -> list[dict]:
+    def delivered(self, sentinels: bool = False) -> list[dict]:
+        """What the notifier delivered (without the sentinels of ``settle``, unless asked)."""
         if not self.outbox.exists():
             return []
-        return [orjson.loads(line) for line in self.outbox.read_bytes().splitlines() if line.strip()]
+        found = [orjson.loads(line) for line in self.outbox.read_bytes().splitlines() if line.strip()]
+        return found if sentinels else [c for c in found if not c["order_id"].startswith(SENTINEL)]
 
     def wait_for(self, condition: Callable[[], bool], timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout
@@ -124,3 +127,100 @@ def produce(bootstrap: str, messages: list[tuple[str, bytes | None, bytes, list]
 
 
 os.environ.setdefault("PYTHONUNBUFFERED", "1")
+
+
+def _keys_for_each_partition(prefix: str, count: int) -> list[str]:
+    """One key per partition, as Kafka's default partitioner places them."""
+    from models.routing import partition_for
+
+    found: dict[int, str] = {}
+    n = 0
+    while len(found) < count:
+        key = f"{prefix}{n}"
+        found.setdefault(partition_for(key, count), key)
+        n += 1
+    return [found[p] for p in range(count)]
+
+
+def settle(run: Pipeline, tag: str, timeout: float = 120) -> None:
+    """Wait until everything produced so far has gone through the whole pipeline.
+
+    A fixed sleep makes a negative check ("nothing was sent twice") pass vacuously on a slow
+    machine. Instead, sentinels follow the records under test on every path they can take:
+    an order for each order-events partition and each customer partition, each with a
+    package on each raw-scan partition; once every sentinel scan's "out for delivery" has
+    reached the notifier, every partition of every hop has processed what came before it.
+    """
+    from datetime import UTC, datetime, timedelta
+
+    from models import topics
+
+    now = datetime.now(UTC)
+    orders = _keys_for_each_partition(f"SENTINEL-{tag}-O", PARTITIONS)
+    customers = _keys_for_each_partition(f"SENTINEL-{tag}-C", PARTITIONS)
+    trackings = _keys_for_each_partition(f"SENTINEL{tag}T", PARTITIONS)
+    messages: list[tuple[str, bytes | None, bytes, list]] = []
+    scans: list[tuple[str, bytes | None, bytes, list]] = []
+    expected = set()
+    for q, order in enumerate(orders):
+        for c, customer in enumerate(customers):
+            order_id = _keys_for_each_partition(f"{order}x{c}-", PARTITIONS)[q]
+            placed = {"type": "order_placed", "event_id": f"{order_id}-placed", "order_id": order_id,
+                      "occurred_at": now.isoformat(), "customer_id": customer, "seller_id": "SENTINEL",
+                      "fulfillment_center": "SENTINEL", "service_level": "standard",
+                      "promised_delivery_date": (now + timedelta(days=5)).date().isoformat(),
+                      "ship_by": (now + timedelta(days=1)).isoformat(), "items": [{"sku": "S", "quantity": 1}]}
+            messages.append((topics.FC_EVENTS, order_id.encode(), orjson.dumps(placed), []))
+            for r, tracking in enumerate(trackings):
+                number = _keys_for_each_partition(f"{tracking}{q}{c}", PARTITIONS)[r]
+                shipped = {"type": "package_shipped", "event_id": f"{order_id}-{r}-shipped", "order_id": order_id,
+                           "occurred_at": now.isoformat(), "package_id": f"{order_id}-P{r}",
+                           "carrier": "Sentinel Post", "tracking_number": number}
+                messages.append((topics.FC_EVENTS, order_id.encode(), orjson.dumps(shipped), []))
+                scans.append((topics.CARRIER_SCANS_RAW, number.encode(), orjson.dumps(
+                    {"carrier": "Sentinel Post", "tracking_number": number, "events": [
+                        {"status": "out_for_delivery", "occurred_at": now.isoformat()}]}),
+                    [(topics.SOURCE_HEADER, b"generic")]))
+                expected.add(f"{order_id}-P{r}")
+    produce(run.bootstrap, messages + scans)
+    run.wait_for(lambda: expected <= {c["package_id"] for c in run.delivered(sentinels=True)
+                                      if c["type"] == "out_for_delivery"},
+                 timeout, f"sentinels {tag} through every partition")
+
+
+def notifier_settled(run: Pipeline, tag: str, timeout: float = 60) -> None:
+    """Wait until the notifier has processed every command produced so far: a sentinel command
+    on each partition of the notifications topic, after them, must come out."""
+    from models import topics
+
+    order_ids = _keys_for_each_partition(f"{SENTINEL}{tag}-N", PARTITIONS)
+    produce(run.bootstrap, [(topics.NOTIFICATIONS, order_id.encode(), orjson.dumps({
+        "command_id": f"{order_id}-cmd", "type": "order_confirmed", "order_id": order_id, "customer_id": "SENTINEL",
+        "channels": ["email"], "occurred_at": "2026-11-02T08:00:00Z", "caused_by_ingested_at": "2026-11-02T08:00:00Z",
+        "send_after": "2026-11-02T08:00:00Z"}), []) for order_id in order_ids])
+    run.wait_for(lambda: set(order_ids) <= {c["order_id"] for c in run.delivered(sentinels=True)}, timeout,
+                 f"the notifier's sentinels {tag}")
+
+
+def sink_caught_up(run: Pipeline, timeout: float = 60) -> None:
+    """Wait until the sink has committed (so inserted) everything on the history and DLQ topics."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from models import topics
+    from sinks.clickhouse import GROUP
+
+    wanted = [TopicPartition(topics.HISTORY, p) for p in range(PARTITIONS)] + [TopicPartition(topics.DLQ, 0)]
+    reader = Consumer({"bootstrap.servers": run.bootstrap, "group.id": GROUP, "enable.auto.commit": False})
+
+    def caught_up() -> bool:
+        committed = {(tp.topic, tp.partition): tp.offset for tp in reader.committed(wanted, timeout=10)}
+        for tp in wanted:
+            _, end = reader.get_watermark_offsets(tp, timeout=10, cached=False)
+            if end > 0 and committed[(tp.topic, tp.partition)] < end:
+                return False
+        return True
+
+    try:
+        run.wait_for(caught_up, timeout, "the sink to commit every history row")
+    finally:
+        reader.close()

@@ -16,7 +16,7 @@ import orjson
 import pytest
 
 from models import topics
-from tests.integration.conftest import Pipeline, produce
+from tests.integration.conftest import Pipeline, notifier_settled, produce, sink_caught_up
 from trackline.grafana_sql import expand, variable_defaults
 
 pytestmark = pytest.mark.integration
@@ -121,7 +121,8 @@ def finished(tmp_path_factory) -> dict:
             # The same command delivered twice by Kafka reaches the customer once.
             first = run.delivered()[0]
             produce(run.bootstrap, [(topics.NOTIFICATIONS, first["order_id"].encode(), orjson.dumps(first), [])])
-            time.sleep(4)
+            notifier_settled(run, "dup")  # the repeat was read: a later command on its partition is out
+            sink_caught_up(run)
             lookups = {order_id: run.lookup(order_id) for order_id in ("ORD-A", "ORD-B", "ORD-C", "ORD-NOPE")}
             run.stop("worker", "notifier", "sink")
             return {

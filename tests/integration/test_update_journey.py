@@ -8,7 +8,6 @@ command is deferred to the end of them; a second customer opted out of "shipped"
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -17,7 +16,7 @@ import pytest
 
 from models import topics
 from models.effects import NotificationType
-from tests.integration.conftest import Pipeline, produce
+from tests.integration.conftest import Pipeline, produce, sink_caught_up
 
 pytestmark = pytest.mark.integration
 
@@ -155,7 +154,7 @@ def journey(tmp_path_factory) -> dict:
             wait_for_command(run, "ORD-J", "refund_issued")
             run.wait_for(lambda: len(commands(run, "ORD-K")) >= 2, 30, "ORD-K's commands")
             final_lookup = run.lookup("ORD-J")
-            time.sleep(4)  # the sink writes at least once a second
+            sink_caught_up(run)
             run.stop("worker", "notifier", "sink")
             return {
                 "J": commands(run, "ORD-J"), "K": commands(run, "ORD-K"), "quiet_end": quiet_end,
