@@ -68,6 +68,23 @@ MUTATIONS = [
     ("a ticked deadline is dropped even if its order was rescheduled", "models/deadlines.py",
      "            if self._due.get(order_id) == due:\n                del self._due[order_id]",
      "            self._due.pop(order_id, None)", "tests/unit/test_deadline_index.py"),
+    ("a tick hands out an order's superseded deadlines too", "models/deadlines.py",
+     "            if self._due.get(order_id) == due:\n                found.append((order_id, due))",
+     "            found.append((order_id, due))", "tests/unit/test_deadline_index.py"),
+    ("the first pickup-delay threshold tells the customer too", "models/order.py",
+     '    AlertKind.pickup_delay_2: "The carrier has not collected your package yet.",',
+     '    AlertKind.pickup_delay_1: "The carrier has not collected your package yet.",\n'
+     '    AlertKind.pickup_delay_2: "The carrier has not collected your package yet.",',
+     "tests/unit/test_settings_and_simulator.py"),
+    ("an unknown AT701 code reads as in transit", "models/carriers/x12_214.py",
+     "status=STATUS_MAP.get(status, S.unknown)", "status=STATUS_MAP.get(status, S.in_transit)",
+     "tests/unit/test_x12_214.py"),
+    ("an X12 local-time code ignores the MS1 place", "models/carriers/x12_214.py",
+     "    if here and standard_offset(here, day) == standard_offset(default, day):", "    if False:",
+     "tests/unit/test_x12_214.py"),
+    ("a dashboard panel's SQL names a table that does not exist", "dashboards/trackline-pipeline.json",
+     r"FROM carrier_events FINAL\nWHERE status = 'unknown'", r"FROM carrier_event FINAL\nWHERE status = 'unknown'",
+     "tests/integration/test_ops_dashboards.py"),
 ]
 
 

@@ -1,7 +1,11 @@
 from __future__ import annotations
 
+import functools
 from collections import Counter
+from datetime import timedelta
 from pathlib import Path
+
+import pytest
 
 from models import topics
 from models.carriers import parse_carrier_payload
@@ -78,12 +82,56 @@ def test_traffic_comes_from_every_supported_aggregator_and_the_generic_format():
     assert set(sources) == {b"easypost", b"aftership", b"shippo", b"generic", b"x12-214"}
 
 
-def test_simulated_orders_reach_every_update_type_and_detection():
-    """Through the rules in one process, with the demo's thresholds, after the traffic has settled."""
-    from datetime import timedelta
+# What a customer of each kind of journey hears, worked out from what the simulator scripts
+# it to do (trackline/simulator.py, ``_order`` and ``_troubled_journey``) with the demo's
+# thresholds (config/detection-demo.toml: pickup delay 6 s / 12 s, stale 15 s, lost 30 s,
+# feedback 20 s after delivery, 3 s feed allowance at first), and the README's tables of
+# update types and detections; not by running the rules another way. For journeys of one
+# package; the commands are trackline's decisions, before each customer's preferences. The
+# feeds are on time (no carrier an hour late, no burst of old journeys): either widens the
+# feed allowance to its cap, and a delay is then told only after the run.
+CONFIRMED = ["order_confirmed", "estimate_set"]
+EXPECTED_UPDATES = {
+    # Placed, shipped, scanned to the door: the happy path, then a feedback request.
+    "": [*CONFIRMED, "shipped", "out_for_delivery", "delivered", "feedback_request"],
+    # Cancelled 0.3 s after it was placed, before anything shipped: no update type says
+    # "cancelled", and nothing follows the confirmation.
+    "cancelled": CONFIRMED,
+    # Ship-by 3 s after placing, shipped at 10 s: the warehouse delay is told (3 s + 3 s
+    # allowance), then the journey goes on as usual.
+    "warehouse_delay": [*CONFIRMED, "delayed", "shipped", "out_for_delivery", "delivered", "feedback_request"],
+    # Label at 0.3 s, first carrier scan at 16 s: the second pickup threshold (12 s) passes
+    # and is told (level 2 is customer-facing); then delivered, without an out-for-delivery scan.
+    "pickup_delay": [*CONFIRMED, "shipped", "delayed", "delivered", "feedback_request"],
+    # 18.5 s without a scan between the hub scan and the departure: stale tracking is for ops
+    # only, and 18.5 s is short of the lost threshold. The hub's own code (HUB7) is unknown.
+    "stale": [*CONFIRMED, "shipped", "delivered", "feedback_request"],
+    # Arrived at a facility, then silence: presumed lost after 30 s, told as an exception.
+    "lost": [*CONFIRMED, "shipped", "exception"],
+    # Straight into a locker, collected: ready for pickup instead of out for delivery.
+    "locker": [*CONFIRMED, "shipped", "ready_for_pickup", "delivered", "feedback_request"],
+    # Out for delivery, nobody home, held at the post office, collected.
+    "attempt_failed": [*CONFIRMED, "shipped", "out_for_delivery", "attempt_failed", "ready_for_pickup", "delivered",
+                       "feedback_request"],
+    # "Incorrect address" (the customer can act on it), corrected, then delivered.
+    "address_exception": [*CONFIRMED, "shipped", "exception", "out_for_delivery", "delivered", "feedback_request"],
+    # The carrier's estimate, on every webhook from the first, is two days after the promise:
+    # a late estimate is a delay; two days before it: the estimate is revised.
+    "late_estimate": [*CONFIRMED, "shipped", "delayed", "out_for_delivery", "delivered", "feedback_request"],
+    "early_estimate": [*CONFIRMED, "shipped", "estimate_revised", "out_for_delivery", "delivered",
+                       "feedback_request"],
+}
 
-    from models.effects import Alert, AlertKind, NotificationCommand, NotificationType, TrackingLink
+
+@functools.cache
+def through_the_rules(seed: int = 5, seconds: float = 40, **mix: float):
+    """The simulated traffic through trackline's rules in one process: routing and linking as
+    the router does, a deadline tick for every due order after each message and every second
+    for 90 s after the last, as the worker's timer. Returns the simulator (its ground truth),
+    the commands decided for each order in the order decided, and the alert kinds opened."""
+    from models.effects import Alert, NotificationCommand, TrackingLink
     from models.events import ClockTick
+    from models.feed_latency import FeedLatency
     from models.order import apply
     from models.routing import (
         TrackingEntry,
@@ -97,17 +145,20 @@ def test_simulated_orders_reach_every_update_type_and_detection():
     from models.thresholds import parse_thresholds
 
     rules = parse_thresholds((Path(__file__).parents[2] / "config" / "detection-demo.toml").read_text())
-    items = traffic(5, seconds=40)
+    latency = FeedLatency(rules)
+    simulator = TrafficSimulator(seed=seed, start=T0, mix=TrafficMix(**mix))
+    items = list(simulator.stream(orders_per_second=5, duration=seconds))
     orders: dict = {}
     tracking: dict = {}
-    told, opened = Counter(), Counter()
+    told: dict[str, list] = {}
+    opened: Counter = Counter()
 
     def apply_all(events):
         for event in events:
-            orders[event.order_id], effects = apply(orders.get(event.order_id), event, rules)
+            orders[event.order_id], effects = apply(orders.get(event.order_id), event, rules, latency)
             for effect in effects:
                 if isinstance(effect, NotificationCommand):
-                    told[effect.type] += 1
+                    told.setdefault(effect.order_id, []).append(effect)
                 elif isinstance(effect, Alert) and effect.state == "open":
                     opened[effect.alert_kind] += 1
                 elif isinstance(effect, TrackingLink):
@@ -115,15 +166,16 @@ def test_simulated_orders_reach_every_update_type_and_detection():
                     tracking[effect.tracking_number], released = link_tracking(entry, effect)
                     apply_all(released)
 
-    def give_up_unmatched(now):
-        """The router's timer: held scans that found no order within the bound give up."""
+    def tick(now):
         check = UnmatchedCheck(now=now, bound=timedelta(hours=rules.unmatched_scan_hours))
         for number, entry in tracking.items():
             if (due := unmatched_due(entry, check.bound)) is not None and due <= now:
                 tracking[number], expired = expire_held(entry, check)
-                for effect in unmatched_effects(expired, check):
-                    if isinstance(effect, Alert) and effect.state == "open":
-                        opened[effect.alert_kind] += 1
+                opened.update(e.alert_kind for e in unmatched_effects(expired, check)
+                              if isinstance(e, Alert) and e.state == "open")
+        for order_id, state in list(orders.items()):
+            if state.next_deadline and state.next_deadline <= now:
+                apply_all([ClockTick(event_id=f"t{order_id}{now}", order_id=order_id, occurred_at=now)])
 
     for item in items:
         seen_at = T0 + timedelta(seconds=item.due)
@@ -138,15 +190,39 @@ def test_simulated_orders_reach_every_update_type_and_detection():
                     apply_all(matched)
         except InvalidPayload:
             continue
-        give_up_unmatched(seen_at)
-        # The worker's timer: ticks for every order whose deadline has passed.
-        for order_id, state in list(orders.items()):
-            if state.next_deadline and state.next_deadline <= seen_at:
-                apply_all([ClockTick(event_id=f"t{order_id}{seen_at}", order_id=order_id, occurred_at=seen_at)])
-    end = T0 + timedelta(seconds=items[-1].due + 60)
-    give_up_unmatched(end)
-    apply_all([ClockTick(event_id=f"end{o}", order_id=o, occurred_at=end) for o in list(orders)])
-    assert set(told) == set(NotificationType), set(NotificationType) - set(told)
+        tick(seen_at)
+    for second in range(1, 91):
+        tick(T0 + timedelta(seconds=items[-1].due + second))
+    return simulator, told, opened
+
+
+@pytest.mark.parametrize("trouble", list(EXPECTED_UPDATES))
+def test_a_customer_hears_what_their_journey_was_scripted_to_do(trouble):
+    simulator, told, _ = through_the_rules(late_feed=0, old_burst_journeys=0)
+    journeys = [j for j in simulator.journeys.values()
+                if j.trouble == trouble and len(j.packages) == (trouble != "cancelled")]
+    assert journeys, f"seed 5 has no journey of one package with trouble {trouble!r}"
+    for journey in journeys:
+        package_id = journey.packages[0].package_id if journey.packages else ""
+        commands = told.get(journey.order_id, [])
+        assert [c.type.value for c in commands] == EXPECTED_UPDATES[trouble], journey
+        # Order-wide updates name no package; the package's own name its package.
+        order_wide = {"order_confirmed", "estimate_set", "feedback_request"}
+        if trouble == "warehouse_delay":
+            order_wide.add("delayed")  # nothing had shipped: the order is late, not a package
+        assert {c.package_id for c in commands if c.type.value in order_wide} <= {""}
+        assert {c.package_id for c in commands if c.type.value not in order_wide} <= {package_id}
+        # A delay notice only where the journey was designed to miss a deadline.
+        if any(c.type.value == "delayed" or (c.type.value == "exception" and c.reason == "lost") for c in commands):
+            assert simulator.deserves_delay_notice(journey.order_id, package_id)
+
+
+def test_simulated_orders_reach_every_update_type_and_detection():
+    from models.effects import AlertKind, NotificationType
+
+    _, told, opened = through_the_rules()
+    types = {c.type for commands in told.values() for c in commands}
+    assert types == set(NotificationType), set(NotificationType) - types
     assert set(opened) == set(AlertKind), set(AlertKind) - set(opened)
 
 

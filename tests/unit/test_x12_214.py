@@ -228,3 +228,60 @@ def test_every_exception_reason_has_customer_words():
     for what, next_step in CUSTOMER_WORDS.values():
         assert what.endswith(".") and next_step.endswith(".")
         assert 10 < len(what) < 100 and 10 < len(next_step) < 120
+
+
+def read_sample(name: str) -> list[tuple]:
+    """What a carrier integrator checks on each scan: tracking number, carrier code, status with
+    the raw AT701/AT702 kept, the instant, its local UTC offset, the place and the reason."""
+    from models.carriers import parse_carrier_payload
+
+    scans = parse_carrier_payload("x12-214", (PAYLOADS / name).read_bytes(), T0)
+    assert len({s.event_id for s in scans}) == len(scans), "each AT7 is a scan of its own"
+    return [(s.tracking_number, s.carrier, s.status, s.raw_code, s.occurred_at, s.occurred_at.isoformat()[-6:],
+             s.location, s.action_reason) for s in scans]
+
+
+def test_an_ltl_carriers_summer_214_with_an_interline_hand_off():
+    # Modelled on YRC Freight's published "ANSI ASC X12 Shipment Status (214) Version 004010"
+    # implementation guide: B10 PRO / bill of lading / SCAC (RDWY), L11 BM and PO, N1 shipper
+    # and consignee, one LX loop per status with AT7, MS1, MS2 (trailer) and AT8 (weight).
+    # Summer 2026: CDT is -05:00, EDT -04:00; Arizona keeps MST (-07:00) all year.
+    # AT701 J1 ("delivered to connecting line", the hand-off to an interline partner) is a
+    # standard code trackline does not map: status unknown, the raw code kept for ops to map.
+    # RDWY is in no published alias list trackline trusts (models/carrier_codes.py): it keeps
+    # its folded spelling, so its scans match each other and an announcement naming "RDWY".
+    assert read_sample("x12_214_ltl_summer_interline.edi") == [
+        ("6671234501", "rdwy", S.picked_up, "AF/NS", utc(2026, 7, 14, 13, 30), "-05:00", "OVERLAND PARK, KS, US",
+         None),
+        ("6671234501", "rdwy", S.in_transit, "X4/NS", utc(2026, 7, 15, 6, 15), "-04:00", "COLUMBUS, OH, US", None),
+        ("6671234501", "rdwy", S.unknown, "J1/NS", utc(2026, 7, 15, 15, 40), "-04:00", "INDIANAPOLIS, IN, US", None),
+        ("6671234502", "rdwy", S.out_for_delivery, "X6/NS", utc(2026, 7, 16, 13, 45), "-07:00", "PHOENIX, AZ, US",
+         None),
+        ("6671234502", "rdwy", S.delivered, "D1/NS", utc(2026, 7, 16, 21, 12), "-07:00", "PHOENIX, AZ, US", None),
+    ]
+
+
+def test_a_parcel_carriers_summer_214_across_utc_midnight():
+    # Modelled on FedEx's published X12 214 "Shipment Status Update" (004010) guide: B10
+    # tracking number / shipper reference / SCAC (FDEG, FedEx Ground), L11, MAN package marks,
+    # K1 remarks, an N1/N3/N4 ship-from loop, then LX / AT7 / MS1 per status.
+    # PDT is -07:00: 18:05 on 1 June in Ontario, CA is 01:05 UTC on 2 June. AT707 LT is the
+    # clock of the MS1 place (Sparks, NV: Pacific), flagged as read from the location.
+    assert read_sample("x12_214_parcel_summer.edi") == [
+        ("794612345018", "fedex", S.picked_up, "AF/NS", utc(2026, 6, 2, 1, 5), "-07:00", "ONTARIO, CA, US", None),
+        ("794612345018", "fedex", S.out_for_delivery, "X6/NS", utc(2026, 6, 3, 14, 12), "-07:00", "RENO, NV, US",
+         None),
+        ("794612345018", "fedex", S.delivered, "D1/NS", utc(2026, 6, 3, 22, 30), "-07:00", "RENO, NV, US", None),
+        ("794612345029", "fedex", S.attempt_failed, "AH/AQ", utc(2026, 6, 3, 23, 55), "-07:00", "SPARKS, NV, US",
+         R.recipient_unavailable),
+    ]
+    (*_, last) = parse((PAYLOADS / "x12_214_parcel_summer.edi").read_bytes(), T0)
+    assert last.flags == [F.time_zone_from_location]
+
+
+@pytest.mark.parametrize("code", ["J1", "AG", "ZZ", "X9"])
+def test_an_unknown_at701_is_status_unknown_with_its_raw_code_kept(code):
+    scan = one_scan(f"AT7*{code}*NS***20260715*0900*CT", "MS1*MEMPHIS*TN*US")
+    assert (scan.status, scan.raw_code, scan.action_reason) == (S.unknown, f"{code}/NS", None)
+    assert scan.occurred_at == utc(2026, 7, 15, 14) and scan.occurred_at.isoformat().endswith("-05:00")
+    assert one_scan(f"AT7*{code}****20260715*0900*CT").raw_code == code
