@@ -30,6 +30,19 @@ class FulfillmentContract(Contract):
     ingested_at: datetime | None = Field(default=None, description="set by trackline; producers omit it")
 
 
+def known_time_zone(value: str) -> str:
+    """``value`` if it names an IANA zone; a ValueError (a validation error) otherwise."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        # ZoneInfo opens a file named by the key: a directory ("America") or an overlong
+        # name is an OSError, which pydantic would not turn into a ValidationError.
+        raise ValueError(f"unknown IANA time zone {value[:64]!r}") from None
+    return value
+
+
 class ServiceLevel(StrEnum):
     same_day = "same_day"
     one_day = "one_day"
@@ -103,16 +116,7 @@ class OrderPlaced(FulfillmentContract):
     # judged there. An unknown zone is rejected, never read as UTC.
     delivery_time_zone: str = "UTC"
 
-    @field_validator("delivery_time_zone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError, OSError):
-            raise ValueError(f"unknown IANA time zone {value!r}") from None
-        return value
+    _known_zone = field_validator("delivery_time_zone")(lambda value: known_time_zone(value))
 
 
 class PackageShipped(FulfillmentContract):

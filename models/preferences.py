@@ -9,13 +9,13 @@ suppresses the update types the customer opted out of (recorded in history).
 from __future__ import annotations
 
 from datetime import UTC, datetime, time, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from pydantic import Field, ValidationError, field_validator
 
 from models.effects import Channel, HistoryRecord, NotificationCommand, NotificationType, stable_id
 from models.errors import from_validation
-from models.events import Contract
+from models.events import Contract, known_time_zone
 
 
 class QuietHours(Contract):
@@ -32,16 +32,7 @@ class CustomerPreferences(Contract):
     locale: str = "en-US"
     updated_at: datetime | None = None
 
-    @field_validator("time_zone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError, OSError):
-            # ZoneInfo opens a file named by the key: a directory ("America") or an overlong
-            # name is an OSError, which pydantic would not turn into a ValidationError.
-            raise ValueError(f"unknown time zone {value[:64]!r}") from None
-        return value
+    _known_zone = field_validator("time_zone")(lambda value: known_time_zone(value))
 
 
 DEFAULT = CustomerPreferences(customer_id="-")
