@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import faust
+from aiokafka.errors import KafkaError
 from faust.types import TP
 
 from models.routing import partition_for
@@ -52,6 +53,13 @@ class Outbox:
     async def records(self, topic: str, partition: int, records: Iterable[Record],
                       headers: Headers | None = None) -> list[tuple[asyncio.Future, int]]:
         """Queue records for one partition; returns (future, record count) per record batch."""
+        try:
+            return await self._records(topic, partition, records, headers)
+        except KafkaError as error:  # a full queue, a closed producer: the batch is retried, not lost
+            raise SendFailed(f"{topic}[{partition}]: {error!r}") from error
+
+    async def _records(self, topic: str, partition: int, records: Iterable[Record],
+                       headers: Headers | None) -> list[tuple[asyncio.Future, int]]:
         producer = self.app.producer._ensure_producer()  # type: ignore[attr-defined]  # Faust's aiokafka producer
         sent: list[tuple[asyncio.Future, int]] = []
         batch, count = producer.create_batch(), 0
@@ -115,7 +123,10 @@ class Outbox:
 
     async def confirm(self) -> None:
         """Flush, then raise ``SendFailed`` unless every record batch was stored."""
-        await self.app.producer.flush()
+        try:
+            await self.app.producer.flush()
+        except KafkaError as error:
+            raise SendFailed(f"flush: {error!r}") from error
         results = await asyncio.gather(*self.futures, return_exceptions=True)
         failed = [r for r in results if isinstance(r, BaseException)]
         if failpoints.hit("produce_error"):

@@ -84,23 +84,36 @@ def register(app: faust.App, orders: Any, deadlines: PartitionDeadlines, interva
 
     @app.timer(interval=interval, name="deadline-ticks")
     async def send_due_ticks() -> None:
-        if app.rebalancing or app.in_recovery or not app.tables.recovery.completed.is_set():
+        found = await due_at_watermark(app, deadlines, orders, topics.ORDER_EVENTS, "deadline")
+        if found is None:
             return
-        owned = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topics.ORDER_EVENTS}
-        deadlines.retain(owned)
-        for partition in owned - set(deadlines.indexes):
-            # rocksdb holds each partition in its own database: read that one only.
-            count = deadlines.rebuild(partition, orders.data._db_for_partition(partition).items())
-            log.info("deadline index for partition %s: %s orders", partition, count)
-        # "Now" is the ingest-time watermark, not the wall clock: after a backlog, a deadline
-        # fires only once the events that could have met it have been read.
-        now = await PROGRESS.now(app)
-        if now is None:
-            return
-        due = deadlines.due(int(now.timestamp()))  # whole seconds down: a tick is never early
+        now, due = found
         if due:
             ticks = ticks_for(due, now)
             await deliver(app, "deadline ticks",
                           lambda outbox: outbox.envelopes(topics.ORDER_EVENTS, partitions, ticks))
             deadlines.acknowledge(due)
             log.debug("ticks for %s orders due by %s", len(due), now.isoformat())
+
+
+async def due_at_watermark(app: faust.App, deadlines: PartitionDeadlines, table: Any, topic: str,
+                           what: str) -> tuple[datetime, list[tuple[int, str, int]]] | None:
+    """What is due at the ingest-time watermark, in the partitions of ``topic`` this worker owns.
+
+    "Now" is the watermark, not the wall clock: after a backlog, a deadline is due only once
+    the events that could have met it have been read. Indexes of partitions newly owned are
+    rebuilt from ``table`` first. None while nothing can be judged (a rebalance, a recovery,
+    or a partition with unread records and nothing read yet).
+    """
+    if app.rebalancing or app.in_recovery or not app.tables.recovery.completed.is_set():
+        return None
+    owned = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topic}
+    deadlines.retain(owned)
+    for partition in owned - set(deadlines.indexes):
+        # rocksdb holds each partition in its own database: read that one only.
+        count = deadlines.rebuild(partition, table.data._db_for_partition(partition).items())
+        log.info("%s index for partition %s: %s entries", what, partition, count)
+    now = await PROGRESS.now(app)
+    if now is None:
+        return None
+    return now, deadlines.due(int(now.timestamp()))  # whole seconds down: never early

@@ -35,7 +35,7 @@ from models.thresholds import Thresholds
 from streams import watermark
 from streams.app import Channels, store_options
 from streams.batch_io import Outbox, deliver
-from streams.clock import PartitionDeadlines
+from streams.clock import PartitionDeadlines, due_at_watermark
 from streams.dead_letters import header, send_to_dlq
 from streams.order_store import stored_deadline
 
@@ -61,17 +61,10 @@ def register(app: faust.App, ch: Channels, rules: Thresholds, tick_interval: flo
 
     @app.timer(interval=tick_interval, name="unmatched-scan-checks")
     async def check_held_scans() -> None:
-        if app.rebalancing or app.in_recovery or not app.tables.recovery.completed.is_set():
+        found = await due_at_watermark(app, held_deadlines, tracking, topics.CARRIER_SCANS_RAW, "held-scan")
+        if found is None:
             return
-        owned = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topics.CARRIER_SCANS_RAW}
-        held_deadlines.retain(owned)
-        for partition in owned - set(held_deadlines.indexes):
-            count = held_deadlines.rebuild(partition, tracking.data._db_for_partition(partition).items())
-            log.info("held-scan index for partition %s: %s tracking numbers", partition, count)
-        now = await watermark.PROGRESS.now(app)
-        if now is None:
-            return
-        due = held_deadlines.due(int(now.timestamp()))
+        now, due = found
         if due:
             header_value = now.isoformat().encode()
             await deliver(app, "unmatched scan checks", lambda outbox: outbox.records_by_key(

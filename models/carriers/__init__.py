@@ -47,6 +47,6 @@ def parse_carrier_payload(source: str, raw: bytes, ingested_at: datetime) -> lis
 
 def parse_payload(source: str, raw: bytes, ingested_at: datetime) -> Parsed:
     """``parse_carrier_payload`` that keeps the good parts of a payload when a part is bad."""
-    if source.strip().lower() == x12_214.SOURCE and hasattr(x12_214, "parse_parts"):
+    if source.strip().lower() == x12_214.SOURCE:
         return Parsed(*x12_214.parse_parts(raw, ingested_at))
     return Parsed(parse_carrier_payload(source, raw, ingested_at), [])
