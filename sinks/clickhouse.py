@@ -20,6 +20,7 @@ import logging
 import re
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from threading import Event, Lock
@@ -40,6 +41,7 @@ log = logging.getLogger("trackline.sink")
 BATCH_ROWS = 10_000
 BATCH_SECONDS = 1.0
 GROUP = "trackline-sink"
+MAX_RETRY_WAIT = 30.0  # seconds between insert attempts while ClickHouse is down
 
 
 def connect(dsn: str) -> Client:
@@ -373,42 +375,50 @@ class HistorySink:
         self.bootstrap = bootstrap
         self.dsn = dsn
         self.stopping = Event()
-        self.rows_written = 0
+        self.rows_written = 0  # committed: in ClickHouse
+        self.messages_read = 0  # taken from the broker, committed or not
+        # What an outage looks like from outside: failed inserts, the waits between them,
+        # and whether reading is paused (nothing new is read while rows cannot land).
+        self.failed_inserts = 0
+        self.retry_waits: list[float] = []
+        self.paused = False
+        self._held: list[Message] = []  # read by a poll while paused: first in the next batch
         # The client is shared with the read-only ops page (chDB: one engine per process).
         self.lock = Lock()
         self.on_connected = on_connected
 
-    def run(self, max_idle: float | None = None) -> None:
-        """Run until stopped (SIGTERM/SIGINT), or until ``max_idle`` seconds bring nothing."""
+    def run(self, until: Callable[[], bool] | None = None) -> None:
+        """Run until stopped (SIGTERM/SIGINT), or until ``until()`` is true after a commit."""
         try:
-            self._run(max_idle)
+            self._run(until)
         except SinkStopped as stopped:
             log.warning("%s", stopped)
 
-    def _run(self, max_idle: float | None) -> None:
+    def _run(self, until: Callable[[], bool] | None) -> None:
         client = self._connect_with_retry()
         consumer = clients.consumer(self.bootstrap, GROUP)
         consumer.subscribe([topics.HISTORY, topics.DLQ])
         batch = Batch()
-        last_message = time.monotonic()
         last_lag = 0.0
         try:
             while not self.stopping.is_set():
                 if time.monotonic() - last_lag >= LAG_EVERY_SECONDS:
                     last_lag = time.monotonic()
                     self._record_lag(client, consumer)
-                for message in consumer.consume(BATCH_ROWS, timeout=0.2):
+                held, self._held = self._held, []
+                read = consumer.consume(BATCH_ROWS, timeout=0.2)
+                self.messages_read += len(read)
+                for message in held + read:
                     if message.error():
                         log.warning("consumer error: %s", message.error())
                         continue
                     batch.add(message)
-                    last_message = time.monotonic()
                 due = batch.offsets and (batch.rows >= BATCH_ROWS
                                          or time.monotonic() - batch.started >= BATCH_SECONDS)
                 if due:
                     self._write(client, consumer, batch)
                     batch = Batch()
-                if max_idle is not None and time.monotonic() - last_message > max_idle:
+                if until is not None and not batch.offsets and until():
                     break
             if batch.offsets:
                 self._write(client, consumer, batch)
@@ -454,17 +464,19 @@ class HistorySink:
                     self._insert(client, batch)
                 break
             except Exception as exc:
+                self.failed_inserts += 1
                 if self.stopping.is_set():  # stop without committing: the rows come back on restart
                     raise SinkStopped("stopped while ClickHouse refused inserts") from exc
                 log.warning("insert of %d rows failed (%s); retrying in %.1fs", batch.rows, exc, delay)
                 if not paused:  # keep group membership while we wait, but read nothing new
                     consumer.pause(consumer.assignment())
-                    paused = True
-                consumer.poll(0)
-                time.sleep(delay)
-                delay = min(delay * 2, 30.0)
+                    paused = self.paused = True
+                self.retry_waits.append(delay)
+                self._wait(consumer, delay)
+                delay = min(delay * 2, MAX_RETRY_WAIT)
         if paused:
             consumer.resume(consumer.assignment())
+            self.paused = False
         try:  # health figures are best effort: never hold back the commit for them
             health = batch_metrics(batch, datetime.now(timezone.utc), time.monotonic() - started)
             with self.lock:
@@ -474,6 +486,19 @@ class HistorySink:
         consumer.commit(offsets=batch.commit_positions(), asynchronous=False)
         self.rows_written += batch.rows
         log.debug("wrote %d rows", batch.rows)
+
+    def _wait(self, consumer: Any, seconds: float) -> None:
+        """Wait out a back-off step, polling so the group keeps this member.
+
+        A partition assigned by a rebalance during the wait is not paused; whatever a poll
+        reads from it is held for the next batch, never dropped.
+        """
+        deadline = time.monotonic() + seconds
+        while not self.stopping.is_set() and (left := deadline - time.monotonic()) > 0:
+            message = consumer.poll(min(left, 0.5))
+            if message is not None:
+                self.messages_read += 1
+                self._held.append(message)
 
     @staticmethod
     def _insert(client: Client, batch: Batch) -> None:

@@ -87,9 +87,18 @@ def test_sink_started_while_clickhouse_is_down_waits_and_commits_nothing(broker,
     thread.start()
     ops = clickhouse_connect.get_client(dsn=dsn)
     try:
-        time.sleep(8)
-        assert thread.is_alive(), "the sink gave up instead of waiting for ClickHouse"
+        # Positive marker: the sink has read the rows and tried to insert them three times.
+        wait_until(lambda: sink.failed_inserts >= 3, 60)
+        assert sink.messages_read == 10
+        assert sink.paused, "the sink keeps reading while ClickHouse refuses rows"
         assert all(offset < 0 for offset in committed(broker)), "offsets committed for rows ClickHouse never took"
+        # Back-off: each wait doubles, so a long outage costs ClickHouse a few attempts a minute.
+        assert sink.retry_waits[:3] == [0.5, 1.0, 2.0]
+        # Paused means paused: rows produced now stay on the broker through two more attempts.
+        produce(broker, history_envelopes(750)[10:])  # 5 messages more
+        wait_until(lambda: sink.failed_inserts >= 5, 60)
+        assert sink.messages_read == 10, "the paused sink read new rows it could not store"
+        assert sink.retry_waits[:4] == [0.5, 1.0, 2.0, 4.0]
         # An unavailable table is an outage, not 500 bad rows: nothing may be dead-lettered.
         assert ops.query("SELECT count() FROM dead_letters").result_rows[0][0] == 0
     finally:
@@ -101,10 +110,10 @@ def test_sink_started_while_clickhouse_is_down_waits_and_commits_nothing(broker,
 
     ops.command("ATTACH TABLE history")
     restarted = HistorySink(broker, dsn)
-    restarted.run(max_idle=8)
-    assert restarted.rows_written == 500
-    assert count(dsn, final=True) == 500
-    assert sum(offset for offset in committed(broker) if offset > 0) == 10
+    restarted.run(until=lambda: restarted.rows_written >= 750)
+    assert restarted.rows_written == 750
+    assert count(dsn, final=True) == 750
+    assert sum(offset for offset in committed(broker) if offset > 0) == 15
 
 
 def test_inserts_failing_mid_run_pause_commits_and_lose_nothing(broker, dsn):
@@ -119,10 +128,12 @@ def test_inserts_failing_mid_run_pause_commits_and_lose_nothing(broker, dsn):
     ops = clickhouse_connect.get_client(dsn=dsn)  # the same engine, as a DBA would reach it
     ops.command("DETACH TABLE history")  # every insert now fails inside ClickHouse
     produce(broker, history_envelopes(3000)[20:])  # records 1000..2999
-    time.sleep(6)
+    wait_until(lambda: sink.failed_inserts >= 3, 60)  # it read rows and has been refused three times
+    assert sink.paused
     assert committed(broker) == before, "offsets moved while ClickHouse refused the rows"
     ops.command("ATTACH TABLE history")
     wait_until(lambda: sink.rows_written == 3000, 90)
+    assert not sink.paused, "the sink stayed paused after ClickHouse came back"
     sink.stopping.set()
     thread.join(30)
     assert count(dsn, final=True) == 3000
@@ -131,11 +142,13 @@ def test_inserts_failing_mid_run_pause_commits_and_lose_nothing(broker, dsn):
 
 def test_replayed_history_is_not_counted_twice(broker, dsn):
     produce(broker, history_envelopes(2000))
-    HistorySink(broker, dsn).run(max_idle=8)
+    first = HistorySink(broker, dsn)
+    first.run(until=lambda: first.rows_written >= 2000)
     # A crash between insert and commit replays the same records: here, the whole topic again.
     produce(broker, history_envelopes(2000, per_message=70))
-    HistorySink(broker, dsn).run(max_idle=8)
-    assert count(dsn, final=True) == 2000
+    replay = HistorySink(broker, dsn)
+    replay.run(until=lambda: replay.rows_written >= 2000)  # it read and stored the replay...
+    assert count(dsn, final=True) == 2000  # ...and each row counts once
 
 
 def history_document(i: int, **changes) -> dict:
@@ -177,7 +190,7 @@ def test_rows_clickhouse_refuses_are_dead_lettered_and_the_rest_lands(broker, ds
     positions = produce_with_positions(broker, values)
 
     sink = HistorySink(broker, dsn)
-    sink.run(max_idle=8)
+    sink.run(until=lambda: sink.rows_written >= 601)  # 600 documents and the broken message
 
     # Every good row is in history, including the 48 that travelled with the refused ones.
     assert good == 598
