@@ -133,7 +133,7 @@ def feedback_due(state: OrderState, rules: Thresholds) -> datetime | None:
     """When to ask for feedback: a set time after the whole order was delivered."""
     outbound = state.outbound()
     if (not outbound or state.cancelled_at or state.return_requested_at
-            or any(p.delivered_at is None for p in outbound)):
+            or any(p.delivered_at is None for p in outbound) or not state.all_items_shipped()):
         return None
     return max(p.delivered_at for p in outbound if p.delivered_at) + timedelta(hours=rules.feedback_after_hours)
 

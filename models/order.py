@@ -348,27 +348,18 @@ def _derive_order_status(state: OrderState, event: Event, effects: list[Effect])
         state.status = OrderStatus.return_requested
     elif state.cancelled_at is not None and delivered == 0:
         state.status = OrderStatus.cancelled
-    elif packages and delivered == len(packages):
-        state.status = OrderStatus.delivered
+    elif packages and delivered == len(packages) and state.all_items_shipped():
+        state.status = OrderStatus.delivered  # not while items the customer ordered have not shipped
     elif delivered:
         state.status = OrderStatus.partially_delivered
     elif packages:
-        state.status = (OrderStatus.shipped if _all_items_shipped(state, packages)
-                        else OrderStatus.partially_shipped)
+        state.status = OrderStatus.shipped if state.all_items_shipped() else OrderStatus.partially_shipped
     elif state.processing_at is not None:
         state.status = OrderStatus.processing
     else:
         state.status = OrderStatus.placed
     if state.status is not previous:
         effects.append(_transition(event, "", state.status, previous))
-
-
-def _all_items_shipped(state: OrderState, packages: list[PackageState]) -> bool:
-    # A package that names no items is taken to carry the whole order.
-    if not state.ordered_skus or any(not p.skus for p in packages):
-        return True
-    shipped = {sku for p in packages for sku in p.skus}
-    return set(state.ordered_skus) <= shipped
 
 
 # --- estimates, delays, feedback ----------------------------------------------------------

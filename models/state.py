@@ -104,5 +104,12 @@ class OrderState(BaseModel):
     def returns(self) -> list[PackageState]:
         return [p for p in self.packages.values() if p.is_return]
 
+    def all_items_shipped(self) -> bool:
+        """Every ordered item is in some outbound package (one that names no items carries them all)."""
+        packages = self.outbound()
+        if not self.ordered_skus or any(not p.skus for p in packages):
+            return bool(packages)
+        return set(self.ordered_skus) <= {sku for p in packages for sku in p.skus}
+
     def open_alerts(self) -> list[AlertState]:
         return [a for a in self.alerts.values() if a.closed_at is None]

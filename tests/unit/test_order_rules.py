@@ -106,6 +106,24 @@ def test_split_shipment_is_partially_shipped_then_partially_delivered():
     assert ("delivered", "P1") in commands(effects) and ("delivered", "P2") not in commands(effects)
 
 
+def test_an_order_is_not_delivered_while_an_item_has_not_shipped():
+    from tests.conftest import tick
+
+    # Package 1 arrives before the warehouse ships package 2: the order is only partly there,
+    # and nobody is asked for feedback on an order still missing an item, however long it waits.
+    two_items = placed(skus=("SKU-1", "SKU-2"))
+    first = [two_items, shipped(package="P1", tracking="T1", skus=("SKU-1",)),
+             scan(S.delivered, 900, package="P1", tracking="T1")]
+    state, effects = run([*first, tick(900 + 30 * 24 * 60)])
+    assert state.status is OrderStatus.partially_delivered
+    assert ("feedback_request", "") not in commands(effects)
+    late = shipped(package="P2", tracking="T2", skus=("SKU-2",))
+    state, effects = run([*first, late, scan(S.delivered, 3000, package="P2", tracking="T2"),
+                          tick(3000 + 30 * 24 * 60)])
+    assert state.status is OrderStatus.delivered
+    assert commands(effects).count(("feedback_request", "")) == 1
+
+
 def test_shipment_announces_its_tracking_number_to_the_scan_router():
     _, effects = run([placed(), shipped(tracking="1Z999")])
     links = [e for e in effects if isinstance(e, TrackingLink)]
