@@ -85,6 +85,23 @@ MUTATIONS = [
     ("a dashboard panel's SQL names a table that does not exist", "dashboards/trackline-pipeline.json",
      r"FROM carrier_events FINAL\nWHERE status = 'unknown'", r"FROM carrier_event FINAL\nWHERE status = 'unknown'",
      "tests/integration/test_ops_dashboards.py"),
+    ("an order is delivered while an ordered item never shipped", "models/order.py",
+     "    elif packages and delivered == len(packages) and state.all_items_shipped():",
+     "    elif packages and delivered == len(packages):", "tests/unit/test_order_rules.py"),
+    ("the sink keeps reading while ClickHouse refuses rows", "sinks/clickhouse.py",
+     "                    consumer.pause(consumer.assignment())", "                    pass",
+     "tests/integration/test_sink_delivery.py::test_sink_started_while_clickhouse_is_down_waits_and_commits_nothing"),
+    ("the sink retries a refused insert without backing off", "sinks/clickhouse.py",
+     "                delay = min(delay * 2, MAX_RETRY_WAIT)", "                delay = delay",
+     "tests/integration/test_sink_delivery.py::test_sink_started_while_clickhouse_is_down_waits_and_commits_nothing"),
+    ("the sink commits before ClickHouse took the rows", "sinks/clickhouse.py",
+     "        delay = 0.5\n        paused = False\n",
+     "        delay = 0.5\n        paused = False\n"
+     "        consumer.commit(offsets=batch.commit_positions(), asynchronous=False)\n",
+     "tests/integration/test_sink_delivery.py::test_sink_started_while_clickhouse_is_down_waits_and_commits_nothing"),
+    ("a batch that fails outside any record is acknowledged and skipped", "streams/batch_io.py",
+     "        os._exit(EXIT_BATCH_FAILED)", "        raise",
+     "tests/integration/test_worker_recovery.py::test_a_batch_that_fails_outside_any_record_is_replayed_not_skipped"),
 ]
 
 

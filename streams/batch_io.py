@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import faust
@@ -155,12 +157,38 @@ def pack(documents: list[bytes], max_bytes: int = ENVELOPE_MAX_BYTES) -> list[by
     return envelopes
 
 
+# The worker's exit status when a batch failed outside any one record (see below).
+EXIT_BATCH_FAILED = 70
+
+
+@asynccontextmanager
+async def whole_batch_or_exit(what: str) -> AsyncIterator[None]:
+    """Process one fetched batch, or end the process before Faust acknowledges it.
+
+    When an agent raises, Faust's stream acknowledges the event it was processing (the
+    ``finally`` of its iterator) and commits it within a second: a batch that failed outside
+    any one record (a bug between records, a local store error) would be skipped for good.
+    Bad input never gets here (each record is dead-lettered alone); what does ends the
+    process, unacknowledged, and the restarted worker replays the batch from the last commit.
+    """
+    try:
+        yield
+    except Exception:
+        log.critical("%s: a batch failed outside any one record; exiting (status %d) without "
+                     "acknowledging it, so a restart replays it", what, EXIT_BATCH_FAILED, exc_info=True)
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        os._exit(EXIT_BATCH_FAILED)
+
+
 async def deliver(app: faust.App, what: str, produce: Callable[[Outbox], Awaitable[None]]) -> None:
     """Run ``produce`` and confirm its sends; on a failed send, back off and run it again.
 
     ``produce`` must be repeatable: a retry resends the same records (every effect has a
     deterministic id, so receivers drop the repeats) and rewrites the same table values.
     """
+    if failpoints.hit("batch_error"):
+        raise RuntimeError(f"failpoint batch_error in {what}")
     delay = 0.2
     attempt = 1
     while True:

@@ -5,6 +5,8 @@ Enabled by ``TRACKLINE_FAILPOINTS``, a comma-separated list of ``name`` or ``nam
 
 - ``produce_error``: after a batch was handed to the producer, the send fails, as a broker
   error would;
+- ``batch_error``: a batch fails outside any one record (as a bug or a store error would),
+  before its effects are sent;
 - ``kill_after_send``: after a batch's effects are stored and before its state is, the
   process exits at once, as kill -9 would.
 """

@@ -19,7 +19,7 @@ from models.effects import NotificationCommand
 from models.errors import InvalidPayload
 from models.preferences import CustomerPreferences, address, parse_preferences
 from streams.app import Channels, store_options
-from streams.batch_io import Outbox, deliver
+from streams.batch_io import Outbox, deliver, whole_batch_or_exit
 from streams.dead_letters import send_to_dlq
 
 
@@ -31,42 +31,43 @@ def register(app: faust.App, ch: Channels) -> None:
     @app.agent(ch.policy_input, name="notification-policy")
     async def address_commands(batches: faust.StreamT) -> None:
         async for records in batches:
-            message = batches.current_event.message
-            updated: dict[bytes, bytes | None] = {}  # to store
+            async with whole_batch_or_exit("notification policy"):
+                message = batches.current_event.message
+                updated: dict[bytes, bytes | None] = {}  # to store
 
-            async def decide(outbox: Outbox, records: list[Any] = records,
-                             updated: dict[bytes, bytes | None] = updated) -> None:
-                updated.clear()
-                known: dict[bytes, CustomerPreferences | None] = {}  # decoded once per customer and batch
-                outgoing: list[tuple[str, bytes]] = []
-                history: list[tuple[str, bytes]] = []
-                decided_at = _now()  # when these commands leave trackline: for the latency panels
-                for record in records:
-                    key = record.key or b""
-                    try:
-                        if record.topic == topics.CUSTOMER_PREFERENCES:
-                            # A tombstone forgets the customer's preferences: defaults apply.
-                            known[key] = None if record.value is None else parse_preferences(record.value)
-                            updated[key] = known[key].model_dump_json().encode() if known[key] else None
+                async def decide(outbox: Outbox, records: list[Any] = records,
+                                 updated: dict[bytes, bytes | None] = updated) -> None:
+                    updated.clear()
+                    known: dict[bytes, CustomerPreferences | None] = {}  # decoded once per customer and batch
+                    outgoing: list[tuple[str, bytes]] = []
+                    history: list[tuple[str, bytes]] = []
+                    decided_at = _now()  # when these commands leave trackline: for the latency panels
+                    for record in records:
+                        key = record.key or b""
+                        try:
+                            if record.topic == topics.CUSTOMER_PREFERENCES:
+                                # A tombstone forgets the customer's preferences: defaults apply.
+                                known[key] = None if record.value is None else parse_preferences(record.value)
+                                updated[key] = known[key].model_dump_json().encode() if known[key] else None
+                                continue
+                            command = _intent(record.value or b"")
+                            if key not in known:
+                                stored = preferences.get(key)
+                                known[key] = CustomerPreferences.model_validate_json(stored) if stored else None
+                            sent, row = address(command, known[key])
+                        except Exception as error:  # InvalidPayload, or a bug: this record alone
+                            await send_to_dlq(outbox, record, error)
                             continue
-                        command = _intent(record.value or b"")
-                        if key not in known:
-                            stored = preferences.get(key)
-                            known[key] = CustomerPreferences.model_validate_json(stored) if stored else None
-                        sent, row = address(command, known[key])
-                    except Exception as error:  # InvalidPayload, or a bug: this record alone
-                        await send_to_dlq(outbox, record, error)
-                        continue
-                    row = row.model_copy(update={"attributes": {**row.attributes, "decided_at": decided_at}})
-                    if sent is not None:
-                        outgoing.append((sent.order_id, sent.model_dump_json().encode()))
-                    history.append((row.order_id, row.model_dump_json().encode()))
-                await outbox.keyed(topics.NOTIFICATIONS, partitions, outgoing)
-                await outbox.envelopes(topics.HISTORY, partitions, history)
+                        row = row.model_copy(update={"attributes": {**row.attributes, "decided_at": decided_at}})
+                        if sent is not None:
+                            outgoing.append((sent.order_id, sent.model_dump_json().encode()))
+                        history.append((row.order_id, row.model_dump_json().encode()))
+                    await outbox.keyed(topics.NOTIFICATIONS, partitions, outgoing)
+                    await outbox.envelopes(topics.HISTORY, partitions, history)
 
-            await deliver(app, "notification policy: commands", decide)
-            await deliver(app, "notification policy: preferences",
-                          lambda outbox, p=message.partition, u=updated: outbox.write_table(preferences, p, u))
+                await deliver(app, "notification policy: commands", decide)
+                await deliver(app, "notification policy: preferences",
+                              lambda outbox, p=message.partition, u=updated: outbox.write_table(preferences, p, u))
 
 
 def _now() -> str:

@@ -25,7 +25,7 @@ from models.order import Event, OrderState, apply_batch
 from models.thresholds import Thresholds
 from streams import clock, failpoints, lookup, order_store, watermark
 from streams.app import Channels, store_options
-from streams.batch_io import Outbox, deliver
+from streams.batch_io import Outbox, deliver, whole_batch_or_exit
 from streams.dead_letters import send_to_dlq
 
 FEED_LATENCY_KEY = b"\x00trackline:feed-latency"  # per partition, beside the orders it measured
@@ -55,51 +55,52 @@ def register(app: faust.App, ch: Channels, rules: Thresholds, tick_interval: flo
     @app.agent(ch.orders_input, name="order-tracker")
     async def track_orders(batches: faust.StreamT) -> None:
         async for records in batches:
-            message = batches.current_event.message
-            partition = message.partition
-            if partition not in latencies:
-                latencies[partition] = FeedLatency.load(orders.get(FEED_LATENCY_KEY), rules)
-            latency = latencies[partition]
-            generation = decoded.generation
-            applied: dict[str, Any] = {}
+            async with whole_batch_or_exit("order tracker"):
+                message = batches.current_event.message
+                partition = message.partition
+                if partition not in latencies:
+                    latencies[partition] = FeedLatency.load(orders.get(FEED_LATENCY_KEY), rules)
+                latency = latencies[partition]
+                generation = decoded.generation
+                applied: dict[str, Any] = {}
 
-            async def apply_and_publish(outbox: Outbox, records: list[Any] = records,
-                                        applied: dict[str, Any] = applied, latency: FeedLatency = latency) -> None:
-                events: list[Event] = []
-                origins: list[Any] = []
-                for record in records:
-                    try:
-                        found = _decode(record)
-                    except Exception as error:  # InvalidPayload, or a bug: this record alone
-                        await send_to_dlq(outbox, record, error)
-                        continue
-                    events.extend(found)
-                    origins.extend([record] * len(found))
-                # A retry starts again from the stored states: take() reads what the cache lost.
-                states = decoded.take({event.order_id for event in events})
-                outcome = apply_batch(states, events, rules, reload=stored_state, latency=latency)
-                for index, error in outcome.failed:  # the failing event alone, not its envelope
-                    await send_to_dlq(outbox, origins[index], error, value=events[index].model_dump_json().encode())
-                await _publish(outbox, outcome.effects, partitions)
-                applied.update(states=states, changed=outcome.changed)
+                async def apply_and_publish(outbox: Outbox, records: list[Any] = records,
+                                            applied: dict[str, Any] = applied, latency: FeedLatency = latency) -> None:
+                    events: list[Event] = []
+                    origins: list[Any] = []
+                    for record in records:
+                        try:
+                            found = _decode(record)
+                        except Exception as error:  # InvalidPayload, or a bug: this record alone
+                            await send_to_dlq(outbox, record, error)
+                            continue
+                        events.extend(found)
+                        origins.extend([record] * len(found))
+                    # A retry starts again from the stored states: take() reads what the cache lost.
+                    states = decoded.take({event.order_id for event in events})
+                    outcome = apply_batch(states, events, rules, reload=stored_state, latency=latency)
+                    for index, error in outcome.failed:  # the failing event alone, not its envelope
+                        await send_to_dlq(outbox, origins[index], error, value=events[index].model_dump_json().encode())
+                    await _publish(outbox, outcome.effects, partitions)
+                    applied.update(states=states, changed=outcome.changed)
 
-            # Effects reach the broker before the state that remembers them is stored:
-            # a crash in between replays the batch and re-emits the same command ids,
-            # where the other order would remember milestones no customer was told.
-            await deliver(app, "order tracker: effects", apply_and_publish)
-            failpoints.kill_if("kill_after_send")
-            changed: dict[str, OrderState] = applied["changed"]
-            encoded: dict[bytes, bytes | None] = {
-                order_id.encode(): order_store.encode(state) for order_id, state in changed.items()}
-            if latency.changed:
-                encoded[FEED_LATENCY_KEY] = latency.dump()
-                latency.changed = False
-            await deliver(app, "order tracker: state",
-                          lambda outbox, p=partition, e=encoded: outbox.write_table(orders, p, e))
-            for order_id, state in changed.items():
-                deadlines.schedule(partition, order_id, state.next_deadline)
-            decoded.keep(applied["states"], generation)
-            watermark.processed(message, records)
+                # Effects reach the broker before the state that remembers them is stored:
+                # a crash in between replays the batch and re-emits the same command ids,
+                # where the other order would remember milestones no customer was told.
+                await deliver(app, "order tracker: effects", apply_and_publish)
+                failpoints.kill_if("kill_after_send")
+                changed: dict[str, OrderState] = applied["changed"]
+                encoded: dict[bytes, bytes | None] = {
+                    order_id.encode(): order_store.encode(state) for order_id, state in changed.items()}
+                if latency.changed:
+                    encoded[FEED_LATENCY_KEY] = latency.dump()
+                    latency.changed = False
+                await deliver(app, "order tracker: state",
+                              lambda outbox, p=partition, e=encoded: outbox.write_table(orders, p, e))
+                for order_id, state in changed.items():
+                    deadlines.schedule(partition, order_id, state.next_deadline)
+                decoded.keep(applied["states"], generation)
+                watermark.processed(message, records)
 
 
 class DecodedStates:

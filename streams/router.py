@@ -34,7 +34,7 @@ from models.routing import (
 from models.thresholds import Thresholds
 from streams import watermark
 from streams.app import Channels, store_options
-from streams.batch_io import Outbox, deliver
+from streams.batch_io import Outbox, deliver, whole_batch_or_exit
 from streams.clock import PartitionDeadlines, due_at_watermark
 from streams.dead_letters import header, send_to_dlq
 from streams.order_store import stored_deadline
@@ -75,40 +75,41 @@ def register(app: faust.App, ch: Channels, rules: Thresholds, tick_interval: flo
     @app.agent(ch.router_input, name="scan-router")
     async def route_scans(batches: faust.StreamT) -> None:
         async for records in batches:
-            message = batches.current_event.message
-            changed: dict[bytes, bytes] = {}
+            async with whole_batch_or_exit("scan router"):
+                message = batches.current_event.message
+                changed: dict[bytes, bytes] = {}
 
-            async def route(outbox: Outbox, records: list[Any] = records, changed: dict = changed) -> None:
-                changed.clear()  # a retry routes the batch again from the stored entries
-                by_key: dict[bytes, list[tuple[Any, list[Item]]]] = defaultdict(list)
-                for record in records:
-                    try:
-                        incoming = await _decode(outbox, record, partitions, bound)
-                    except Exception as error:  # InvalidPayload, or a bug: this record alone
-                        await send_to_dlq(outbox, record, error)
-                        continue
-                    if incoming:
-                        by_key[record.key or b""].append((record, incoming))
-                matched: list[CarrierScan] = []
-                given_up: list[Any] = []
-                for key, arrivals in by_key.items():
-                    entry, released, expired, entry_changed = await _route_key(
-                        outbox, stored_entry, key, arrivals, bound)
-                    matched.extend(released)
-                    given_up.extend(expired)
-                    if entry_changed:
-                        changed[key] = encode_entry(entry, bound)
-                await outbox.envelopes(topics.ORDER_EVENTS, partitions,
-                                       ((scan.order_id, scan.model_dump_json().encode()) for scan in matched))
-                await _publish_unmatched(outbox, given_up, partitions)
+                async def route(outbox: Outbox, records: list[Any] = records, changed: dict = changed) -> None:
+                    changed.clear()  # a retry routes the batch again from the stored entries
+                    by_key: dict[bytes, list[tuple[Any, list[Item]]]] = defaultdict(list)
+                    for record in records:
+                        try:
+                            incoming = await _decode(outbox, record, partitions, bound)
+                        except Exception as error:  # InvalidPayload, or a bug: this record alone
+                            await send_to_dlq(outbox, record, error)
+                            continue
+                        if incoming:
+                            by_key[record.key or b""].append((record, incoming))
+                    matched: list[CarrierScan] = []
+                    given_up: list[Any] = []
+                    for key, arrivals in by_key.items():
+                        entry, released, expired, entry_changed = await _route_key(
+                            outbox, stored_entry, key, arrivals, bound)
+                        matched.extend(released)
+                        given_up.extend(expired)
+                        if entry_changed:
+                            changed[key] = encode_entry(entry, bound)
+                    await outbox.envelopes(topics.ORDER_EVENTS, partitions,
+                                           ((scan.order_id, scan.model_dump_json().encode()) for scan in matched))
+                    await _publish_unmatched(outbox, given_up, partitions)
 
-            # Matched scans reach the broker before the entries that released them are stored.
-            await deliver(app, "scan router: scans", route)
-            await deliver(app, "scan router: entries",
-                          lambda outbox, p=message.partition, c=changed: outbox.write_table(tracking, p, c))
-            for key, value in changed.items():
-                held_deadlines.schedule(message.partition, key.decode(errors="replace"), _due(value))
-            watermark.processed(message, records)
+                # Matched scans reach the broker before the entries that released them are stored.
+                await deliver(app, "scan router: scans", route)
+                await deliver(app, "scan router: entries",
+                              lambda outbox, p=message.partition, c=changed: outbox.write_table(tracking, p, c))
+                for key, value in changed.items():
+                    held_deadlines.schedule(message.partition, key.decode(errors="replace"), _due(value))
+                watermark.processed(message, records)
 
 
 def encode_entry(entry: TrackingEntry, bound: timedelta) -> bytes:

@@ -58,6 +58,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
     import gc
 
     gc.set_threshold(200_000, 50, 1000)
+    # A stuck worker: SIGUSR1 logs its asyncio tasks' stacks (Faust's worker), SIGUSR2 every
+    # thread's stack even when the event loop itself is blocked.
+    import faulthandler
+    import signal
+
+    faulthandler.register(signal.SIGUSR2, all_threads=True)
     app = create_app(settings, bootstrap, tansu=is_embedded_tansu(bootstrap))
     worker = faust.Worker(app, loglevel=settings.log_level, quiet=True)
     worker.execute_from_commandline()

@@ -92,6 +92,11 @@ class Pipeline:
             if condition():
                 return
             time.sleep(0.5)
+        for name, process in self.processes.items():  # a stuck worker logs its threads' and tasks' stacks
+            if name.startswith("worker") and process.poll() is None:
+                process.send_signal(signal.SIGUSR2)
+                process.send_signal(signal.SIGUSR1)
+        time.sleep(2)
         logs = {n: (self.logs / f"{n}.log").read_text()[-2000:] for n in self.processes}
         raise AssertionError(f"timed out waiting for {what}; logs: {logs}")
 

@@ -38,6 +38,27 @@ def test_kill_9_and_restart_loses_and_repeats_nothing(pipeline):
     assert by_type == Counter(command.type.value for command in expected.values())
 
 
+def test_a_batch_that_fails_outside_any_record_is_replayed_not_skipped(pipeline):
+    """A store error or a bug between records: Faust would acknowledge the batch it was in."""
+    from streams.batch_io import EXIT_BATCH_FAILED
+
+    traffic = list(TrafficSimulator(seed=13, mix=STEADY).stream(orders_per_second=10, duration=10))
+    expected = expected_notifications(traffic)
+    pipeline.env["TRACKLINE_FAILPOINTS"] = "batch_error:1"  # the first batch any agent processes
+    pipeline.start("worker", "notifier")
+    produce(pipeline.bootstrap, [(m.topic, m.key, m.value, m.headers) for m in traffic])
+    assert pipeline.processes["worker"].wait(120) == EXIT_BATCH_FAILED
+    assert "without acknowledging it" in (pipeline.logs / "worker.log").read_text()
+    del pipeline.env["TRACKLINE_FAILPOINTS"]
+    pipeline.start("worker")  # as a supervisor would
+    pipeline.wait_for(lambda: len(pipeline.delivered()) >= len(expected), 180, "every command")
+    settle(pipeline, "after the replay")  # anything produced twice would have arrived by now
+
+    delivered = Counter(c["command_id"] for c in pipeline.delivered())
+    assert set(delivered) == set(expected)
+    assert [i for i, n in delivered.items() if n > 1] == []
+
+
 def commands_on_topic(bootstrap: str) -> Counter:
     """Every command id the workers produced, duplicates included."""
     from confluent_kafka import Consumer, TopicPartition
