@@ -99,6 +99,10 @@ MUTATIONS = [
      "        delay = 0.5\n        paused = False\n"
      "        consumer.commit(offsets=batch.commit_positions(), asynchronous=False)\n",
      "tests/integration/test_sink_delivery.py::test_sink_started_while_clickhouse_is_down_waits_and_commits_nothing"),
+    ("a preferences tombstone is ignored", "streams/notification_policy.py",
+     "known[key] = None if record.value is None else parse_preferences(record.value)",
+     "known[key] = known.get(key) if record.value is None else parse_preferences(record.value)",
+     "tests/integration/test_preferences_flow.py"),
     ("a batch that fails outside any record is acknowledged and skipped", "streams/batch_io.py",
      "        os._exit(EXIT_BATCH_FAILED)", "        raise",
      "tests/integration/test_worker_recovery.py::test_a_batch_that_fails_outside_any_record_is_replayed_not_skipped"),
