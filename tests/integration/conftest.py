@@ -209,23 +209,33 @@ def notifier_settled(run: Pipeline, tag: str, timeout: float = 60) -> None:
 
 def sink_caught_up(run: Pipeline, timeout: float = 60) -> None:
     """Wait until the sink has committed (so inserted) everything on the history and DLQ topics."""
-    from confluent_kafka import Consumer, TopicPartition
-
     from models import topics
     from sinks.clickhouse import GROUP
 
-    wanted = [TopicPartition(topics.HISTORY, p) for p in range(PARTITIONS)] + [TopicPartition(topics.DLQ, 0)]
-    reader = Consumer({"bootstrap.servers": run.bootstrap, "group.id": GROUP, "enable.auto.commit": False})
+    wanted = [(topics.HISTORY, p) for p in range(PARTITIONS)] + [(topics.DLQ, 0)]
+    committed_to_the_end(run, GROUP, wanted, timeout, "the sink to commit every history row")
 
-    def caught_up() -> bool:
-        committed = {(tp.topic, tp.partition): tp.offset for tp in reader.committed(wanted, timeout=10)}
-        for tp in wanted:
-            _, end = reader.get_watermark_offsets(tp, timeout=10, cached=False)
-            if end > 0 and committed[(tp.topic, tp.partition)] < end:
-                return False
-        return True
 
+def committed_to_the_end(run: Pipeline, group: str, partitions: list[tuple[str, int]], timeout: float,
+                         what: str) -> None:
+    """Wait until ``group`` has committed every record now on ``partitions`` (so processed them)."""
+    from confluent_kafka import Consumer, TopicPartition
+    from faust.types import TP
+
+    from streams.bulk import true_end_offsets
+
+    reader = Consumer({"bootstrap.servers": run.bootstrap, "group.id": group, "enable.auto.commit": False})
     try:
-        run.wait_for(caught_up, timeout, "the sink to commit every history row")
+        # The embedded broker reports a partition's end one record batch short: read it.
+        reported = {TP(t, p): reader.get_watermark_offsets(TopicPartition(t, p), timeout=10, cached=False)[1]
+                    for t, p in partitions}
+        ends = true_end_offsets(run.bootstrap, reported)
+
+        def caught_up() -> bool:
+            committed = {(tp.topic, tp.partition): tp.offset for tp in reader.committed(
+                [TopicPartition(t, p) for t, p in partitions], timeout=10)}
+            return all(committed[(tp.topic, tp.partition)] >= end for tp, end in ends.items() if end > 0)
+
+        run.wait_for(caught_up, timeout, what)
     finally:
         reader.close()

@@ -16,7 +16,7 @@ import orjson
 
 from broker import clients
 from models import topics
-from tests.integration.conftest import Pipeline
+from tests.integration.conftest import PARTITIONS, Pipeline, committed_to_the_end, settle
 
 PAYLOADS = Path(__file__).parents[1] / "payloads"
 DEMO_THRESHOLDS = Path(__file__).parents[2] / "config" / "detection-demo.toml"
@@ -152,7 +152,7 @@ def test_a_failed_send_stores_nothing_and_loses_nothing(broker: str, pipeline: P
         for n in range(20)])
     pipeline.wait_for(lambda: len({c["command_id"] for c in pipeline.delivered()}) >= 40, 90,
                       "a confirmation and an estimate for every order")
-    time.sleep(2)
+    settle(pipeline, "after-retries")  # a command sent twice by a retry would be out by now
     got = {(c["order_id"], c["type"]) for c in pipeline.delivered()}
     assert got == {(f"ORD-{n}", kind) for n in range(20) for kind in ("order_confirmed", "estimate_set")}
     assert "send failed (attempt 1)" in (pipeline.logs / "worker.log").read_text()
@@ -199,7 +199,9 @@ def test_a_backlog_read_after_an_outage_tells_no_false_delay(broker: str, pipeli
     pipeline.wait_for(lambda: len(delayed("ORD-LATE")) >= 1, 90, "the late order's delay notice")
     pipeline.wait_for(lambda: any(c["order_id"] == "ORD-OK" and c["type"] == "delivered"
                                   for c in pipeline.delivered()), 60, "the on-time order's delivery")
-    time.sleep(8)  # several ticks past every allowance
+    # Every order of the backlog was judged in the tick that told ORD-LATE; anything those
+    # ticks sent is ahead of the sentinels on every path.
+    settle(pipeline, "after-backlog")
     assert delayed("ORD-OK") == []
     assert delayed("ORD-BATCH") == []
     late = delayed("ORD-LATE")
@@ -301,7 +303,7 @@ def test_a_feed_that_reports_late_tells_no_customer_of_a_deadline_it_met(broker:
     pipeline.wait_for(lambda: delayed("ORD-LATE"), 60, "the overdue package's notice")
     pipeline.wait_for(lambda: any(c["order_id"] == "ORD-SLOW" and c["type"] == "delivered"
                                   for c in pipeline.delivered()), 30, "the late feed's delivery")
-    time.sleep(3)
+    settle(pipeline, "after-late-feed")
     assert delayed("ORD-SLOW") == []
     found = alerts(broker, lambda a: a["order_id"] == "ORD-SLOW" and a["state"] == "closed", 30)
     assert [a["alert_kind"] for a in found] == ["out_for_delivery_overdue"]  # ops saw it open, then close
@@ -325,7 +327,9 @@ def test_a_scan_held_for_its_order_survives_a_worker_crash(broker: str, pipeline
                                   for c in pipeline.delivered()), 60, "the order")
     letters = dead_letters(broker, 1)  # the sentinel: read after the held scan, in its partition
     assert letters[b"THELD1"][0] == "missing_field"
-    time.sleep(2)  # past the next offset commit (every second)
+    # The router committed the held scan's offset: only its stored entry can bring it back.
+    committed_to_the_end(pipeline, "trackline", [(topics.CARRIER_SCANS_RAW, p) for p in range(PARTITIONS)], 60,
+                         "the router to commit the held scan")
     pipeline.kill("worker")
     pipeline.start("worker")
     produce_at(broker, [(topics.FC_EVENTS, b"ORD-H", package_shipped("ORD-H", "THELD1", now), [], None)])

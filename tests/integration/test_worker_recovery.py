@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 
 import orjson
@@ -94,8 +93,11 @@ def test_partitions_moving_between_workers_and_back_keep_state_exact(pipeline):
     pipeline.wait_for(lambda: "Seek stream partitions" in log.read_text(), 60, "worker-2 to take partitions")
     produce(pipeline.bootstrap, as_messages[half:])
     pipeline.wait_for(lambda: len(pipeline.delivered()) >= len(expected), 180, "every command")
+    first_log = pipeline.logs / "worker.log"
+    assignments = first_log.read_text().count("Seek stream partitions")
     pipeline.stop("worker-2")  # its partitions come back to the first worker
-    time.sleep(12)
+    pipeline.wait_for(lambda: first_log.read_text().count("Seek stream partitions") > assignments, 90,
+                      "the first worker to take worker-2's partitions back")
     # Carriers resend the second half; the first worker must know worker-2 applied it.
     produce(pipeline.bootstrap, [(m.topic, m.key, m.value, m.headers) for m in second if m.kind == "scan"])
     settle(pipeline, "resent")  # every resent scan went through every hop before the check below
