@@ -75,6 +75,28 @@ class BulkConsumer(aiokafka_driver.Consumer):
         return await asyncio.get_running_loop().run_in_executor(
             None, true_end_offsets, self.tansu_bootstrap, dict(reported))
 
+    async def perform_seek(self) -> None:
+        """Seek every assigned partition to its committed offset, or to its beginning if none.
+
+        Faust clears the agents' queues when it resumes the flow after a rebalance or a
+        recovery, trusting this seek to fetch what they held again. A seek to committed leaves
+        a partition with no committed offset where it is, so records fetched for it just before
+        the clear were skipped for good (seen after kill -9 under load: a restarted worker whose
+        dead predecessor had committed nothing on some partitions lost their first batches).
+        Such a partition starts again from its beginning, as "earliest" does for a new group.
+        """
+        await super().perform_seek()
+        uncommitted = [tp for tp in self.assignment()
+                       if tp.topic in self.bulk_topics and not self._committed_offset.get(tp)]
+        if uncommitted:
+            from aiokafka.errors import IllegalStateError
+            from aiokafka.structs import TopicPartition
+
+            try:
+                await self._thread.seek_to_beginning(*(TopicPartition(tp.topic, tp.partition) for tp in uncommitted))
+            except IllegalStateError:  # revoked meanwhile: the next assignment seeks again
+                pass
+
     def _new_consumer_thread(self) -> ConsumerThread:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
@@ -84,18 +106,31 @@ class BulkConsumer(aiokafka_driver.Consumer):
         if records is None or self.should_stop:
             return
         to_message = self._to_message
+        deferred = False
         for tp, batch in records.items():
             if not self.flow_active or self.app.consumer_generation_id != generation_id:
                 break
             if not (active_partitions is None or tp in active_partitions or tp in self._buffered_partitions):
                 continue
             self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+            if tp.topic in self.bulk_topics and batch and (self.app.rebalancing
+                                                            or not self.app.flow_control.is_active()):
+                # At the end of a rebalance Faust seeks to the committed offsets, then clears the
+                # agents' queues: a batch fetched after the seek and handed over before the clear
+                # was dropped while the fetch position had moved past it (seen under load after
+                # kill -9: a restarted worker skipped whole batches). Until the rebalance is over,
+                # leave the batch on the broker and fetch it again.
+                self._thread.seek(tp, batch[0].offset)
+                deferred = True
+                continue
             if tp.topic in self.bulk_topics and batch:
                 PROGRESS.delivered(tp, batch[-1].offset)
                 yield tp, self._batch_message(tp, batch)
             else:
                 for record in batch:
                     yield tp, to_message(tp, record)
+        if deferred:
+            await asyncio.sleep(0.05)  # the flow resumes within a seek; do not spin on the same batch
 
     def _batch_message(self, tp: TP, batch: list[Any]) -> ConsumerMessage:
         last = batch[-1]
@@ -120,7 +155,13 @@ class BulkConsumer(aiokafka_driver.Consumer):
         return highest + 1
 
 
-def true_end_offsets(bootstrap: str, reported: dict[TP, int]) -> dict[TP, int]:
+def true_end_offsets(bootstrap: str, reported: dict[TP, int], timeout: float = 60.0) -> dict[TP, int]:
+    """Each partition's end, read from its last record batch (Tansu reports that batch's first
+    offset + 1). The batch must be read, however slow the machine: stopping at the first quiet
+    poll would return the reported, short, end while the reader is still being assigned."""
+    import logging
+    import time
+
     from confluent_kafka import Consumer as KafkaConsumer
     from confluent_kafka import TopicPartition
 
@@ -130,18 +171,25 @@ def true_end_offsets(bootstrap: str, reported: dict[TP, int]) -> dict[TP, int]:
         return ends
     reader = KafkaConsumer({"bootstrap.servers": bootstrap, "group.id": "trackline-highwater-probe",
                             "enable.auto.commit": False})
+    unread = set(start)  # partitions whose last batch has not come back yet
+    deadline = time.monotonic() + timeout
     try:
         reader.assign([TopicPartition(tp.topic, tp.partition, offset) for tp, offset in start.items()])
         quiet = 0
-        while quiet < 2:
+        while (unread or quiet < 2) and time.monotonic() < deadline:
             messages = reader.consume(10000, timeout=0.5)
             quiet = 0 if messages else quiet + 1
             for m in messages:
                 if not m.error():
                     tp = TP(m.topic(), m.partition())
                     ends[tp] = max(ends[tp], m.offset() + 1)
+                    unread.discard(tp)
     finally:
         reader.close()
+    if unread:
+        logging.getLogger("trackline.recovery").warning(
+            "end offsets: the last record batch of %s was not read within %.0fs; using the reported ends",
+            sorted(str(tp) for tp in unread), timeout)
     return ends
 
 
