@@ -207,6 +207,29 @@ def notifier_settled(run: Pipeline, tag: str, timeout: float = 60) -> None:
                  f"the notifier's sentinels {tag}")
 
 
+def preferences_stored(run: Pipeline, customer_ids: list[str], timeout: float = 90) -> None:
+    """Wait until the worker has stored these customers' preferences (its table's changelog has
+    them). Preferences and commands are two topics read side by side: an order placed right after
+    its customer's preferences may be decided before they are read."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    changelog = "trackline-customer-preferences-changelog"  # Faust: "<app id>-<table>-changelog"
+
+    def keys() -> set[bytes]:
+        consumer = Consumer({"bootstrap.servers": run.bootstrap, "group.id": "test-read-changelog"})
+        consumer.assign([TopicPartition(changelog, p, 0) for p in range(PARTITIONS)])
+        found: set[bytes] = set()
+        try:
+            while messages := consumer.consume(1000, timeout=1.0):
+                found.update(m.key() for m in messages if not m.error() and m.key())
+        finally:
+            consumer.close()
+        return found
+
+    wanted = {c.encode() for c in customer_ids}
+    run.wait_for(lambda: wanted <= keys(), timeout, f"the preferences of {customer_ids} stored")
+
+
 def sink_caught_up(run: Pipeline, timeout: float = 60) -> None:
     """Wait until the sink has committed (so inserted) everything on the history and DLQ topics."""
     from models import topics

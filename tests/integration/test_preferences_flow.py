@@ -9,12 +9,11 @@ import pytest
 
 from models import topics
 from models.routing import partition_for
-from tests.integration.conftest import PARTITIONS, produce
+from tests.integration.conftest import PARTITIONS, preferences_stored, produce
 
 pytestmark = pytest.mark.integration
 
 # Opted out of the confirmation, by SMS only: what a tombstone must take away again.
-CHANGELOG = "trackline-customer-preferences-changelog"  # Faust: "<app id>-<table>-changelog"
 PICKY = {"channels": ["sms"], "opted_out": ["order_confirmed"]}
 
 
@@ -26,20 +25,6 @@ def order_for(customer: str, order_id: str) -> tuple:
             "promised_delivery_date": (now + timedelta(days=5)).date().isoformat(),
             "ship_by": (now + timedelta(days=1)).isoformat(), "items": [{"sku": "SKU-1", "quantity": 1}]}
     return (topics.FC_EVENTS, order_id.encode(), orjson.dumps(body), [])
-
-
-def changelog_keys(bootstrap: str) -> set[bytes]:
-    from confluent_kafka import Consumer, TopicPartition
-
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "test-read-changelog"})
-    consumer.assign([TopicPartition(CHANGELOG, p, 0) for p in range(PARTITIONS)])
-    keys: set[bytes] = set()
-    try:
-        while messages := consumer.consume(1000, timeout=1.0):
-            keys.update(m.key() for m in messages if not m.error() and m.key())
-    finally:
-        consumer.close()
-    return keys
 
 
 def same_partition_as(key: str, prefix: str) -> str:
@@ -60,10 +45,9 @@ def test_a_preferences_tombstone_restores_the_defaults(pipeline):
     def delivered(order_id: str) -> dict[str, dict]:
         return {c["type"]: c for c in pipeline.delivered() if c["order_id"] == order_id}
 
-    # Positive marker: the worker stored the control customer's preferences (its table's
-    # changelog has them), so the tombstone, read before them on the same partition, is applied.
-    # (Preferences and commands are two topics: produced together, either may be read first.)
-    pipeline.wait_for(lambda: control.encode() in changelog_keys(pipeline.bootstrap), 90, "the preferences stored")
+    # Positive marker: the worker stored the control customer's preferences, so the tombstone,
+    # read before them on the same partition, is applied too.
+    preferences_stored(pipeline, [control])
     produce(pipeline.bootstrap, [order_for(control, "ORD-KEEPS")])
     pipeline.wait_for(lambda: "estimate_set" in delivered("ORD-KEEPS"), 90, "the control customer's estimate")
     keeps = delivered("ORD-KEEPS")

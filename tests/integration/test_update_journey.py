@@ -16,7 +16,7 @@ import pytest
 
 from models import topics
 from models.effects import NotificationType
-from tests.integration.conftest import Pipeline, produce, sink_caught_up
+from tests.integration.conftest import Pipeline, preferences_stored, produce, sink_caught_up
 
 pytestmark = pytest.mark.integration
 
@@ -104,6 +104,7 @@ def journey(tmp_path_factory) -> dict:
                     "customer_id": "CUST-K", "opted_out": ["shipped"]}), []),
                 (topics.CUSTOMER_PREFERENCES, b"CUST-Z", b'{"customer_id": "CUST-Z", "time_zone": "Mars/Base"}', []),
             ])
+            preferences_stored(run, ["CUST-J", "CUST-K"])  # before their orders: two topics, read side by side
             produce(run.bootstrap, [
                 placed("ORD-J", "CUST-J", promise, ship_in_seconds=4),
                 fc({"type": "order_processing", "event_id": "ORD-J-proc", "order_id": "ORD-J", "occurred_at": now()}),
