@@ -1,44 +1,85 @@
-"""One way to configure: ``TRACKLINE_*`` environment variables, overridden by CLI flags."""
+"""One way to configure: ``TRACKLINE_*`` environment variables, overridden by CLI flags.
+
+A secret may also come from a file named by ``<VARIABLE>_FILE`` (container secrets: Docker,
+Kubernetes), never from a flag, and it is never printed: ``trackline config`` shows it masked.
+A value that does not fit gives one line naming the variable and what it accepts.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 ENV_PREFIX = "TRACKLINE_"
+# Sources that sign their webhooks, each with its own secrets (comma-separated: several while
+# one is rotated out). ``fc`` is the fulfillment-center endpoint.
+WEBHOOK_SOURCES = ("aftership", "easypost", "shippo", "generic", "x12_214", "fc")
+SECRETS = ("support_token", *(f"secret_{source}" for source in WEBHOOK_SOURCES))
 
 
-@dataclass(frozen=True)
-class Settings:
+class ConfigError(ValueError):
+    """A setting that does not fit; the message is one line per problem, naming the variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(frozen=True, extra="forbid")
+
     kafka: str = ""  # bootstrap servers; empty = start the embedded broker
     clickhouse: str = ""  # http(s)://... or chdb:///path; empty = chDB under data_dir
     data_dir: Path = Path("data")
-    partitions: int = 4
-    web_port: int = 6066
-    log_level: str = "info"
+    partitions: int = Field(4, ge=1, le=10_000)
+    web_port: int = Field(6066, ge=0, le=65_535)
+    log_level: Literal["crit", "error", "warn", "info", "debug"] = "info"
     thresholds: str = ""  # TOML file of detection thresholds; empty = config/detection.toml defaults
-    tick_interval: float = 5.0  # seconds between deadline ticks
+    tick_interval: float = Field(5.0, gt=0)  # seconds between deadline ticks
+    # Support agents' bearer token (order lookup, support tracking page).
+    support_token: SecretStr | None = None
+    secret_aftership: list[SecretStr] = Field(default_factory=list)
+    secret_easypost: list[SecretStr] = Field(default_factory=list)
+    secret_shippo: list[SecretStr] = Field(default_factory=list)
+    secret_generic: list[SecretStr] = Field(default_factory=list)
+    secret_x12_214: list[SecretStr] = Field(default_factory=list)
+    secret_fc: list[SecretStr] = Field(default_factory=list)
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource,
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # ``from_env`` reads the environment it is given (and the *_FILE secrets) itself, so a
+        # test or an embedding program never picks up this process's variables by accident.
+        return (init_settings,)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], **overrides: object) -> Settings:
-        def get(name: str) -> str | None:
-            return environ.get(ENV_PREFIX + name.upper())
-
-        values: dict[str, object] = {}
-        for name in ("kafka", "clickhouse", "log_level", "thresholds"):
-            if (v := get(name)) is not None:
-                values[name] = v
-        if (v := get("data_dir")) is not None:
-            values["data_dir"] = Path(v)
-        for name in ("partitions", "web_port"):
-            if (v := get(name)) is not None:
-                values[name] = int(v)
-        if (v := get("tick_interval")) is not None:
-            values["tick_interval"] = float(v)
+        """The settings from ``environ`` (``TRACKLINE_*``), with ``overrides`` (flags) on top;
+        an override of None means the flag was not given."""
+        values: dict[str, Any] = {}
+        for name in cls.model_fields:
+            variable = ENV_PREFIX + name.upper()
+            raw = environ.get(variable)
+            if name in SECRETS and raw is None and (path := environ.get(variable + "_FILE")):
+                try:
+                    raw = Path(path).read_text().strip()
+                except OSError as error:
+                    raise ConfigError(f"{variable}_FILE: cannot read {path}: {error.strerror}") from None
+            if raw is None:
+                continue
+            if name.startswith("secret_"):
+                values[name] = [part.strip() for part in raw.split(",") if part.strip()]
+            else:
+                values[name] = raw
         values.update({k: v for k, v in overrides.items() if v is not None})
-        settings = cls(**values)  # type: ignore[arg-type]
-        return replace(settings, data_dir=Path(settings.data_dir).resolve())
+        try:
+            settings = cls(**values)
+        except ValidationError as error:
+            raise ConfigError("; ".join(_explain(e) for e in error.errors())) from None
+        return settings.model_copy(update={"data_dir": Path(settings.data_dir).resolve()})
 
     @property
     def clickhouse_dsn(self) -> str:
@@ -47,3 +88,29 @@ class Settings:
     @property
     def embedded_broker(self) -> bool:
         return not self.kafka
+
+    def webhook_secrets(self, source: str) -> list[str]:
+        """The secrets a source's webhooks may be signed with (empty: none configured)."""
+        field = f"secret_{source.replace('-', '_')}"
+        return [s.get_secret_value() for s in getattr(self, field, [])]
+
+    def effective(self) -> dict[str, Any]:
+        """Every setting as ``trackline config`` prints it: secrets masked, never their values."""
+        shown: dict[str, Any] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if name == "support_token":
+                shown[name] = "********" if value is not None else None
+            elif name.startswith("secret_"):
+                shown[name] = f"{len(value)} secret(s) set" if value else "none"
+            else:
+                shown[name] = str(value) if isinstance(value, Path) else value
+        return shown
+
+
+def _explain(error: Any) -> str:
+    name = str(error["loc"][0]) if error.get("loc") else "?"
+    variable = ENV_PREFIX + name.upper()
+    if name in SECRETS:  # never echo what was given for a secret
+        return f"{variable}: {error['msg']}"
+    return f"{variable}: {error['msg']} (got {error.get('input')!r})"

@@ -9,16 +9,25 @@ import os
 import sys
 from pathlib import Path
 
-from models.settings import Settings
+from models.settings import ConfigError, Settings
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    return Settings.from_env(
-        os.environ, kafka=args.kafka, clickhouse=args.clickhouse, data_dir=args.data_dir,
-        partitions=args.partitions, log_level=args.log_level,
-        web_port=getattr(args, "web_port", None), thresholds=getattr(args, "thresholds", None),
-        tick_interval=getattr(args, "tick_interval", None),
-    )
+    try:
+        return Settings.from_env(
+            os.environ, kafka=args.kafka, clickhouse=args.clickhouse, data_dir=args.data_dir,
+            partitions=args.partitions, log_level=args.log_level,
+            web_port=getattr(args, "web_port", None), thresholds=getattr(args, "thresholds", None),
+            tick_interval=getattr(args, "tick_interval", None),
+        )
+    except ConfigError as error:
+        sys.exit(f"trackline: configuration: {error}")
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    """The effective configuration, secrets masked: what a process started here would use."""
+    print(json.dumps(_settings(args).effective(), indent=2))
+    return 0
 
 
 def _require_broker(settings: Settings) -> str:
@@ -186,6 +195,12 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--log-level", choices=["crit", "error", "warn", "info", "debug"],
                         help="env TRACKLINE_LOG_LEVEL")
     sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("config", parents=[common], help="print the effective configuration, secrets masked")
+    p.add_argument("--web-port", type=int, help="env TRACKLINE_WEB_PORT")
+    p.add_argument("--thresholds", help="env TRACKLINE_THRESHOLDS")
+    p.add_argument("--tick-interval", type=float, help="env TRACKLINE_TICK_INTERVAL")
+    p.set_defaults(func=cmd_config)
 
     p = sub.add_parser("demo", parents=[common], help="the whole system on simulated traffic")
     p.add_argument("--duration", type=float, default=60.0, help="seconds of traffic, then stop")

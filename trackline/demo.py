@@ -19,7 +19,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from statistics import median
@@ -100,9 +99,9 @@ def run_demo(settings: Settings, duration: float, report: Path | None,
     run_dir.mkdir(parents=True, exist_ok=True)
     logs = run_dir / "logs"
     logs.mkdir()
-    settings = replace(settings, data_dir=run_dir, log_level="warn",
-                       web_port=free_port() if settings.web_port == 6066 else settings.web_port,
-                       thresholds=settings.thresholds or str(DEMO_THRESHOLDS))
+    settings = settings.model_copy(update=dict(
+        data_dir=run_dir, log_level="warn", web_port=free_port() if settings.web_port == 6066 else settings.web_port,
+        thresholds=settings.thresholds or str(DEMO_THRESHOLDS)))
     broker = None
     if settings.embedded_broker:
         broker = EmbeddedBroker(log_path=logs / "broker.log").start()

@@ -18,7 +18,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import orjson
@@ -191,7 +190,7 @@ def run_bench(settings: Settings, scans: int, orders: int, only: list[str] | Non
     workdir = Path(tempfile.mkdtemp(prefix="trackline-bench-"))
     logs = workdir / "logs"
     logs.mkdir()
-    settings = replace(settings, data_dir=workdir)
+    settings = settings.model_copy(update={"data_dir": workdir})
     wanted = set(only or ["trackline", "naive-faust", "bare-confluent", "quix", "sink", "deadlines"])
     if wanted == {"deadlines"}:  # needs no broker
         results = {"deadlines": bench_deadlines(workdir, logs)}
