@@ -33,6 +33,7 @@ class Settings(BaseSettings):
     data_dir: Path = Path("data")
     partitions: int = Field(4, ge=1, le=10_000)
     web_port: int = Field(6066, ge=0, le=65_535)
+    web_bind: str = "127.0.0.1"  # the worker's listen address; 0.0.0.0 to serve other hosts
     log_level: Literal["crit", "error", "warn", "info", "debug"] = "info"
     thresholds: str = ""  # TOML file of detection thresholds; empty = config/detection.toml defaults
     tick_interval: float = Field(5.0, gt=0)  # seconds between deadline ticks

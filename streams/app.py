@@ -57,20 +57,30 @@ def create_app(settings: Settings, bootstrap: str, tansu: bool = False) -> faust
         producer_linger=0.0,
         producer_max_batch_size=512 * 1024,
         web_port=settings.web_port,
+        web_bind=settings.web_bind,
         web_host="127.0.0.1",
         web_enabled=True,
+        # Only trackline's documented routes: Faust's table, router, graph, stats and metrics
+        # views would show any visitor every table's contents and the cluster's layout.
+        web_router_enabled=False,
+        web_tables_enabled=False,
+        web_graph_enabled=False,
+        web_stats_enabled=False,
+        web_metrics_enabled=False,
         loghandlers=[],
         # Tansu reports a partition's high watermark as the first offset of its last
         # record batch + 1, so a restarted worker's persisted changelog offset looks
         # "ahead" of the topic. The check is right on Kafka; on Tansu it is a false alarm.
         recovery_consistency_check=not tansu,
     )
-    from streams import notification_policy, orders, router
+    from streams import lookup, notification_policy, orders, router
 
     channels = Channels(app)
     rules = detection_rules(settings)
     router.register(app, channels, rules, settings.tick_interval)
-    orders.register(app, channels, rules, settings.tick_interval)
+    orders_table = orders.register(app, channels, rules, settings.tick_interval)
+    lookup.register(app, orders_table,
+                    settings.support_token.get_secret_value() if settings.support_token else None)
     notification_policy.register(app, channels)
     return app
 

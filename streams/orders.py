@@ -23,7 +23,7 @@ from models.feed_latency import FeedLatency
 from models.fulfillment import parse_fulfillment_event
 from models.order import Event, OrderState, apply_batch
 from models.thresholds import Thresholds
-from streams import clock, failpoints, lookup, order_store, watermark
+from streams import clock, failpoints, order_store, watermark
 from streams.app import Channels, store_options
 from streams.batch_io import Outbox, deliver, whole_batch_or_exit
 from streams.dead_letters import send_to_dlq
@@ -31,11 +31,11 @@ from streams.dead_letters import send_to_dlq
 FEED_LATENCY_KEY = b"\x00trackline:feed-latency"  # per partition, beside the orders it measured
 
 
-def register(app: faust.App, ch: Channels, rules: Thresholds, tick_interval: float = clock.TICK_INTERVAL) -> None:
+def register(app: faust.App, ch: Channels, rules: Thresholds, tick_interval: float = clock.TICK_INTERVAL) -> Any:
+    """The order tracker; returns its orders table (the order lookup reads it)."""
     partitions = app.conf.topic_partitions
     orders = app.Table("orders", default=None, key_type=bytes, value_type=bytes, partitions=partitions,
                        options=store_options())
-    lookup.register(app, orders)
     decoded = DecodedStates(orders)
     deadlines = clock.PartitionDeadlines()
     latencies: dict[int, FeedLatency] = {}
@@ -101,6 +101,8 @@ def register(app: faust.App, ch: Channels, rules: Thresholds, tick_interval: flo
                     deadlines.schedule(partition, order_id, state.next_deadline)
                 decoded.keep(applied["states"], generation)
                 watermark.processed(message, records)
+
+    return orders
 
 
 class DecodedStates:

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import secrets
 import subprocess
 import sys
 import threading
@@ -25,6 +27,7 @@ from statistics import median
 
 import orjson
 from confluent_kafka import Consumer, TopicPartition
+from pydantic import SecretStr
 
 from broker import clients
 from broker.embedded import EmbeddedBroker, free_port
@@ -85,11 +88,14 @@ class PipelineWatch:
 
 def _spawn(command: str, settings: Settings, bootstrap: str, logs: Path, *extra: str) -> subprocess.Popen:
     out = open(logs / f"{command}.log", "ab")
+    env = dict(os.environ)
+    if settings.support_token:  # secrets travel in the environment, never as flags
+        env["TRACKLINE_SUPPORT_TOKEN"] = settings.support_token.get_secret_value()
     return subprocess.Popen(
         [sys.executable, "-m", "trackline", command, "--kafka", bootstrap,
          "--data-dir", str(settings.data_dir), "--partitions", str(settings.partitions),
          "--clickhouse", settings.clickhouse_dsn, "--log-level", settings.log_level, *extra],
-        stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
     )
 
 
@@ -101,7 +107,9 @@ def run_demo(settings: Settings, duration: float, report: Path | None,
     logs.mkdir()
     settings = settings.model_copy(update=dict(
         data_dir=run_dir, log_level="warn", web_port=free_port() if settings.web_port == 6066 else settings.web_port,
-        thresholds=settings.thresholds or str(DEMO_THRESHOLDS)))
+        thresholds=settings.thresholds or str(DEMO_THRESHOLDS),
+        # The order lookup needs a support token: the demo makes one up unless one is set.
+        support_token=settings.support_token or SecretStr(secrets.token_urlsafe(16))))
     broker = None
     if settings.embedded_broker:
         broker = EmbeddedBroker(log_path=logs / "broker.log").start()
@@ -119,7 +127,8 @@ def run_demo(settings: Settings, duration: float, report: Path | None,
         print(f"trackline demo: data in {run_dir}; {duration:.0f}s of traffic at "
               f"{orders_per_second:g} orders/s; logs in {logs}", flush=True)
         print(f"ops page (the Grafana dashboards, read-only): http://127.0.0.1:{ops_port}/   "
-              f"order lookup: http://127.0.0.1:{settings.web_port}/api/orders/<order id>", flush=True)
+              f"order lookup: curl -H 'Authorization: Bearer {settings.support_token.get_secret_value()}' "
+              f"http://127.0.0.1:{settings.web_port}/api/orders/<order id>", flush=True)
         watch = PipelineWatch(bootstrap, settings.partitions)
         sent: dict[str, int] = {}
         truth = simulator.TrafficSimulator(seed=seed)

@@ -19,6 +19,7 @@ from broker.embedded import EmbeddedBroker, free_port
 
 PARTITIONS = 3
 SENTINEL = "SENTINEL-"  # order ids of the records that prove a hop has processed what came before
+SUPPORT_TOKEN = "test-support-token-7c1d"  # what support tools send to the worker's order lookup
 pytestmark = pytest.mark.integration
 
 
@@ -33,6 +34,7 @@ class Pipeline:
         self.dsn = f"chdb://{data_dir / 'clickhouse'}"
         self.web_port = free_port()
         self.env = dict(os.environ)  # TRACKLINE_* settings for the processes started next
+        self.env["TRACKLINE_SUPPORT_TOKEN"] = SUPPORT_TOKEN
         self.extra_args: dict[str, list[str]] = {}  # more flags, by process name
 
     def start(self, *names: str) -> Pipeline:
@@ -49,16 +51,26 @@ class Pipeline:
             )
         return self
 
-    def lookup(self, order_id: str) -> tuple[int, dict]:
+    def lookup(self, order_id: str, token: str | None = SUPPORT_TOKEN) -> tuple[int, dict]:
         """``GET /api/orders/{order_id}`` on the worker, as a support tool would call it."""
+        return self.get(f"/api/orders/{order_id}", token)
+
+    def get(self, path: str, token: str | None = None) -> tuple[int, dict]:
+        """A GET on the worker's web server, with the support token as a bearer token if given."""
         import urllib.error
         import urllib.request
 
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        request = urllib.request.Request(f"http://127.0.0.1:{self.web_port}{path}", headers=headers)
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}/api/orders/{order_id}", timeout=10) as r:
+            with urllib.request.urlopen(request, timeout=10) as r:
                 return r.status, orjson.loads(r.read())
         except urllib.error.HTTPError as error:
-            return error.code, orjson.loads(error.read())
+            body = error.read()
+            try:
+                return error.code, orjson.loads(body)
+            except orjson.JSONDecodeError:
+                return error.code, {"body": body.decode(errors="replace")}
 
     def kill(self, name: str) -> None:
         """Like a crash: no shutdown, no final commit."""

@@ -98,14 +98,20 @@ def test_partitions_moving_between_workers_and_back_keep_state_exact(pipeline):
     pipeline.stop("worker-2")  # its partitions come back to the first worker
     pipeline.wait_for(lambda: first_log.read_text().count("Seek stream partitions") > assignments, 90,
                       "the first worker to take worker-2's partitions back")
+    settle(pipeline, "moved-back")
+    before = commands_on_topic(pipeline.bootstrap)
     # Carriers resend the second half; the first worker must know worker-2 applied it.
     produce(pipeline.bootstrap, [(m.topic, m.key, m.value, m.headers) for m in second if m.kind == "scan"])
     settle(pipeline, "resent")  # every resent scan went through every hop before the check below
 
-    assert {c["command_id"] for c in pipeline.delivered()} == set(expected)
+    delivered = Counter(c["command_id"] for c in pipeline.delivered())
+    assert set(delivered) == set(expected)
+    assert [i for i, n in delivered.items() if n > 1] == [], "a customer was told twice"
     produced = commands_on_topic(pipeline.bootstrap)
     assert set(produced) == set(expected)
-    assert [i for i, n in produced.items() if n > 1] == [], "a command was produced again after the move"
+    # At-least-once: a rebalance may produce a batch's commands again (the notifier drops them
+    # by id), but the resent scans were already applied by worker-2 and produce nothing.
+    assert produced - before == Counter(), "the resent scans produced commands again after the move"
 
 
 def test_a_deadline_survives_a_worker_crash(pipeline, tmp_path):
