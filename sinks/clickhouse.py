@@ -456,7 +456,6 @@ class HistorySink:
 
     def _write(self, client: Client, consumer: Any, batch: Batch) -> None:
         delay = 0.5
-        paused = False
         started = time.monotonic()
         while True:
             try:
@@ -468,13 +467,13 @@ class HistorySink:
                 if self.stopping.is_set():  # stop without committing: the rows come back on restart
                     raise SinkStopped("stopped while ClickHouse refused inserts") from exc
                 log.warning("insert of %d rows failed (%s); retrying in %.1fs", batch.rows, exc, delay)
-                if not paused:  # keep group membership while we wait, but read nothing new
+                if not self.paused:  # keep group membership while we wait, but read nothing new
                     consumer.pause(consumer.assignment())
-                    paused = self.paused = True
+                    self.paused = True
                 self.retry_waits.append(delay)
                 self._wait(consumer, delay)
                 delay = min(delay * 2, MAX_RETRY_WAIT)
-        if paused:
+        if self.paused:
             consumer.resume(consumer.assignment())
             self.paused = False
         try:  # health figures are best effort: never hold back the commit for them

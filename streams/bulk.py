@@ -17,9 +17,13 @@ at-least-once: a crash replays at most the batches not yet acked.
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
+from aiokafka.errors import IllegalStateError
+from aiokafka.structs import TopicPartition
 from faust.serializers.codecs import Codec
 from faust.transport import drivers
 from faust.transport.drivers import aiokafka as aiokafka_driver
@@ -28,6 +32,7 @@ from faust.types import TP, ConsumerMessage, Message
 from streams.watermark import PROGRESS
 
 SCHEME = "trackline-kafka"
+log = logging.getLogger("trackline.recovery")
 
 
 class RecordBatchCodec(Codec):
@@ -89,9 +94,6 @@ class BulkConsumer(aiokafka_driver.Consumer):
         uncommitted = [tp for tp in self.assignment()
                        if tp.topic in self.bulk_topics and not self._committed_offset.get(tp)]
         if uncommitted:
-            from aiokafka.errors import IllegalStateError
-            from aiokafka.structs import TopicPartition
-
             try:
                 await self._thread.seek_to_beginning(*(TopicPartition(tp.topic, tp.partition) for tp in uncommitted))
             except IllegalStateError:  # revoked meanwhile: the next assignment seeks again
@@ -159,11 +161,8 @@ def true_end_offsets(bootstrap: str, reported: dict[TP, int], timeout: float = 6
     """Each partition's end, read from its last record batch (Tansu reports that batch's first
     offset + 1). The batch must be read, however slow the machine: stopping at the first quiet
     poll would return the reported, short, end while the reader is still being assigned."""
-    import logging
-    import time
-
     from confluent_kafka import Consumer as KafkaConsumer
-    from confluent_kafka import TopicPartition
+    from confluent_kafka import TopicPartition as KafkaPartition
 
     ends = dict(reported)
     start = {tp: offset - 1 for tp, offset in reported.items() if offset and offset > 0}
@@ -174,7 +173,7 @@ def true_end_offsets(bootstrap: str, reported: dict[TP, int], timeout: float = 6
     unread = set(start)  # partitions whose last batch has not come back yet
     deadline = time.monotonic() + timeout
     try:
-        reader.assign([TopicPartition(tp.topic, tp.partition, offset) for tp, offset in start.items()])
+        reader.assign([KafkaPartition(tp.topic, tp.partition, offset) for tp, offset in start.items()])
         quiet = 0
         while (unread or quiet < 2) and time.monotonic() < deadline:
             messages = reader.consume(10000, timeout=0.5)
@@ -187,7 +186,7 @@ def true_end_offsets(bootstrap: str, reported: dict[TP, int], timeout: float = 6
     finally:
         reader.close()
     if unread:
-        logging.getLogger("trackline.recovery").warning(
+        log.warning(
             "end offsets: the last record batch of %s was not read within %.0fs; using the reported ends",
             sorted(str(tp) for tp in unread), timeout)
     return ends

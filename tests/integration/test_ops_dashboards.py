@@ -54,16 +54,9 @@ SENTINEL_AFTER_SECONDS = 40
 
 
 def sentinel_orders() -> dict[int, str]:
-    from models.routing import partition_for
-    from tests.integration.conftest import PARTITIONS
+    from tests.integration.conftest import PARTITIONS, _keys_for_each_partition
 
-    found: dict[int, str] = {}
-    n = 0
-    while len(found) < PARTITIONS:
-        order_id = f"ORD-SENTINEL-{n}"
-        found.setdefault(partition_for(order_id, PARTITIONS), order_id)
-        n += 1
-    return found
+    return dict(enumerate(_keys_for_each_partition("ORD-SENTINEL-", PARTITIONS)))
 
 
 def place_sentinels(bootstrap: str, orders: dict[int, str]) -> None:
