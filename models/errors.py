@@ -8,6 +8,7 @@
 | unsupported_event      | a webhook event type trackline does not read (e.g. batch.created)  |
 | unknown_source         | the source header names no adapter                                 |
 | missing_source         | a raw carrier message without the source header                    |
+| wrong_key              | a fulfillment event keyed by something other than its order id     |
 | malformed_x12          | an X12 interchange or transaction that breaks the envelope rules   |
 | invalid_internal_event | a record on an internal topic that does not decode: a bug          |
 | rejected_by_clickhouse | ClickHouse refused the row itself (a bad value), not an outage     |
@@ -23,7 +24,7 @@ from pydantic import ValidationError
 
 DLQ_REASONS = frozenset({
     "malformed_json", "missing_field", "invalid_field", "unsupported_event", "unknown_source", "missing_source",
-    "malformed_x12", "invalid_internal_event", "rejected_by_clickhouse", "internal_error",
+    "wrong_key", "malformed_x12", "invalid_internal_event", "rejected_by_clickhouse", "internal_error",
 })
 
 

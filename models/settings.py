@@ -34,6 +34,12 @@ class Settings(BaseSettings):
     partitions: int = Field(4, ge=1, le=10_000)
     web_port: int = Field(6066, ge=0, le=65_535)
     web_bind: str = "127.0.0.1"  # the worker's listen address; 0.0.0.0 to serve other hosts
+    # The ingest service (``trackline ingest``): where it listens, the largest body it takes, and
+    # how long a request waits for the broker's acknowledgement before it answers 503.
+    ingest_port: int = Field(8080, ge=0, le=65_535)
+    ingest_bind: str = "127.0.0.1"
+    ingest_max_body_bytes: int = Field(1_048_576, ge=1)
+    ingest_ack_timeout: float = Field(5.0, gt=0, le=300)
     log_level: Literal["crit", "error", "warn", "info", "debug"] = "info"
     thresholds: str = ""  # TOML file of detection thresholds; empty = config/detection.toml defaults
     tick_interval: float = Field(5.0, gt=0)  # seconds between deadline ticks

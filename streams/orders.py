@@ -149,6 +149,10 @@ class DecodedStates:
 def _decode(record: Any) -> list[Event]:
     if record.topic == topics.FC_EVENTS:
         event = parse_fulfillment_event(record.value or b"")
+        if (record.key or b"") != event.order_id.encode():
+            # Its state would land on the partition of another key, beside no other event of the order.
+            raise InvalidPayload("wrong_key", f"keyed {(record.key or b'')[:64]!r}, not by its order id "
+                                              f"{event.order_id[:64]!r}")
         return [event.model_copy(update={"ingested_at": datetime.fromtimestamp(record.timestamp / 1000, timezone.utc)})]
     try:
         return list(order_events_batch_adapter.validate_json(record.value or b""))

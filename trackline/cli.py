@@ -19,6 +19,7 @@ def _settings(args: argparse.Namespace) -> Settings:
             partitions=args.partitions, log_level=args.log_level,
             web_port=getattr(args, "web_port", None), thresholds=getattr(args, "thresholds", None),
             tick_interval=getattr(args, "tick_interval", None),
+            ingest_port=getattr(args, "ingest_port", None), ingest_bind=getattr(args, "ingest_bind", None),
         )
     except ConfigError as error:
         sys.exit(f"trackline: configuration: {error}")
@@ -106,6 +107,14 @@ def cmd_notifier(args: argparse.Namespace) -> int:
     worker = NotificationWorker(bootstrap, outbox)
     worker.install_signal_handlers()
     worker.run()
+    return 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    settings, bootstrap = _connect(args)
+    from ingest.service import serve
+
+    serve(settings, bootstrap)
     return 0
 
 
@@ -222,6 +231,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sink", parents=[common], help="history -> ClickHouse")
     p.add_argument("--ops-port", type=int, help="also serve the read-only ops page (dashboards/) on this port")
     p.set_defaults(func=cmd_sink)
+    p = sub.add_parser("ingest", parents=[common], help="signed webhooks and fulfillment events in over HTTP")
+    p.add_argument("--port", dest="ingest_port", type=int, help="env TRACKLINE_INGEST_PORT (default 8080)")
+    p.add_argument("--bind", dest="ingest_bind", help="listen address (env TRACKLINE_INGEST_BIND, default 127.0.0.1)")
+    p.set_defaults(func=cmd_ingest)
     p = sub.add_parser("notifier", parents=[common], help="reference notification worker")
     p.add_argument("--outbox", help="JSON-lines file the commands are delivered to")
     p.set_defaults(func=cmd_notifier)

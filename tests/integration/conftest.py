@@ -33,6 +33,7 @@ class Pipeline:
         self.outbox = data_dir / "notifications.jsonl"
         self.dsn = f"chdb://{data_dir / 'clickhouse'}"
         self.web_port = free_port()
+        self.ingest_port = free_port()
         self.env = dict(os.environ)  # TRACKLINE_* settings for the processes started next
         self.env["TRACKLINE_SUPPORT_TOKEN"] = SUPPORT_TOKEN
         self.extra_args: dict[str, list[str]] = {}  # more flags, by process name
@@ -41,7 +42,8 @@ class Pipeline:
         for name in names:
             command = name.split("-")[0]  # "worker-2": a second worker process
             port = self.web_port if name == "worker" else free_port()
-            extra = (["--web-port", str(port)] if command == "worker" else []) + self.extra_args.get(name, [])
+            extra = (["--web-port", str(port)] if command == "worker" else
+                     ["--port", str(self.ingest_port)] if command == "ingest" else []) + self.extra_args.get(name, [])
             self.processes[name] = subprocess.Popen(
                 [sys.executable, "-m", "trackline", command, "--kafka", self.bootstrap,
                  "--data-dir", str(self.data_dir / name if command == "worker" else self.data_dir),
@@ -71,6 +73,32 @@ class Pipeline:
                 return error.code, orjson.loads(body)
             except orjson.JSONDecodeError:
                 return error.code, {"body": body.decode(errors="replace")}
+
+    def post(self, path: str, body: bytes, headers: dict[str, str] | None = None) -> tuple[int, dict, dict]:
+        """A POST to the ingest service, as a carrier's webhook sender makes it: status, JSON, headers."""
+        import urllib.error
+        import urllib.request
+
+        request = urllib.request.Request(f"http://127.0.0.1:{self.ingest_port}{path}", data=body,
+                                         headers={"Content-Type": "application/json", **(headers or {})})
+        try:
+            with urllib.request.urlopen(request, timeout=30) as r:
+                return r.status, orjson.loads(r.read()), dict(r.headers)
+        except urllib.error.HTTPError as error:
+            return error.code, orjson.loads(error.read() or b"{}"), dict(error.headers)
+
+    def ingest_ready(self, timeout: float = 30) -> None:
+        import urllib.error
+        import urllib.request
+
+        def up() -> bool:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.ingest_port}/healthz", timeout=2) as r:
+                    return r.status == 200
+            except (urllib.error.URLError, OSError):
+                return False
+
+        self.wait_for(up, timeout, "the ingest service to answer /healthz")
 
     def kill(self, name: str) -> None:
         """Like a crash: no shutdown, no final commit."""

@@ -1,0 +1,1 @@
+"""``trackline ingest``: signed webhooks and fulfillment events in over HTTP, onto the broker."""
