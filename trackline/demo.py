@@ -33,8 +33,10 @@ from broker import clients
 from broker.embedded import EmbeddedBroker, free_port
 from models import topics
 from models.effects import AlertKind, NotificationType, stable_id
-from models.settings import Settings
+from models.ingest import DOORS
+from models.settings import WEBHOOK_SOURCES, Settings
 from trackline import simulator
+from trackline.webhook_sender import WebhookSender
 
 log = logging.getLogger("trackline.demo")
 DEMO_THRESHOLDS = next((f for f in (Path(__file__).resolve().parents[1] / "config" / "detection-demo.toml",
@@ -91,6 +93,9 @@ def _spawn(command: str, settings: Settings, bootstrap: str, logs: Path, *extra:
     env = dict(os.environ)
     if settings.support_token:  # secrets travel in the environment, never as flags
         env["TRACKLINE_SUPPORT_TOKEN"] = settings.support_token.get_secret_value()
+    for source in WEBHOOK_SOURCES:
+        if held := settings.webhook_secrets(source):
+            env[f"TRACKLINE_SECRET_{source.upper()}"] = ",".join(held)
     return subprocess.Popen(
         [sys.executable, "-m", "trackline", command, "--kafka", bootstrap,
          "--data-dir", str(settings.data_dir), "--partitions", str(settings.partitions),
@@ -109,7 +114,10 @@ def run_demo(settings: Settings, duration: float, report: Path | None,
         data_dir=run_dir, log_level="warn", web_port=free_port() if settings.web_port == 6066 else settings.web_port,
         thresholds=settings.thresholds or str(DEMO_THRESHOLDS),
         # The order lookup needs a support token: the demo makes one up unless one is set.
-        support_token=settings.support_token or SecretStr(secrets.token_urlsafe(16))))
+        support_token=settings.support_token or SecretStr(secrets.token_urlsafe(16)),
+        # Each source's webhook secret: the demo's senders sign with the ones it makes up.
+        **{f"secret_{source}": getattr(settings, f"secret_{source}") or [SecretStr(secrets.token_urlsafe(16))]
+           for source in WEBHOOK_SOURCES}))
     broker = None
     if settings.embedded_broker:
         broker = EmbeddedBroker(log_path=logs / "broker.log").start()
@@ -117,6 +125,7 @@ def run_demo(settings: Settings, duration: float, report: Path | None,
     else:
         bootstrap = settings.kafka
     children: dict[str, subprocess.Popen] = {}
+    ingest: dict[str, object] = {}
     try:
         clients.create_topics(bootstrap, settings.partitions)
         children["worker"] = _spawn("worker", settings, bootstrap, logs, "--web-port", str(settings.web_port),
@@ -124,16 +133,23 @@ def run_demo(settings: Settings, duration: float, report: Path | None,
         ops_port = free_port()
         children["sink"] = _spawn("sink", settings, bootstrap, logs, "--ops-port", str(ops_port))
         children["notifier"] = _spawn("notifier", settings, bootstrap, logs)
+        ingest_port = free_port()
+        children["ingest"] = _spawn("ingest", settings, bootstrap, logs, "--port", str(ingest_port))
+        _wait_for_ingest(ingest_port, children)
         print(f"trackline demo: data in {run_dir}; {duration:.0f}s of traffic at "
               f"{orders_per_second:g} orders/s; logs in {logs}", flush=True)
         print(f"ops page (the Grafana dashboards, read-only): http://127.0.0.1:{ops_port}/   "
               f"order lookup: curl -H 'Authorization: Bearer {settings.support_token.get_secret_value()}' "
               f"http://127.0.0.1:{settings.web_port}/api/orders/<order id>", flush=True)
+        print(f"ingest: http://127.0.0.1:{ingest_port}/webhooks/<easypost|aftership|shippo|generic|x12-214> and "
+              f"/events/fc; the simulated carriers and fulfillment centers POST there, signed", flush=True)
         watch = PipelineWatch(bootstrap, settings.partitions)
         sent: dict[str, int] = {}
         truth = simulator.TrafficSimulator(seed=seed)
+        senders = WebhookSender("127.0.0.1", ingest_port, {
+            door: settings.webhook_secrets(d.setting)[0] for door, d in DOORS.items()}, clients.producer(bootstrap))
         traffic = threading.Thread(target=lambda: sent.update(simulator.run(
-            clients.producer(bootstrap), orders_per_second, duration, simulator=truth)), daemon=True)
+            senders, orders_per_second, duration, simulator=truth)), daemon=True)
         started = time.monotonic()
         traffic.start()
         while traffic.is_alive():
@@ -153,6 +169,11 @@ def run_demo(settings: Settings, duration: float, report: Path | None,
                 print(watch.line(time.monotonic() - started), flush=True)
         print(watch.line(time.monotonic() - started) + "  (drained)", flush=True)
         watch.close()
+        senders.close()
+        ingest = {"url": f"http://127.0.0.1:{ingest_port}/",
+                  "answers": {str(k): v for k, v in sorted(senders.answers.items())},
+                  "all_accepted": set(senders.answers) <= {202},
+                  "produced_directly": f"{senders.direct} (no HTTP door: preferences, a made-up source)"}
         if keep_serving:
             print(f"serving the ops page on http://127.0.0.1:{ops_port}/ until Ctrl-C", flush=True)
             try:
@@ -166,6 +187,7 @@ def run_demo(settings: Settings, duration: float, report: Path | None,
         if broker:
             broker.stop()
     summary = summarize(settings, sent, run_dir, truth)
+    summary["ingest"] = ingest
     text = json.dumps(summary, indent=2, sort_keys=False, default=str)
     print(text)
     print(f"false delay notices: {summary.get('false_delay_notices')} (a delay or presumed-lost notice for a "
@@ -175,6 +197,23 @@ def run_demo(settings: Settings, duration: float, report: Path | None,
         report.write_text(text + "\n")
         print(f"report written to {report}")
     return 0
+
+
+def _wait_for_ingest(port: int, children: dict[str, subprocess.Popen], timeout: float = 60) -> None:
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        _check_children(children)
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as answer:
+                if answer.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.3)
+    raise RuntimeError("the ingest service did not answer /healthz in time; see its log")
 
 
 def _check_children(children: dict[str, subprocess.Popen]) -> None:

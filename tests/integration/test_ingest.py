@@ -26,6 +26,7 @@ from models.webhook_signatures import (
     trackline_signature,
 )
 from tests.integration.conftest import PARTITIONS, Pipeline
+from trackline.webhook_sender import signed_request
 
 PAYLOADS = Path(__file__).parents[1] / "payloads"
 SECRETS = {"aftership": "as-secret-1", "easypost": "ep-secret-1", "shippo": "shippo-url-token",
@@ -41,16 +42,7 @@ def configure(run: Pipeline, **extra: str) -> Pipeline:
 
 def signed(source: str, body: bytes, at: datetime | None = None) -> tuple[str, dict[str, str]]:
     """The path and headers a correctly configured sender of ``source`` uses."""
-    at = at or datetime.now(UTC)
-    if source == "aftership":
-        return "/webhooks/aftership", {AFTERSHIP_HEADER: aftership_signature(body, SECRETS["aftership"])}
-    if source == "easypost":
-        return "/webhooks/easypost", {EASYPOST_HEADER: easypost_signature(body, SECRETS["easypost"])}
-    if source == "shippo":
-        return f"/webhooks/shippo?token={SECRETS['shippo']}", {}
-    setting = source.replace("-", "_")
-    path = "/events/fc" if source == "fc" else f"/webhooks/{source}"
-    return path, {TRACKLINE_HEADER: trackline_signature(body, SECRETS[setting], at)}
+    return signed_request(source, body, SECRETS[source.replace("-", "_")], at)
 
 
 def order_placed(order_id: str, at: datetime) -> dict:
