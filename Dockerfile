@@ -6,6 +6,7 @@ COPY models models
 COPY streams streams
 COPY sinks sinks
 COPY notifier notifier
+COPY ingest ingest
 COPY broker broker
 COPY trackline trackline
 COPY config config

@@ -27,6 +27,15 @@ def bearer_token_ok(authorization: str | None, token: str | None) -> bool:
 
 
 def register(app: faust.App, orders: Any, support_token: str | None) -> None:
+    @app.page("/healthz")
+    class Health(View):
+        """Liveness for orchestrators (compose, Kubernetes): says nothing about any order."""
+
+        async def get(self, request: Request) -> Response:
+            owned = len(app.assignor.assigned_actives())
+            return self.bytes(orjson.dumps({"status": "ok", "partitions_assigned": owned}),
+                              content_type="application/json")
+
     @app.page("/api/orders/{order_id}")
     class OrderLookup(View):
         async def get(self, request: Request, order_id: str) -> Response:

