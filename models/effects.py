@@ -6,6 +6,7 @@ import hashlib
 from datetime import date, datetime
 from enum import StrEnum
 from typing import Literal
+from urllib.parse import quote
 
 from pydantic import Field
 
@@ -72,7 +73,10 @@ class NotificationCommand(Contract):
     caused_by_ingested_at: datetime  # when trackline saw the event that caused it
     carrier: str = ""
     tracking_number: str = ""
-    tracking_url: str = ""
+    tracking_url: str = ""  # the carrier's tracking page
+    # trackline's tracking page for this order (``/track/<token>``); empty unless a public
+    # base URL and a key are configured (TRACKLINE_TRACKING_PAGE_BASE_URL, ..._KEYS).
+    tracking_page_url: str = ""
     estimated_delivery: date | None = None
     previous_estimate: date | None = None
     location: str = ""
@@ -164,7 +168,7 @@ _TRACKING_URLS = {
 
 
 def tracking_url(carrier: str, tracking_number: str) -> str:
+    """The carrier's own tracking page, for the carriers whose address is known; empty otherwise
+    (no made-up domain: trackline's own page is ``tracking_page_url``)."""
     template = _TRACKING_URLS.get(carrier.strip().lower().replace(" ", ""))
-    if template is None:
-        return f"https://track.trackline.dev/{carrier.strip().lower()}/{tracking_number}"
-    return template.format(tracking_number)
+    return template.format(quote(tracking_number, safe="")) if template else ""

@@ -320,9 +320,12 @@ def _tell_customer_about_scan(state: OrderState, package: PackageState, event: C
                 next_step=ATTEMPT_FAILED_NEXT_STEP, location=event.location)
     elif status is PackageStatus.available_for_pickup:
         hold = timedelta(days=rules.level(state.service_level).pickup_hold_days)
+        package.pickup_location = event.location or event.raw_message
+        package.pickup_code = event.pickup_code
+        package.pickup_deadline = event.pickup_deadline or event.occurred_at + hold
         _notify(state, effects, NotificationType.ready_for_pickup, event, package=package,
-                location=event.location or event.raw_message, pickup_code=event.pickup_code,
-                pickup_deadline=event.pickup_deadline or event.occurred_at + hold)
+                location=package.pickup_location, pickup_code=package.pickup_code,
+                pickup_deadline=package.pickup_deadline)
 
 
 def _on_return_scan(state: OrderState, package: PackageState, event: CarrierScan,

@@ -7,18 +7,20 @@ A value that does not fit gives one line naming the variable and what it accepts
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 ENV_PREFIX = "TRACKLINE_"
 # Sources that sign their webhooks, each with its own secrets (comma-separated: several while
 # one is rotated out). ``fc`` is the fulfillment-center endpoint.
 WEBHOOK_SOURCES = ("aftership", "easypost", "shippo", "generic", "x12_214", "fc")
-SECRETS = ("support_token", *(f"secret_{source}" for source in WEBHOOK_SOURCES))
+SECRETS = ("support_token", "tracking_page_keys", *(f"secret_{source}" for source in WEBHOOK_SOURCES))
+LISTS = ("tracking_page_keys", *(f"secret_{source}" for source in WEBHOOK_SOURCES))  # comma-separated
 
 
 class ConfigError(ValueError):
@@ -51,6 +53,13 @@ class Settings(BaseSettings):
     secret_generic: list[SecretStr] = Field(default_factory=list)
     secret_x12_214: list[SecretStr] = Field(default_factory=list)
     secret_fc: list[SecretStr] = Field(default_factory=list)
+    # The customer's tracking page: the public base URL the links in commands start with (no
+    # default: without it commands carry no tracking page link), and the keys its tokens are
+    # signed with, as "<key id>:<secret>" items, comma-separated; the first signs new links,
+    # all of them are accepted (rotation).
+    tracking_page_base_url: str = Field("", pattern=r"^(https?://[^\s/?#]+(/[^\s?#]*)?)?$")
+    tracking_page_keys: list[SecretStr] = Field(default_factory=list)
+    tracking_page_refresh_seconds: int = Field(60, ge=1, le=3600)
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
@@ -77,7 +86,7 @@ class Settings(BaseSettings):
                     raise ConfigError(f"{variable}_FILE: cannot read {path}: {error.strerror}") from None
             if raw is None:
                 continue
-            if name.startswith("secret_"):
+            if name in LISTS:
                 values[name] = [part.strip() for part in raw.split(",") if part.strip()]
             else:
                 values[name] = raw
@@ -101,6 +110,29 @@ class Settings(BaseSettings):
         field = f"secret_{source.replace('-', '_')}"
         return [s.get_secret_value() for s in getattr(self, field, [])]
 
+    @field_validator("tracking_page_keys")
+    @classmethod
+    def _key_items(cls, keys: list[SecretStr]) -> list[SecretStr]:
+        for key in keys:
+            key_id, sep, secret = key.get_secret_value().partition(":")
+            if not sep or not re.fullmatch(r"[A-Za-z0-9_-]{1,16}", key_id) or len(secret) < 16:
+                raise ValueError("each item is <key id>:<secret>, the id 1-16 letters, digits, - or _, "
+                                 "the secret at least 16 characters")
+        return keys
+
+    def tracking_keys(self) -> dict[str, str]:
+        """Key id -> secret, every key a tracking page token may be signed with."""
+        return dict(k.get_secret_value().partition(":")[::2] for k in self.tracking_page_keys)
+
+    def tracking_page_link(self, order_id: str) -> str:
+        """The customer's tracking page URL for ``order_id``; empty without a base URL or a key."""
+        if not self.tracking_page_base_url or not self.tracking_page_keys:
+            return ""
+        from models.tracking_page import tracking_page_url
+
+        key_id, _, key = self.tracking_page_keys[0].get_secret_value().partition(":")
+        return tracking_page_url(self.tracking_page_base_url, order_id, key_id, key)
+
     def effective(self) -> dict[str, Any]:
         """Every setting as ``trackline config`` prints it: secrets masked, never their values."""
         shown: dict[str, Any] = {}
@@ -108,7 +140,7 @@ class Settings(BaseSettings):
             value = getattr(self, name)
             if name == "support_token":
                 shown[name] = "********" if value is not None else None
-            elif name.startswith("secret_"):
+            elif name in LISTS:
                 shown[name] = f"{len(value)} secret(s) set" if value else "none"
             else:
                 shown[name] = str(value) if isinstance(value, Path) else value

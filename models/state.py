@@ -61,6 +61,10 @@ class PackageState(BaseModel):
     estimated_delivery: date | None = None  # ours
     estimate_source: str = ""  # promise | carrier
     notified_estimate: date | None = None
+    # Where the package waits to be collected, while it does (the tracking page shows it).
+    pickup_location: str = ""
+    pickup_code: str = ""
+    pickup_deadline: datetime | None = None
     timeline: list[TimelineEntry] = Field(default_factory=list)
 
 

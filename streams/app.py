@@ -79,9 +79,8 @@ def create_app(settings: Settings, bootstrap: str, tansu: bool = False) -> faust
     rules = detection_rules(settings)
     router.register(app, channels, rules, settings.tick_interval)
     orders_table = orders.register(app, channels, rules, settings.tick_interval)
-    lookup.register(app, orders_table,
-                    settings.support_token.get_secret_value() if settings.support_token else None)
-    notification_policy.register(app, channels)
+    lookup.register(app, orders_table, settings)
+    notification_policy.register(app, channels, settings.tracking_page_link)
     return app
 
 

@@ -1,4 +1,9 @@
-"""Order lookup for support agents, served by the worker.
+"""Order lookup and tracking pages, served by the worker.
+
+``GET /track/{token}`` is the customer's tracking page (``models.tracking_page``); the token
+names the order, so the request goes to the worker that owns it. A forged or unknown token
+gets the same plain "not found". ``GET /support/orders/{order_id}`` is the same page for
+support agents, with the open detections, behind the support token.
 
 ``GET /api/orders/{order_id}`` answers from the orders table; ``table_route`` forwards the
 request (its headers included) to the worker that owns the order's partition. It needs the
@@ -9,13 +14,18 @@ support token as ``Authorization: Bearer <token>``; without a configured token
 from __future__ import annotations
 
 import hmac
+from pathlib import Path
 from typing import Any
 
 import faust
 import orjson
+from faust.exceptions import SameNode
 from faust.web import Request, Response, View
+from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from models.order import order_view
+from models.settings import Settings
+from models.tracking_page import order_in_token, page_view
 from streams import order_store
 
 
@@ -26,7 +36,53 @@ def bearer_token_ok(authorization: str | None, token: str | None) -> bool:
     return hmac.compare_digest(authorization[len("Bearer "):].strip().encode(), token.encode())
 
 
-def register(app: faust.App, orders: Any, support_token: str | None) -> None:
+TEMPLATES = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
+                        autoescape=select_autoescape(["html"]))  # carriers' words are untrusted input
+
+
+def register(app: faust.App, orders: Any, settings: Settings) -> None:
+    support_token = settings.support_token.get_secret_value() if settings.support_token else None
+    tracking_keys = settings.tracking_keys()
+    page = TEMPLATES.get_template("tracking_page.html")
+
+    def html(view_: View, view: dict | None, status: int = 200, support: bool = False) -> Response:
+        body = page.render(view=view, support=support, refresh_seconds=settings.tracking_page_refresh_seconds)
+        return view_.html(body, status=status, headers={
+            "Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "X-Content-Type-Options": "nosniff"})
+
+    def stored_view(order_id: str, support: bool) -> dict | None:
+        stored = orders.get(order_id.encode())
+        return page_view(order_store.decode(stored), alerts=support) if stored else None
+
+    @app.page("/track/{token}")
+    class TrackingPage(View):
+        async def get(self, request: Request, token: str) -> Response:
+            order_id = order_in_token(token, tracking_keys)
+            if order_id is None:
+                return html(self, None, 404)
+            if not app.assignor.assigned_actives():
+                return self.text("starting, try again in a moment", status=503, headers={"Retry-After": "2"})
+            try:  # the token names the order: ask the worker that owns it
+                return await app.router.route_req(orders.name, order_id, self.web, request)
+            except SameNode:
+                view = stored_view(order_id, support=False)
+                return html(self, view, 200 if view else 404)
+
+    @app.page("/support/orders/{order_id}")
+    class SupportPage(View):
+        async def get(self, request: Request, order_id: str) -> Response:
+            if not bearer_token_ok(request.headers.get("Authorization"), support_token):
+                return self.text("support token required", status=401,
+                                 headers={"WWW-Authenticate": 'Bearer realm="trackline"'})
+            if not app.assignor.assigned_actives():
+                return self.text("starting, try again in a moment", status=503, headers={"Retry-After": "2"})
+            return await self.owned(request, order_id=order_id)
+
+        @app.table_route(table=orders, match_info="order_id")
+        async def owned(self, request: Request, order_id: str) -> Response:
+            view = stored_view(order_id, support=True)
+            return html(self, view, 200 if view else 404, support=True)
+
     @app.page("/healthz")
     class Health(View):
         """Liveness for orchestrators (compose, Kubernetes): says nothing about any order."""

@@ -8,6 +8,7 @@ decides all their commands. Addressed commands go to ``notifications``; each dec
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,7 +24,8 @@ from streams.batch_io import Outbox, deliver, whole_batch_or_exit
 from streams.dead_letters import send_to_dlq
 
 
-def register(app: faust.App, ch: Channels) -> None:
+def register(app: faust.App, ch: Channels, page_link: Callable[[str], str] = lambda order_id: "") -> None:
+    """``page_link``: the customer's tracking page URL for an order id (empty: none configured)."""
     partitions = app.conf.topic_partitions
     preferences = app.Table("customer-preferences", default=None, key_type=bytes, value_type=bytes,
                             partitions=partitions, options=store_options())
@@ -60,6 +62,8 @@ def register(app: faust.App, ch: Channels) -> None:
                             continue
                         row = row.model_copy(update={"attributes": {**row.attributes, "decided_at": decided_at}})
                         if sent is not None:
+                            if link := page_link(sent.order_id):
+                                sent = sent.model_copy(update={"tracking_page_url": link})
                             outgoing.append((sent.order_id, sent.model_dump_json().encode()))
                         history.append((row.order_id, row.model_dump_json().encode()))
                     await outbox.keyed(topics.NOTIFICATIONS, partitions, outgoing)

@@ -171,11 +171,12 @@ def ops(tmp_path_factory) -> dict:
             run.stop()
 
 
-def chromium_dom(url: str) -> str:
+def chromium_dom(url: str, virtual_time_ms: int = 30000) -> str:
+    """The DOM after ``virtual_time_ms`` of the page's own (virtual) time: scripts ran, timers fired."""
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     assert browser, "headless Chromium is needed: `make test` installs Debian's chromium package"
     done = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                           "--virtual-time-budget=30000", "--dump-dom", url],
+                           f"--virtual-time-budget={virtual_time_ms}", "--dump-dom", url],
                           capture_output=True, text=True, timeout=120)
     return done.stdout
 

@@ -50,3 +50,8 @@ def test_each_alias_names_one_carrier_and_codes_name_themselves():
                                         ("dhl_express", "dhl.com")])
 def test_tracking_links_still_key_on_the_carrier_codes(name, host):
     assert host in tracking_url(carrier_code(name), "123")
+
+
+def test_a_carrier_without_a_known_tracking_page_gets_no_made_up_link():
+    assert tracking_url("acme-courier", "AC1") == ""
+    assert tracking_url("UPS", "1Z 9&x") == "https://www.ups.com/track?tracknum=1Z%209%26x"
