@@ -11,6 +11,7 @@
 | wrong_key              | a fulfillment event keyed by something other than its order id     |
 | malformed_x12          | an X12 interchange or transaction that breaks the envelope rules   |
 | invalid_internal_event | a record on an internal topic that does not decode: a bug          |
+| delivery_failed        | a notification no channel took: refused, or failing past the retries |
 | rejected_by_clickhouse | ClickHouse refused the row itself (a bad value), not an outage     |
 | internal_error         | the record broke trackline's own code: a bug, kept for replay      |
 """
@@ -24,7 +25,8 @@ from pydantic import ValidationError
 
 DLQ_REASONS = frozenset({
     "malformed_json", "missing_field", "invalid_field", "unsupported_event", "unknown_source", "missing_source",
-    "wrong_key", "malformed_x12", "invalid_internal_event", "rejected_by_clickhouse", "internal_error",
+    "wrong_key", "malformed_x12", "invalid_internal_event", "delivery_failed", "rejected_by_clickhouse",
+    "internal_error",
 })
 
 

@@ -11,8 +11,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+import orjson
 from pydantic import Field, ValidationError, field_validator
 
+from models.delivery import without_contacts
 from models.effects import Channel, HistoryRecord, NotificationCommand, NotificationType, stable_id
 from models.errors import from_validation
 from models.events import Contract, known_time_zone
@@ -31,11 +33,32 @@ class CustomerPreferences(Contract):
     time_zone: str = "UTC"
     locale: str = "en-US"
     updated_at: datetime | None = None
+    # Where to reach the customer: read by notification workers only. The policy stores
+    # preferences without them, and they never reach history, ClickHouse, logs or the DLQ.
+    email: str | None = Field(None, max_length=254, pattern=r"^[^\s@]+@[^\s@]+$")
+    phone: str | None = Field(None, max_length=32, pattern=r"^\+?[0-9 ()./-]{4,31}$")
 
     _known_zone = field_validator("time_zone")(lambda value: known_time_zone(value))
 
 
 DEFAULT = CustomerPreferences(customer_id="-")
+CONTACT_FIELDS = ("email", "phone")
+
+
+def without_contact(preferences: CustomerPreferences) -> CustomerPreferences:
+    return preferences.model_copy(update=dict.fromkeys(CONTACT_FIELDS))
+
+
+def contact_free_copy(raw: bytes) -> bytes:
+    """A preferences record as the DLQ may keep it: the contact fields removed from a JSON
+    object, and anything like an address or phone number masked in what does not parse."""
+    try:
+        document = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        document = None
+    if isinstance(document, dict):
+        return orjson.dumps({k: v for k, v in document.items() if k not in CONTACT_FIELDS})
+    return without_contacts(raw.decode(errors="replace")).encode()
 
 
 def parse_preferences(raw: bytes) -> CustomerPreferences:

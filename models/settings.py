@@ -12,14 +12,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 ENV_PREFIX = "TRACKLINE_"
 # Sources that sign their webhooks, each with its own secrets (comma-separated: several while
 # one is rotated out). ``fc`` is the fulfillment-center endpoint.
 WEBHOOK_SOURCES = ("aftership", "easypost", "shippo", "generic", "x12_214", "fc")
-SECRETS = ("support_token", "tracking_page_keys", *(f"secret_{source}" for source in WEBHOOK_SOURCES))
+SECRETS = ("support_token", "tracking_page_keys", "smtp_password", "notifier_http_secret",
+           *(f"secret_{source}" for source in WEBHOOK_SOURCES))
 LISTS = ("tracking_page_keys", *(f"secret_{source}" for source in WEBHOOK_SOURCES))  # comma-separated
 
 
@@ -60,6 +61,20 @@ class Settings(BaseSettings):
     tracking_page_base_url: str = Field("", pattern=r"^(https?://[^\s/?#]+(/[^\s?#]*)?)?$")
     tracking_page_keys: list[SecretStr] = Field(default_factory=list)
     tracking_page_refresh_seconds: int = Field(60, ge=1, le=3600)
+    # The notifier's channels: e-mail over SMTP when a host is set, SMS and push as signed HTTP
+    # POSTs when their URLs are set; channels without one go to the JSON-lines file.
+    smtp_host: str = ""
+    smtp_port: int = Field(25, ge=1, le=65_535)
+    smtp_starttls: bool = False
+    smtp_username: str = ""
+    smtp_password: SecretStr | None = None
+    smtp_from: str = Field("trackline@localhost", pattern=r"^[^\s@]+@[^\s@]+$|^.+<[^\s@]+@[^\s@]+>$")
+    sms_url: str = Field("", pattern=r"^(https?://\S+)?$")
+    push_url: str = Field("", pattern=r"^(https?://\S+)?$")
+    notifier_http_secret: SecretStr | None = None  # signs the HTTP channels' requests (X-Trackline-Signature)
+    notifier_max_attempts: int = Field(5, ge=1, le=100)
+    notifier_retry_base_seconds: float = Field(1.0, gt=0)
+    notifier_retry_cap_seconds: float = Field(300.0, gt=0)
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
@@ -120,6 +135,13 @@ class Settings(BaseSettings):
                                  "the secret at least 16 characters")
         return keys
 
+    @model_validator(mode="after")
+    def _http_channels_signed(self) -> Settings:
+        if (self.sms_url or self.push_url) and self.notifier_http_secret is None:
+            raise ValueError("TRACKLINE_NOTIFIER_HTTP_SECRET is required with TRACKLINE_SMS_URL or TRACKLINE_PUSH_URL "
+                             "(the receivers check the signature)")
+        return self
+
     def tracking_keys(self) -> dict[str, str]:
         """Key id -> secret, every key a tracking page token may be signed with."""
         return dict(k.get_secret_value().partition(":")[::2] for k in self.tracking_page_keys)
@@ -138,7 +160,7 @@ class Settings(BaseSettings):
         shown: dict[str, Any] = {}
         for name in type(self).model_fields:
             value = getattr(self, name)
-            if name == "support_token":
+            if name in SECRETS and name not in LISTS:
                 shown[name] = "********" if value is not None else None
             elif name in LISTS:
                 shown[name] = f"{len(value)} secret(s) set" if value else "none"
@@ -148,7 +170,9 @@ class Settings(BaseSettings):
 
 
 def _explain(error: Any) -> str:
-    name = str(error["loc"][0]) if error.get("loc") else "?"
+    if not error.get("loc"):  # a rule across settings: its message names the variables (and no values)
+        return str(error["msg"]).removeprefix("Value error, ")
+    name = str(error["loc"][0])
     variable = ENV_PREFIX + name.upper()
     if name in SECRETS:  # never echo what was given for a secret
         return f"{variable}: {error['msg']}"

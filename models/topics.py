@@ -14,6 +14,9 @@ NOTIFICATIONS = "trackline.notifications"  # key: order id; NotificationCommand 
 ALERTS = "trackline.alerts"  # key: order id; Alert JSON (opened and closed), for ops tooling
 HISTORY = "trackline.history"  # key: order id; HistoryRecord JSON, batched
 DLQ = "trackline.dlq"  # value: the original bytes; headers say why
+# What notification workers did with each (command, channel): sent, failed, or held until due.
+# Compacted; every notifier process reads it whole (models.delivery).
+DELIVERY_LEDGER = "trackline.notifier-deliveries"  # key: "<command id>|<channel>"
 
 SOURCE_HEADER = "trackline-source"
 DLQ_REASON_HEADER = "trackline-dlq-reason"
@@ -27,5 +30,5 @@ DLQ_ERROR_FRAME_HEADER = "trackline-dlq-error-frame"  # file:line in function, o
 # Topics keyed the same way must have the same partition count (co-partitioning).
 PARTITIONED = [FC_EVENTS, CARRIER_SCANS_RAW, CARRIER_SCANS_REKEYED, TRACKING_LINKS, ORDER_EVENTS, CUSTOMER_PREFERENCES,
                NOTIFICATION_INTENTS, NOTIFICATIONS, ALERTS, HISTORY]
-COMPACTED = {CUSTOMER_PREFERENCES}  # the latest value per key is the truth
-ALL = [*PARTITIONED, DLQ]
+COMPACTED = {CUSTOMER_PREFERENCES, DELIVERY_LEDGER}  # the latest value per key is the truth
+ALL = [*PARTITIONED, DELIVERY_LEDGER, DLQ]

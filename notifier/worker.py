@@ -1,79 +1,68 @@
-"""Reference notification worker: ``trackline.notifications`` -> a delivery channel.
+"""Reference notification worker: ``trackline.notifications`` -> e-mail, SMS, push, or a file.
 
-The channel here is a JSON-lines file (one delivered command per line), standing in for
-an e-mail, SMS or push provider. Commands are delivered at least once by Kafka, so the
-worker skips ``command_id``s it has already delivered (remembered in the file itself),
-and commits offsets only after the lines are on disk.
+Each command goes to the channels the customer chose (``channels``), through the transport
+configured for each (``notifier.channels``: SMTP for e-mail, signed HTTP for SMS and push);
+channels with no transport configured share the JSON-lines file, the demo's channel.
 
-A command deferred by the customer's quiet hours carries ``send_after``; it is handed to
-the channel with that time, as providers take it (SendGrid ``send_at``, Twilio scheduled
-messages, APNs/FCM scheduled pushes), so nothing waits in this worker or is dropped.
+Delivery is once per (command, channel): every outcome is recorded on the compacted ledger
+topic every notifier process reads (``models.delivery``), and offsets are committed only after
+the ledger, history and dead letters are acknowledged. A worker killed between sending and
+recording sends again with the same idempotency key, where the receiver drops the repeat.
+
+``send_after`` (quiet hours): HTTP providers and the file take it with the command and
+schedule it themselves; SMTP cannot, so the worker holds the command on the ledger and sends
+it when due, whichever process owns its partition then. Transient failures (SMTP 4xx, HTTP
+5xx, timeouts) are retried with exponential back-off and jitter, also through the ledger;
+permanent ones (SMTP 5xx, HTTP 4xx) and those past the retries fail: a history row and the DLQ.
+No address for a channel (an e-mail channel without an e-mail on file) is recorded as
+suppressed. Contact data never leaves this process: not in history, the ledger, logs or the DLQ.
 """
 
 from __future__ import annotations
 
 import logging
-import os
+import random
 import signal
 import time
-from datetime import datetime, timezone
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from threading import Event
+from typing import Any
 
 import orjson
 from confluent_kafka import KafkaError, Message
 
 from broker import clients
 from models import topics
+from models.delivery import FINAL, LedgerEntry, RetryPolicy, State, after_failure, idempotency_key, ledger_key
 from models.effects import HistoryRecord, stable_id
 from models.errors import InvalidPayload, dead_letter_headers, internal_error
+from notifier.channels import Channel, DeliveryError, JsonLinesChannel
+from notifier.views import TopicView, contact_details, ledger_entry
 
 log = logging.getLogger("trackline.notifier")
 GROUP = "trackline-notifier"
 
 
-class JsonLinesChannel:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.delivered: set[str] = set()
-        if path.exists():
-            for line in path.read_bytes().splitlines():
-                if line.strip():
-                    self.delivered.add(orjson.loads(line)["command_id"])
-        self._file = open(path, "ab")
-
-    def deliver(self, command: dict) -> bool:
-        """Append the command unless it was delivered before; True if delivered now."""
-        if command["command_id"] in self.delivered:
-            return False
-        self._file.write(orjson.dumps(command) + b"\n")
-        self.delivered.add(command["command_id"])
-        return True
-
-    def sync(self) -> None:
-        self._file.flush()
-        os.fsync(self._file.fileno())
-
-    def close(self) -> None:
-        self._file.close()
-
-
-def delivery_record(command: dict, outcome: str, at: datetime) -> tuple[bytes, bytes]:
-    """What this worker did with a command, as a history row (key: order id) for ClickHouse."""
+def delivery_record(command: dict, outcome: str, at: datetime, channel: str = "") -> tuple[bytes, bytes]:
+    """What this worker did with a command on a channel, as a history row (key: order id)."""
+    channel = channel or ",".join(command.get("channels") or [])
     record = HistoryRecord(
-        record_id=stable_id(command["command_id"], "delivery", outcome), record_type="delivery",
+        record_id=stable_id(command["command_id"], "delivery", channel, outcome), record_type="delivery",
         order_id=command.get("order_id", ""), package_id=command.get("package_id", ""),
-        event_id=command["command_id"], source=",".join(command.get("channels") or []),
+        event_id=command["command_id"], source=channel,
         status=command.get("type", ""), detail=outcome,
         occurred_at=datetime.fromisoformat(command["occurred_at"].replace("Z", "+00:00")), ingested_at=at,
-        attributes={"outcome": outcome, "send_after": command.get("send_after") or "",
+        attributes={"outcome": outcome.split(":")[0].split(" ")[0], "channel": channel,
+                    "send_after": command.get("send_after") or "",
                     "caused_by_ingested_at": command.get("caused_by_ingested_at") or ""})
     return record.order_id.encode(), b"[" + record.model_dump_json().encode() + b"]"
 
 
-def decode_command(raw: bytes) -> tuple[dict, tuple[bytes, bytes]]:
-    """A command and its delivery row, or ``InvalidPayload("invalid_internal_event")``."""
+def decode_command(raw: bytes) -> dict:
+    """A command as JSON, or ``InvalidPayload("invalid_internal_event")``."""
     try:
         command = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -85,11 +74,17 @@ def decode_command(raw: bytes) -> tuple[dict, tuple[bytes, bytes]]:
     if not isinstance(command.get("occurred_at"), str):
         raise InvalidPayload("invalid_internal_event", "occurred_at: missing or not a string")
     try:
-        # Built before delivering: a command whose row cannot be written is not delivered either.
-        row = delivery_record(command, "delivered", datetime.now(timezone.utc))
-    except (ValueError, TypeError, KeyError) as exc:  # ValidationError, a bad time, a field of the wrong type
+        # Checked before delivering: a command whose row cannot be written is not delivered either.
+        delivery_record(command, "sent", datetime.now(UTC))
+        _send_after(command)
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:  # a bad time, a field of the wrong type
         raise InvalidPayload("invalid_internal_event", f"{type(exc).__name__}: {exc}"[:1000]) from exc
-    return command, row
+    return command
+
+
+def _send_after(command: dict) -> datetime | None:
+    value = command.get("send_after")
+    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
 
 
 class SendFailed(Exception):
@@ -97,59 +92,153 @@ class SendFailed(Exception):
 
 
 class NotificationWorker:
-    def __init__(self, bootstrap: str, outbox: Path) -> None:
+    def __init__(self, bootstrap: str, outbox: Path, channels: list[Channel] | None = None,
+                 retry: RetryPolicy | None = None, clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 seed: int | None = None, group: str = GROUP, copy_all: bool = False) -> None:
         self.bootstrap = bootstrap
+        self.group = group
+        self.copy_all = copy_all  # every command also to the file, whatever its channels (the demo checks them)
         self.outcomes = clients.producer(bootstrap)
-        self.channel = JsonLinesChannel(outbox)
+        self.file = JsonLinesChannel(outbox)
+        self.channels: dict[str, Channel] = {c.name: c for c in channels or []}
+        self.retry = retry or RetryPolicy()
+        self.clock = clock
+        self.random = random.Random(seed)
         self.stopping = Event()
-        self.delivered = 0
+        self.ledger = TopicView(bootstrap, topics.DELIVERY_LEDGER, ledger_entry)
+        self.contacts = TopicView(bootstrap, topics.CUSTOMER_PREFERENCES, contact_details)
+        self.outcome_counts: Counter[str] = Counter()  # "<channel> <outcome>": what a run did
         self.duplicates_skipped = 0
-        self.rejected = 0  # commands dead-lettered
+        self.rejected = 0  # commands dead-lettered as unreadable
         self.failed_sends: list[tuple[KafkaError, Message]] = []
+        self._owned: set[int] = set()
+
+    @property
+    def delivered(self) -> int:
+        return sum(n for k, n in self.outcome_counts.items() if k.endswith(" sent"))
 
     def install_signal_handlers(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self.stopping.set())
 
+    def route(self, channel: str) -> Channel:
+        """The transport of a customer's channel; the file for channels with none configured."""
+        return self.channels.get(channel, self.file)
+
     def run(self, max_idle: float | None = None) -> None:
-        consumer = clients.consumer(self.bootstrap, GROUP)
-        consumer.subscribe([topics.NOTIFICATIONS])
+        # A join waits as long as the rebalance timeout (max.poll.interval) of members that left
+        # uncleanly; a batch here never blocks that long (retries go through the ledger).
+        consumer = clients.consumer(self.bootstrap, self.group, **{"max.poll.interval.ms": 60000})
+        consumer.subscribe([topics.NOTIFICATIONS], on_assign=self._assigned, on_revoke=self._revoked)
         last_message = time.monotonic()
         try:
             while not self.stopping.is_set():
                 messages = [m for m in consumer.consume(1000, timeout=0.2) if not m.error()]
                 if messages:
                     last_message = time.monotonic()
+                    # What was recorded before these commands were produced is known first.
+                    self.contacts.catch_up()
+                    self.ledger.catch_up()
                 for message in messages:
                     self._handle(message)
-                if messages:
-                    self.channel.sync()
-                    # Delivery rows and dead letters first: a crash re-sends, never loses them.
+                worked = self._send_due()
+                if messages or worked:
+                    self.file.sync()
+                    # Ledger, delivery rows and dead letters first: a crash re-sends, never loses them.
                     if not self._sent(consumer):
                         return  # stopped while the broker refused them: nothing committed
-                    consumer.commit(asynchronous=False)
+                    if messages:
+                        consumer.commit(asynchronous=False)
                 elif max_idle is not None and time.monotonic() - last_message > max_idle:
                     break
         finally:
             consumer.close()
-            self.channel.close()
+            self.file.close()
+            self.ledger.close()
+            self.contacts.close()
+
+    def _assigned(self, consumer: Any, partitions: list[Any]) -> None:
+        self._owned |= {tp.partition for tp in partitions}
+        self.ledger.catch_up()  # held commands of these partitions are this process's to send now
+        self.contacts.catch_up()
+
+    def _revoked(self, consumer: Any, partitions: list[Any]) -> None:
+        self._owned -= {tp.partition for tp in partitions}
 
     def _handle(self, message: Message) -> None:
-        """One command: delivered, skipped as a duplicate, or dead-lettered; never stops the batch."""
+        """One command: on to each channel, skipped where already done, or dead-lettered."""
         raw = message.value() or b""
         try:
-            command, (key, value) = decode_command(raw)
-            if self.channel.deliver(command):
-                self.delivered += 1
-                self._produce(topics.HISTORY, key, value)
-            else:
-                self.duplicates_skipped += 1
+            command = decode_command(raw)
+            if self.copy_all:
+                self.file.send(command, None, "")
+            for name in dict.fromkeys(self.route(c).name for c in command.get("channels") or ["email"]):
+                key = ledger_key(command["command_id"], name)
+                if (entry := self.ledger.get(key)) is not None:
+                    if entry.state in FINAL:
+                        self.duplicates_skipped += 1
+                    continue  # held or retrying: sent when due
+                self._attempt(command, name, message.partition(), attempts=0)
         except InvalidPayload as error:
             self._dead_letter(message, error, error)
-        except OSError:  # the channel itself failed (disk full, ...): not this command's fault
+        except OSError:  # the file channel itself failed (disk full, ...): not this command's fault
             raise
         except Exception as exc:  # a bug met on this one command
             self._dead_letter(message, internal_error(exc), exc)
+
+    def _send_due(self) -> int:
+        """Send the held and retrying commands that are due, of the partitions this process owns."""
+        now = self.clock()
+        due = [(key, entry) for key, entry in self.ledger.values.items()
+               if entry.state in (State.held, State.retry) and entry.due is not None and entry.due <= now
+               and entry.partition in self._owned and entry.command is not None]
+        if due:
+            self.contacts.catch_up()  # addresses changed since: the latest applies
+        for key, entry in due:
+            assert entry.command is not None
+            self._attempt(entry.command, key.decode().rsplit("|", 1)[1], entry.partition, entry.attempts)
+        return len(due)
+
+    def _attempt(self, command: dict, name: str, partition: int, attempts: int) -> None:
+        channel = self.route(name)
+        now = self.clock()
+        key = ledger_key(command["command_id"], name)
+        send_after = _send_after(command)
+        if not channel.schedules and send_after is not None and send_after > now:
+            self._record(key, LedgerEntry(State.held, now, attempts, send_after, partition, command), command,
+                         name, f"deferred until {send_after.isoformat()}", history=attempts == 0)
+            return
+        contact = self.contacts.get(command.get("customer_id", "").encode())
+        if channel.address(contact) is None:
+            self._record(key, LedgerEntry(State.suppressed, now, attempts, partition=partition), command, name,
+                         "suppressed: no_contact")
+            return
+        try:
+            channel.send(command, contact, idempotency_key(command["command_id"], name))
+        except DeliveryError as error:
+            state, due = after_failure(attempts, error.permanent, self.retry, now, self.random.random())
+            log.warning("%s via %s: %s (attempt %d, %s)", command["command_id"], name, error, attempts + 1,
+                        "giving up" if state is State.failed else f"again at {due:%H:%M:%S}")
+            if state is State.retry:
+                self._record(key, LedgerEntry(state, now, attempts + 1, due, partition, command, str(error)),
+                             command, name, "", history=False)
+                return
+            self._record(key, LedgerEntry(state, now, attempts + 1, partition=partition, detail=str(error)),
+                         command, name, f"failed: {error}")
+            failure = InvalidPayload("delivery_failed", f"{name}: {error}")
+            headers = dead_letter_headers(failure, topics.NOTIFICATIONS, partition, -1, name.encode(), failure)
+            self._produce(topics.DLQ, command.get("order_id", "").encode(), orjson.dumps(command), headers)
+            return
+        self._record(key, LedgerEntry(State.sent, now, attempts + 1, partition=partition), command, name, "sent")
+
+    def _record(self, key: bytes, entry: LedgerEntry, command: dict, channel: str, outcome: str,
+                history: bool = True) -> None:
+        self.ledger.values[key] = entry  # this process knows at once; others through the topic
+        self._produce(topics.DELIVERY_LEDGER, key, entry.dump())
+        if history:
+            self.outcome_counts[f"{channel} {outcome.split(':')[0].split(' ')[0]}"] += 1
+            row_key, row = delivery_record(command, outcome, entry.at, channel)
+            self._produce(topics.HISTORY, row_key, row)
 
     def _dead_letter(self, message: Message, error: InvalidPayload, cause: BaseException) -> None:
         log.error("dead letter from %s[%s]@%s: %s", message.topic(), message.partition(), message.offset(), error)

@@ -18,7 +18,13 @@ from pydantic import ValidationError
 from models import topics
 from models.effects import NotificationCommand
 from models.errors import InvalidPayload
-from models.preferences import CustomerPreferences, address, parse_preferences
+from models.preferences import (
+    CustomerPreferences,
+    address,
+    contact_free_copy,
+    parse_preferences,
+    without_contact,
+)
 from streams.app import Channels, store_options
 from streams.batch_io import Outbox, deliver, whole_batch_or_exit
 from streams.dead_letters import send_to_dlq
@@ -49,7 +55,9 @@ def register(app: faust.App, ch: Channels, page_link: Callable[[str], str] = lam
                         try:
                             if record.topic == topics.CUSTOMER_PREFERENCES:
                                 # A tombstone forgets the customer's preferences: defaults apply.
-                                known[key] = None if record.value is None else parse_preferences(record.value)
+                                # Stored without the contact fields: only notification workers read those.
+                                known[key] = None if record.value is None else without_contact(
+                                    parse_preferences(record.value))
                                 updated[key] = known[key].model_dump_json().encode() if known[key] else None
                                 continue
                             command = _intent(record.value or b"")
@@ -58,7 +66,9 @@ def register(app: faust.App, ch: Channels, page_link: Callable[[str], str] = lam
                                 known[key] = CustomerPreferences.model_validate_json(stored) if stored else None
                             sent, row = address(command, known[key])
                         except Exception as error:  # InvalidPayload, or a bug: this record alone
-                            await send_to_dlq(outbox, record, error)
+                            # A customer's record may hold contact data: the DLQ keeps it without.
+                            await send_to_dlq(outbox, record, error, value=contact_free_copy(record.value)
+                                              if record.topic == topics.CUSTOMER_PREFERENCES and record.value else None)
                             continue
                         row = row.model_copy(update={"attributes": {**row.attributes, "decided_at": decided_at}})
                         if sent is not None:

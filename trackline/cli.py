@@ -101,10 +101,14 @@ def cmd_sink(args: argparse.Namespace) -> int:
 
 def cmd_notifier(args: argparse.Namespace) -> int:
     settings, bootstrap = _connect(args)
+    from models.delivery import RetryPolicy
+    from notifier.channels import configured_channels
     from notifier.worker import NotificationWorker
 
     outbox = Path(args.outbox) if args.outbox else settings.data_dir / "notifications.jsonl"
-    worker = NotificationWorker(bootstrap, outbox)
+    worker = NotificationWorker(bootstrap, outbox, configured_channels(settings), RetryPolicy(
+        settings.notifier_max_attempts, settings.notifier_retry_base_seconds, settings.notifier_retry_cap_seconds),
+        copy_all=args.copy_to_outbox)
     worker.install_signal_handlers()
     worker.run()
     return 0
@@ -236,7 +240,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bind", dest="ingest_bind", help="listen address (env TRACKLINE_INGEST_BIND, default 127.0.0.1)")
     p.set_defaults(func=cmd_ingest)
     p = sub.add_parser("notifier", parents=[common], help="reference notification worker")
-    p.add_argument("--outbox", help="JSON-lines file the commands are delivered to")
+    p.add_argument("--outbox", help="JSON-lines file: the channel of customers' channels with no transport "
+                   "configured (default <data dir>/notifications.jsonl)")
+    p.add_argument("--copy-to-outbox", action="store_true",
+                   help="also write every command to the outbox, whatever its channel (the demo checks them)")
     p.set_defaults(func=cmd_notifier)
     p = sub.add_parser("simulate", parents=[common], help="produce seeded simulated traffic")
     p.add_argument("--orders-per-second", type=float, default=20.0)

@@ -36,6 +36,7 @@ from models.effects import AlertKind, NotificationType, stable_id
 from models.ingest import DOORS
 from models.settings import WEBHOOK_SOURCES, Settings
 from trackline import simulator
+from trackline.demo_receivers import LoopbackMail, LoopbackWebhooks
 from trackline.webhook_sender import WebhookSender
 
 log = logging.getLogger("trackline.demo")
@@ -96,6 +97,14 @@ def _spawn(command: str, settings: Settings, bootstrap: str, logs: Path, *extra:
     for source in WEBHOOK_SOURCES:
         if held := settings.webhook_secrets(source):
             env[f"TRACKLINE_SECRET_{source.upper()}"] = ",".join(held)
+    # The notifier's channels and the tracking page links: settings without flags.
+    for name in ("smtp_host", "smtp_port", "sms_url", "push_url", "tracking_page_base_url"):
+        if value := getattr(settings, name):
+            env[f"TRACKLINE_{name.upper()}"] = str(value)
+    if settings.notifier_http_secret:
+        env["TRACKLINE_NOTIFIER_HTTP_SECRET"] = settings.notifier_http_secret.get_secret_value()
+    if settings.tracking_page_keys:
+        env["TRACKLINE_TRACKING_PAGE_KEYS"] = ",".join(k.get_secret_value() for k in settings.tracking_page_keys)
     return subprocess.Popen(
         [sys.executable, "-m", "trackline", command, "--kafka", bootstrap,
          "--data-dir", str(settings.data_dir), "--partitions", str(settings.partitions),
@@ -124,6 +133,16 @@ def run_demo(settings: Settings, duration: float, report: Path | None,
         bootstrap = broker.bootstrap
     else:
         bootstrap = settings.kafka
+    # The far end of the notifications: a mail server and an SMS/push endpoint on loopback.
+    mail = LoopbackMail(run_dir / "mail.mbox", free_port()).start()
+    http_secret = secrets.token_urlsafe(24)
+    webhooks = LoopbackWebhooks(run_dir / "http-deliveries.jsonl", http_secret).start()
+    settings = settings.model_copy(update=dict(
+        smtp_host="127.0.0.1", smtp_port=mail.port, sms_url=f"{webhooks.url}/sms", push_url=f"{webhooks.url}/push",
+        notifier_http_secret=SecretStr(http_secret),
+        # Links in the commands to the worker's own tracking page.
+        tracking_page_base_url=settings.tracking_page_base_url or f"http://127.0.0.1:{settings.web_port}",
+        tracking_page_keys=settings.tracking_page_keys or [SecretStr(f"demo:{secrets.token_urlsafe(24)}")]))
     children: dict[str, subprocess.Popen] = {}
     ingest: dict[str, object] = {}
     try:
@@ -132,7 +151,7 @@ def run_demo(settings: Settings, duration: float, report: Path | None,
                                     "--thresholds", settings.thresholds, "--tick-interval", "2")
         ops_port = free_port()
         children["sink"] = _spawn("sink", settings, bootstrap, logs, "--ops-port", str(ops_port))
-        children["notifier"] = _spawn("notifier", settings, bootstrap, logs)
+        children["notifier"] = _spawn("notifier", settings, bootstrap, logs, "--copy-to-outbox")
         ingest_port = free_port()
         children["ingest"] = _spawn("ingest", settings, bootstrap, logs, "--port", str(ingest_port))
         _wait_for_ingest(ingest_port, children)
@@ -184,12 +203,22 @@ def run_demo(settings: Settings, duration: float, report: Path | None,
                 pass
     finally:
         _stop(children)
+        mail.stop()
+        webhooks.stop()
         if broker:
             broker.stop()
     summary = summarize(settings, sent, run_dir, truth)
     summary["ingest"] = ingest
+    summary["notifications_received"] = {"email": mail.report(), "sms_and_push": webhooks.report()}
+    outbox = run_dir / "notifications.jsonl"
+    lines = outbox.read_bytes().splitlines() if outbox.exists() else []
+    sample = next((orjson.loads(line)["tracking_page_url"] for line in lines if line.strip()), "")
+    summary["tracking_page_sample"] = sample
     text = json.dumps(summary, indent=2, sort_keys=False, default=str)
     print(text)
+    print(f"e-mails: {mail.report()['emails_received']} received by the loopback SMTP server "
+          f"({mail.path}); SMS and push: {webhooks.report()['received_by_channel']} ({webhooks.path})")
+    print(f"a tracking page (served while the worker runs; --keep-serving keeps it): {sample}")
     print(f"false delay notices: {summary.get('false_delay_notices')} (a delay or presumed-lost notice for a "
           f"journey the simulator made on time; offenders in false_delay_offenders)")
     if report:
@@ -274,6 +303,9 @@ def summarize(settings: Settings, sent: dict[str, int], run_dir: Path,
             "SELECT status, count() FROM history FINAL WHERE record_type = 'notification' "
             "GROUP BY status ORDER BY status")),
         "notifications_delivered_by_type": dict(sorted(delivered.items())),
+        "deliveries_by_channel_and_outcome": {f"{channel} {outcome}": n for channel, outcome, n in rows(
+            "SELECT source, extract(detail, '^[a-z]+') AS outcome, count() FROM history FINAL "
+            "WHERE record_type = 'delivery' GROUP BY source, outcome ORDER BY source, outcome")},
         "notification_outcomes": dict(rows(
             "SELECT extract(detail, '^[a-z]+') AS outcome, count() FROM history FINAL "
             "WHERE record_type = 'notification' GROUP BY outcome ORDER BY outcome")),

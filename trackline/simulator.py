@@ -41,6 +41,7 @@ from __future__ import annotations
 import heapq
 import random
 import time
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
@@ -383,7 +384,10 @@ class TrafficSimulator:
         r = self.random
         prefs: dict = {"customer_id": customer, "locale": r.choice(["en-US", "en-GB", "de-DE", "ja-JP"]),
                        "channels": sorted(r.sample(["email", "sms", "push"], r.randint(1, 3))),
-                       "time_zone": r.choice(TIME_ZONES), "updated_at": _iso(self._when(at))}
+                       "time_zone": r.choice(TIME_ZONES), "updated_at": _iso(self._when(at)),
+                       # Where to reach them (derived, not drawn: the seeded stream stays the same).
+                       "email": f"{customer.lower()}@example.com",
+                       "phone": f"+1 555 {zlib.crc32(customer.encode()) % 10_000_000:07d}"}
         if r.random() < 0.4:
             prefs["opted_out"] = [r.choice(OPT_OUTS)]
         if r.random() < 0.4:

@@ -102,7 +102,10 @@ def journey(tmp_path_factory) -> dict:
                                     "end": quiet_end.strftime("%H:00")}}), []),
                 (topics.CUSTOMER_PREFERENCES, b"CUST-K", orjson.dumps({
                     "customer_id": "CUST-K", "opted_out": ["shipped"]}), []),
-                (topics.CUSTOMER_PREFERENCES, b"CUST-Z", b'{"customer_id": "CUST-Z", "time_zone": "Mars/Base"}', []),
+                # Refused (no such zone) and dead-lettered: its copy must not keep the contact data.
+                (topics.CUSTOMER_PREFERENCES, b"CUST-Z", orjson.dumps({
+                    "customer_id": "CUST-Z", "time_zone": "Mars/Base", "email": CONTACT_EMAIL,
+                    "phone": CONTACT_PHONE}), []),
             ])
             preferences_stored(run, ["CUST-J", "CUST-K"])  # before their orders: two topics, read side by side
             produce(run.bootstrap, [
@@ -184,6 +187,11 @@ def journey(tmp_path_factory) -> dict:
                     "contacts": run.query(
                         "SELECT count() AS n FROM history WHERE position(toString(tuple(*)), 'hanako') > 0 "
                         "OR position(toString(tuple(*)), '1234 5678') > 0 OR position(toString(tuple(*)), '@') > 0"),
+                    "contacts_in_dead_letters": run.query(
+                        "SELECT count() AS n FROM dead_letters WHERE position(toString(tuple(*)), 'hanako') > 0 "
+                        "OR position(toString(tuple(*)), '1234 5678') > 0"),
+                    "contacts_in_logs": [log.name for log in run.logs.glob("*.log")
+                                         if "hanako" in log.read_text() or "1234 5678" in log.read_text()],
                 },
             }
         finally:
@@ -284,3 +292,6 @@ def test_clickhouse_tables_carry_each_record_type_typed(journey):
     metrics = {m["metric"]: m["total"] for m in tables["metrics"]}
     assert metrics["rows_written"] > 0 and "history_lag_seconds" in metrics
     assert tables["contacts"] == [{"n": 0}]
+    # Nor in the DLQ's copy of the refused preferences (sent with both), nor in any process's log.
+    assert tables["contacts_in_dead_letters"] == [{"n": 0}]
+    assert tables["contacts_in_logs"] == []
