@@ -65,12 +65,20 @@ def last_frame(exc: BaseException) -> str:
 
 
 def dead_letter_headers(error: InvalidPayload, topic: str, partition: int, offset: int, source: bytes,
-                        cause: BaseException | None = None) -> list[tuple[str, bytes]]:
-    """Headers of a DLQ record; its value is the original bytes, untouched."""
+                        cause: BaseException | None = None, received_ms: int | None = None,
+                        original: list[tuple[str, Any]] | None = None) -> list[tuple[str, bytes]]:
+    """Headers of a DLQ record; its value is the original bytes, untouched. ``original``: the
+    record's own headers, kept so ``trackline replay`` restores them with ``received_ms``, its
+    timestamp (the receipt time the stream's clock reads)."""
     from models import topics
 
     cause = cause or error
     headers: list[tuple[str, Any]] = [
+        (name, value) for name, value in original or ()
+        if not name.startswith("trackline-dlq-") and name != topics.SOURCE_HEADER]
+    if received_ms is not None and received_ms > 0:
+        headers.append((topics.DLQ_RECEIVED_AT_HEADER, str(received_ms).encode()))
+    headers += [
         (topics.DLQ_REASON_HEADER, error.reason.encode()),
         (topics.DLQ_DETAIL_HEADER, error.detail[:1000].encode()),
         (topics.DLQ_TOPIC_HEADER, topic.encode()),

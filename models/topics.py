@@ -25,6 +25,7 @@ DLQ_TOPIC_HEADER = "trackline-dlq-topic"
 DLQ_PARTITION_HEADER = "trackline-dlq-partition"
 DLQ_OFFSET_HEADER = "trackline-dlq-offset"
 DLQ_ERROR_TYPE_HEADER = "trackline-dlq-error-type"  # the exception's class name
+DLQ_RECEIVED_AT_HEADER = "trackline-dlq-received-at"  # the original record's timestamp, epoch ms
 DLQ_ERROR_FRAME_HEADER = "trackline-dlq-error-frame"  # file:line in function, of the traceback's last frame
 
 # Topics keyed the same way must have the same partition count (co-partitioning).

@@ -244,7 +244,8 @@ class NotificationWorker:
         log.error("dead letter from %s[%s]@%s: %s", message.topic(), message.partition(), message.offset(), error)
         self.rejected += 1
         source = next((v or b"" for k, v in message.headers() or () if k == topics.SOURCE_HEADER), b"")
-        headers = dead_letter_headers(error, message.topic(), message.partition(), message.offset(), source, cause)
+        headers = dead_letter_headers(error, message.topic(), message.partition(), message.offset(), source, cause,
+                                      received_ms=message.timestamp()[1], original=list(message.headers() or ()))
         self._produce(topics.DLQ, message.key(), message.value() or b"", headers)
 
     def _produce(self, topic: str, key: bytes | None, value: bytes, headers: list | None = None) -> None:

@@ -190,7 +190,7 @@ def sink_dead_letter(topic: str, partition: int, offset: int, reason: str, detai
                      key: bytes, payload: bytes) -> tuple[Any, ...]:
     """A ``dead_letters`` row for a record the sink itself could not store; the payload is its bytes."""
     return (topic, partition, offset, reason, detail[:1000], source.decode(errors="replace"),
-            key.decode(errors="replace"), payload, datetime.now(timezone.utc), payload_hash(payload))
+            key.decode(errors="replace"), payload, datetime.now(timezone.utc), payload_hash(payload), {}, None)
 
 
 def dead_letter_row(message: Message) -> tuple[Any, ...]:
@@ -208,6 +208,10 @@ def dead_letter_row(message: Message) -> tuple[Any, ...]:
         payload,  # the original bytes, untouched
         datetime.fromtimestamp(timestamp_ms / 1000, tz=timezone.utc),
         payload_hash(payload),
+        # The record's own headers (trackline-source among them), for replay.
+        {k: v for k, v in headers.items() if not k.startswith("trackline-dlq-")},
+        datetime.fromtimestamp(received / 1000, tz=timezone.utc)
+        if (received := _int(headers.get(topics.DLQ_RECEIVED_AT_HEADER))) > 0 else None,
     )
 
 

@@ -34,7 +34,7 @@ from clickhouse_connect.driver.client import Client
 
 DEAD_LETTER_COLUMNS = [
     "source_topic", "source_partition", "source_offset", "reason", "detail", "source",
-    "message_key", "payload", "dead_lettered_at", "payload_hash",
+    "message_key", "payload", "dead_lettered_at", "payload_hash", "original_headers", "received_at",
 ]
 METRIC_COLUMNS = ["at", "process", "metric", "labels", "value"]
 
@@ -263,6 +263,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         f"ALTER TABLE {table} MODIFY SETTING non_replicated_deduplication_window = 1000"
         for table in ("carrier_events", "status_transitions", "alerts", "notifications",
                       "notification_deliveries", "delivery_estimates", "shipments"))),
+    # What `trackline replay` needs to send a dead letter again as it first arrived: the
+    # record's own headers and its timestamp (the receipt time the stream's clock reads).
+    Migration(5, "dead letters keep the original headers and receipt time", (
+        "ALTER TABLE dead_letters ADD COLUMN IF NOT EXISTS original_headers Map(String, String), "
+        "ADD COLUMN IF NOT EXISTS received_at Nullable(DateTime64(3, 'UTC'))",
+    )),
 )
 
 

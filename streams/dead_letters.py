@@ -31,7 +31,9 @@ async def send_to_dlq(outbox: Outbox, record: Any, error: InvalidPayload | BaseE
         log.error("dead letter (internal error) from %s[%s]@%s", record.topic, record.partition, record.offset,
                   exc_info=error)
     headers = dead_letter_headers(invalid, record.topic, record.partition, record.offset,
-                                  header(record, topics.SOURCE_HEADER) or b"", cause=error)
+                                  header(record, topics.SOURCE_HEADER) or b"", cause=error,
+                                  received_ms=int(record.timestamp or 0),
+                                  original=[(k, bytes(v) if v is not None else b"") for k, v in record.headers or ()])
     await outbox.records(topics.DLQ, 0, [(record.key, record.value if value is None else value)], headers=headers)
 
 

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import sys
+from datetime import datetime
 from pathlib import Path
 
 from models.settings import ConfigError, Settings
@@ -190,6 +191,26 @@ def cmd_query(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    settings, bootstrap = _connect(args)
+    from sinks.clickhouse import connect
+    from trackline.replay import replay, select
+
+    letters = select(connect(settings.clickhouse_dsn), args.reason or [], args.topic, args.since, args.until,
+                     args.limit)
+    report = replay(bootstrap, letters, dry_run=args.dry_run)
+    print(json.dumps(report, indent=2))
+    return 1 if report["failed"] else 0
+
+
+def _moment(text: str) -> datetime:
+    """An ISO 8601 time with its offset (naive times are refused: which zone would they be in?)."""
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no offset; write e.g. 2026-11-27T10:00:00Z")
+    return moment
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from trackline.bench import run_bench
 
@@ -260,6 +281,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("query", parents=[common], help="run SQL on trackline's ClickHouse, print JSON rows")
     p.add_argument("sql")
     p.set_defaults(func=cmd_query)
+    p = sub.add_parser("replay", parents=[common], help="send dead letters from ClickHouse through their "
+                       "original topic again (key, headers and receipt time kept)")
+    p.add_argument("--reason", action="append", help="only this DLQ reason (repeatable)")
+    p.add_argument("--topic", help="only dead letters from this topic")
+    p.add_argument("--since", type=_moment, help="dead-lettered at or after this time (ISO 8601 with offset)")
+    p.add_argument("--until", type=_moment, help="dead-lettered before this time")
+    p.add_argument("--limit", type=int, default=100_000)
+    p.add_argument("--dry-run", action="store_true", help="report what would be sent, send nothing")
+    p.set_defaults(func=cmd_replay)
     p = sub.add_parser("bench", parents=[common], help="throughput and latency, side by side")
     p.add_argument("--scans", type=int, default=100_000)
     p.add_argument("--orders", type=int, default=10_000)
