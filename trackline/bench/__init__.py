@@ -191,7 +191,7 @@ def run_bench(settings: Settings, scans: int, orders: int, only: list[str] | Non
     logs = workdir / "logs"
     logs.mkdir()
     settings = settings.model_copy(update={"data_dir": workdir})
-    wanted = set(only or ["trackline", "naive-faust", "bare-confluent", "quix", "sink", "deadlines"])
+    wanted = set(only or ["trackline", "naive-faust", "bare-confluent", "quix", "sink", "ingest", "deadlines"])
     if wanted == {"deadlines"}:  # needs no broker
         results = {"deadlines": bench_deadlines(workdir, logs)}
         (workdir / "results.json").write_text(json.dumps(results, indent=2))
@@ -219,6 +219,8 @@ def run_bench(settings: Settings, scans: int, orders: int, only: list[str] | Non
             _line("quix", results)
         if "sink" in wanted:
             results["sink"] = bench_sink(bootstrap, workdir, logs)
+        if "ingest" in wanted:
+            results["ingest"] = bench_ingest(bootstrap, workdir, logs)
         if "naive-faust" in wanted:
             results["naive-faust"] = bench_subprocess("trackline.bench.naive_faust", [
                 bootstrap, str(expected), str(workdir / "naive.json"), str(workdir / "naive-faust"),
@@ -248,6 +250,22 @@ def bench_sink(bootstrap: str, workdir: Path, logs: Path) -> dict:
     print(f"  {'sink':<16} {r['rows_per_second']:>10,.0f} rows/s into ClickHouse (chDB, with the typed tables' "
           f"views); history lag at {r['lag_rate']:,.0f} rows/s: p50 {r['lag_p50_ms']:,.0f} ms, "
           f"p99 {r['lag_p99_ms']:,.0f} ms", flush=True)
+    return r
+
+
+INGEST_REQUESTS = 20_000
+
+
+def bench_ingest(bootstrap: str, workdir: Path, logs: Path) -> dict:
+    """One ``trackline ingest`` process (bench/ingest.py): signed webhooks accepted per second."""
+    out = workdir / "ingest.json"
+    subprocess.run([sys.executable, "-m", "trackline.bench.ingest", bootstrap, str(INGEST_REQUESTS), str(out)],
+                   check=True, stdout=open(logs / "ingest.log", "ab"), stderr=subprocess.STDOUT, timeout=900)
+    r = json.loads(out.read_text())
+    print(f"  {'ingest':<16} {r['accepted_per_second']:>10,.0f} signed webhooks/s accepted end to end by one process "
+          f"(verified, on the broker, 202; {r['body_bytes']:,}-byte EasyPost bodies, {r['concurrency']} connections, "
+          f"the load generator on the same cores); forged ones refused at {r['forged_per_second']:,.0f}/s; "
+          f"answers {r['answers']}", flush=True)
     return r
 
 
