@@ -94,12 +94,12 @@ class Settings(BaseSettings):
         for name in cls.model_fields:
             variable = ENV_PREFIX + name.upper()
             raw = environ.get(variable)
-            if name in SECRETS and raw is None and (path := environ.get(variable + "_FILE")):
+            if name in SECRETS and not raw and (path := environ.get(variable + "_FILE")):
                 try:
                     raw = Path(path).read_text().strip()
                 except OSError as error:
                     raise ConfigError(f"{variable}_FILE: cannot read {path}: {error.strerror}") from None
-            if raw is None:
+            if not raw:  # unset, or set empty (compose's ${VAR:-}): the default applies
                 continue
             if name in LISTS:
                 values[name] = [part.strip() for part in raw.split(",") if part.strip()]

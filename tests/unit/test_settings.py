@@ -70,3 +70,16 @@ def test_a_process_refuses_to_start_on_a_bad_setting_with_one_line():
     assert done.returncode != 0
     assert done.stderr.strip().count("\n") == 0
     assert "TRACKLINE_WEB_PORT" in done.stderr and "65535" in done.stderr
+
+
+def test_a_variable_set_empty_is_unset(tmp_path):
+    """Compose writes ``${VAR:-}`` as an empty value: the default applies, and a secret still
+    comes from its file; an empty HTTP-channel secret is no secret at all."""
+    secret = tmp_path / "token"
+    secret.write_text("from-the-file\n")
+    settings = Settings.from_env({"TRACKLINE_SMTP_PORT": "", "TRACKLINE_SUPPORT_TOKEN": "",
+                                  "TRACKLINE_SUPPORT_TOKEN_FILE": str(secret)})
+    assert settings.smtp_port == 25
+    assert settings.support_token.get_secret_value() == "from-the-file"
+    with pytest.raises(ConfigError, match="TRACKLINE_NOTIFIER_HTTP_SECRET is required"):
+        Settings.from_env({"TRACKLINE_SMS_URL": "https://sms.example/send", "TRACKLINE_NOTIFIER_HTTP_SECRET": ""})
