@@ -106,6 +106,31 @@ MUTATIONS = [
     ("a batch that fails outside any record is acknowledged and skipped", "streams/batch_io.py",
      "        os._exit(EXIT_BATCH_FAILED)", "        raise",
      "tests/integration/test_worker_recovery.py::test_a_batch_that_fails_outside_any_record_is_replayed_not_skipped"),
+    # The doors (issue 10).
+    ("a forged tracking page token opens the page", "models/tracking_page.py",
+     "    return order_id if order_id and hmac.compare_digest(expected, given) else None",
+     "    return order_id or None", "tests/unit/test_tracking_page.py"),
+    ("a request signed for another source opens this one", "models/ingest.py",
+     "    return verify_trackline(body, headers.get(TRACKLINE_HEADER), secrets, now)",
+     "    return Verdict.valid", "tests/unit/test_ingest_doors.py"),
+    ("permanent delivery failures are retried", "models/delivery.py",
+     "    if permanent or attempts >= policy.max_attempts:", "    if attempts >= policy.max_attempts:",
+     "tests/unit/test_notifier_messages.py"),
+    ("dead-letter copies of preferences keep the contact data", "models/preferences.py",
+     "        return orjson.dumps({k: v for k, v in document.items() if k not in CONTACT_FIELDS})",
+     "        return raw", "tests/unit/test_notifier_messages.py"),
+    ("the ingest service answers 202 before the broker acknowledged", "ingest/service.py",
+     "            failed = await asyncio.wait_for(acked, self.ack_timeout + 5)", "            failed = None",
+     "tests/integration/test_ingest.py::test_while_the_broker_is_unreachable_senders_are_told_to_retry"),
+    ("the notifier sends a held e-mail at once", "notifier/channels.py",
+     '    name = "email"\n    schedules = False', '    name = "email"\n    schedules = True',
+     "tests/integration/test_notifier_channels.py::test_quiet_hours_hold_an_email_durably_until_due"),
+    ("the notifier forgets what it sent (no ledger)", "notifier/worker.py",
+     "                if (entry := self.ledger.get(key)) is not None:",
+     "                if (entry := None) is not None:",
+     "tests/integration/test_notifier_channels.py::"
+     "test_once_per_command_and_channel_across_restarts_and_two_processes"),
+
 ]
 
 
@@ -127,6 +152,8 @@ def run(description: str, path: str, text: str, replacement: str, tests: str) ->
 
 
 if __name__ == "__main__":
-    results = [run(*mutation) for mutation in MUTATIONS]
+    # An argument runs only the mutations whose description contains it.
+    chosen = [m for m in MUTATIONS if len(sys.argv) < 2 or sys.argv[1] in m[0]]
+    results = [run(*mutation) for mutation in chosen]
     print(f"{sum(results)} of {len(results)} mutations killed")
     sys.exit(0 if all(results) else 1)
