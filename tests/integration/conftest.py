@@ -120,7 +120,9 @@ class Pipeline:
         """What the notifier delivered (without the sentinels of ``settle``, unless asked)."""
         if not self.outbox.exists():
             return []
-        found = [orjson.loads(line) for line in self.outbox.read_bytes().splitlines() if line.strip()]
+        # The notifier appends while this reads: only whole lines (ending in a newline) count.
+        text = self.outbox.read_bytes()
+        found = [orjson.loads(line) for line in text[:text.rfind(b"\n") + 1].splitlines() if line.strip()]
         return found if sentinels else [c for c in found if not c["order_id"].startswith(SENTINEL)]
 
     def wait_for(self, condition: Callable[[], bool], timeout: float, what: str) -> None:

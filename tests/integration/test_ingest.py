@@ -45,10 +45,19 @@ def signed(source: str, body: bytes, at: datetime | None = None) -> tuple[str, d
     return signed_request(source, body, SECRETS[source.replace("-", "_")], at)
 
 
+def midday_zone() -> str:
+    """A zone where it is about noon now: "out for delivery" is old news once the delivery
+    address's local day is over, so a scan from an hour ago must not straddle its midnight."""
+    offset = max(-12, min(14, 12 - datetime.now(UTC).hour))
+    return f"Etc/GMT{-offset:+d}"  # POSIX sign: Etc/GMT-2 is two hours ahead of UTC
+
+
 def order_placed(order_id: str, at: datetime) -> dict:
-    """The documented fulfillment example, for ``order_id`` placed at ``at``."""
+    """The documented fulfillment example, for ``order_id`` placed at ``at``, delivered where it
+    is about midday now."""
     event = orjson.loads((PAYLOADS / "fulfillment_order_placed.json").read_bytes())
     return {**event, "event_id": f"{order_id}-placed", "order_id": order_id, "occurred_at": at.isoformat(),
+            "delivery_time_zone": midday_zone(),
             "ship_by": (at + timedelta(hours=12)).isoformat(),
             "promised_delivery_date": (at + timedelta(days=7)).date().isoformat()}
 
