@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     partitions: int = Field(4, ge=1, le=10_000)
     web_port: int = Field(6066, ge=0, le=65_535)
     web_bind: str = "127.0.0.1"  # the worker's listen address; 0.0.0.0 to serve other hosts
+    # The host other workers reach this one at, to forward an order lookup or tracking page to
+    # the worker that owns the order; empty: the bind address, or this host's name when binding
+    # every interface.
+    web_host: str = ""
     # The ingest service (``trackline ingest``): where it listens, the largest body it takes, and
     # how long a request waits for the broker's acknowledgement before it answers 503.
     ingest_port: int = Field(8080, ge=0, le=65_535)
@@ -115,6 +119,16 @@ class Settings(BaseSettings):
     @property
     def clickhouse_dsn(self) -> str:
         return self.clickhouse or f"chdb://{self.data_dir / 'clickhouse'}"
+
+    @property
+    def advertised_web_host(self) -> str:
+        if self.web_host:
+            return self.web_host
+        if self.web_bind in ("0.0.0.0", "::", ""):
+            import socket
+
+            return socket.getfqdn()
+        return self.web_bind
 
     @property
     def embedded_broker(self) -> bool:

@@ -25,9 +25,11 @@ V = TypeVar("V")
 
 
 class TopicView(Generic[V]):
-    def __init__(self, bootstrap: str, topic: str, decode: Callable[[bytes], V]) -> None:
+    def __init__(self, bootstrap: str, topic: str, decode: Callable[[bytes], V],
+                 on_change: Callable[[bytes, V | None], None] | None = None) -> None:
         self.topic = topic
         self.decode = decode
+        self.on_change = on_change or (lambda key, value: None)  # told every value read (None: removed)
         self.values: dict[bytes, V] = {}
         self.consumer: Consumer = clients.consumer(bootstrap, f"trackline-notifier-view-{topic}")
         metadata = self.consumer.list_topics(topic, timeout=30).topics[topic]
@@ -52,9 +54,11 @@ class TopicView(Generic[V]):
                 key = message.key() or b""
                 if message.value() is None:
                     self.values.pop(key, None)
+                    self.on_change(key, None)
                     continue
                 try:
                     self.values[key] = self.decode(message.value())
+                    self.on_change(key, self.values[key])
                 except Exception as error:  # a record the policy dead-letters: not this process's concern
                     log.debug("skipping unreadable %s record at %s: %s", self.topic, message.offset(),
                               type(error).__name__)

@@ -105,7 +105,9 @@ class NotificationWorker:
         self.clock = clock
         self.random = random.Random(seed)
         self.stopping = Event()
-        self.ledger = TopicView(bootstrap, topics.DELIVERY_LEDGER, ledger_entry)
+        # Held and retrying entries, by key: what the send-due loop looks at (not the whole ledger).
+        self.pending: dict[bytes, LedgerEntry] = {}
+        self.ledger = TopicView(bootstrap, topics.DELIVERY_LEDGER, ledger_entry, on_change=self._track_pending)
         self.contacts = TopicView(bootstrap, topics.CUSTOMER_PREFERENCES, contact_details)
         self.outcome_counts: Counter[str] = Counter()  # "<channel> <outcome>": what a run did
         self.duplicates_skipped = 0
@@ -186,10 +188,16 @@ class NotificationWorker:
         except Exception as exc:  # a bug met on this one command
             self._dead_letter(message, internal_error(exc), exc)
 
+    def _track_pending(self, key: bytes, entry: LedgerEntry | None) -> None:
+        if entry is not None and entry.state in (State.held, State.retry):
+            self.pending[key] = entry
+        else:
+            self.pending.pop(key, None)
+
     def _send_due(self) -> int:
         """Send the held and retrying commands that are due, of the partitions this process owns."""
         now = self.clock()
-        due = [(key, entry) for key, entry in self.ledger.values.items()
+        due = [(key, entry) for key, entry in self.pending.items()
                if entry.state in (State.held, State.retry) and entry.due is not None and entry.due <= now
                and entry.partition in self._owned and entry.command is not None]
         if due:
@@ -234,6 +242,7 @@ class NotificationWorker:
     def _record(self, key: bytes, entry: LedgerEntry, command: dict, channel: str, outcome: str,
                 history: bool = True) -> None:
         self.ledger.values[key] = entry  # this process knows at once; others through the topic
+        self._track_pending(key, entry)
         self._produce(topics.DELIVERY_LEDGER, key, entry.dump())
         if history:
             self.outcome_counts[f"{channel} {outcome.split(':')[0].split(' ')[0]}"] += 1

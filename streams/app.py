@@ -58,7 +58,7 @@ def create_app(settings: Settings, bootstrap: str, tansu: bool = False) -> faust
         producer_max_batch_size=512 * 1024,
         web_port=settings.web_port,
         web_bind=settings.web_bind,
-        web_host="127.0.0.1",
+        web_host=settings.advertised_web_host,  # where other workers forward requests for this one's orders
         web_enabled=True,
         # Only trackline's documented routes: Faust's table, router, graph, stats and metrics
         # views would show any visitor every table's contents and the cluster's layout.

@@ -83,3 +83,13 @@ def test_a_variable_set_empty_is_unset(tmp_path):
     assert settings.support_token.get_secret_value() == "from-the-file"
     with pytest.raises(ConfigError, match="TRACKLINE_NOTIFIER_HTTP_SECRET is required"):
         Settings.from_env({"TRACKLINE_SMS_URL": "https://sms.example/send", "TRACKLINE_NOTIFIER_HTTP_SECRET": ""})
+
+
+def test_a_worker_advertises_where_other_workers_can_reach_it():
+    """Order lookups and tracking pages are forwarded to the owning worker at this address."""
+    import socket
+
+    assert Settings.from_env({}).advertised_web_host == "127.0.0.1"
+    assert Settings.from_env({"TRACKLINE_WEB_BIND": "0.0.0.0"}).advertised_web_host == socket.getfqdn()
+    assert Settings.from_env({"TRACKLINE_WEB_BIND": "0.0.0.0",
+                              "TRACKLINE_WEB_HOST": "worker-3.trackline"}).advertised_web_host == "worker-3.trackline"
