@@ -96,7 +96,7 @@ def http_permanent(status: int) -> bool:
     return 400 <= status < 500 and status not in (408, 425, 429)
 
 
-_EMAIL = re.compile(r"[^\s<>\"'@]+@[^\s<>\"'@]+")
+_EMAIL = re.compile(r"[^\s<>\"@]+@[^\s<>\"'@]+")  # a local part may hold an apostrophe (o'brien@...)
 # International numbers (+81 90 1234 5678) and North American ones ((555) 123-4567, 555.123.4567);
 # not every digit run, so times and ids in the text stay readable.
 _PHONE = re.compile(r"\+\d[\d ()./-]{6,}\d|\(\d{3}\)\s?\d{3}[-.\s]\d{4}|\b\d{3}[-.\s]\d{3}[-.\s]\d{4}\b")
