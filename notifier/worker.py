@@ -204,7 +204,17 @@ class NotificationWorker:
             self.contacts.catch_up()  # addresses changed since: the latest applies
         for key, entry in due:
             assert entry.command is not None
-            self._attempt(entry.command, key.decode().rsplit("|", 1)[1], entry.partition, entry.attempts)
+            try:
+                self._attempt(entry.command, key.decode().rsplit("|", 1)[1], entry.partition, entry.attempts)
+            except OSError:  # the file channel itself failed: not this entry's fault
+                raise
+            except Exception as exc:  # an entry this code cannot send must not stop every later one
+                failure = internal_error(exc)
+                log.error("held %s cannot be sent: %s", key.decode(errors="replace"), failure)
+                self._record(key, LedgerEntry(State.failed, now, entry.attempts, partition=entry.partition,
+                                              detail=str(failure)), entry.command, "", "", history=False)
+                headers = dead_letter_headers(failure, topics.DELIVERY_LEDGER, entry.partition, -1, b"", exc)
+                self._produce(topics.DLQ, key, orjson.dumps(entry.command), headers)
         return len(due)
 
     def _attempt(self, command: dict, name: str, partition: int, attempts: int) -> None:

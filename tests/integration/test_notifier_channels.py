@@ -278,3 +278,23 @@ def test_no_address_for_the_channel_is_recorded_as_suppressed(broker, tmp_path, 
     with notifier(broker, tmp_path / "outbox.jsonl", [SmtpChannel("127.0.0.1", port, "shop@example.com")]) as worker:
         wait(lambda: worker.outcome_counts["email suppressed"] == 1, 60, "the e-mail suppressed")
     assert box.received == []
+
+
+def test_a_held_entry_that_cannot_be_sent_is_dead_lettered_and_the_rest_go_on(broker, tmp_path, mailbox) -> None:
+    """A ledger entry this code cannot send (a command with an unreadable time) would otherwise
+    stop the notifier at every start: it goes to the DLQ, and later commands are still sent."""
+    from models.delivery import LedgerEntry, State, ledger_key
+
+    box, port = mailbox
+    broken = {"command_id": "cmd-broken", "order_id": "ORD-B", "customer_id": "CUST-B", "type": "shipped",
+              "occurred_at": "not-a-time", "channels": ["email"]}
+    held = LedgerEntry(State.held, datetime.now(UTC), due=datetime.now(UTC) - timedelta(minutes=1), partition=0,
+                       command=broken)
+    produce(broker, [(topics.DELIVERY_LEDGER, ledger_key("cmd-broken", "email"), held.dump(), []),
+                     preferences("CUST-OK", email="ok@example.com"), command(1, "CUST-OK")])
+    with notifier(broker, tmp_path / "outbox.jsonl", [SmtpChannel("127.0.0.1", port, "shop@example.com")],
+                  group="trackline-notifier-poison"):
+        wait(lambda: len(box.received) == 1, 90, "the good command's e-mail")
+    letters = read_all(broker, topics.DLQ, 1)
+    assert [(dict(m.headers())[topics.DLQ_REASON_HEADER], orjson.loads(m.value())["command_id"]) for m in letters] \
+        == [(b"internal_error", "cmd-broken")]
