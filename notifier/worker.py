@@ -41,6 +41,7 @@ from models.effects import HistoryRecord, stable_id
 from models.errors import InvalidPayload, dead_letter_headers, internal_error
 from notifier.channels import Channel, DeliveryError, JsonLinesChannel
 from notifier.views import TopicView, contact_details, ledger_entry
+from streams import failpoints
 
 log = logging.getLogger("trackline.notifier")
 GROUP = "trackline-notifier"
@@ -247,6 +248,7 @@ class NotificationWorker:
             headers = dead_letter_headers(failure, topics.NOTIFICATIONS, partition, -1, name.encode(), failure)
             self._produce(topics.DLQ, command.get("order_id", "").encode(), orjson.dumps(command), headers)
             return
+        failpoints.kill_if("notifier_kill_after_send")  # the receiver has it; the ledger does not yet
         self._record(key, LedgerEntry(State.sent, now, attempts + 1, partition=partition), command, name, "sent")
 
     def _record(self, key: bytes, entry: LedgerEntry, command: dict, channel: str, outcome: str,

@@ -35,6 +35,7 @@ from confluent_kafka import Message, TopicPartition
 from broker import clients
 from models import topics
 from sinks.schema import DEAD_LETTER_COLUMNS, METRIC_COLUMNS, migrate
+from streams import failpoints
 
 log = logging.getLogger("trackline.sink")
 
@@ -486,6 +487,7 @@ class HistorySink:
                 client.insert("pipeline_metrics", health, column_names=METRIC_COLUMNS)
         except Exception as exc:
             log.warning("pipeline metrics not written: %s", exc)
+        failpoints.kill_if("sink_kill_after_insert")  # in ClickHouse, offsets not committed
         consumer.commit(offsets=batch.commit_positions(), asynchronous=False)
         self.rows_written += batch.rows
         log.debug("wrote %d rows", batch.rows)
@@ -509,6 +511,8 @@ class HistorySink:
 
         Raises on an outage; a retry repeats the same inserts with the same tokens.
         """
+        if failpoints.hit("clickhouse_unavailable"):
+            raise ConnectionRefusedError("failpoint clickhouse_unavailable: ClickHouse refused the connection")
         refused: list[tuple[Piece, BaseException]] = []
         if batch.history:
             token = batch.token("history")

@@ -62,6 +62,7 @@ class LoopbackWebhooks:
     def __init__(self, path: Path, secret: str) -> None:
         self.path = path
         self.keys: Counter[tuple[str, str]] = Counter()  # (channel, idempotency key)
+        self.taken: list[tuple[str, bytes]] = []  # (idempotency key, body) of every request taken
         self.refused = 0
         self._file = open(path, "ab")
         self._lock = threading.Lock()
@@ -78,6 +79,7 @@ class LoopbackWebhooks:
                     return
                 with receiver._lock:
                     receiver.keys[(self.path.strip("/"), self.headers.get("Idempotency-Key", ""))] += 1
+                    receiver.taken.append((self.headers.get("Idempotency-Key", ""), body))
                     receiver._file.write(body + b"\n")
                 self.send_response(202)
                 self.end_headers()
