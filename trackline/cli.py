@@ -18,7 +18,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         return Settings.from_env(
             os.environ, kafka=args.kafka, clickhouse=args.clickhouse, data_dir=args.data_dir,
             partitions=args.partitions, log_level=args.log_level,
-            web_port=getattr(args, "web_port", None), thresholds=getattr(args, "thresholds", None),
+            web_port=getattr(args, "web_port", None), web_host=getattr(args, "web_host", None), thresholds=getattr(args, "thresholds", None),
             tick_interval=getattr(args, "tick_interval", None),
             ingest_port=getattr(args, "ingest_port", None), ingest_bind=getattr(args, "ingest_bind", None),
         )
@@ -249,6 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("worker", parents=[common], help="the Faust stream worker")
     p.add_argument("--web-port", type=int, help="order lookup and metrics (env TRACKLINE_WEB_PORT)")
+    p.add_argument("--web-host", help="the address other workers reach this one's web server at, to forward "
+                   "lookups of the orders it owns (env TRACKLINE_WEB_HOST; default the bind address, or the "
+                   "host name when bound to 0.0.0.0)")
     p.add_argument("--thresholds", help="TOML file of detection thresholds (env TRACKLINE_THRESHOLDS; "
                    "default: the values in config/detection.toml)")
     p.add_argument("--tick-interval", type=float, help="seconds between deadline ticks (env TRACKLINE_TICK_INTERVAL)")

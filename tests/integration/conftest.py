@@ -37,11 +37,14 @@ class Pipeline:
         self.env = dict(os.environ)  # TRACKLINE_* settings for the processes started next
         self.env["TRACKLINE_SUPPORT_TOKEN"] = SUPPORT_TOKEN
         self.extra_args: dict[str, list[str]] = {}  # more flags, by process name
+        self.web_ports: dict[str, int] = {}  # each worker's web server, by process name
 
     def start(self, *names: str) -> Pipeline:
         for name in names:
             command = name.split("-")[0]  # "worker-2": a second worker process
-            port = self.web_port if name == "worker" else free_port()
+            port = self.web_port if name == "worker" else self.web_ports.get(name) or free_port()
+            if command == "worker":
+                self.web_ports[name] = port
             extra = (["--web-port", str(port)] if command == "worker" else
                      ["--port", str(self.ingest_port)] if command == "ingest" else []) + self.extra_args.get(name, [])
             self.processes[name] = subprocess.Popen(
@@ -57,13 +60,14 @@ class Pipeline:
         """``GET /api/orders/{order_id}`` on the worker, as a support tool would call it."""
         return self.get(f"/api/orders/{order_id}", token)
 
-    def get(self, path: str, token: str | None = None) -> tuple[int, dict]:
-        """A GET on the worker's web server, with the support token as a bearer token if given."""
+    def get(self, path: str, token: str | None = None, port: int | None = None) -> tuple[int, dict]:
+        """A GET on the worker's web server (or the one on ``port``), with the support token as a
+        bearer token if given."""
         import urllib.error
         import urllib.request
 
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        request = urllib.request.Request(f"http://127.0.0.1:{self.web_port}{path}", headers=headers)
+        request = urllib.request.Request(f"http://127.0.0.1:{port or self.web_port}{path}", headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=10) as r:
                 return r.status, orjson.loads(r.read())
