@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import hashlib
 from datetime import date, datetime
-from enum import StrEnum
 from typing import Literal
 from urllib.parse import quote
 
 from pydantic import Field
 
 from models.events import Contract
+from models.formats import OpenEnum
 
 
-class NotificationType(StrEnum):
+class NotificationType(OpenEnum):
     """Every update a customer can get, in the order a journey meets them."""
 
     order_confirmed = "order_confirmed"
@@ -33,7 +33,7 @@ class NotificationType(StrEnum):
     feedback_request = "feedback_request"
 
 
-class AlertKind(StrEnum):
+class AlertKind(OpenEnum):
     """What ops are told about: delays and stale tracking, found by deadline or by event."""
 
     warehouse_delay = "warehouse_delay"  # not shipped by the ship-by time
@@ -48,7 +48,7 @@ class AlertKind(StrEnum):
     unmatched_scans = "unmatched_scans"  # a feed's scans found no order: often a carrier named two ways
 
 
-class Channel(StrEnum):
+class Channel(OpenEnum):
     email = "email"
     sms = "sms"
     push = "push"

@@ -7,12 +7,12 @@ this decides order) and ``ingested_at`` (when trackline first saw it).
 from __future__ import annotations
 
 from datetime import date, datetime
-from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
 from models.carrier_codes import carrier_code
+from models.formats import OpenEnum
 
 
 class Contract(BaseModel):
@@ -43,7 +43,7 @@ def known_time_zone(value: str) -> str:
     return value
 
 
-class ServiceLevel(StrEnum):
+class ServiceLevel(OpenEnum):
     same_day = "same_day"
     one_day = "one_day"
     two_day = "two_day"
@@ -51,7 +51,7 @@ class ServiceLevel(StrEnum):
     locker_pickup = "locker_pickup"
 
 
-class PackageStatus(StrEnum):
+class PackageStatus(OpenEnum):
     info_received = "info_received"  # label created, carrier told, nothing scanned yet
     picked_up = "picked_up"
     in_transit = "in_transit"
@@ -66,7 +66,7 @@ class PackageStatus(StrEnum):
     unknown = "unknown"
 
 
-class ExceptionReason(StrEnum):
+class ExceptionReason(OpenEnum):
     """Why a package is held up, in words a customer can act on (see models.exception_reasons)."""
 
     address_issue = "address_issue"
@@ -86,7 +86,7 @@ class ExceptionReason(StrEnum):
     other = "other"
 
 
-class ScanFlag(StrEnum):
+class ScanFlag(OpenEnum):
     """What an adapter had to assume to read a scan; kept on the scan and in history."""
 
     time_zone_assumed_utc = "time_zone_assumed_utc"  # no offset and no zone derivable: read as UTC

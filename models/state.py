@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
 from models.effects import AlertKind, NotificationCommand
 from models.events import PackageStatus
+from models.formats import OpenEnum
 
 
-class OrderStatus(StrEnum):
+class OrderStatus(OpenEnum):
     placed = "placed"
     processing = "processing"  # the fulfillment center is picking and packing
     partially_shipped = "partially_shipped"

@@ -11,9 +11,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from threading import Event
 from typing import Generic, TypeVar
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
 from broker import clients
 from models.delivery import LedgerEntry
@@ -24,10 +25,15 @@ log = logging.getLogger("trackline.notifier")
 V = TypeVar("V")
 
 
+class ViewStopped(Exception):
+    """Asked to stop while the broker could not be read."""
+
+
 class TopicView(Generic[V]):
     def __init__(self, bootstrap: str, topic: str, decode: Callable[[bytes], V],
-                 on_change: Callable[[bytes, V | None], None] | None = None) -> None:
+                 on_change: Callable[[bytes, V | None], None] | None = None, stopping: Event | None = None) -> None:
         self.topic = topic
+        self.stopping = stopping  # set: stop waiting for an unreachable broker
         self.decode = decode
         self.on_change = on_change or (lambda key, value: None)  # told every value read (None: removed)
         self.values: dict[bytes, V] = {}
@@ -37,6 +43,21 @@ class TopicView(Generic[V]):
         self.consumer.assign(self.partitions)
 
     def catch_up(self, timeout: float = 30.0) -> None:
+        """Read to the ends the broker reports now. While the broker cannot be reached, wait and
+        try again: a notifier that went on without its ledger would send twice."""
+        delay = 0.5
+        while True:
+            try:
+                self._catch_up(timeout)
+                return
+            except (KafkaException, TimeoutError) as error:
+                if self.stopping is not None and self.stopping.is_set():
+                    raise ViewStopped(f"stopped before {self.topic} was read to its end") from error
+                log.warning("%s not read to its end (%s); retrying in %.1fs", self.topic, error, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    def _catch_up(self, timeout: float) -> None:
         ends = {}
         for tp in self.partitions:
             _, high = self.consumer.get_watermark_offsets(tp, timeout=10)

@@ -32,7 +32,7 @@ from threading import Event
 from typing import Any
 
 import orjson
-from confluent_kafka import KafkaError, Message
+from confluent_kafka import KafkaError, KafkaException, Message
 
 from broker import clients
 from models import topics
@@ -40,7 +40,7 @@ from models.delivery import FINAL, LedgerEntry, RetryPolicy, State, after_failur
 from models.effects import HistoryRecord, stable_id
 from models.errors import InvalidPayload, dead_letter_headers, internal_error
 from notifier.channels import Channel, DeliveryError, JsonLinesChannel
-from notifier.views import TopicView, contact_details, ledger_entry
+from notifier.views import TopicView, ViewStopped, contact_details, ledger_entry
 from streams import failpoints
 
 log = logging.getLogger("trackline.notifier")
@@ -60,6 +60,20 @@ def delivery_record(command: dict, outcome: str, at: datetime, channel: str = ""
                     "send_after": command.get("send_after") or "",
                     "caused_by_ingested_at": command.get("caused_by_ingested_at") or ""})
     return record.order_id.encode(), b"[" + record.model_dump_json().encode() + b"]"
+
+
+def recorded_outcome(entry: LedgerEntry, command: dict) -> str | None:
+    """The outcome the history row of a ledger entry says, as ``_attempt`` wrote it; None for a
+    retry, which writes no row."""
+    if entry.state is State.sent:
+        return "sent"
+    if entry.state is State.suppressed:
+        return "suppressed: no_contact"
+    if entry.state is State.failed:
+        return f"failed: {entry.detail}"
+    if entry.state is State.held and entry.attempts == 0 and (send_after := _send_after(command)) is not None:
+        return f"deferred until {send_after.isoformat()}"
+    return None
 
 
 def decode_command(raw: bytes) -> dict:
@@ -108,8 +122,9 @@ class NotificationWorker:
         self.stopping = Event()
         # Held and retrying entries, by key: what the send-due loop looks at (not the whole ledger).
         self.pending: dict[bytes, LedgerEntry] = {}
-        self.ledger = TopicView(bootstrap, topics.DELIVERY_LEDGER, ledger_entry, on_change=self._track_pending)
-        self.contacts = TopicView(bootstrap, topics.CUSTOMER_PREFERENCES, contact_details)
+        self.ledger = TopicView(bootstrap, topics.DELIVERY_LEDGER, ledger_entry, on_change=self._track_pending,
+                                stopping=self.stopping)
+        self.contacts = TopicView(bootstrap, topics.CUSTOMER_PREFERENCES, contact_details, stopping=self.stopping)
         self.outcome_counts: Counter[str] = Counter()  # "<channel> <outcome>": what a run did
         self.duplicates_skipped = 0
         self.rejected = 0  # commands dead-lettered as unreadable
@@ -151,14 +166,23 @@ class NotificationWorker:
                     if not self._sent(consumer):
                         return  # stopped while the broker refused them: nothing committed
                     if messages:
-                        consumer.commit(asynchronous=False)
+                        self._commit(consumer)
                 elif max_idle is not None and time.monotonic() - last_message > max_idle:
                     break
+        except ViewStopped as stopped:  # the broker unreachable until the stop: nothing committed
+            log.warning("%s", stopped)
         finally:
             consumer.close()
             self.file.close()
             self.ledger.close()
             self.contacts.close()
+
+    @staticmethod
+    def _commit(consumer: Any) -> None:
+        try:
+            consumer.commit(asynchronous=False)
+        except KafkaException as error:  # the broker went away: these commands come again, the ledger skips them
+            log.warning("offsets not committed (%s); the commands will be read again", error)
 
     def _assigned(self, consumer: Any, partitions: list[Any]) -> None:
         self._owned |= {tp.partition for tp in partitions}
@@ -180,6 +204,12 @@ class NotificationWorker:
                 if (entry := self.ledger.get(key)) is not None:
                     if entry.state in FINAL:
                         self.duplicates_skipped += 1
+                    # The ledger and the history row are two records: a process killed between
+                    # them left the ledger's and maybe not the row. Seen again (its offset was
+                    # not committed), the row goes again; the same id counts once under FINAL.
+                    if (outcome := recorded_outcome(entry, command)) is not None:
+                        row_key, row = delivery_record(command, outcome, entry.at, name)
+                        self._produce(topics.HISTORY, row_key, row)
                     continue  # held or retrying: sent when due
                 self._attempt(command, name, message.partition(), attempts=0)
         except InvalidPayload as error:

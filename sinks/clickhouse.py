@@ -30,7 +30,7 @@ import clickhouse_connect
 import orjson
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError, scrub_error_details
-from confluent_kafka import Message, TopicPartition
+from confluent_kafka import KafkaException, Message, TopicPartition
 
 from broker import clients
 from models import topics
@@ -488,7 +488,12 @@ class HistorySink:
         except Exception as exc:
             log.warning("pipeline metrics not written: %s", exc)
         failpoints.kill_if("sink_kill_after_insert")  # in ClickHouse, offsets not committed
-        consumer.commit(offsets=batch.commit_positions(), asynchronous=False)
+        try:
+            consumer.commit(offsets=batch.commit_positions(), asynchronous=False)
+        except KafkaException as error:
+            # A rebalance or a dropped connection: the rows are in ClickHouse. Whoever reads
+            # them again inserts them with the same tokens, which ClickHouse drops as repeats.
+            log.warning("offsets of %d rows not committed (%s); they will be read again", batch.rows, error)
         self.rows_written += batch.rows
         log.debug("wrote %d rows", batch.rows)
 

@@ -26,6 +26,7 @@ import faust
 from aiokafka.errors import KafkaError
 from faust.types import TP
 
+from models.formats import RECORD_HEADERS
 from models.routing import partition_for
 from streams import failpoints
 
@@ -65,13 +66,14 @@ class Outbox:
         producer = self.app.producer._ensure_producer()  # type: ignore[attr-defined]  # Faust's aiokafka producer
         sent: list[tuple[asyncio.Future, int]] = []
         batch, count = producer.create_batch(), 0
+        headers = RECORD_HEADERS if headers is None else headers  # every record says its format
         for key, value in records:
-            if batch.append(key=key, value=value, timestamp=None, headers=headers or []) is None:
+            if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
                 if count == 0:
                     raise SendFailed(f"a record of {len(value or b'')} bytes does not fit in a batch for {topic}")
                 sent.append((await producer.send_batch(batch, topic, partition=partition), count))
                 batch, count = producer.create_batch(), 0
-                if batch.append(key=key, value=value, timestamp=None, headers=headers or []) is None:
+                if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
                     raise SendFailed(f"a record of {len(value or b'')} bytes does not fit in a batch for {topic}")
             count += 1
         if count:

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from models import topics
 from models.effects import NotificationCommand
 from models.errors import InvalidPayload
+from models.formats import keeping_unknown_values
 from models.preferences import (
     CustomerPreferences,
     address,
@@ -63,7 +64,7 @@ def register(app: faust.App, ch: Channels, page_link: Callable[[str], str] = lam
                             command = _intent(record.value or b"")
                             if key not in known:
                                 stored = preferences.get(key)
-                                known[key] = CustomerPreferences.model_validate_json(stored) if stored else None
+                                known[key] = stored_preferences(stored) if stored else None
                             sent, row = address(command, known[key])
                         except Exception as error:  # InvalidPayload, or a bug: this record alone
                             # A customer's record may hold contact data: the DLQ keeps it without.
@@ -88,9 +89,15 @@ def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
+def stored_preferences(stored: bytes) -> CustomerPreferences:
+    with keeping_unknown_values():  # stored by a newer worker: a channel or update type this one lacks
+        return CustomerPreferences.model_validate_json(stored)
+
+
 def _intent(raw: bytes) -> NotificationCommand:
     try:
-        return NotificationCommand.model_validate_json(raw)
+        with keeping_unknown_values():  # an update type a newer order agent added
+            return NotificationCommand.model_validate_json(raw)
     except ValidationError as exc:  # only the order agent writes here: a bug, not bad input
         raise InvalidPayload("invalid_internal_event", str(exc)[:500]) from None
 

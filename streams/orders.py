@@ -20,6 +20,7 @@ from models.effects import Alert, Effect, HistoryRecord, NotificationCommand, Tr
 from models.errors import InvalidPayload
 from models.events import order_events_batch_adapter
 from models.feed_latency import FeedLatency
+from models.formats import keeping_unknown_values
 from models.fulfillment import parse_fulfillment_event
 from models.order import Event, OrderState, apply_batch
 from models.thresholds import Thresholds
@@ -155,7 +156,8 @@ def _decode(record: Any) -> list[Event]:
                                               f"{event.order_id[:64]!r}")
         return [event.model_copy(update={"ingested_at": datetime.fromtimestamp(record.timestamp / 1000, timezone.utc)})]
     try:
-        return list(order_events_batch_adapter.validate_json(record.value or b""))
+        with keeping_unknown_values():  # a newer worker's router may know statuses this one does not
+            return list(order_events_batch_adapter.validate_json(record.value or b""))
     except ValidationError as exc:  # only our own router writes here: a bug, not bad input
         raise InvalidPayload("invalid_internal_event", str(exc)[:500]) from None
 

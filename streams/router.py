@@ -22,6 +22,7 @@ from models.deadlines import epoch_seconds
 from models.effects import Alert, HistoryRecord, TrackingLink
 from models.errors import InvalidPayload
 from models.events import CarrierScan
+from models.formats import STATE_FORMAT, keeping_unknown_values
 from models.routing import (
     TrackingEntry,
     UnmatchedCheck,
@@ -113,17 +114,21 @@ def register(app: faust.App, ch: Channels, rules: Thresholds, tick_interval: flo
 
 
 def encode_entry(entry: TrackingEntry, bound: timedelta) -> bytes:
-    """``b"<unmatched deadline, epoch seconds or 0>|" + JSON``: the index is rebuilt from the prefix."""
+    """``b"<unmatched deadline, epoch seconds or 0>|<format>|" + JSON``: the index is rebuilt from the prefix."""
     due = unmatched_due(entry, bound)
-    return b"%d|" % (epoch_seconds(due) if due else 0) + entry.model_dump_json().encode()
+    return b"%d|%d|" % (epoch_seconds(due) if due else 0, STATE_FORMAT) + entry.model_dump_json().encode()
 
 
 def decode_entry(stored: bytes | None) -> TrackingEntry:
+    """Any format: bare JSON (the first), with the deadline prefix, with the format field too."""
     if not stored:
         return TrackingEntry()
     if not stored.startswith(b"{"):  # written with the deadline prefix
         stored = stored[stored.index(b"|") + 1:]
-    return TrackingEntry.model_validate_json(stored)
+    if not stored.startswith(b"{"):  # and the format field
+        stored = stored[stored.index(b"|") + 1:]
+    with keeping_unknown_values():  # held scans written by a newer worker
+        return TrackingEntry.model_validate_json(stored)
 
 
 def _due(stored: bytes) -> datetime | None:

@@ -18,7 +18,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         return Settings.from_env(
             os.environ, kafka=args.kafka, clickhouse=args.clickhouse, data_dir=args.data_dir,
             partitions=args.partitions, log_level=args.log_level,
-            web_port=getattr(args, "web_port", None), web_host=getattr(args, "web_host", None), thresholds=getattr(args, "thresholds", None),
+            web_port=getattr(args, "web_port", None), web_host=getattr(args, "web_host", None),
+            thresholds=getattr(args, "thresholds", None),
             tick_interval=getattr(args, "tick_interval", None),
             ingest_port=getattr(args, "ingest_port", None), ingest_bind=getattr(args, "ingest_bind", None),
         )

@@ -1,0 +1,111 @@
+"""Rolling upgrades: today's stored state and internal records, committed as fixtures, still read.
+
+The fixtures in ``tests/fixtures/formats`` were written once from a simulated journey through
+the pure core: ``*.format2`` and the ``.json`` files in today's formats, ``order_state.format1``
+as states were stored before they carried a version, and ``*.newer*`` as a newer worker might
+write them (format 3, a new order and package status, a new update type, a field this version
+lacks). Never regenerate them to make this test pass: a change that breaks them breaks every
+running deployment's stored state.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from models.effects import NotificationCommand
+from models.events import PackageStatus, order_events_batch_adapter
+from models.formats import is_known, keeping_unknown_values
+from models.order import apply
+from models.state import OrderStatus
+from streams import order_store
+from streams.notification_policy import _intent
+from streams.router import decode_entry, encode_entry
+
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "formats"
+
+
+def fixture(name: str) -> bytes:
+    return (FIXTURES / name).read_bytes()
+
+
+def test_todays_stored_state_reads_with_its_journey() -> None:
+    state = order_store.decode(fixture("order_state.format2"))
+    assert order_store.stored_format(fixture("order_state.format2")) == 2
+    assert state.order_id == "ORD-0000001-79d6"
+    assert state.status is OrderStatus.delivered
+    (package,) = state.packages.values()
+    assert package.status is PackageStatus.delivered
+    assert package.tracking_number == "9654989331"
+    assert [entry.status for entry in package.timeline][-1] is PackageStatus.delivered
+    assert "delivered" in " ".join(state.notified)
+    # Stored again as this version writes it, it reads the same.
+    assert order_store.decode(order_store.encode(state)) == state
+
+
+def test_state_stored_before_versions_reads_as_it_was() -> None:
+    assert order_store.stored_format(fixture("order_state.format1")) == 1
+    assert order_store.decode(fixture("order_state.format1")) == order_store.decode(fixture("order_state.format2"))
+    assert order_store.stored_deadline(fixture("order_state.format1")) == \
+        order_store.stored_deadline(fixture("order_state.format2")) != 0
+
+
+def test_state_from_a_newer_worker_keeps_what_this_one_does_not_know() -> None:
+    newer = fixture("order_state.newer")
+    state = order_store.decode(newer)  # format 3, new statuses: read, not refused
+    assert state.status == "on_hold" and not is_known(state.status)
+    (package,) = state.packages.values()
+    assert package.status == "held_at_customs" and not is_known(package.status)
+    # Written back by this worker, the values survive for the newer one to read again.
+    again = order_store.decode(order_store.encode(state))
+    assert (again.status, next(iter(again.packages.values())).status) == ("on_hold", "held_at_customs")
+
+
+def test_an_event_on_a_state_with_unknown_values_does_not_stop_the_order() -> None:
+    state = order_store.decode(fixture("order_state.newer"))
+    with keeping_unknown_values():
+        events = order_events_batch_adapter.validate_json(fixture("order_events.envelope.json"))
+    later = events[-1].model_copy(update={"event_id": "a-new-scan", "occurred_at": events[-1].occurred_at
+                                          + timedelta(hours=1)})
+    new_state, _ = apply(state, later)
+    assert new_state.order_id == state.order_id
+
+
+def test_todays_order_events_envelope_reads() -> None:
+    events = order_events_batch_adapter.validate_json(fixture("order_events.envelope.json"))
+    assert len(events) == 10
+    assert {event.order_id for event in events} == {"ORD-0000001-79d6"}
+    assert events[-1].status is PackageStatus.delivered
+
+
+def test_an_envelope_from_a_newer_router_is_not_dead_lettered_whole() -> None:
+    raw = fixture("order_events.envelope.newer.json")
+    with pytest.raises(ValueError):  # at the edges an unknown status is still refused
+        order_events_batch_adapter.validate_json(raw)
+    with keeping_unknown_values():
+        events = order_events_batch_adapter.validate_json(raw)
+    assert len(events) == 10
+    assert events[-2].status == "held_at_customs" and not is_known(events[-2].status)
+    assert "photo_taken" in events[-2].flags
+
+
+def test_todays_and_a_newer_notification_intent_read() -> None:
+    today = _intent(fixture("notification_intent.json"))
+    assert isinstance(today, NotificationCommand) and today.type == "delivered"
+    newer = _intent(fixture("notification_intent.newer.json"))
+    assert newer.type == "delivery_photo" and not is_known(newer.type)
+    assert newer.command_id == today.command_id
+
+
+def test_todays_history_envelope_and_tracking_entry_read() -> None:
+    from models.effects import HistoryRecord
+    from pydantic import TypeAdapter
+
+    rows = TypeAdapter(list[HistoryRecord]).validate_json(fixture("history.envelope.json"))
+    assert len(rows) == 6 and {row.order_id for row in rows} == {"ORD-0000001-79d6"}
+    entry = decode_entry(fixture("tracking_entry.format2"))
+    (link,) = entry.links.values()
+    assert link.order_id == "ORD-0000001-79d6"
+    assert decode_entry(encode_entry(entry, timedelta(hours=1))) == entry
