@@ -148,6 +148,8 @@ class TrackingLink(Contract):
     order_id: str
     package_id: str
     announced_at: datetime
+    # The order was removed by retention and its marker is gone: the router forgets the link.
+    removed: bool = False
 
 
 Effect = NotificationCommand | HistoryRecord | TrackingLink | Alert

@@ -14,6 +14,7 @@
 | delivery_failed        | a notification no channel took: refused, or failing past the retries |
 | rejected_by_clickhouse | ClickHouse refused the row itself (a bad value), not an outage     |
 | internal_error         | the record broke trackline's own code: a bug, kept for replay      |
+| order_expired          | an event for an order whose state was removed (models/retention.py) |
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from pydantic import ValidationError
 DLQ_REASONS = frozenset({
     "malformed_json", "missing_field", "invalid_field", "unsupported_event", "unknown_source", "missing_source",
     "wrong_key", "malformed_x12", "invalid_internal_event", "delivery_failed", "rejected_by_clickhouse",
-    "internal_error",
+    "internal_error", "order_expired",
 })
 
 

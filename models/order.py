@@ -60,6 +60,7 @@ from models.events import (
 )
 from models.exception_reasons import CUSTOMER_WORDS, exception_reason
 from models.feed_latency import FULFILLMENT, FeedLatency
+from models.retention import expires_at, expiry_record, marker_expires_at
 from models.state import AlertState, OrderState, OrderStatus, PackageState, TimelineEntry
 from models.thresholds import Thresholds
 
@@ -106,8 +107,9 @@ def apply_in_place(state: OrderState, event: Event, rules: Thresholds = DEFAULT_
     ``latency`` (the feed delays seen so far) learns from every first-seen event and
     gives the allowance before a customer hears of a missed deadline.
     """
-    if event.event_id in state.seen_event_ids or (isinstance(event, CarrierScan) and _scan_known(state, event)):
-        return []
+    if state.expired_at is not None or event.event_id in state.seen_event_ids or (
+            isinstance(event, CarrierScan) and _scan_known(state, event)):
+        return []  # removed by retention (the worker refuses later events), or seen already
     _RULES_IN_FORCE.set(rules)
     state.seen_event_ids.append(event.event_id)
     if len(state.seen_event_ids) > SEEN_EVENTS_KEPT:
@@ -148,6 +150,13 @@ def apply_in_place(state: OrderState, event: Event, rules: Thresholds = DEFAULT_
     feedback = _ask_for_feedback(state, event, now, rules, effects)
     # The rules above leave conditions as they are.
     state.next_deadline = _next_deadline(state, current, feedback, allowance)
+    expiry = expires_at(state, rules)
+    if isinstance(event, ClockTick) and expiry is not None and expiry <= now:
+        state.expired_at = now  # the worker stores a marker instead of the state
+        state.next_deadline = marker_expires_at(now, rules)
+        effects.append(expiry_record(state, expiry, now))
+    elif expiry is not None:
+        state.next_deadline = min(state.next_deadline or expiry, expiry)
     return effects
 
 

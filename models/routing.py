@@ -46,6 +46,10 @@ def route_scan(entry: TrackingEntry, scan: CarrierScan) -> tuple[TrackingEntry, 
 def link_tracking(entry: TrackingEntry, link: TrackingLink) -> tuple[TrackingEntry, list[CarrierScan]]:
     """Record a link and release the held scans it matches, oldest first."""
     key = tracking_key(link.carrier, link.tracking_number)
+    if link.removed:  # its order is gone: the entry keeps only what other orders need
+        if (known := entry.links.get(key)) is not None and known.order_id == link.order_id:
+            del entry.links[key]
+        return entry, []
     entry.links[key] = link
     released = [s for s in entry.held if tracking_key(s.carrier, s.tracking_number) == key]
     entry.held = [s for s in entry.held if tracking_key(s.carrier, s.tracking_number) != key]

@@ -101,6 +101,9 @@ class OrderState(BaseModel):
     # arrived): they go out once the order names its customer, never with an empty one.
     waiting_for_order: list[NotificationCommand] = Field(default_factory=list)
     seen_event_ids: list[str] = Field(default_factory=list)
+    # Set by the tick at which retention removes the order (models.retention): the worker then
+    # stores a marker in its place.
+    expired_at: datetime | None = None
 
     def outbound(self) -> list[PackageState]:
         return [p for p in self.packages.values() if not p.is_return]

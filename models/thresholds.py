@@ -71,6 +71,16 @@ class Thresholds(BaseModel):
     unmatched_scan_hours: float = Field(default=48, gt=0)
     # A scan dated further than this ahead of its arrival is rejected (a carrier clock gone wrong).
     future_tolerance_minutes: float = Field(default=60, ge=0)
+    # State retention (event time): an order's state is removed ``keep_after_final_days`` after
+    # its last terminal fact (delivered and asked for feedback, cancelled, refunded), never
+    # inside the return window after delivery, and ``idle_expiry_days`` after its last event
+    # whatever its status. A marker remembers the removal for ``expired_marker_days`` more, so
+    # a late event is dead-lettered as ``order_expired``; then the marker and the order's
+    # tracking entries go too.
+    keep_after_final_days: float = Field(default=7, gt=0)
+    return_window_days: float = Field(default=30, ge=0)
+    idle_expiry_days: float = Field(default=120, gt=0)
+    expired_marker_days: float = Field(default=60, gt=0)
     service_levels: dict[ServiceLevel, LevelThresholds] = Field(default_factory=lambda: dict(_LEVEL_DEFAULTS))
     carriers: dict[str, CarrierThresholds] = Field(
         default_factory=lambda: {"usps": CarrierThresholds(stale_after_hours=96)})

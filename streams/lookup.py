@@ -50,9 +50,14 @@ def register(app: faust.App, orders: Any, settings: Settings) -> None:
         return view_.html(body, status=status, headers={
             "Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "X-Content-Type-Options": "nosniff"})
 
-    def stored_view(order_id: str, support: bool) -> dict | None:
+    def stored_state(order_id: str) -> Any:
+        """The order's state; None if unknown or removed by retention."""
         stored = orders.get(order_id.encode())
-        return page_view(order_store.decode(stored), alerts=support) if stored else None
+        return order_store.decode(stored) if stored and order_store.marker(stored) is None else None
+
+    def stored_view(order_id: str, support: bool) -> dict | None:
+        state = stored_state(order_id)
+        return page_view(state, alerts=support) if state else None
 
     @app.page("/track/{token}")
     class TrackingPage(View):
@@ -108,9 +113,9 @@ def register(app: faust.App, orders: Any, settings: Settings) -> None:
 
         @app.table_route(table=orders, match_info="order_id")
         async def owned(self, request: Request, order_id: str) -> Response:
-            stored = orders.get(order_id.encode())
-            if not stored:
+            state = stored_state(order_id)
+            if state is None:  # unknown, or removed by retention (README: what is kept, how long)
                 return self.bytes(orjson.dumps({"error": "order not found", "order_id": order_id}),
                                   content_type="application/json", status=404)
-            body = orjson.dumps(order_view(order_store.decode(stored)))
+            body = orjson.dumps(order_view(state))
             return self.bytes(body, content_type="application/json")

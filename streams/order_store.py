@@ -1,11 +1,17 @@
 """How an order's state is stored in the ``orders`` table.
 
-The value is ``b"<next deadline, epoch seconds or 0>|<format>|" + state JSON``: rebuilding
+The value is ``b"<next deadline, epoch seconds or 0>|<format>|" + state JSON``, or for an
+order removed by retention ``b"<marker's end>|x|" + JSON`` (``Marker``): rebuilding
 the deadline index after a rebalance reads the first field and never decodes the state.
 Format 1, from before versions, has no format field and reads as it was (``models.formats``).
 """
 
 from __future__ import annotations
+
+from datetime import datetime
+from typing import NamedTuple
+
+import orjson
 
 from models.deadlines import epoch_seconds
 from models.formats import STATE_FORMAT, keeping_unknown_values
@@ -25,6 +31,33 @@ def decode(stored: bytes) -> OrderState:
         body = body[body.index(b"|") + 1:]
     with keeping_unknown_values():  # written by a newer worker: keep what this one does not know
         return OrderState.model_validate_json(body)
+
+
+class Marker(NamedTuple):
+    """What is left of an order removed by retention: when, and the tracking numbers whose
+    router entries go when the marker goes."""
+
+    expired_at: datetime
+    tracking: list[tuple[str, str]]  # (carrier, tracking number)
+
+
+_MARKER = b"x|"
+
+
+def encode_marker(state: OrderState, due: datetime) -> bytes:
+    body = orjson.dumps({"expired_at": state.expired_at.isoformat() if state.expired_at else "",
+                         "tracking": [[p.carrier, p.tracking_number] for p in state.packages.values()
+                                      if p.tracking_number]})
+    return b"%d|" % epoch_seconds(due) + _MARKER + body
+
+
+def marker(stored: bytes) -> Marker | None:
+    """The marker, if ``stored`` is one (not an order's state)."""
+    body = stored[stored.index(b"|") + 1:]
+    if not body.startswith(_MARKER):
+        return None
+    found = orjson.loads(body[len(_MARKER):])
+    return Marker(datetime.fromisoformat(found["expired_at"]), [(c, n) for c, n in found["tracking"]])
 
 
 def stored_format(stored: bytes) -> int:

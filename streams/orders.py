@@ -18,11 +18,12 @@ from pydantic import ValidationError
 from models import topics
 from models.effects import Alert, Effect, HistoryRecord, NotificationCommand, TrackingLink
 from models.errors import InvalidPayload
-from models.events import order_events_batch_adapter
+from models.events import ClockTick, order_events_batch_adapter
 from models.feed_latency import FeedLatency
 from models.formats import keeping_unknown_values
 from models.fulfillment import parse_fulfillment_event
 from models.order import Event, OrderState, apply_batch
+from models.retention import marker_expires_at, refused_for_expired
 from models.thresholds import Thresholds
 from streams import clock, failpoints, order_store, watermark
 from streams.app import Channels, store_options
@@ -51,7 +52,7 @@ def register(app: faust.App, ch: Channels, rules: Thresholds, tick_interval: flo
 
     def stored_state(order_id: str) -> OrderState | None:
         stored = orders.get(order_id.encode())
-        return order_store.decode(stored) if stored else None
+        return order_store.decode(stored) if stored and order_store.marker(stored) is None else None
 
     @app.agent(ch.orders_input, name="order-tracker")
     async def track_orders(batches: faust.StreamT) -> None:
@@ -78,12 +79,17 @@ def register(app: faust.App, ch: Channels, rules: Thresholds, tick_interval: flo
                         events.extend(found)
                         origins.extend([record] * len(found))
                     # A retry starts again from the stored states: take() reads what the cache lost.
-                    states = decoded.take({event.order_id for event in events})
+                    states, markers = decoded.take({event.order_id for event in events})
+                    if markers:  # orders removed by retention: their late events are refused
+                        events, origins, removed = await _refuse_expired(outbox, events, origins, markers, rules,
+                                                                         partitions)
+                    else:
+                        removed = {}
                     outcome = apply_batch(states, events, rules, reload=stored_state, latency=latency)
                     for index, error in outcome.failed:  # the failing event alone, not its envelope
                         await send_to_dlq(outbox, origins[index], error, value=events[index].model_dump_json().encode())
                     await _publish(outbox, outcome.effects, partitions)
-                    applied.update(states=states, changed=outcome.changed)
+                    applied.update(states=states, changed=outcome.changed, removed=removed)
 
                 # Effects reach the broker before the state that remembers them is stored:
                 # a crash in between replays the batch and re-emits the same command ids,
@@ -92,7 +98,10 @@ def register(app: faust.App, ch: Channels, rules: Thresholds, tick_interval: flo
                 failpoints.kill_if("kill_after_send")
                 changed: dict[str, OrderState] = applied["changed"]
                 encoded: dict[bytes, bytes | None] = {
-                    order_id.encode(): order_store.encode(state) for order_id, state in changed.items()}
+                    order_id.encode(): order_store.encode_marker(state, state.next_deadline)
+                    if state.expired_at is not None and state.next_deadline is not None else order_store.encode(state)
+                    for order_id, state in changed.items()}
+                encoded.update({order_id.encode(): None for order_id in applied["removed"]})  # markers' ends
                 if latency.changed:
                     encoded[FEED_LATENCY_KEY] = latency.dump()
                     latency.changed = False
@@ -100,6 +109,8 @@ def register(app: faust.App, ch: Channels, rules: Thresholds, tick_interval: flo
                               lambda outbox, p=partition, e=encoded: outbox.write_table(orders, p, e))
                 for order_id, state in changed.items():
                     deadlines.schedule(partition, order_id, state.next_deadline)
+                for order_id in applied["removed"]:
+                    deadlines.schedule(partition, order_id, None)
                 decoded.keep(applied["states"], generation)
                 watermark.processed(message, records)
 
@@ -123,21 +134,26 @@ class DecodedStates:
         # states that another worker may change before this one owns them again.
         self.generation = 0
 
-    def take(self, order_ids: set[str]) -> dict[str, OrderState | None]:
+    def take(self, order_ids: set[str]) -> tuple[dict[str, OrderState | None], dict[str, order_store.Marker]]:
+        """The orders' states, and the markers of those removed by retention."""
         taken: dict[str, OrderState | None] = {}
+        markers: dict[str, order_store.Marker] = {}
         for order_id in order_ids:
             state = self.states.pop(order_id, None)
             if state is None:
                 stored = self.table.get(order_id.encode())
+                if stored and (found := order_store.marker(stored)) is not None:
+                    markers[order_id] = found
+                    continue
                 state = order_store.decode(stored) if stored else None
             taken[order_id] = state
-        return taken
+        return taken, markers
 
     def keep(self, states: dict[str, OrderState | None], generation: int) -> None:
         if generation != self.generation:
             return
         for order_id, state in states.items():
-            if state is not None:
+            if state is not None and state.expired_at is None:  # an expired one is a marker now
                 self.states[order_id] = state
         while len(self.states) > self.LIMIT:
             self.states.popitem(last=False)
@@ -160,6 +176,39 @@ def _decode(record: Any) -> list[Event]:
             return list(order_events_batch_adapter.validate_json(record.value or b""))
     except ValidationError as exc:  # only our own router writes here: a bug, not bad input
         raise InvalidPayload("invalid_internal_event", str(exc)[:500]) from None
+
+
+async def _refuse_expired(outbox: Outbox, events: list[Event], origins: list[Any],
+                          markers: dict[str, order_store.Marker], rules: Thresholds, partitions: int
+                          ) -> tuple[list[Event], list[Any], dict[str, order_store.Marker]]:
+    """Take the events of removed orders out of the batch: a late one goes to history and the
+    DLQ (``order_expired``), the order is not started again. A tick at a marker's end removes
+    the marker and the order's tracking entries. Returns the rest, their origins and the
+    markers that end now."""
+    kept: list[Event] = []
+    kept_origins: list[Any] = []
+    ending: dict[str, order_store.Marker] = {}
+    rows: list[tuple[str, bytes]] = []
+    for event, origin in zip(events, origins, strict=True):
+        found = markers.get(event.order_id)
+        if found is None:
+            kept.append(event)
+            kept_origins.append(origin)
+        elif isinstance(event, ClockTick):
+            # The marker's own deadline; an older tick redelivered is nothing now.
+            if event.occurred_at >= marker_expires_at(found.expired_at, rules):
+                ending[event.order_id] = found
+        else:
+            rows.append((event.order_id, refused_for_expired(event, found.expired_at).model_dump_json().encode()))
+            await send_to_dlq(outbox, origin, InvalidPayload(
+                "order_expired", f"order {event.order_id} was removed at {found.expired_at.isoformat()}"),
+                value=event.model_dump_json().encode())
+    await outbox.envelopes(topics.HISTORY, partitions, rows)
+    links = [(number, TrackingLink(carrier=carrier, tracking_number=number, order_id=order_id, package_id="",
+                                   announced_at=marker.expired_at, removed=True).model_dump_json().encode())
+             for order_id, marker in ending.items() for carrier, number in marker.tracking]
+    await outbox.keyed(topics.TRACKING_LINKS, partitions, links)
+    return kept, kept_origins, ending
 
 
 async def _publish(outbox: Outbox, effects: list[Effect], partitions: int) -> None:

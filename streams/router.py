@@ -78,7 +78,7 @@ def register(app: faust.App, ch: Channels, rules: Thresholds, tick_interval: flo
         async for records in batches:
             async with whole_batch_or_exit("scan router"):
                 message = batches.current_event.message
-                changed: dict[bytes, bytes] = {}
+                changed: dict[bytes, bytes | None] = {}
 
                 async def route(outbox: Outbox, records: list[Any] = records, changed: dict = changed) -> None:
                     changed.clear()  # a retry routes the batch again from the stored entries
@@ -98,8 +98,8 @@ def register(app: faust.App, ch: Channels, rules: Thresholds, tick_interval: flo
                             outbox, stored_entry, key, arrivals, bound)
                         matched.extend(released)
                         given_up.extend(expired)
-                        if entry_changed:
-                            changed[key] = encode_entry(entry, bound)
+                        if entry_changed:  # an entry left with nothing is removed (a tombstone)
+                            changed[key] = encode_entry(entry, bound) if entry.links or entry.held else None
                     await outbox.envelopes(topics.ORDER_EVENTS, partitions,
                                            ((scan.order_id, scan.model_dump_json().encode()) for scan in matched))
                     await _publish_unmatched(outbox, given_up, partitions)
@@ -131,8 +131,8 @@ def decode_entry(stored: bytes | None) -> TrackingEntry:
         return TrackingEntry.model_validate_json(stored)
 
 
-def _due(stored: bytes) -> datetime | None:
-    due = stored_deadline(stored)
+def _due(stored: bytes | None) -> datetime | None:
+    due = stored_deadline(stored) if stored else None
     return datetime.fromtimestamp(due, timezone.utc) if due else None
 
 

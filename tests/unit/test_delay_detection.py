@@ -196,9 +196,14 @@ def test_a_deadline_learned_late_waits_one_allowance_from_then():
 
 def test_cancelled_orders_raise_no_alerts():
     from models.events import OrderCancelled
+    from models.retention import expires_at
+    from models.thresholds import Thresholds
     cancel = OrderCancelled(event_id="c", order_id="ORD-1", occurred_at=at(30))
+    state, effects = run([placed(), cancel])
+    # The only deadline a cancelled order keeps is its removal (models.retention), no detection's.
+    assert state.next_deadline == expires_at(state, Thresholds())
     state, effects = run([placed(), cancel, tick(30 * 24 * HOUR)])
-    assert alerts(effects) == [] and state.next_deadline is None
+    assert alerts(effects) == [] and state.expired_at is not None
 
 
 def test_alerts_are_history_rows_for_ops():

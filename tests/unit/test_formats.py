@@ -100,8 +100,9 @@ def test_todays_and_a_newer_notification_intent_read() -> None:
 
 
 def test_todays_history_envelope_and_tracking_entry_read() -> None:
-    from models.effects import HistoryRecord
     from pydantic import TypeAdapter
+
+    from models.effects import HistoryRecord
 
     rows = TypeAdapter(list[HistoryRecord]).validate_json(fixture("history.envelope.json"))
     assert len(rows) == 6 and {row.order_id for row in rows} == {"ORD-0000001-79d6"}

@@ -97,7 +97,10 @@ def test_feedback_request_a_configured_time_after_the_order_was_delivered():
     assert commands(early) == []
     assert [c.type.value for c in commands(due)] == ["feedback_request"]
     state, again = run([tick(1500 + 100 * HOUR)], state)
-    assert commands(again) == [] and state.next_deadline is None
+    # Nothing more to tell: the only deadline left is the state's removal (models.retention).
+    from models.retention import expires_at
+    from models.thresholds import Thresholds
+    assert commands(again) == [] and state.next_deadline == expires_at(state, Thresholds())
 
 
 def test_no_feedback_request_while_a_package_is_still_on_its_way():
