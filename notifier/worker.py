@@ -62,20 +62,6 @@ def delivery_record(command: dict, outcome: str, at: datetime, channel: str = ""
     return record.order_id.encode(), b"[" + record.model_dump_json().encode() + b"]"
 
 
-def recorded_outcome(entry: LedgerEntry, command: dict) -> str | None:
-    """The outcome the history row of a ledger entry says, as ``_attempt`` wrote it; None for a
-    retry, which writes no row."""
-    if entry.state is State.sent:
-        return "sent"
-    if entry.state is State.suppressed:
-        return "suppressed: no_contact"
-    if entry.state is State.failed:
-        return f"failed: {entry.detail}"
-    if entry.state is State.held and entry.attempts == 0 and (send_after := _send_after(command)) is not None:
-        return f"deferred until {send_after.isoformat()}"
-    return None
-
-
 def decode_command(raw: bytes) -> dict:
     """A command as JSON, or ``InvalidPayload("invalid_internal_event")``."""
     try:
@@ -129,6 +115,7 @@ class NotificationWorker:
         self.duplicates_skipped = 0
         self.rejected = 0  # commands dead-lettered as unreadable
         self.failed_sends: list[tuple[KafkaError, Message]] = []
+        self.unrecorded: list[tuple[bytes, bytes]] = []  # ledger entries waiting for their history rows' ack
         self._owned: set[int] = set()
 
     @property
@@ -162,9 +149,15 @@ class NotificationWorker:
                 worked = self._send_due()
                 if messages or worked:
                     self.file.sync()
-                    # Ledger, delivery rows and dead letters first: a crash re-sends, never loses them.
+                    # Delivery rows and dead letters first, then the ledger, then the offsets: a
+                    # crash re-sends (same idempotency key), never loses a row or a command.
                     if not self._sent(consumer):
                         return  # stopped while the broker refused them: nothing committed
+                    unrecorded, self.unrecorded = self.unrecorded, []
+                    for key, value in unrecorded:
+                        self._produce(topics.DELIVERY_LEDGER, key, value)
+                    if not self._sent(consumer):
+                        return
                     if messages:
                         self._commit(consumer)
                 elif max_idle is not None and time.monotonic() - last_message > max_idle:
@@ -204,12 +197,6 @@ class NotificationWorker:
                 if (entry := self.ledger.get(key)) is not None:
                     if entry.state in FINAL:
                         self.duplicates_skipped += 1
-                    # The ledger and the history row are two records: a process killed between
-                    # them left the ledger's and maybe not the row. Seen again (its offset was
-                    # not committed), the row goes again; the same id counts once under FINAL.
-                    if (outcome := recorded_outcome(entry, command)) is not None:
-                        row_key, row = delivery_record(command, outcome, entry.at, name)
-                        self._produce(topics.HISTORY, row_key, row)
                     continue  # held or retrying: sent when due
                 self._attempt(command, name, message.partition(), attempts=0)
         except InvalidPayload as error:
@@ -285,7 +272,9 @@ class NotificationWorker:
                 history: bool = True) -> None:
         self.ledger.values[key] = entry  # this process knows at once; others through the topic
         self._track_pending(key, entry)
-        self._produce(topics.DELIVERY_LEDGER, key, entry.dump())
+        # On the ledger only once the history row is acknowledged (``run``): a process killed
+        # in between sends again rather than leave a delivery no history row tells of.
+        self.unrecorded.append((key, entry.dump()))
         if history:
             self.outcome_counts[f"{channel} {outcome.split(':')[0].split(' ')[0]}"] += 1
             row_key, row = delivery_record(command, outcome, entry.at, channel)

@@ -217,6 +217,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     return run_bench(settings, scans=args.scans, orders=args.orders, only=args.only,
+                     recovery_orders=args.recovery_orders,
                      latency_rate=args.latency_rate)
 
 
@@ -298,6 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scans", type=int, default=100_000)
     p.add_argument("--orders", type=int, default=10_000)
     p.add_argument("--only", action="append", help="run only these contenders")
+    p.add_argument("--recovery-orders", type=int, default=1_000_000,
+                   help="orders seeded into the orders changelog for the recovery figures")
     p.add_argument("--latency-rate", type=float, help="scans/s for the latency run (default: half the measured rate)")
     p.set_defaults(func=cmd_bench)
     return parser

@@ -1,4 +1,5 @@
-"""Scale-out: three worker processes answer every order lookup alike, whichever owns the order."""
+"""Scale-out: three worker processes send what one would, and answer every order lookup alike,
+whichever owns the order."""
 
 from __future__ import annotations
 
@@ -25,6 +26,9 @@ def test_three_workers_each_answer_for_every_order(pipeline):
                       "every worker to take partitions")
     produce(pipeline.bootstrap, [(m.topic, m.key, m.value, m.headers) for m in traffic])
     pipeline.wait_for(lambda: len(pipeline.delivered()) >= len(expected), 180, "every command")
+    # Three workers tell customers what one would: the pure core's answer, each once.
+    delivered = [c["command_id"] for c in pipeline.delivered()]
+    assert sorted(delivered) == sorted(expected)
 
     def answers(order_id: str) -> list[tuple[int, dict]]:
         return [pipeline.get(f"/api/orders/{order_id}", SUPPORT_TOKEN, pipeline.web_ports[name]) for name in WORKERS]

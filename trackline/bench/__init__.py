@@ -45,6 +45,8 @@ class TopicWatch:
         self.last_ts = 0.0
         self.latencies: list[float] = []
         self.track_latency_prefix: bytes | None = None
+        self.keep_ids = False  # keep every command id seen (the scaling bench compares the sets)
+        self.ids: list[str] = []
 
     def until(self, total: int, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -58,6 +60,8 @@ class TopicWatch:
                 ts = m.timestamp()[1] / 1000
                 self.first_ts = ts if self.first_ts is None else min(self.first_ts, ts)
                 self.last_ts = max(self.last_ts, ts)
+                if self.keep_ids:
+                    self.ids.append(orjson.loads(m.value())["command_id"])
                 if self.track_latency_prefix and m.key().startswith(self.track_latency_prefix):
                     command = orjson.loads(m.value())
                     if command["type"] in ("out_for_delivery", "delivered"):
@@ -145,6 +149,68 @@ def bench_trackline(settings: Settings, bootstrap: str, orders: int, scans: int,
     return result
 
 
+SCALING_ORDERS = 2_000
+MONTHS_DAYS, ORDERS_PER_DAY = 150, 60
+
+
+def bench_state_size(settings: Settings, workdir: Path, logs: Path) -> dict:
+    """Five months of event time at a steady order rate: the local stores level off (bench/state_size.py)."""
+    from trackline.bench import state_size
+
+    print(f"state size: {MONTHS_DAYS} days of event time, {ORDERS_PER_DAY} orders a day, retention as configured "
+          f"(config/detection.toml); local RocksDB stores (the embedded broker never compacts)", flush=True)
+    return state_size.run(MONTHS_DAYS, ORDERS_PER_DAY, settings.partitions, workdir, logs)
+
+
+def bench_recovery(settings: Settings, workdir: Path, logs: Path, orders: int) -> dict:
+    """A fresh node and a warm restart with ``orders`` stored orders (bench/recovery.py)."""
+    from trackline.bench import recovery
+
+    print(f"recovery: seeding the orders changelog with {orders:,} orders (embedded Tansu, memory-only)", flush=True)
+    result = recovery.run(orders, settings.partitions, workdir, logs)
+    print(f"  fresh node (empty disk: full restore and deadline-index rebuild): first event after "
+          f"{result['fresh_node_seconds']:.1f} s; warm restart (own RocksDB, {result['warm_tail_orders']:,} orders "
+          f"of changelog tail): {result['warm_restart_seconds']:.1f} s; {result['stored_bytes_per_order']:,} bytes "
+          f"per stored order", flush=True)
+    return result
+
+
+def bench_scaling(settings: Settings, workdir: Path, logs: Path, counts: tuple[int, ...] = (1, 2, 3)) -> dict:
+    """1, 2 and 3 worker processes on the same data, each count on a fresh embedded broker:
+    events/s from the first scan routed to the last notification, and the command ids produced
+    (the same set whatever the count)."""
+    results: dict[str, dict] = {}
+    per_order = SCANS_PER_ORDER
+    reference: set[str] | None = None
+    for count in counts:
+        with EmbeddedBroker(log_path=logs / f"broker-scaling-{count}.log") as broker:
+            clients.create_topics(broker.bootstrap, settings.partitions)
+            notify = TopicWatch(broker.bootstrap, settings.partitions, topics.NOTIFICATIONS)
+            notify.keep_ids = True
+            workers = [_worker(settings.model_copy(update={"data_dir": workdir / f"scaling-{count}-{n}"}),
+                               broker.bootstrap, logs) for n in range(count)]
+            try:
+                _produce(broker.bootstrap, workload.order_messages(0, SCALING_ORDERS))
+                notify.until(ANNOUNCED * SCALING_ORDERS, 300)
+                routed = TopicWatch(broker.bootstrap, settings.partitions, topics.ORDER_EVENTS)
+                notify.first_ts = None
+                _produce(broker.bootstrap, workload.scan_messages(0, SCALING_ORDERS, per_order, seed=42))
+                notify.until(JOURNEY * SCALING_ORDERS, 900)
+                routed.until(1, 60)
+            finally:
+                for worker in workers:
+                    _stop(worker)
+            ids = set(notify.ids)
+            reference = ids if reference is None else reference
+            results[f"{count} worker{'s' if count > 1 else ''}"] = {
+                "events": SCALING_ORDERS * per_order, "seconds": notify.last_ts - routed.first_ts,
+                "commands": len(ids), "same_commands_as_one_worker": ids == reference}
+        name = f"{count} worker{'s' if count > 1 else ''}"
+        print(f"  {name:<16} {_rate(results[name]):>10,.0f} events/s, {results[name]['commands']:,} commands, "
+              f"same set as one worker: {results[name]['same_commands_as_one_worker']}", flush=True)
+    return results
+
+
 def bench_bare_confluent(bootstrap: str, expected: int) -> dict:
     consumer = clients.consumer(bootstrap, "bench-bare-confluent")
     consumer.subscribe([topics.CARRIER_SCANS_RAW])
@@ -186,14 +252,26 @@ def bench_subprocess(module: str, args: list[str], out: Path, logs: Path, timeou
 
 
 def run_bench(settings: Settings, scans: int, orders: int, only: list[str] | None = None,
-              latency_rate: float | None = None) -> int:
+              latency_rate: float | None = None, recovery_orders: int = 1_000_000) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="trackline-bench-"))
     logs = workdir / "logs"
     logs.mkdir()
     settings = settings.model_copy(update={"data_dir": workdir})
-    wanted = set(only or ["trackline", "naive-faust", "bare-confluent", "quix", "sink", "ingest", "deadlines"])
-    if wanted == {"deadlines"}:  # needs no broker
-        results = {"deadlines": bench_deadlines(workdir, logs)}
+    wanted = set(only or ["trackline", "naive-faust", "bare-confluent", "quix", "sink", "ingest", "deadlines",
+                          "scaling", "recovery", "state-size"])
+    if wanted <= {"deadlines", "scaling", "recovery", "state-size"}:  # no shared broker: these start their own
+        results = {}
+        if "state-size" in wanted:
+            results["state-size"] = bench_state_size(settings, workdir, logs)
+        if "recovery" in wanted:
+            results["recovery"] = bench_recovery(settings, workdir, logs, recovery_orders)
+        if "scaling" in wanted:
+            print(f"trackline bench: worker scaling, {SCALING_ORDERS:,} orders and "
+                  f"{SCALING_ORDERS * SCANS_PER_ORDER:,} scans, {settings.partitions} partitions, embedded Tansu "
+                  f"(memory-only) per run; work dir {workdir}", flush=True)
+            results["scaling"] = bench_scaling(settings, workdir, logs)
+        if "deadlines" in wanted:
+            results["deadlines"] = bench_deadlines(workdir, logs)
         (workdir / "results.json").write_text(json.dumps(results, indent=2))
         return 0
     broker = EmbeddedBroker(log_path=logs / "broker.log").start() if settings.embedded_broker else None
@@ -230,6 +308,13 @@ def run_bench(settings: Settings, scans: int, orders: int, only: list[str] | Non
         if broker:
             broker.stop()
     _summary(results, settings)
+    if "recovery" in wanted:
+        results["recovery"] = bench_recovery(settings, workdir, logs, recovery_orders)
+    if "state-size" in wanted:
+        results["state-size"] = bench_state_size(settings, workdir, logs)
+    if "scaling" in wanted:
+        print("worker scaling (each count on its own embedded broker, same data):", flush=True)
+        results["scaling"] = bench_scaling(settings, workdir, logs)
     if "deadlines" in wanted:
         results["deadlines"] = bench_deadlines(workdir, logs)
     (workdir / "results.json").write_text(json.dumps(results, indent=2))
