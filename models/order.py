@@ -152,8 +152,9 @@ def apply_in_place(state: OrderState, event: Event, rules: Thresholds = DEFAULT_
     state.next_deadline = _next_deadline(state, current, feedback, allowance)
     expiry = expires_at(state, rules)
     if isinstance(event, ClockTick) and expiry is not None and expiry <= now:
-        state.expired_at = now  # the worker stores a marker instead of the state
-        state.next_deadline = marker_expires_at(now, rules)
+        # The expiry moment, not the tick's: a replay removes it at the same point in event time.
+        state.expired_at = expiry  # the worker stores a marker instead of the state
+        state.next_deadline = marker_expires_at(expiry, rules)
         effects.append(expiry_record(state, expiry, now))
     elif expiry is not None:
         state.next_deadline = min(state.next_deadline or expiry, expiry)

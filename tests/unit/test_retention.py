@@ -64,10 +64,10 @@ def test_the_tick_at_expiry_removes_the_state_and_nothing_applies_after() -> Non
     assert early.expired_at is None and early.next_deadline == due
     assert [e for e in effects if getattr(e, "status", "") == "expired"] == []
     gone, effects = apply(state, tick("ORD-R", due + timedelta(seconds=5)))
-    assert gone.expired_at == due + timedelta(seconds=5)
+    assert gone.expired_at == due  # the moment in event time, whenever the tick came
     from models.effects import HistoryRecord
     assert [(e.record_type, e.previous_status) for e in effects
             if isinstance(e, HistoryRecord) and e.status == "expired"] == [("transition", "delivered")]
-    assert gone.next_deadline == marker_expires_at(due + timedelta(seconds=5), RULES)
+    assert gone.next_deadline == marker_expires_at(due, RULES)
     after, effects = apply(gone, tick("ORD-R", due + timedelta(days=1)))
     assert effects == [] and after.expired_at == gone.expired_at

@@ -150,11 +150,12 @@ def bench_trackline(settings: Settings, bootstrap: str, orders: int, scans: int,
 
 
 SCALING_ORDERS = 2_000
-MONTHS_DAYS, ORDERS_PER_DAY = 150, 60
+MONTHS_DAYS, ORDERS_PER_DAY = 150, 400
 
 
 def bench_state_size(settings: Settings, workdir: Path, logs: Path) -> dict:
-    """Five months of event time at a steady order rate: the local stores level off (bench/state_size.py)."""
+    """Five months of event time at a steady order rate: the local stores level off once retention
+    removes as many orders a day as arrive (bench/state_size.py)."""
     from trackline.bench import state_size
 
     print(f"state size: {MONTHS_DAYS} days of event time, {ORDERS_PER_DAY} orders a day, retention as configured "

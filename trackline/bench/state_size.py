@@ -62,59 +62,72 @@ def store(data_dir: Path, table: str) -> tuple[int, int]:
 
 
 def run(days: int, orders_per_day: int, partitions: int, workdir: Path, logs: Path, every: int = 15) -> dict[str, Any]:
-    start = datetime(2026, 1, 5, tzinfo=UTC)
-    # The whole stream in event-time order.
+    # The stream ends now: the watermark follows the backlog's event times while the worker reads
+    # it (a caught-up partition counts as "now", models/watermark.py), and never jumps ahead.
+    start = datetime.now(UTC) - timedelta(days=days + 3)
     stream = sorted((m for n in range(days * orders_per_day)
                      for m in journey(n, start + timedelta(seconds=n * DAY / orders_per_day))), key=lambda m: m[0])
+    stream = [m for m in stream if m[0] < time.time()]
     data = workdir / "state-size-worker"
     samples: list[dict[str, Any]] = []
     with EmbeddedBroker(log_path=logs / "broker-state-size.log") as broker:
         clients.create_topics(broker.bootstrap, partitions)
+        producer = clients.producer(broker.bootstrap)
+        for at, topic, key, value, headers in stream:  # the whole backlog first
+            while True:
+                try:
+                    producer.produce(topic, key=key, value=value, headers=headers, timestamp=int(at * 1000))
+                    break
+                except BufferError:
+                    producer.poll(0.1)
+        assert producer.flush(300) == 0
         worker = subprocess.Popen(
             [sys.executable, "-m", "trackline", "worker", "--kafka", broker.bootstrap, "--data-dir", str(data),
              "--partitions", str(partitions), "--web-port", str(free_port()), "--log-level", "warn",
              "--tick-interval", "0.5"],
             stdout=open(logs / "worker-state-size.log", "ab"), stderr=subprocess.STDOUT)
-        producer = clients.producer(broker.bootstrap)
         try:
-            position = 0
-            for day in range(every, days + every, every):
-                until = (start + timedelta(days=day)).timestamp()
-                while position < len(stream) and stream[position][0] < until:
-                    at, topic, key, value, headers = stream[position]
-                    while True:
-                        try:
-                            producer.produce(topic, key=key, value=value, headers=headers, timestamp=int(at * 1000))
-                            break
-                        except BufferError:
-                            producer.poll(0.1)
-                    position += 1
-                assert producer.flush(120) == 0
-                _caught_up(broker.bootstrap, partitions)
-                time.sleep(3)  # the deadline timer's ticks at the new watermark, and their writes
+            # Sampled while the worker reads the backlog: the watermark is then the backlog's event
+            # time. Once it has read everything, a last sample after the ticks at "now".
+            total = len({m[2] for m in stream if m[1] == topics.FC_EVENTS})
+            last_day = -every
+            deadline = time.monotonic() + 1800
+            while time.monotonic() < deadline:
+                time.sleep(1)
+                read = _orders_read(broker.bootstrap)
+                if read is None:
+                    continue
+                finished = read >= total
+                if finished:
+                    time.sleep(10)
+                day = read / orders_per_day
+                if day - last_day < every and not finished:
+                    continue
+                last_day = day
                 orders, orders_bytes = store(data, "orders")
                 tracking, tracking_bytes = store(data, "tracking")
-                samples.append({"day": day, "orders_keys": orders, "orders_bytes": orders_bytes,
+                samples.append({"day": round(day, 1), "orders_keys": orders, "orders_bytes": orders_bytes,
                                 "tracking_keys": tracking, "tracking_bytes": tracking_bytes})
-                print(f"  day {day:>3}: orders store {orders:>6,} keys {orders_bytes / 1e6:6.1f} MB, "
-                      f"tracking store {tracking:>6,} keys {tracking_bytes / 1e6:6.1f} MB", flush=True)
+                print(f"  day {day:>5.1f}: orders store {orders:>7,} keys {orders_bytes / 1e6:6.1f} MB, "
+                      f"tracking store {tracking:>7,} keys {tracking_bytes / 1e6:6.1f} MB", flush=True)
+                if finished:
+                    break
         finally:
             worker.terminate()
             worker.wait(120)
     return {"days": days, "orders_per_day": orders_per_day, "samples": samples}
 
 
-def _caught_up(bootstrap: str, partitions: int, timeout: float = 600) -> None:
-    """Until the worker's group has committed every input topic to its end."""
-    from trackline.chaos import committed_lag
+def _orders_read(bootstrap: str) -> int | None:
+    """Orders whose two fulfillment events the worker has read (its committed offsets): the stream
+    is in event time, so this says how far in event time the worker stands."""
+    from confluent_kafka import ConsumerGroupTopicPartitions
+    from confluent_kafka.admin import AdminClient
 
-    deadline = time.monotonic() + timeout
-    names = [topics.FC_EVENTS, topics.CARRIER_SCANS_RAW, topics.ORDER_EVENTS, topics.TRACKING_LINKS]
-    while time.monotonic() < deadline:
-        try:
-            if committed_lag(bootstrap, "trackline", names) == 0:
-                return
-        except Exception:  # the group not formed yet
-            pass
-        time.sleep(1)
-    raise RuntimeError("the worker did not catch up")
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    try:
+        (future,) = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions("trackline")]).values()
+        committed = [tp for tp in future.result(timeout=10).topic_partitions if tp.topic == topics.FC_EVENTS]
+    except Exception:  # the group not formed yet
+        return None
+    return sum(max(tp.offset, 0) for tp in committed) // 2
