@@ -150,17 +150,18 @@ def bench_trackline(settings: Settings, bootstrap: str, orders: int, scans: int,
 
 
 SCALING_ORDERS = 2_000
-MONTHS_DAYS, ORDERS_PER_DAY = 150, 400
+STATE_HISTORIES, ORDERS_PER_DAY = (100, 150, 200), 100
 
 
 def bench_state_size(settings: Settings, workdir: Path, logs: Path) -> dict:
-    """Five months of event time at a steady order rate: the local stores level off once retention
-    removes as many orders a day as arrive (bench/state_size.py)."""
+    """Histories of different lengths at one order rate: with retention the stores end the same
+    size (bench/state_size.py)."""
     from trackline.bench import state_size
 
-    print(f"state size: {MONTHS_DAYS} days of event time, {ORDERS_PER_DAY} orders a day, retention as configured "
-          f"(config/detection.toml); local RocksDB stores (the embedded broker never compacts)", flush=True)
-    return state_size.run(MONTHS_DAYS, ORDERS_PER_DAY, settings.partitions, workdir, logs)
+    print(f"state size: histories of {', '.join(map(str, STATE_HISTORIES))} days ending now, {ORDERS_PER_DAY} orders "
+          f"a day, retention as configured (config/detection.toml); local RocksDB stores (the embedded broker, "
+          f"memory-only, never compacts)", flush=True)
+    return state_size.run(STATE_HISTORIES, ORDERS_PER_DAY, settings.partitions, workdir, logs)
 
 
 def bench_recovery(settings: Settings, workdir: Path, logs: Path, orders: int) -> dict:

@@ -1,12 +1,14 @@
 """State size over months of event time: with retention, the worker's stores stop growing.
 
-A steady stream of orders (placed, shipped an hour later, in transit the next day, delivered
-the day after) is produced with each message's event time as its broker timestamp, so the
-worker's watermark, and with it every deadline and retention tick, runs through months of
-event time in a few minutes. After each stretch the bench reads the key count and the size on
-disk of the worker's local ``orders`` and ``tracking`` stores (RocksDB). The embedded broker
-(memory-only) never compacts changelogs, so the local stores are the measure here; on Kafka
-the compacted changelogs follow them.
+A steady stream of orders (placed, shipped an hour later, in transit the next day, out for
+delivery and delivered the day after) is produced with each message's event time as its
+broker timestamp, as a backlog of several months ending now. The worker reads it; deadlines
+(feedback, retention) wait for the backlog to be read, as every deadline does (the watermark,
+models/watermark.py), then fire. The bench then reads the key count and the size on disk of
+the worker's local ``orders`` and ``tracking`` stores (RocksDB), for histories of different
+lengths at the same rate: flat means the same figures whatever the length. The embedded broker
+(memory-only) never compacts changelogs, so the local stores are the measure here; on Kafka the
+compacted changelogs follow them.
 """
 
 from __future__ import annotations
@@ -61,19 +63,26 @@ def store(data_dir: Path, table: str) -> tuple[int, int]:
     return keys, size
 
 
-def run(days: int, orders_per_day: int, partitions: int, workdir: Path, logs: Path, every: int = 15) -> dict[str, Any]:
-    # The stream ends now: the watermark follows the backlog's event times while the worker reads
-    # it (a caught-up partition counts as "now", models/watermark.py), and never jumps ahead.
+def run(histories: tuple[int, ...], orders_per_day: int, partitions: int, workdir: Path,
+        logs: Path) -> dict[str, Any]:
+    """For each history length (days of event time ending now, same order rate): the stores once
+    the worker has read it all and its deadline ticks have settled. With retention the figures
+    are the same whatever the length; without it they would grow with it."""
+    samples = [_settled(days, orders_per_day, partitions, workdir, logs) for days in histories]
+    return {"orders_per_day": orders_per_day, "samples": samples}
+
+
+def _settled(days: int, orders_per_day: int, partitions: int, workdir: Path, logs: Path) -> dict[str, Any]:
     start = datetime.now(UTC) - timedelta(days=days + 3)
     stream = sorted((m for n in range(days * orders_per_day)
                      for m in journey(n, start + timedelta(seconds=n * DAY / orders_per_day))), key=lambda m: m[0])
     stream = [m for m in stream if m[0] < time.time()]
-    data = workdir / "state-size-worker"
-    samples: list[dict[str, Any]] = []
-    with EmbeddedBroker(log_path=logs / "broker-state-size.log") as broker:
+    total = len({m[2] for m in stream if m[1] == topics.FC_EVENTS})
+    data = workdir / f"state-size-{days}"
+    with EmbeddedBroker(log_path=logs / f"broker-state-size-{days}.log") as broker:
         clients.create_topics(broker.bootstrap, partitions)
         producer = clients.producer(broker.bootstrap)
-        for at, topic, key, value, headers in stream:  # the whole backlog first
+        for at, topic, key, value, headers in stream:  # the whole history as a backlog
             while True:
                 try:
                     producer.produce(topic, key=key, value=value, headers=headers, timestamp=int(at * 1000))
@@ -81,41 +90,54 @@ def run(days: int, orders_per_day: int, partitions: int, workdir: Path, logs: Pa
                 except BufferError:
                     producer.poll(0.1)
         assert producer.flush(300) == 0
+        started = time.monotonic()
         worker = subprocess.Popen(
             [sys.executable, "-m", "trackline", "worker", "--kafka", broker.bootstrap, "--data-dir", str(data),
              "--partitions", str(partitions), "--web-port", str(free_port()), "--log-level", "warn",
-             "--tick-interval", "0.5"],
-            stdout=open(logs / "worker-state-size.log", "ab"), stderr=subprocess.STDOUT)
+             "--tick-interval", "1"],
+            stdout=open(logs / f"worker-state-size-{days}.log", "ab"), stderr=subprocess.STDOUT)
         try:
-            # Sampled while the worker reads the backlog: the watermark is then the backlog's event
-            # time. Once it has read everything, a last sample after the ticks at "now".
-            total = len({m[2] for m in stream if m[1] == topics.FC_EVENTS})
-            last_day = -every
-            deadline = time.monotonic() + 1800
-            while time.monotonic() < deadline:
-                time.sleep(1)
-                read = _orders_read(broker.bootstrap)
-                if read is None:
-                    continue
-                finished = read >= total
-                if finished:
-                    time.sleep(10)
-                day = read / orders_per_day
-                if day - last_day < every and not finished:
-                    continue
-                last_day = day
-                orders, orders_bytes = store(data, "orders")
-                tracking, tracking_bytes = store(data, "tracking")
-                samples.append({"day": round(day, 1), "orders_keys": orders, "orders_bytes": orders_bytes,
-                                "tracking_keys": tracking, "tracking_bytes": tracking_bytes})
-                print(f"  day {day:>5.1f}: orders store {orders:>7,} keys {orders_bytes / 1e6:6.1f} MB, "
-                      f"tracking store {tracking:>7,} keys {tracking_bytes / 1e6:6.1f} MB", flush=True)
-                if finished:
-                    break
+            while (_orders_read(broker.bootstrap) or 0) < total:
+                if time.monotonic() - started > 1800 or worker.poll() is not None:
+                    raise RuntimeError(f"the worker did not read the history; see {logs}")
+                time.sleep(2)
+            # The deadlines wait for the backlog, then fire at "now": first every feedback request
+            # due (a signal from the pipeline, not the figure measured), then the removals a tick
+            # round or two later; then until the stores stop changing.
+            due = sum(1 for n in range(days * orders_per_day)
+                      if start + timedelta(seconds=n * DAY / orders_per_day, days=2.3, hours=72)
+                      < datetime.now(UTC))
+            _feedback_requests(broker.bootstrap, partitions, due, started + 1800)
+            seen: list[tuple[int, int]] = []
+            while len(seen) < 4 or len(set(seen[-4:])) > 1:
+                time.sleep(5)
+                orders = store(data, "orders")
+                tracking = store(data, "tracking")
+                seen.append((orders[0], tracking[0]))
         finally:
             worker.terminate()
             worker.wait(120)
-    return {"days": days, "orders_per_day": orders_per_day, "samples": samples}
+    sample = {"days": days, "orders_in_history": total, "orders_keys": orders[0], "orders_bytes": orders[1],
+              "tracking_keys": tracking[0], "tracking_bytes": tracking[1]}
+    print(f"  {days:>4} days, {total:>6,} orders: orders store {orders[0]:>6,} keys {orders[1] / 1e6:6.1f} MB, "
+          f"tracking store {tracking[0]:>6,} keys {tracking[1] / 1e6:6.1f} MB", flush=True)
+    return sample
+
+
+def _feedback_requests(bootstrap: str, partitions: int, expected: int, until: float) -> None:
+    from confluent_kafka import TopicPartition
+
+    consumer = clients.consumer(bootstrap, f"bench-state-size-{time.monotonic_ns()}", log_level=0)
+    consumer.assign([TopicPartition(topics.NOTIFICATIONS, p, 0) for p in range(partitions)])
+    found = 0
+    try:
+        while found < expected:
+            if time.monotonic() > until:
+                raise RuntimeError(f"only {found} of {expected} feedback requests")
+            found += sum(1 for m in consumer.consume(10000, timeout=1.0)
+                         if not m.error() and b'"feedback_request"' in (m.value() or b""))
+    finally:
+        consumer.close()
 
 
 def _orders_read(bootstrap: str) -> int | None:
