@@ -285,17 +285,26 @@ class ChaosRun:
             phase.struck_at = time.monotonic()
             phase.notes.append(note)
 
-        if phase.fault == "worker_kill":
+        # A process restarted with a failpoint armed: it dies (or ClickHouse fails) in that window.
+        restarted_with = {
+            "worker_kill_after_send": ("worker", "kill_after_send@3"),
+            "clickhouse_outage": ("sink", f"clickhouse_unavailable:{plan.outage_seconds:g}s"),
+            "notifier_kill_after_send": ("notifier", "notifier_kill_after_send@20"),
+            "sink_kill_after_insert": ("sink", "sink_kill_after_insert@2"),
+        }
+        if phase.fault in restarted_with:
+            name, failpoint = restarted_with[phase.fault]
+
+            def strike() -> None:
+                mark(f"{name} restarted with failpoint {failpoint}")
+                cluster.stop(name)
+                cluster.start(name, failpoint)
+        elif phase.fault == "worker_kill":
             def strike() -> None:
                 mark("kill -9 worker")
                 cluster.kill("worker")
                 time.sleep(1)
                 cluster.start("worker")
-        elif phase.fault == "worker_kill_after_send":
-            def strike() -> None:
-                mark("worker restarted with failpoint kill_after_send@3")
-                cluster.stop("worker")
-                cluster.start("worker", "kill_after_send@3")
         elif phase.fault == "scale_1_3_1":
             def strike() -> None:
                 mark("workers 1 -> 3")
@@ -305,21 +314,6 @@ class ChaosRun:
                 phase.notes.append("3 -> 1")
                 cluster.stop("worker-2")
                 cluster.stop("worker-3")
-        elif phase.fault == "clickhouse_outage":
-            def strike() -> None:
-                mark(f"sink restarted with ClickHouse unavailable {plan.outage_seconds:g}s")
-                cluster.stop("sink")
-                cluster.start("sink", f"clickhouse_unavailable:{plan.outage_seconds:g}s")
-        elif phase.fault == "notifier_kill_after_send":
-            def strike() -> None:
-                mark("notifier restarted with failpoint notifier_kill_after_send@20")
-                cluster.stop("notifier")
-                cluster.start("notifier", "notifier_kill_after_send@20")
-        elif phase.fault == "sink_kill_after_insert":
-            def strike() -> None:
-                mark("sink restarted with failpoint sink_kill_after_insert@2")
-                cluster.stop("sink")
-                cluster.start("sink", "sink_kill_after_insert@2")
         elif phase.fault == "broker_drop":
             def strike() -> None:
                 mark(f"broker connections dropped, refused {plan.drop_seconds:g}s")

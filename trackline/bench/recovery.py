@@ -64,6 +64,8 @@ def first_event_seconds(bootstrap: str, data_dir: Path, partitions: int, logs: P
     """Start a worker, place one order at once, return the seconds until its first command."""
     from confluent_kafka import Consumer, TopicPartition
 
+    from trackline.bench import _stop
+
     watch = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-recovery-{tag}",
                       "enable.auto.commit": False})
     ends = [watch.get_watermark_offsets(TopicPartition(topics.NOTIFICATIONS, p), timeout=10)[1]
@@ -93,12 +95,7 @@ def first_event_seconds(bootstrap: str, data_dir: Path, partitions: int, logs: P
         raise RuntimeError("no command within 30 minutes")
     finally:
         watch.close()
-        worker.terminate()
-        try:
-            worker.wait(120)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
+        _stop(worker)
 
 
 def run(orders: int, partitions: int, workdir: Path, logs: Path) -> dict:
