@@ -71,3 +71,52 @@ def is_embedded_tansu(bootstrap: str) -> bool:
     """Tansu answers metadata with its default cluster id unless told otherwise."""
     metadata = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=10)
     return metadata.cluster_id == "tansu_cluster"
+
+
+def committed_offsets(bootstrap: str, group: str, timeout: float = 10.0) -> dict[tuple[str, int], int]:
+    """``group``'s committed offset per (topic, partition); negative where it has none yet.
+    Raises while the broker cannot say (the group not formed, the broker unreachable)."""
+    from confluent_kafka import ConsumerGroupTopicPartitions
+
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    (future,) = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)]).values()
+    return {(tp.topic, tp.partition): tp.offset for tp in future.result(timeout=timeout).topic_partitions}
+
+
+def unread(reader: Consumer, committed: dict[tuple[str, int], int], partitions: Any) -> int:
+    """Records in ``partitions`` ((topic, partition) pairs) past the ``committed`` offsets, from
+    the log start where nothing is committed. On the embedded broker the high watermark is the
+    last batch's first offset + 1, so this reads low by up to one batch per partition."""
+    from confluent_kafka import TopicPartition
+
+    lag = 0
+    for name, partition in partitions:
+        low, high = reader.get_watermark_offsets(TopicPartition(name, partition), timeout=10, cached=False)
+        offset = committed.get((name, partition), -1)
+        lag += max(0, high - (offset if offset >= 0 else low))
+    return lag
+
+
+def read_topic(bootstrap: str, topic: str, partitions: int, quiet_seconds: int = 3) -> list[dict[str, Any]]:
+    """Every JSON record on ``topic`` from the start, read until it has been quiet for
+    ``quiet_seconds``; tombstones and undecodable records are left out."""
+    import orjson
+    from confluent_kafka import TopicPartition
+
+    reader = consumer(bootstrap, f"read-{topic}-{time.monotonic_ns()}", log_level=0)
+    reader.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+    found: list[dict[str, Any]] = []
+    quiet = 0
+    try:
+        while quiet < quiet_seconds:
+            messages = reader.consume(10000, timeout=1.0)
+            quiet = 0 if messages else quiet + 1
+            for m in messages:
+                if not m.error() and m.value():
+                    try:
+                        found.append(orjson.loads(m.value()))
+                    except orjson.JSONDecodeError:
+                        continue
+    finally:
+        reader.close()
+    return found

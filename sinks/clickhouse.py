@@ -345,29 +345,17 @@ LAG_EVERY_SECONDS = 10.0
 
 
 def consumer_lag_rows(bootstrap: str, consumer: Any, at: datetime) -> list[tuple[Any, ...]]:
-    """Messages each watched group has not committed yet, summed over its partitions.
-
-    On the embedded broker the high watermark is the last batch's first offset + 1, so lag
-    reads low by up to one batch per partition; on Kafka it is exact.
-    """
-    from confluent_kafka import ConsumerGroupTopicPartitions
-    from confluent_kafka.admin import AdminClient
-
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    """Messages each watched group has not committed yet, summed over its partitions
+    (broker.clients.unread: on the embedded broker it reads low by up to a batch each)."""
     rows: list[tuple[Any, ...]] = []
     for group in WATCHED_GROUPS:  # the client asks for one group at a time
         try:
-            (future,) = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)]).values()
-            committed = future.result(timeout=10).topic_partitions
+            committed = clients.committed_offsets(bootstrap, group)
         except Exception:  # a group that never committed: nothing to show yet
             continue
-        lag = 0
-        for tp in committed:
-            low, high = consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=5,
-                                                      cached=False)
-            lag += max(0, high - (tp.offset if tp.offset >= 0 else low))
         if committed:
-            rows.append((at, "sink", "consumer_lag", {"group": group}, float(lag)))
+            rows.append((at, "sink", "consumer_lag", {"group": group},
+                         float(clients.unread(consumer, committed, committed))))
     return rows
 
 

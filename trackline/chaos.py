@@ -155,42 +155,19 @@ class Receiver:
 
 def committed_lag(bootstrap: str, group: str, topic_names: list[str]) -> int:
     """Records of ``topic_names`` that ``group`` has not committed yet."""
-    from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
-    from confluent_kafka.admin import AdminClient
-
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
-    (future,) = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)]).values()
-    committed = {(tp.topic, tp.partition): tp.offset for tp in future.result(timeout=10).topic_partitions}
+    committed = clients.committed_offsets(bootstrap, group)
     consumer = clients.consumer(bootstrap, f"chaos-lag-{os.getpid()}", log_level=0)
     try:
-        lag = 0
         metadata = consumer.list_topics(timeout=10).topics
-        for name in topic_names:
-            for partition in metadata[name].partitions:  # the DLQ has one
-                low, high = consumer.get_watermark_offsets(TopicPartition(name, partition), timeout=10, cached=False)
-                offset = committed.get((name, partition), -1)
-                lag += max(0, high - (offset if offset >= 0 else low))
-        return lag
+        return clients.unread(consumer, committed, [(name, partition) for name in topic_names
+                                                    for partition in metadata[name].partitions])  # the DLQ has one
     finally:
         consumer.close()
 
 
 def topic_counts(bootstrap: str, topic: str, field_name: str) -> Counter[str]:
     """How often each value of ``field_name`` appears on ``topic``, from the start."""
-    from confluent_kafka import TopicPartition
-
-    consumer = clients.consumer(bootstrap, f"chaos-read-{os.getpid()}-{time.monotonic_ns()}", log_level=0)
-    consumer.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
-    found: Counter[str] = Counter()
-    quiet = 0
-    while quiet < 3:
-        messages = consumer.consume(10000, timeout=1.0)
-        quiet = 0 if messages else quiet + 1
-        for m in messages:
-            if not m.error() and m.value():
-                found[orjson.loads(m.value()).get(field_name, "")] += 1
-    consumer.close()
-    return found
+    return Counter(record.get(field_name, "") for record in clients.read_topic(bootstrap, topic, PARTITIONS))
 
 
 @dataclass

@@ -60,21 +60,12 @@ def test_a_batch_that_fails_outside_any_record_is_replayed_not_skipped(pipeline)
 
 def commands_on_topic(bootstrap: str) -> Counter:
     """Every command id the workers produced, duplicates included."""
-    from confluent_kafka import Consumer, TopicPartition
-
+    from broker import clients
     from models import topics
     from tests.integration.conftest import PARTITIONS
 
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "test-read-commands"})
-    consumer.assign([TopicPartition(topics.NOTIFICATIONS, p, 0) for p in range(PARTITIONS)])
-    ids: Counter = Counter()
-    quiet = 0
-    while quiet < 3:
-        messages = consumer.consume(10000, timeout=1.0)
-        quiet = 0 if messages else quiet + 1
-        ids.update(command["command_id"] for m in messages if not m.error()
-                   if not (command := orjson.loads(m.value()))["order_id"].startswith(SENTINEL))
-    consumer.close()
+    ids = Counter(command["command_id"] for command in clients.read_topic(bootstrap, topics.NOTIFICATIONS, PARTITIONS)
+                  if not command["order_id"].startswith(SENTINEL))
     return ids
 
 

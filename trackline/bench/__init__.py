@@ -95,14 +95,9 @@ def _produce(bootstrap: str, messages: list, rate: float | None = None) -> float
 
 
 def _worker(settings: Settings, bootstrap: str, logs: Path) -> subprocess.Popen:
-    # The workload replays two-day journeys at once: its first milestones are two days old when
-    # read, which the stale-notice rule (24 h) would suppress, so no command would come out.
-    rules = logs / "bench-thresholds.toml"
-    rules.write_text("stale_notice_hours = 1000\n")
     return subprocess.Popen(
         [sys.executable, "-m", "trackline", "worker", "--kafka", bootstrap, "--data-dir", str(settings.data_dir),
-         "--partitions", str(settings.partitions), "--web-port", str(free_port()), "--log-level", "warn",
-         "--thresholds", str(rules)],
+         "--partitions", str(settings.partitions), "--web-port", str(free_port()), "--log-level", "warn"],
         stdout=open(logs / "worker.log", "ab"), stderr=subprocess.STDOUT)
 
 

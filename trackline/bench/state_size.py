@@ -143,13 +143,8 @@ def _feedback_requests(bootstrap: str, partitions: int, expected: int, until: fl
 def _orders_read(bootstrap: str) -> int | None:
     """Orders whose two fulfillment events the worker has read (its committed offsets): the stream
     is in event time, so this says how far in event time the worker stands."""
-    from confluent_kafka import ConsumerGroupTopicPartitions
-    from confluent_kafka.admin import AdminClient
-
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
     try:
-        (future,) = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions("trackline")]).values()
-        committed = [tp for tp in future.result(timeout=10).topic_partitions if tp.topic == topics.FC_EVENTS]
+        committed = clients.committed_offsets(bootstrap, "trackline")
     except Exception:  # the group not formed yet
         return None
-    return sum(max(tp.offset, 0) for tp in committed) // 2
+    return sum(max(offset, 0) for (topic, _), offset in committed.items() if topic == topics.FC_EVENTS) // 2

@@ -15,9 +15,32 @@ import orjson
 from models import topics
 
 EASYPOST = [(topics.SOURCE_HEADER, b"easypost")]
-# Two days ago: every delay deadline of these journeys lies ahead, so the benchmark
-# measures the steady path (time-driven detection has its own benchmark: bench/deadlines.py).
-START = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) - timedelta(days=2)
+# Each journey lasts four hours and ends an hour before the bench starts, read at wall-clock
+# ingest time: no scan is dated in the future (future_tolerance_minutes), none is older than the
+# stale-notice bound, and every deadline (pickup, stale, promise, end of the out-for-delivery
+# day) lies ahead, so the benchmark measures the steady path and yields a known count of
+# commands (time-driven detection has its own benchmark: bench/deadlines.py).
+SHIPPED_AFTER, FIRST_SCAN_AFTER, DELIVERED_AFTER = timedelta(minutes=30), timedelta(hours=1), timedelta(hours=4)
+OUT_FOR_DELIVERY_BEFORE_DELIVERED = timedelta(minutes=10)
+
+
+def _start() -> datetime:
+    start = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) - timedelta(hours=5)
+    delivered = start + DELIVERED_AFTER
+    if (delivered - OUT_FOR_DELIVERY_BEFORE_DELIVERED).date() != delivered.date():
+        start -= timedelta(hours=1)  # out for delivery and delivered on one day (UTC, the orders' zone)
+    return start
+
+
+def scan_times(scans_per_order: int) -> list[datetime]:
+    """Label scan an hour after the start, in-transit scans evenly to out for delivery ten
+    minutes before the delivery, four hours after the start, whatever the count."""
+    first, ofd = START + FIRST_SCAN_AFTER, START + DELIVERED_AFTER - OUT_FOR_DELIVERY_BEFORE_DELIVERED
+    every = (ofd - first) / max(1, scans_per_order - 2)
+    return [first + every * step for step in range(scans_per_order - 1)] + [START + DELIVERED_AFTER]
+
+
+START = _start()
 Message = tuple[str, bytes, bytes, list]
 
 
@@ -36,7 +59,7 @@ def order_messages(first: int, count: int, prefix: str = "B") -> list[Message]:
              "promised_delivery_date": (START + timedelta(days=5)).date().isoformat(),
              "ship_by": _iso(START + timedelta(days=3)), "items": [{"sku": "SKU-00001", "quantity": 1}]},
             {"type": "package_shipped", "event_id": f"{order_id}-shipped", "order_id": order_id,
-             "occurred_at": _iso(START + timedelta(hours=3)), "package_id": f"{order_id}-P1",
+             "occurred_at": _iso(START + SHIPPED_AFTER), "package_id": f"{order_id}-P1",
              "carrier": "UPS", "tracking_number": tracking_number(prefix, n)},
         ):
             out.append((topics.FC_EVENTS, order_id.encode(), orjson.dumps(body), []))
@@ -52,11 +75,12 @@ def scan_messages(first: int, count: int, scans_per_order: int, seed: int, prefi
     rng = random.Random(seed)
     statuses = (["pre_transit"] + ["in_transit"] * (scans_per_order - 3) + ["out_for_delivery", "delivered"])
     per_order = []
+    times = scan_times(scans_per_order)
     for n in range(first, first + count):
         tracking = tracking_number(prefix, n)
         webhooks = []
-        for step, status in enumerate(statuses):
-            when = _iso(START + timedelta(hours=4 + 6 * step))
+        for step, (status, moment) in enumerate(zip(statuses, times, strict=True)):
+            when = _iso(moment)
             detail = {"object": "TrackingDetail", "status": status, "status_detail": None,
                       "message": status.replace("_", " "), "datetime": when,
                       "tracking_location": {"city": "Reno", "state": "NV", "country": "US"}}
