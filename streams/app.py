@@ -9,6 +9,7 @@ import faust
 from models import topics
 from models.settings import Settings
 from models.thresholds import Thresholds, parse_thresholds
+from streams import restore
 from streams.bulk import RECORD_BATCH, bulk_transport
 
 # Topics whose fetched batches reach the agents as one message each (see streams.bulk).
@@ -38,7 +39,7 @@ def create_app(settings: Settings, bootstrap: str, tansu: bool = False) -> faust
     app = faust.App(
         "trackline",
         broker=f"{scheme}://{bootstrap}",
-        store="rocksdb://",
+        store=f"{restore.SCHEME}://",  # Faust's RocksDB store, restoring empty partitions in bulk
         datadir=str(settings.data_dir / "worker"),
         topic_partitions=settings.partitions,
         topic_replication_factor=1,

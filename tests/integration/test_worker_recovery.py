@@ -7,7 +7,7 @@ from collections import Counter
 import orjson
 import pytest
 
-from tests.integration.conftest import SENTINEL, produce, settle
+from tests.integration.conftest import SENTINEL, SUPPORT_TOKEN, produce, settle
 from tests.oracle import expected_notifications
 from trackline.simulator import TrafficMix, TrafficSimulator
 
@@ -131,3 +131,45 @@ def test_a_deadline_survives_a_worker_crash(pipeline, tmp_path):
     fired = datetime.fromisoformat(delay["caused_by_ingested_at"].replace("Z", "+00:00"))
     assert fired >= now + timedelta(seconds=15)  # not before ship-by
     assert fired <= now + timedelta(seconds=15 + 60)  # within a minute of it, restart included
+
+
+def test_a_fresh_node_restores_every_order_in_bulk_and_carries_on_exactly(pipeline):
+    """The worker's disk is lost: a new worker restores orders, tracking links and preferences
+    from the changelogs (streams/restore.py, not Faust's event-at-a-time recovery) and
+    continues as if nothing happened: same lookups, resent scans produce nothing again."""
+    from models import topics
+
+    traffic = list(TrafficSimulator(seed=14, mix=STEADY).stream(orders_per_second=10, duration=20))
+    half = len(traffic) // 2
+    first, second = traffic[:half], traffic[half:]
+    expected = expected_notifications(traffic)
+
+    pipeline.start("worker", "notifier")
+    produce(pipeline.bootstrap, [(m.topic, m.key, m.value, m.headers) for m in first])
+    pipeline.wait_for(lambda: len(pipeline.delivered()) >= len(expected_notifications(first)), 120, "first half")
+    settle(pipeline, "before")
+    orders = sorted({m.key.decode() for m in first if m.topic == topics.FC_EVENTS})[:20]
+    before = {order_id: pipeline.lookup(order_id) for order_id in orders}
+    assert all(status == 200 for status, _ in before.values())
+    pipeline.stop("worker")
+
+    pipeline.start("worker-2")  # its own, empty data directory
+    log = pipeline.logs / "worker-2.log"
+    pipeline.wait_for(lambda: "bulk restore of trackline-orders-changelog" in log.read_text(), 90,
+                      "the new worker's bulk restore")
+    settle(pipeline, "restored")
+    port = pipeline.web_ports["worker-2"]
+    after = {order_id: pipeline.get(f"/api/orders/{order_id}", SUPPORT_TOKEN, port=port) for order_id in orders}
+    assert after == before
+    produced = commands_on_topic(pipeline.bootstrap)
+    # Carriers resend the first half's scans, then the traffic goes on.
+    produce(pipeline.bootstrap, [(m.topic, m.key, m.value, m.headers) for m in first if m.kind == "scan"])
+    settle(pipeline, "resent")
+    assert commands_on_topic(pipeline.bootstrap) - produced == Counter(), "restored orders took old scans as new"
+    produce(pipeline.bootstrap, [(m.topic, m.key, m.value, m.headers) for m in second])
+    pipeline.wait_for(lambda: len(pipeline.delivered()) >= len(expected), 180, "every command")
+    settle(pipeline, "after")
+
+    delivered = Counter(c["command_id"] for c in pipeline.delivered())
+    assert set(delivered) == set(expected)
+    assert [i for i, n in delivered.items() if n > 1] == [], "a customer was told twice"
