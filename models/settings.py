@@ -118,7 +118,15 @@ class Settings(BaseSettings):
 
     @property
     def clickhouse_dsn(self) -> str:
-        return self.clickhouse or f"chdb://{self.data_dir / 'clickhouse'}"
+        dsn = self.clickhouse or f"chdb://{self.data_dir / 'clickhouse'}"
+        # "chdb://data/clickhouse" means a directory relative to here; clickhouse-connect would
+        # open a database "clickhouse" in a directory "data" instead.
+        scheme, _, rest = dsn.partition("://")
+        location, query = rest.partition("?")[::2]
+        if scheme == "chdb" and location and not location.startswith("/") \
+                and location.split("/")[0] not in ("memory", ":memory:"):
+            return f"chdb://{Path(location).resolve()}" + (f"?{query}" if query else "")
+        return dsn
 
     @property
     def advertised_web_host(self) -> str:

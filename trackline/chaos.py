@@ -462,7 +462,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", default="", help="also write the report to this file")
     args = parser.parse_args(argv)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
-    directory = Path(args.dir) if args.dir else Path("data") / "chaos" / stamp
+    directory = (Path(args.dir) if args.dir else Path("data") / "chaos" / stamp).resolve()
     report = ChaosRun(SHORT if args.short else LONG, directory, args.seed).run()
     print(format_report(report))
     if args.json:

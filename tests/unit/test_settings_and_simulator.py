@@ -26,6 +26,17 @@ def test_flags_override_environment_which_overrides_defaults(tmp_path):
     assert Settings.from_env({}).data_dir == Path("data").resolve()
 
 
+@pytest.mark.parametrize("given, opened", [
+    ("chdb://data/clickhouse", f"chdb://{Path('data/clickhouse').resolve()}"),  # relative: from here
+    ("chdb:///srv/ch?x=1", "chdb:///srv/ch?x=1"),
+    ("chdb://memory/analytics", "chdb://memory/analytics"),
+    ("https://ch.example.com:8443/trackline", "https://ch.example.com:8443/trackline"),
+])
+def test_a_relative_chdb_path_opens_that_directory_not_a_database_named_after_it(given, opened):
+    # clickhouse-connect reads chdb://data/clickhouse as database "clickhouse" in directory "data".
+    assert Settings.from_env({"TRACKLINE_CLICKHOUSE": given}).clickhouse_dsn == opened
+
+
 def traffic(seed: int, seconds: float = 60, mix: TrafficMix | None = None):
     return list(TrafficSimulator(seed=seed, mix=mix, start=T0).stream(orders_per_second=5, duration=seconds))
 
