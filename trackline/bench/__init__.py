@@ -177,10 +177,17 @@ def bench_recovery(settings: Settings, workdir: Path, logs: Path, orders: int) -
     return result
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def bench_scaling(settings: Settings, workdir: Path, logs: Path, counts: tuple[int, ...] = (1, 2, 3)) -> dict:
     """1, 2 and 3 worker processes on the same data, each count on a fresh embedded broker:
-    events/s from the first scan routed to the last notification, and the command ids produced
-    (the same set whatever the count)."""
+    events/s from the first scan routed to the last notification, the command ids produced
+    (the same set whatever the count), and the CPU the workers and the broker used meanwhile
+    (what limits a second process on a small machine)."""
     results: dict[str, dict] = {}
     per_order = SCANS_PER_ORDER
     reference: set[str] | None = None
@@ -191,25 +198,35 @@ def bench_scaling(settings: Settings, workdir: Path, logs: Path, counts: tuple[i
             notify.keep_ids = True
             workers = [_worker(settings.model_copy(update={"data_dir": workdir / f"scaling-{count}-{n}"}),
                                broker.bootstrap, logs) for n in range(count)]
+            processes = [w.pid for w in workers] + [broker.pid]
             try:
                 _produce(broker.bootstrap, workload.order_messages(0, SCALING_ORDERS))
                 notify.until(ANNOUNCED * SCALING_ORDERS, 300)
                 routed = TopicWatch(broker.bootstrap, settings.partitions, topics.ORDER_EVENTS)
                 notify.first_ts = None
+                cpu_before = [_cpu_seconds(pid) for pid in processes]
                 _produce(broker.bootstrap, workload.scan_messages(0, SCALING_ORDERS, per_order, seed=42))
                 notify.until(JOURNEY * SCALING_ORDERS, 900)
                 routed.until(1, 60)
+                cpu = [_cpu_seconds(pid) - before for pid, before in zip(processes, cpu_before, strict=True)]
             finally:
                 for worker in workers:
                     _stop(worker)
             ids = set(notify.ids)
             reference = ids if reference is None else reference
+            seconds = notify.last_ts - routed.first_ts
             results[f"{count} worker{'s' if count > 1 else ''}"] = {
-                "events": SCALING_ORDERS * per_order, "seconds": notify.last_ts - routed.first_ts,
-                "commands": len(ids), "same_commands_as_one_worker": ids == reference}
+                "events": SCALING_ORDERS * per_order, "seconds": seconds,
+                "commands": len(ids), "same_commands_as_one_worker": ids == reference,
+                # CPU seconds over the scan phase (it includes the few seconds of producing the scans
+                # and of waiting for the last command): cores busy = CPU seconds / seconds
+                "workers_cpu_seconds": round(sum(cpu[:-1]), 1), "broker_cpu_seconds": round(cpu[-1], 1)}
         name = f"{count} worker{'s' if count > 1 else ''}"
-        print(f"  {name:<16} {_rate(results[name]):>10,.0f} events/s, {results[name]['commands']:,} commands, "
-              f"same set as one worker: {results[name]['same_commands_as_one_worker']}", flush=True)
+        result = results[name]
+        print(f"  {name:<16} {_rate(result):>10,.0f} events/s, {result['commands']:,} commands, "
+              f"same set as one worker: {result['same_commands_as_one_worker']}; CPU s: workers "
+              f"{result['workers_cpu_seconds']}, broker {result['broker_cpu_seconds']} "
+              f"over {seconds:.1f} s", flush=True)
     return results
 
 
