@@ -49,16 +49,17 @@ class BulkRestoringStore(Store):
                            "fetch.max.bytes": 64 * 2**20, "max.partition.fetch.bytes": 16 * 2**20,
                            "queued.max.messages.kbytes": 256 * 1024, "log_level": 3})
         try:
+            starts: dict[int, int] = {}
             ends: dict[int, int] = {}
             for tp in tps:
                 low, high = reader.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=30,
                                                          cached=False)
-                if high > low:
-                    ends[tp.partition] = high
+                if high > low:  # from the log's start: on Kafka, retention may have moved it
+                    starts[tp.partition], ends[tp.partition] = low, high
             if not ends:
                 return
             topic = tps[0].topic
-            reader.assign([TopicPartition(topic, partition, 0) for partition in ends])
+            reader.assign([TopicPartition(topic, partition, start) for partition, start in starts.items()])
             last: dict[int, int] = {}
             applied = 0
             open_partitions = set(ends)
