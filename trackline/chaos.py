@@ -144,10 +144,13 @@ class Receiver:
 
     def __init__(self, endpoint: LoopbackWebhooks) -> None:
         self.endpoint = endpoint
+        self._read: list[tuple[str, str]] = []  # parsed so far: the catch-up check asks often
 
     def arrivals(self) -> list[tuple[str, str]]:
         """(command id, idempotency key) of every request taken, repeats included."""
-        return [(orjson.loads(body)["command_id"], key) for key, body in list(self.endpoint.taken)]
+        taken = self.endpoint.taken[len(self._read):]  # the endpoint only appends
+        self._read.extend((orjson.loads(body)["command_id"], key) for key, body in taken)
+        return list(self._read)
 
     def command_ids(self) -> set[str]:
         return {command_id for command_id, _ in self.arrivals()}
