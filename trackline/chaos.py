@@ -441,9 +441,14 @@ COLUMNS = [("fault", "fault"), ("events_in", "events"), ("commands_expected", "c
 
 
 def format_report(report: dict[str, Any]) -> str:
-    lines = ["  ".join(f"{title:>11}" for _, title in COLUMNS)]
-    for row in [*report["phases"], report["total"]]:
-        lines.append("  ".join(f"{'' if row.get(k) is None else row.get(k, ''):>11}" for k, _ in COLUMNS))
+    rows = [*report["phases"], report["total"]]
+    first = max(len(str(row["fault"])) for row in rows)  # fault names are longer than the figures
+
+    def line(cells: list[Any]) -> str:
+        return f"{cells[0]:<{first}}  " + "  ".join(f"{'' if cell is None else cell:>11}" for cell in cells[1:])
+
+    lines = [line([title for _, title in COLUMNS])]
+    lines.extend(line([row.get(k) for k, _ in COLUMNS]) for row in rows)
     total = report["total"]
     lines.append(f"dead letters {total['dead_letters']}, commands not in the oracle {total['unexpected_commands']}, "
                  f"history rows not in the oracle {total['history_rows_not_in_oracle']}, "
