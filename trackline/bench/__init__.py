@@ -149,7 +149,7 @@ def bench_trackline(settings: Settings, bootstrap: str, orders: int, scans: int,
     return result
 
 
-SCALING_ORDERS = 2_000
+SCALING_ORDERS = 5_000  # 50,000 scans: some 20 s for one worker, long enough to compare
 STATE_HISTORIES, ORDERS_PER_DAY = (100, 150, 200), 100
 
 
