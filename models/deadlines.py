@@ -63,12 +63,14 @@ class DeadlineIndex:
         while heap and heap[0][0] <= now and self._due.get(heap[0][1]) != heap[0][0]:
             heapq.heappop(heap)
         pending = [0] if heap else []
+        seen: set[str] = set()  # an order scheduled again at the same time has two entries
         while pending and (limit is None or len(found) < limit):
             i = pending.pop()
             if i >= len(heap) or heap[i][0] > now:
                 continue  # a heap's children are never earlier than their parent
             due, order_id = heap[i]
-            if self._due.get(order_id) == due:
+            if self._due.get(order_id) == due and order_id not in seen:
+                seen.add(order_id)
                 found.append((order_id, due))
             pending.extend((2 * i + 1, 2 * i + 2))
         return sorted(found, key=lambda item: item[1])

@@ -112,3 +112,15 @@ def test_a_deadline_stays_until_its_tick_is_acknowledged_and_a_moved_one_survive
     index.acknowledge(due)
     assert index.due(10_000) == [("moved", 500)]
     assert len(index) == 1
+
+
+def test_an_order_scheduled_again_at_the_same_time_after_its_tick_comes_out_once():
+    # A tick that did not move the deadline (the state still says the same time) schedules it
+    # again: two ticks for one order in one round would reach an order the first removed.
+    index = DeadlineIndex()
+    index.schedule("again", 100)
+    index.acknowledge(index.due(200))
+    index.schedule("again", 100)
+    index.schedule("other", 150)
+    assert index.due(200) == [("again", 100), ("other", 150)]
+    assert index.pop_due(200) == [("again", 100), ("other", 150)]

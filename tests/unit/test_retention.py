@@ -71,3 +71,13 @@ def test_the_tick_at_expiry_removes_the_state_and_nothing_applies_after() -> Non
     assert gone.next_deadline == marker_expires_at(due, RULES)
     after, effects = apply(gone, tick("ORD-R", due + timedelta(days=1)))
     assert effects == [] and after.expired_at == gone.expired_at
+
+
+def test_a_tick_for_an_order_already_removed_does_not_start_an_empty_one() -> None:
+    # The marker's tombstone is written; a second tick for it (redelivered, or from a batch
+    # replayed after a crash) finds no state and must leave none behind.
+    from models.order import apply_batch
+
+    tick = ClockTick(event_id="tick-late", order_id="ORD-GONE", occurred_at=T0, ingested_at=T0)
+    outcome = apply_batch({"ORD-GONE": None}, [tick])
+    assert outcome.changed == {} and outcome.effects == []

@@ -58,7 +58,8 @@ def store(data_dir: Path, table: str) -> tuple[int, int]:
     for path in (data_dir / "worker" / "v1" / "tables").glob(f"{table}-*.db"):
         size += sum(f.stat().st_size for f in path.iterdir() if f.is_file())
         db = Rdict(str(path), Options(raw_mode=True), access_type=AccessType.read_only())
-        keys += sum(1 for k in db.keys() if not k.startswith(b"\x00"))  # not trackline's bookkeeping keys
+        # Not trackline's bookkeeping keys (b"\x00...") nor Faust's changelog offset.
+        keys += sum(1 for k in db.keys() if not k.startswith(b"\x00") and k != b"__faust\x00offset__")
         db.close()
     return keys, size
 
