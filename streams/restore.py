@@ -34,7 +34,11 @@ class BulkRestoringStore(Store):
         empty = [tp for tp in tps if tp.topic in table.changelog_topic.topics and tp not in standby
                  and tp.partition in self._dbs and self.persisted_offset(tp) is None]
         if empty:
-            await asyncio.to_thread(self.restore, empty)
+            try:
+                await asyncio.to_thread(self.restore, empty)
+            except Exception as error:  # the broker unreachable, a fetch error: Faust's own recovery
+                # goes on from the offset persisted with the last batch written (or from the start).
+                log.warning("bulk restore of %s stopped (%s); Faust's recovery takes over", empty[0].topic, error)
 
     def bootstrap(self) -> str:
         return ",".join(f"{url.host}:{url.port or 9092}" for url in self.app.conf.broker)
