@@ -4,16 +4,27 @@ VENV := .venv
 BIN := $(VENV)/bin
 ARGS ?=
 
-.PHONY: demo test bench chaos lint install browser clean
+.PHONY: demo test bench chaos lint install lock browser clean
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-$(BIN)/.installed: pyproject.toml
+# Exact versions from the lock file (written by `make lock` from pyproject.toml's ranges), then
+# trackline itself without resolving again. The embedded engines (chDB, Tansu) come with
+# dev.lock; the production image installs prod.lock, which has neither.
+LOCK := requirements/dev.lock
+
+$(BIN)/.installed: pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	$(BIN)/pip install --quiet -r $(LOCK)
+	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@
 
 install: $(BIN)/.installed
+
+UV_COMPILE := $(BIN)/uv pip compile pyproject.toml --universal --python-version 3.11 --quiet
+lock: install
+	$(UV_COMPILE) --extra dev --extra bench --extra embedded -o requirements/dev.lock
+	$(UV_COMPILE) -o requirements/prod.lock
 
 demo: install
 	$(BIN)/trackline demo $(ARGS)

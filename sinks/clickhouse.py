@@ -20,6 +20,7 @@ import logging
 import re
 import signal
 import time
+from collections import Counter as Tally
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -34,8 +35,9 @@ from confluent_kafka import KafkaException, Message, TopicPartition
 
 from broker import clients
 from models import topics
-from sinks.schema import DEAD_LETTER_COLUMNS, METRIC_COLUMNS, migrate
+from sinks.schema import DEAD_LETTER_COLUMNS, METRIC_COLUMNS, keep_dead_letter_payloads, migrate
 from streams import failpoints
+from trackline import metrics
 
 log = logging.getLogger("trackline.sink")
 
@@ -47,6 +49,12 @@ MAX_RETRY_WAIT = 30.0  # seconds between insert attempts while ClickHouse is dow
 
 def connect(dsn: str) -> Client:
     """``chdb:///path`` opens the embedded engine in this process; ``http(s)://`` a server."""
+    if dsn.startswith("chdb://"):
+        import importlib.util
+
+        if importlib.util.find_spec("chdb") is None:
+            raise RuntimeError("chDB, the embedded ClickHouse engine, is not installed (it comes with "
+                               "trackline[embedded]): set TRACKLINE_CLICKHOUSE to your server's http(s):// URL")
     return clickhouse_connect.get_client(dsn=dsn)
 
 
@@ -94,6 +102,7 @@ class Batch:
                 message.topic(), message.partition(), message.offset(), "invalid_internal_event",
                 "a history message must be a JSON array of records", _header(message, topics.SOURCE_HEADER),
                 message.key() or b"", raw))
+            metrics.DEAD_LETTERS.labels("invalid_internal_event", message.topic()).inc()
             return
         inside = value[1:-1].strip()
         if inside:
@@ -166,6 +175,39 @@ def batch_metrics(batch: Batch, written_at: datetime, seconds: float) -> list[tu
         rows.append((written_at, "sink", "history_lag_seconds", {"quantile": "1"}, lags[-1]))
     rows.append((written_at, "sink", "batch_seconds", {}, seconds))
     return rows
+
+
+def _observe(batch: Batch, seconds: float) -> None:
+    """The written batch in the Prometheus metrics (trackline.metrics)."""
+    now = time.time()
+    metrics.SINK_ROWS.labels("history").inc(batch.history_rows)
+    metrics.SINK_ROWS.labels("dead_letters").inc(len(batch.dead_letters) + batch.rejected)
+    metrics.SINK_LAST_WRITE.set(now)
+    metrics.BATCH_SECONDS.labels("sink").observe(seconds)
+    if batch.rejected:
+        metrics.DEAD_LETTERS.labels("rejected_by_clickhouse", topics.HISTORY).inc(batch.rejected)
+    for sample in batch.samples:
+        if "ingested_at" in sample:
+            metrics.SINK_HISTORY_LAG.observe(max(0.0, now - _time(sample["ingested_at"]).timestamp()))
+
+
+REDACTED = "[redacted by trackline forget]"
+
+
+def redact_customer(client: Client, customer_id: str) -> int:
+    """Replace the original bytes of every dead letter that names ``customer_id`` (its key, its
+    JSON ``customer_id``, or the id standing alone anywhere in the bytes, for payloads too broken
+    to parse). The reason, detail and origin stay. Returns the number of rows redacted."""
+    alone = r"(^|[^A-Za-z0-9_.@-])" + re.escape(customer_id) + r"($|[^A-Za-z0-9_.@-])"
+    where = ("payload != {redacted:String} AND (message_key = {customer:String} "
+             "OR JSONExtractString(payload, 'customer_id') = {customer:String} OR match(payload, {alone:String}))")
+    parameters = {"redacted": REDACTED, "customer": customer_id, "alone": alone}
+    found = int(client.query(f"SELECT count() FROM dead_letters FINAL WHERE {where}",
+                             parameters=parameters).result_rows[0][0])
+    if found:  # synchronous: when `trackline forget` answers, the bytes are gone
+        client.command(f"ALTER TABLE dead_letters UPDATE payload = {{redacted:String}} WHERE {where}",
+                       parameters=parameters, settings={"mutations_sync": 2})
+    return found
 
 
 def payload_hash(payload: bytes) -> int:
@@ -364,9 +406,10 @@ class SinkStopped(Exception):
 
 
 class HistorySink:
-    def __init__(self, bootstrap: str, dsn: str, on_connected: Any = None) -> None:
+    def __init__(self, bootstrap: str, dsn: str, on_connected: Any = None, dlq_payload_days: int = 30) -> None:
         self.bootstrap = bootstrap
         self.dsn = dsn
+        self.dlq_payload_days = dlq_payload_days
         self.stopping = Event()
         self.rows_written = 0  # committed: in ClickHouse
         self.messages_read = 0  # taken from the broker, committed or not
@@ -389,6 +432,7 @@ class HistorySink:
 
     def _run(self, until: Callable[[], bool] | None) -> None:
         client = self._connect_with_retry()
+        metrics.SINK_LAST_WRITE.set(time.time())  # "stopped" counts from here until the first write
         consumer = clients.consumer(self.bootstrap, GROUP)
         consumer.subscribe([topics.HISTORY, topics.DLQ])
         batch = Batch()
@@ -401,6 +445,8 @@ class HistorySink:
                 held, self._held = self._held, []
                 read = consumer.consume(BATCH_ROWS, timeout=0.2)
                 self.messages_read += len(read)
+                for topic, count in Tally(m.topic() or "-" for m in read).items():
+                    metrics.EVENTS_IN.labels(topic, "-").inc(count)
                 for message in held + read:
                     if message.error():
                         log.warning("consumer error: %s", message.error())
@@ -437,6 +483,8 @@ class HistorySink:
             try:
                 client = connect(self.dsn)
                 migrate(client)
+                if keep_dead_letter_payloads(client, self.dlq_payload_days):
+                    log.info("dead letters keep their payloads %d days", self.dlq_payload_days)
                 if self.on_connected:
                     self.on_connected(client, self.lock)
                 return client
@@ -457,6 +505,7 @@ class HistorySink:
                 break
             except Exception as exc:
                 self.failed_inserts += 1
+                metrics.SINK_INSERT_FAILURES.inc()
                 if self.stopping.is_set():  # stop without committing: the rows come back on restart
                     raise SinkStopped("stopped while ClickHouse refused inserts") from exc
                 log.warning("insert of %d rows failed (%s); retrying in %.1fs", batch.rows, exc, delay)
@@ -483,6 +532,7 @@ class HistorySink:
             # them again inserts them with the same tokens, which ClickHouse drops as repeats.
             log.warning("offsets of %d rows not committed (%s); they will be read again", batch.rows, error)
         self.rows_written += batch.rows
+        _observe(batch, time.monotonic() - started)
         log.debug("wrote %d rows", batch.rows)
 
     def _wait(self, consumer: Any, seconds: float) -> None:

@@ -19,6 +19,8 @@ How the tables are laid out, and why:
 - TTLs: raw carrier events 400 days (a year of seasonality plus a month), transitions,
   alerts and notifications 2 years (disputes and chargebacks), estimates and shipments 2
   years (carrier reviews), pipeline metrics 30 days, dead letters 90 days (enough to replay).
+- A dead letter's original bytes (``payload``) are kept ``TRACKLINE_DLQ_PAYLOAD_DAYS`` (30 by
+  default, a column TTL set by the sink at start-up), the row 90 days.
 - ``dead_letters`` is keyed by source topic, partition, offset and the payload's hash: one
   row per dead-lettered payload, so a replayed dead letter collapses but two bad documents
   of one message do not.
@@ -28,6 +30,7 @@ How the tables are laid out, and why:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from clickhouse_connect.driver.client import Client
@@ -270,6 +273,21 @@ MIGRATIONS: tuple[Migration, ...] = (
         "ADD COLUMN IF NOT EXISTS received_at Nullable(DateTime64(3, 'UTC'))",
     )),
 )
+
+
+def keep_dead_letter_payloads(client: Client, days: int) -> bool:
+    """Dead letters keep their original bytes ``days`` days (``TRACKLINE_DLQ_PAYLOAD_DAYS``), then
+    only why they were refused: the payload may hold a customer's personal data. The row itself
+    (reason, detail, where from) stays for the table's 90 days. Changed only when ``days`` differs
+    from the table's: a change rewrites the table's parts. True if it changed."""
+    create = client.query("SELECT create_table_query FROM system.tables "
+                          "WHERE database = currentDatabase() AND name = 'dead_letters'").result_rows[0][0]
+    current = re.search(r"`?payload`? String TTL [^,]*toIntervalDay\((\d+)\)", create)
+    if current and int(current[1]) == days:
+        return False
+    client.command(f"ALTER TABLE dead_letters MODIFY COLUMN payload String "
+                   f"TTL toDateTime(dead_lettered_at) + INTERVAL {int(days)} DAY")
+    return True
 
 
 def migrate(client: Client) -> list[int]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
@@ -29,6 +30,7 @@ from faust.types import TP
 from models.formats import RECORD_HEADERS
 from models.routing import partition_for
 from streams import failpoints
+from trackline.metrics import BATCH_SECONDS
 
 log = logging.getLogger("trackline.send")
 
@@ -122,8 +124,11 @@ class Outbox:
                 table.data[key] = value
         tp = TP(table.changelog_topic.get_topic_name(), partition)
         for future, count in await self.records(tp.topic, partition, list(items.items())):
-            self.on_stored.append(
-                lambda f=future, n=count: table.data.set_persisted_offset(tp, f.result().offset + n - 1))
+            # A def, not a lambda: mypy cannot type a lambda with default arguments.
+            def persisted(f: asyncio.Future = future, n: int = count) -> None:
+                table.data.set_persisted_offset(tp, f.result().offset + n - 1)
+
+            self.on_stored.append(persisted)
 
     async def confirm(self) -> None:
         """Flush, then raise ``SendFailed`` unless every record batch was stored."""
@@ -173,8 +178,10 @@ async def whole_batch_or_exit(what: str) -> AsyncIterator[None]:
     Bad input never gets here (each record is dead-lettered alone); what does ends the
     process, unacknowledged, and the restarted worker replays the batch from the last commit.
     """
+    started = time.perf_counter()
     try:
         yield
+        BATCH_SECONDS.labels(what).observe(time.perf_counter() - started)
     except Exception:
         log.critical("%s: a batch failed outside any one record; exiting (status %d) without "
                      "acknowledging it, so a restart replays it", what, EXIT_BATCH_FAILED, exc_info=True)

@@ -29,7 +29,9 @@ from faust.transport import drivers
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP, ConsumerMessage, Message
 
+from models import topics
 from streams.watermark import PROGRESS
+from trackline import metrics
 
 SCHEME = "trackline-kafka"
 log = logging.getLogger("trackline.recovery")
@@ -127,6 +129,7 @@ class BulkConsumer(aiokafka_driver.Consumer):
                 continue
             if tp.topic in self.bulk_topics and batch:
                 PROGRESS.delivered(tp, batch[-1].offset)
+                metrics.count_in(tp.topic, batch, topics.SOURCE_HEADER)
                 yield tp, self._batch_message(tp, batch)
             else:
                 for record in batch:
@@ -136,10 +139,12 @@ class BulkConsumer(aiokafka_driver.Consumer):
 
     def _batch_message(self, tp: TP, batch: list[Any]) -> ConsumerMessage:
         last = batch[-1]
+        # Faust types timestamp as float (its own _to_message passes None too) and value as bytes: this value is
+        # the list of records, which RecordBatchCodec hands on as it is.
         return ConsumerMessage(
             tp.topic, tp.partition, last.offset,
-            last.timestamp / 1000.0 if last.timestamp is not None else None,
-            last.timestamp_type, [], None, batch, None, 0,
+            last.timestamp / 1000.0 if last.timestamp is not None else None,  # type: ignore[arg-type]
+            last.timestamp_type, [], None, batch, None, 0,  # type: ignore[arg-type]
             sum(r.serialized_value_size or 0 for r in batch), tp,
             generation_id=self.app.consumer_generation_id,
         )

@@ -23,6 +23,7 @@ from models.events import ClockTick
 from streams.batch_io import deliver
 from streams.order_store import stored_deadline
 from streams.watermark import PROGRESS
+from trackline import metrics
 
 log = logging.getLogger("trackline.clock")
 TICK_INTERVAL = 5.0  # seconds: detections fire well within a minute of their deadline
@@ -105,7 +106,8 @@ async def due_at_watermark(app: faust.App, deadlines: PartitionDeadlines, table:
     rebuilt from ``table`` first. None while nothing can be judged (a rebalance, a recovery,
     or a partition with unread records and nothing read yet).
     """
-    if app.rebalancing or app.in_recovery or not app.tables.recovery.completed.is_set():
+    # app.tables is a TableManager, which has .recovery; Faust's TableManagerT does not declare it.
+    if app.rebalancing or app.in_recovery or not app.tables.recovery.completed.is_set():  # type: ignore[attr-defined]
         return None
     owned = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topic}
     deadlines.retain(owned)
@@ -113,7 +115,11 @@ async def due_at_watermark(app: faust.App, deadlines: PartitionDeadlines, table:
         # rocksdb holds each partition in its own database: read that one only.
         count = deadlines.rebuild(partition, table.data._db_for_partition(partition).items())
         log.info("%s index for partition %s: %s entries", what, partition, count)
+    metrics.DEADLINE_INDEX_SIZE.labels(what).set(len(deadlines))
     now = await PROGRESS.now(app)
     if now is None:
         return None
-    return now, deadlines.due(int(now.timestamp()))  # whole seconds down: never early
+    due = deadlines.due(int(now.timestamp()))  # whole seconds down: never early
+    metrics.DEADLINE_DUE.labels(what).set(len(due))
+    metrics.DEADLINE_TICKS.labels(what).inc(len(due))
+    return now, due

@@ -13,6 +13,7 @@ from typing import Any
 from models import topics
 from models.errors import InvalidPayload, dead_letter_headers, internal_error
 from streams.batch_io import Outbox
+from trackline.metrics import DEAD_LETTERS
 
 log = logging.getLogger("trackline.dlq")
 
@@ -35,6 +36,7 @@ async def send_to_dlq(outbox: Outbox, record: Any, error: InvalidPayload | BaseE
                                   received_ms=int(record.timestamp or 0),
                                   original=[(k, bytes(v) if v is not None else b"") for k, v in record.headers or ()])
     await outbox.records(topics.DLQ, 0, [(record.key, record.value if value is None else value)], headers=headers)
+    DEAD_LETTERS.labels(invalid.reason, record.topic).inc()  # counted when sent; a retried batch counts again
 
 
 def header(record: Any, name: str) -> bytes | None:

@@ -27,6 +27,7 @@ from models.order import order_view
 from models.settings import Settings
 from models.tracking_page import order_in_token, page_view
 from streams import order_store
+from trackline.metrics import exposition
 
 
 def bearer_token_ok(authorization: str | None, token: str | None) -> bool:
@@ -81,9 +82,10 @@ def register(app: faust.App, orders: Any, settings: Settings) -> None:
                                  headers={"WWW-Authenticate": 'Bearer realm="trackline"'})
             if not app.assignor.assigned_actives():
                 return self.text("starting, try again in a moment", status=503, headers={"Retry-After": "2"})
-            return await self.owned(request, order_id=order_id)
+            return await self.owned(request, order_id=order_id)  # type: ignore[call-arg]  # Faust stub: see owned
 
-        @app.table_route(table=orders, match_info="order_id")
+        # Faust's stubs type a routed handler as (view, request) only; it passes the URL parameter on at run time.
+        @app.table_route(table=orders, match_info="order_id")  # type: ignore[arg-type]
         async def owned(self, request: Request, order_id: str) -> Response:
             view = stored_view(order_id, support=True)
             return html(self, view, 200 if view else 404, support=True)
@@ -97,6 +99,14 @@ def register(app: faust.App, orders: Any, settings: Settings) -> None:
             return self.bytes(orjson.dumps({"status": "ok", "partitions_assigned": owned}),
                               content_type="application/json")
 
+    @app.page("/metrics")
+    class Metrics(View):
+        """Prometheus scrape: counts by topic, source, reason and partition, never an order."""
+
+        async def get(self, request: Request) -> Response:
+            body, content_type = exposition()
+            return self.bytes(body, headers={"Content-Type": content_type})
+
     @app.page("/api/orders/{order_id}")
     class OrderLookup(View):
         async def get(self, request: Request, order_id: str) -> Response:
@@ -109,9 +119,10 @@ def register(app: faust.App, orders: Any, settings: Settings) -> None:
             if not app.assignor.assigned_actives():  # no partitions yet: the router cannot say who owns it
                 return self.bytes(orjson.dumps({"error": "worker not ready: no partitions assigned yet"}),
                                   content_type="application/json", status=503, headers={"Retry-After": "2"})
-            return await self.owned(request, order_id=order_id)
+            return await self.owned(request, order_id=order_id)  # type: ignore[call-arg]  # Faust stub: see owned
 
-        @app.table_route(table=orders, match_info="order_id")
+        # Faust's stubs type a routed handler as (view, request) only; it passes the URL parameter on at run time.
+        @app.table_route(table=orders, match_info="order_id")  # type: ignore[arg-type]
         async def owned(self, request: Request, order_id: str) -> Response:
             state = stored_state(order_id)
             if state is None:  # unknown, or removed by retention (README: what is kept, how long)

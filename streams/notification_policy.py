@@ -41,7 +41,9 @@ def register(app: faust.App, ch: Channels, page_link: Callable[[str], str] = lam
     async def address_commands(batches: faust.StreamT) -> None:
         async for records in batches:
             async with whole_batch_or_exit("notification policy"):
-                message = batches.current_event.message
+                current = batches.current_event
+                assert current is not None  # a topic's stream: Faust sets each value's event before yielding it
+                message = current.message
                 updated: dict[bytes, bytes | None] = {}  # to store
 
                 async def decide(outbox: Outbox, records: list[Any] = records,
@@ -57,9 +59,9 @@ def register(app: faust.App, ch: Channels, page_link: Callable[[str], str] = lam
                             if record.topic == topics.CUSTOMER_PREFERENCES:
                                 # A tombstone forgets the customer's preferences: defaults apply.
                                 # Stored without the contact fields: only notification workers read those.
-                                known[key] = None if record.value is None else without_contact(
+                                known[key] = kept = None if record.value is None else without_contact(
                                     parse_preferences(record.value))
-                                updated[key] = known[key].model_dump_json().encode() if known[key] else None
+                                updated[key] = kept.model_dump_json().encode() if kept else None
                                 continue
                             command = _intent(record.value or b"")
                             if key not in known:
@@ -81,8 +83,11 @@ def register(app: faust.App, ch: Channels, page_link: Callable[[str], str] = lam
                     await outbox.envelopes(topics.HISTORY, partitions, history)
 
                 await deliver(app, "notification policy: commands", decide)
-                await deliver(app, "notification policy: preferences",
-                              lambda outbox, p=message.partition, u=updated: outbox.write_table(preferences, p, u))
+
+                async def store(outbox: Outbox, p: int = message.partition, u: dict = updated) -> None:
+                    await outbox.write_table(preferences, p, u)
+
+                await deliver(app, "notification policy: preferences", store)
 
 
 def _now() -> str:

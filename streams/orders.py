@@ -58,7 +58,9 @@ def register(app: faust.App, ch: Channels, rules: Thresholds, tick_interval: flo
     async def track_orders(batches: faust.StreamT) -> None:
         async for records in batches:
             async with whole_batch_or_exit("order tracker"):
-                message = batches.current_event.message
+                current = batches.current_event
+                assert current is not None  # a topic's stream: Faust sets each value's event before yielding it
+                message = current.message
                 partition = message.partition
                 if partition not in latencies:
                     latencies[partition] = FeedLatency.load(orders.get(FEED_LATENCY_KEY), rules)
@@ -86,8 +88,8 @@ def register(app: faust.App, ch: Channels, rules: Thresholds, tick_interval: flo
                     else:
                         removed = {}
                     outcome = apply_batch(states, events, rules, reload=stored_state, latency=latency)
-                    for index, error in outcome.failed:  # the failing event alone, not its envelope
-                        await send_to_dlq(outbox, origins[index], error, value=events[index].model_dump_json().encode())
+                    for index, exc in outcome.failed:  # the failing event alone, not its envelope
+                        await send_to_dlq(outbox, origins[index], exc, value=events[index].model_dump_json().encode())
                     await _publish(outbox, outcome.effects, partitions)
                     applied.update(states=states, changed=outcome.changed, removed=removed)
 
@@ -105,8 +107,11 @@ def register(app: faust.App, ch: Channels, rules: Thresholds, tick_interval: flo
                 if latency.changed:
                     encoded[FEED_LATENCY_KEY] = latency.dump()
                     latency.changed = False
-                await deliver(app, "order tracker: state",
-                              lambda outbox, p=partition, e=encoded: outbox.write_table(orders, p, e))
+
+                async def store(outbox: Outbox, p: int = partition, e: dict = encoded) -> None:
+                    await outbox.write_table(orders, p, e)
+
+                await deliver(app, "order tracker: state", store)
                 for order_id, state in changed.items():
                     deadlines.schedule(partition, order_id, state.next_deadline)
                 for order_id in applied["removed"]:

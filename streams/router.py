@@ -77,7 +77,9 @@ def register(app: faust.App, ch: Channels, rules: Thresholds, tick_interval: flo
     async def route_scans(batches: faust.StreamT) -> None:
         async for records in batches:
             async with whole_batch_or_exit("scan router"):
-                message = batches.current_event.message
+                current = batches.current_event
+                assert current is not None  # a topic's stream: Faust sets each value's event before yielding it
+                message = current.message
                 changed: dict[bytes, bytes | None] = {}
 
                 async def route(outbox: Outbox, records: list[Any] = records, changed: dict = changed) -> None:
@@ -106,8 +108,11 @@ def register(app: faust.App, ch: Channels, rules: Thresholds, tick_interval: flo
 
                 # Matched scans reach the broker before the entries that released them are stored.
                 await deliver(app, "scan router: scans", route)
-                await deliver(app, "scan router: entries",
-                              lambda outbox, p=message.partition, c=changed: outbox.write_table(tracking, p, c))
+
+                async def store(outbox: Outbox, p: int = message.partition, c: dict = changed) -> None:
+                    await outbox.write_table(tracking, p, c)
+
+                await deliver(app, "scan router: entries", store)
                 for key, value in changed.items():
                     held_deadlines.schedule(message.partition, key.decode(errors="replace"), _due(value))
                 watermark.processed(message, records)

@@ -376,7 +376,7 @@ class ChaosRun:
         dead_letters = int(_query(self.dir, "SELECT count() AS n FROM dead_letters")[0]["n"])
         unexpected = set(received_ids) - set(expected_commands)
 
-        rows = []
+        rows: list[dict[str, Any]] = []
         for phase in phases:
             keys = [k for k, c in ids_by_key.items() if c in phase.commands]
             rows.append({
@@ -394,7 +394,7 @@ class ChaosRun:
                 "caught_up_seconds": None if phase.caught_up_seconds is None else round(phase.caught_up_seconds, 1),
                 "what_happened": "; ".join(phase.notes),
             })
-        total = {key: sum(row[key] for row in rows) for key in rows[0] if isinstance(rows[0][key], int)}
+        total: dict[str, Any] = {key: sum(row[key] for row in rows) for key in rows[0] if isinstance(rows[0][key], int)}
         total.update(fault="total", unexpected_commands=len(unexpected), dead_letters=dead_letters,
                      restarts_by_supervisor=dict(cluster.restarts),
                      history_rows_not_in_oracle=len(final - set().union(*(p.history for p in phases))))

@@ -22,6 +22,7 @@ def _settings(args: argparse.Namespace) -> Settings:
             thresholds=getattr(args, "thresholds", None),
             tick_interval=getattr(args, "tick_interval", None),
             ingest_port=getattr(args, "ingest_port", None), ingest_bind=getattr(args, "ingest_bind", None),
+            metrics_port=getattr(args, "metrics_port", None),
         )
     except ConfigError as error:
         sys.exit(f"trackline: configuration: {error}")
@@ -77,14 +78,28 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     faulthandler.register(signal.SIGUSR2, all_threads=True)
     app = create_app(settings, bootstrap, tansu=is_embedded_tansu(bootstrap))
+    from trackline.metrics import LagProbe
+
+    LagProbe(bootstrap, [app.conf.id]).start()  # served with the rest at /metrics on the web port
     worker = faust.Worker(app, loglevel=settings.log_level, quiet=True)
     worker.execute_from_commandline()
     return 0
 
 
+def _serve_metrics(settings: Settings, bootstrap: str, group: str | None) -> None:
+    """``/metrics`` on TRACKLINE_METRICS_PORT, with the lag of the process's consumer group."""
+    if not settings.metrics_port:
+        return
+    from trackline.metrics import LagProbe, serve
+
+    serve(settings.metrics_port, settings.metrics_bind)
+    if group:
+        LagProbe(bootstrap, [group]).start()
+
+
 def cmd_sink(args: argparse.Namespace) -> int:
     settings, bootstrap = _connect(args)
-    from sinks.clickhouse import HistorySink
+    from sinks.clickhouse import GROUP, HistorySink
 
     serve_page = None
     if args.ops_port:
@@ -94,7 +109,9 @@ def cmd_sink(args: argparse.Namespace) -> int:
             OpsPage(client_query(client, lock)).serve(args.ops_port)
             logging.getLogger("trackline.sink").info("ops page on http://127.0.0.1:%s/", args.ops_port)
 
-    sink = HistorySink(bootstrap, settings.clickhouse_dsn, on_connected=serve_page)
+    sink = HistorySink(bootstrap, settings.clickhouse_dsn, on_connected=serve_page,
+                       dlq_payload_days=settings.dlq_payload_days)
+    _serve_metrics(settings, bootstrap, GROUP)
     sink.install_signal_handlers()
     logging.getLogger("trackline.sink").info("writing history to %s", settings.clickhouse_dsn)
     sink.run()
@@ -112,6 +129,7 @@ def cmd_notifier(args: argparse.Namespace) -> int:
         settings.notifier_max_attempts, settings.notifier_retry_base_seconds, settings.notifier_retry_cap_seconds),
         copy_all=args.copy_to_outbox)
     worker.install_signal_handlers()
+    _serve_metrics(settings, bootstrap, worker.group)
     worker.run()
     return 0
 
@@ -120,6 +138,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     settings, bootstrap = _connect(args)
     from ingest.service import serve
 
+    _serve_metrics(settings, bootstrap, None)
     serve(settings, bootstrap)
     return 0
 
@@ -163,9 +182,27 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    from models.fulfillment import fulfillment_json_schema
+    """One public topic's JSON Schema; with no name, the list of them; with --write, the files."""
+    from models.schemas import PUBLIC, document, find
 
-    print(json.dumps(fulfillment_json_schema(), indent=2))
+    chosen = list(PUBLIC.values())
+    if args.name:
+        found = find(args.name)
+        if found is None:
+            sys.exit(f"trackline schema: no public topic {args.name!r}; one of: {', '.join(PUBLIC)}")
+        chosen = [found]
+    if args.write:
+        args.write.mkdir(parents=True, exist_ok=True)
+        for public in chosen:
+            (args.write / public.file_name).write_text(document(public.name))
+            print(args.write / public.file_name)
+    elif args.name:
+        print(document(chosen[0].name), end="")
+    else:
+        width = max(len(name) for name in PUBLIC)
+        for public in chosen:
+            print(f"{public.name:{width}}  {public.topic}, keyed by {public.key}")
+        print("\n`trackline schema NAME` prints one; `trackline schema --write docs/schemas` writes them all.")
     return 0
 
 
@@ -189,6 +226,30 @@ def cmd_query(args: argparse.Namespace) -> int:
     result = connect(settings.clickhouse_dsn).query(args.sql)
     rows = [dict(zip(result.column_names, row, strict=True)) for row in result.result_rows]
     print(json.dumps(rows, default=str))
+    return 0
+
+
+def cmd_forget(args: argparse.Namespace) -> int:
+    """Erase customers' personal data: a tombstone for their preferences and contact details (the
+    worker and every notifier drop them), and their dead letters' original bytes redacted."""
+    settings, bootstrap = _connect(args)
+    from broker.clients import producer
+    from models import topics
+    from sinks.clickhouse import connect, redact_customer
+
+    failed: list[str] = []
+    sender = producer(bootstrap)
+    for customer in args.customer:
+        sender.produce(topics.CUSTOMER_PREFERENCES, key=customer.encode(), value=None,
+                       on_delivery=lambda error, message: failed.append(str(error)) if error else None)
+    if sender.flush(30) or failed:  # checked: a tombstone the broker did not store erased nothing
+        print(json.dumps({"error": "the broker did not store every tombstone; nothing was redacted, run again",
+                          "failed": failed}), file=sys.stderr)
+        return 1
+    client = connect(settings.clickhouse_dsn)
+    report = {customer: {"preferences_and_contact": "tombstoned",
+                         "dead_letters_redacted": redact_customer(client, customer)} for customer in args.customer}
+    print(json.dumps(report, indent=2))
     return 0
 
 
@@ -258,14 +319,17 @@ def build_parser() -> argparse.ArgumentParser:
                    "default: the values in config/detection.toml)")
     p.add_argument("--tick-interval", type=float, help="seconds between deadline ticks (env TRACKLINE_TICK_INTERVAL)")
     p.set_defaults(func=cmd_worker)
-    p = sub.add_parser("sink", parents=[common], help="history -> ClickHouse")
+    metrics = argparse.ArgumentParser(add_help=False)
+    metrics.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics on this port "
+                         "(env TRACKLINE_METRICS_PORT; default 0: not served)")
+    p = sub.add_parser("sink", parents=[common, metrics], help="history -> ClickHouse")
     p.add_argument("--ops-port", type=int, help="also serve the read-only ops page (dashboards/) on this port")
     p.set_defaults(func=cmd_sink)
-    p = sub.add_parser("ingest", parents=[common], help="signed webhooks and fulfillment events in over HTTP")
+    p = sub.add_parser("ingest", parents=[common, metrics], help="signed webhooks and fulfillment events in over HTTP")
     p.add_argument("--port", dest="ingest_port", type=int, help="env TRACKLINE_INGEST_PORT (default 8080)")
     p.add_argument("--bind", dest="ingest_bind", help="listen address (env TRACKLINE_INGEST_BIND, default 127.0.0.1)")
     p.set_defaults(func=cmd_ingest)
-    p = sub.add_parser("notifier", parents=[common], help="reference notification worker")
+    p = sub.add_parser("notifier", parents=[common, metrics], help="reference notification worker")
     p.add_argument("--outbox", help="JSON-lines file: the channel of customers' channels with no transport "
                    "configured (default <data dir>/notifications.jsonl)")
     p.add_argument("--copy-to-outbox", action="store_true",
@@ -279,13 +343,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("broker", parents=[common], help="run the embedded (memory-only) broker")
     p.add_argument("--port", type=int)
     p.set_defaults(func=cmd_broker)
-    sub.add_parser("schema", parents=[common], help="print the JSON Schema of trackline.fc-events"
-                   ).set_defaults(func=cmd_schema)
+    p = sub.add_parser("schema", parents=[common], help="the JSON Schemas of trackline's public topics "
+                       "(committed under docs/schemas/)")
+    p.add_argument("name", nargs="?", help="a public topic, as `trackline schema` lists them; none: list them")
+    p.add_argument("--write", type=Path, metavar="DIR", help="write NAME.schema.json files here instead of printing")
+    p.set_defaults(func=cmd_schema)
     sub.add_parser("migrate", parents=[common], help="bring trackline's ClickHouse schema to the latest version "
                    "(the sink also does this at start-up)").set_defaults(func=cmd_migrate)
     p = sub.add_parser("query", parents=[common], help="run SQL on trackline's ClickHouse, print JSON rows")
     p.add_argument("sql")
     p.set_defaults(func=cmd_query)
+    p = sub.add_parser("forget", parents=[common], help="erase customers' personal data: tombstone their "
+                       "preferences and contact details, redact their dead letters' original bytes")
+    p.add_argument("--customer", action="append", required=True, help="customer id (repeatable)")
+    p.set_defaults(func=cmd_forget)
     p = sub.add_parser("replay", parents=[common], help="send dead letters from ClickHouse through their "
                        "original topic again (key, headers and receipt time kept)")
     p.add_argument("--reason", action="append", help="only this DLQ reason (repeatable)")

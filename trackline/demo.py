@@ -22,6 +22,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timezone
+from importlib import resources
 from pathlib import Path
 from statistics import median
 
@@ -40,9 +41,8 @@ from trackline.demo_receivers import LoopbackMail, LoopbackWebhooks
 from trackline.webhook_sender import WebhookSender
 
 log = logging.getLogger("trackline.demo")
-DEMO_THRESHOLDS = next((f for f in (Path(__file__).resolve().parents[1] / "config" / "detection-demo.toml",
-                                    Path.cwd() / "config" / "detection-demo.toml") if f.is_file()),
-                       Path("config/detection-demo.toml"))
+# Package data (config/): found from a checkout and from an installed wheel alike.
+DEMO_THRESHOLDS = Path(str(resources.files("config") / "detection-demo.toml"))
 # The longest demo threshold (presumed lost, 30 s) plus a tick: how long detections keep
 # coming after the last simulated scan.
 SETTLE_SECONDS = 40
@@ -157,6 +157,7 @@ def run_demo(settings: Settings, duration: float, report: Path | None,
         _wait_for_ingest(ingest_port, children)
         print(f"trackline demo: data in {run_dir}; {duration:.0f}s of traffic at "
               f"{orders_per_second:g} orders/s; logs in {logs}", flush=True)
+        assert settings.support_token is not None  # the demo set one above (or made one up)
         print(f"ops page (the Grafana dashboards, read-only): http://127.0.0.1:{ops_port}/   "
               f"order lookup: curl -H 'Authorization: Bearer {settings.support_token.get_secret_value()}' "
               f"http://127.0.0.1:{settings.web_port}/api/orders/<order id>", flush=True)
@@ -286,7 +287,7 @@ def summarize(settings: Settings, sent: dict[str, int], run_dir: Path,
     client = connect(settings.clickhouse_dsn)
 
     def rows(sql: str) -> list[tuple]:
-        return list(client.query(sql).result_rows)
+        return [tuple(row) for row in client.query(sql).result_rows]  # rows come as tuples; typed as sequences
 
     outbox = run_dir / "notifications.jsonl"
     delivered = Counter(orjson.loads(line)["type"] for line in outbox.read_bytes().splitlines()

@@ -18,6 +18,7 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -25,9 +26,8 @@ from urllib.parse import parse_qs, urlparse
 from trackline.grafana_sql import ALL, expand
 
 log = logging.getLogger("trackline.ops_page")
-# Beside the package in a checkout (editable install); in the working directory in the image.
-DASHBOARDS = next((d for d in (Path(__file__).resolve().parents[1] / "dashboards", Path.cwd() / "dashboards")
-                   if d.is_dir()), Path("dashboards"))
+# Package data (dashboards/): found from a checkout and from an installed wheel alike.
+DASHBOARDS = Path(str(resources.files("dashboards")))
 SAFE_VALUE = re.compile(r"^[A-Za-z0-9_.:/@+\- ]{0,128}$")
 Query = Callable[[str], tuple[list[str], list[tuple]]]
 

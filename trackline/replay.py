@@ -15,6 +15,7 @@ from typing import Any
 
 from broker import clients
 from models import topics
+from sinks.clickhouse import REDACTED
 
 REPLAYED_HEADER = "trackline-replayed-at"
 
@@ -22,7 +23,9 @@ REPLAYED_HEADER = "trackline-replayed-at"
 def select(client: Any, reasons: list[str], topic: str | None, since: datetime | None, until: datetime | None,
            limit: int) -> list[dict[str, Any]]:
     """The dead letters the filters select (``dead_lettered_at`` in [since, until)), oldest first."""
-    where, parameters = ["source_topic != ''"], {}
+    # Erased (``trackline forget``) or past TRACKLINE_DLQ_PAYLOAD_DAYS: no bytes left to send.
+    where = ["source_topic != ''", "payload NOT IN ('', {redacted:String})"]
+    parameters: dict[str, Any] = {"redacted": REDACTED}
     if reasons:
         where.append("reason IN {reasons:Array(String)}")
         parameters["reasons"] = reasons

@@ -314,7 +314,7 @@ class TrafficSimulator:
         r = self.random
         pickup = {"pickup_code": f"{r.randrange(10**5):05d}"}
         steps: list[tuple[float, str, str, str, dict]] = [(0.3, "info_received", "LBL", "Label created", {})]
-        route = {
+        routes: dict[str, list[tuple[float, str, str, str, dict]]] = {
             "pickup_delay": [(16, "in_transit", "DEP", "Departed facility", {})],
             # A code this carrier invented: status unknown, raw code kept and counted.
             "stale": [(1, "in_transit", "ARR", "Arrived at facility", {}),
@@ -340,8 +340,8 @@ class TrafficSimulator:
                        (2, "available_for_pickup", "LKR", "In locker 12, 400 Main St", pickup)],
             "return": [(1, "in_transit", "ARR", "Arrived at facility", {}),
                        (2, "out_for_delivery", "OFD", "Out for delivery", {})],
-        }[trouble]
-        steps += route
+        }
+        steps += routes[trouble]
         if trouble not in ("lost", "refused"):
             steps.append((steps[-1][0] + (13 if trouble == "long_route" else r.uniform(0.5, 2)), "delivered",
                           "DEL", "Delivered, front door", {}))

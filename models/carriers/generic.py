@@ -72,6 +72,56 @@ def parse(raw: bytes, ingested_at: datetime) -> list[CarrierScan]:
     return [_scan(e, f"events[{i}]", carrier, number, estimate, ingested_at) for i, e in enumerate(events)]
 
 
+# Years 1970-2199, as the parser bounds them; what follows the minutes is checked by the parser only.
+_ISO_DATE = r"(19[7-9][0-9]|2[01][0-9][0-9])-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+_ISO_TIME = rf"^{_ISO_DATE}[T ]([01][0-9]|2[0-3]):[0-5][0-9]"
+
+
+def json_schema() -> dict[str, Any]:
+    """The format above for producers (docs/schemas/generic-carrier.schema.json).
+
+    Written by hand because ``parse`` reads field by field; it accepts no more than ``parse``
+    does, and tests/unit/test_schemas.py holds the two to the same verdicts on samples.
+    """
+    text = {"type": ["string", "null"]}
+    # Up to 64 bits: a JSON reader may read a longer integer as a float, which loses digits.
+    number = {"type": "integer", "minimum": 0, "maximum": 2**64 - 1}
+    code = {"anyOf": [{"type": "string"}, number, {"type": "null"}]}
+    instant = {"type": "string", "pattern": _ISO_TIME,
+               "description": "ISO 8601; without an offset it is the local time at country and state, "
+                              "or UTC when they name no zone"}
+    return {
+        "type": "object",
+        "required": ["carrier", "tracking_number", "events"],
+        "properties": {
+            "carrier": {"type": "string", "pattern": r"[^\s._-]",
+                        "description": "the carrier's name; trackline maps known aliases to its carrier code"},
+            "tracking_number": {"anyOf": [{"type": "string", "pattern": r"\S"}, number]},
+            "estimated_delivery": {"anyOf": [{"type": "string", "format": "date", "pattern": f"^{_ISO_DATE}$"},
+                                             {"type": "null"}]},
+            "events": {"type": "array", "items": {"$ref": "#/$defs/Event"}},
+        },
+        "$defs": {"Event": {
+            "type": "object",
+            "required": ["occurred_at"],
+            "properties": {
+                "status": {"anyOf": [{"enum": list(STATUSES)}, {"type": ["string", "null"]}],
+                           "description": "a trackline package status; anything else, or none, is unknown"},
+                "code": {**code, "description": "the carrier's own code, kept as the raw code (default: status)"},
+                "message": text,
+                "occurred_at": instant,
+                "location": {**text, "description": "free text, never used to guess a time zone"},
+                "country": {**text, "description": "ISO 3166 country code"},
+                "state": {**text, "description": "state or province code"},
+                "reason": {"anyOf": [{"enum": list(REASONS)}, {"type": ["string", "null"]}],
+                           "description": "why the customer must act or an attempt failed; anything else is other"},
+                "pickup_code": code,
+                "pickup_deadline": {"anyOf": [instant, {"type": "null"}]},
+            },
+        }},
+    }
+
+
 def _scan(event: dict[str, Any], where: str, carrier: str, number: str, estimate: date | None,
           ingested_at: datetime) -> CarrierScan:
     status = optional_str(event, "status", where)

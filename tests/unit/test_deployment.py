@@ -100,3 +100,33 @@ def test_the_doors_of_the_deployment_are_locked() -> None:
     assert worker["environment"]["TRACKLINE_SUPPORT_TOKEN"] == "support-token"
     assert "ports" not in worker
     assert "/healthz" in " ".join(worker["healthcheck"]["test"])
+
+
+def test_prometheus_scrapes_every_trackline_process_and_its_rules_parse() -> None:
+    import promql_parser
+
+    prometheus = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    jobs = {job["job_name"]: job for job in prometheus["scrape_configs"]}
+    assert set(jobs) == {"trackline-worker", "trackline-sink", "trackline-notifier", "trackline-ingest"}
+    services = compose()["services"]
+    # Each process serves /metrics where the scrape looks: the worker on its web port, the others
+    # on TRACKLINE_METRICS_PORT.
+    worker_port = services["worker"]["command"][services["worker"]["command"].index("--web-port") + 1]
+    assert jobs["trackline-worker"]["dns_sd_configs"][0]["port"] == int(worker_port)
+    for name in ("sink", "notifier", "ingest"):
+        env = {**compose()["x-trackline"]["environment"], **services[name].get("environment", {})}
+        assert env["TRACKLINE_METRICS_BIND"] == "0.0.0.0", name
+        job = jobs[f"trackline-{name}"]
+        ports = [int(t.split(":")[1]) for c in job.get("static_configs", []) for t in c["targets"]]
+        ports += [c["port"] for c in job.get("dns_sd_configs", [])]
+        assert ports == [int(env["TRACKLINE_METRICS_PORT"])], name
+    assert "prometheus" in services and "9090" not in json.dumps(services["prometheus"].get("ports", []))
+    rules = yaml.safe_load((ROOT / "deploy" / "prometheus" / "alerts.yml").read_text())
+    alerts = {rule["alert"]: rule for group in rules["groups"] for rule in group["rules"]}
+    assert {"TracklineConsumerLagGrowing", "TracklineSinkStopped", "TracklineDeadLetterRate"} <= set(alerts)
+    dashboard = json.loads((ROOT / "dashboards" / "prometheus" / "trackline-liveness.json").read_text())
+    expressions = [r["expr"] for r in alerts.values()] + [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    for expression in expressions:
+        promql_parser.parse(expression)  # raises ValueError on a syntax error
+    for rule in alerts.values():
+        assert rule["annotations"]["summary"] and rule["labels"]["severity"] in ("page", "ticket")

@@ -94,3 +94,14 @@ def test_quiet_hours_across_a_daylight_saving_change_end_at_local_seven():
     # The spring change (2026-03-29, 02:00 -> 03:00): 07:00 CEST is 05:00 UTC.
     sent, _ = address(command(seen_at=datetime(2026, 3, 28, 22, 0, tzinfo=UTC)), BERLIN_NIGHTS)
     assert sent.send_after == datetime(2026, 3, 29, 5, 0, tzinfo=UTC)
+
+
+def test_quiet_hours_with_an_offset_are_refused_where_they_arrive_not_at_every_command():
+    import pytest
+
+    from models.errors import InvalidPayload
+    from models.preferences import parse_preferences
+
+    with pytest.raises(InvalidPayload) as refused:
+        parse_preferences(b'{"customer_id": "C-1", "quiet_hours": {"start": "22:00Z", "end": "07:00"}}')
+    assert refused.value.reason == "invalid_field" and "quiet_hours.start" in refused.value.detail

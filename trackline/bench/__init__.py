@@ -41,7 +41,7 @@ class TopicWatch:
                                   "enable.auto.commit": False})
         self.consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
         self.count = 0
-        self.first_ts = None
+        self.first_ts: float | None = None
         self.last_ts = 0.0
         self.latencies: list[float] = []
         self.track_latency_prefix: bytes | None = None
@@ -130,6 +130,7 @@ def bench_trackline(settings: Settings, bootstrap: str, orders: int, scans: int,
     notify.first_ts = None
     notify.until(JOURNEY * orders, 900)
     routed.until(1, 60)
+    assert routed.first_ts is not None  # until(1, ...) returned: it read a message
     seconds = notify.last_ts - routed.first_ts
     result = {"events": orders * per_order, "seconds": seconds}
 
@@ -214,6 +215,7 @@ def bench_scaling(settings: Settings, workdir: Path, logs: Path, counts: tuple[i
                     _stop(worker)
             ids = set(notify.ids)
             reference = ids if reference is None else reference
+            assert routed.first_ts is not None  # routed.until(1, ...) returned: it read a message
             seconds = notify.last_ts - routed.first_ts
             results[f"{count} worker{'s' if count > 1 else ''}"] = {
                 "events": SCALING_ORDERS * per_order, "seconds": seconds,
@@ -279,7 +281,7 @@ def run_bench(settings: Settings, scans: int, orders: int, only: list[str] | Non
     wanted = set(only or ["trackline", "naive-faust", "bare-confluent", "quix", "sink", "ingest", "deadlines",
                           "scaling", "recovery", "state-size"])
     if wanted <= {"deadlines", "scaling", "recovery", "state-size"}:  # no shared broker: these start their own
-        results = {}
+        results: dict[str, dict] = {}
         if "state-size" in wanted:
             results["state-size"] = bench_state_size(settings, workdir, logs)
         if "recovery" in wanted:
@@ -295,7 +297,7 @@ def run_bench(settings: Settings, scans: int, orders: int, only: list[str] | Non
         return 0
     broker = EmbeddedBroker(log_path=logs / "broker.log").start() if settings.embedded_broker else None
     bootstrap = broker.bootstrap if broker else settings.kafka
-    results: dict[str, dict] = {}
+    results = {}
     try:
         clients.create_topics(bootstrap, settings.partitions)
         print(f"trackline bench: {orders:,} orders, {scans:,} carrier scans, {settings.partitions} partitions, "

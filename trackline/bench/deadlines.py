@@ -79,9 +79,9 @@ def run(open_shipments: int, directory: Path) -> dict:
     batches = {p: WriteBatch(raw_mode=True) for p in dbs}
     for n in range(open_shipments):
         order_id = f"ORD-{n:010d}"
-        due = epoch_seconds(now) + rng.randrange(1, SPREAD)
+        due_at = epoch_seconds(now) + rng.randrange(1, SPREAD)
         partition = partition_for(order_id, PARTITIONS)
-        batches[partition].put(order_id.encode(), b"%d" % due + body.replace(b"ORD-XXXXXXXXXX", order_id.encode()))
+        batches[partition].put(order_id.encode(), b"%d" % due_at + body.replace(b"ORD-XXXXXXXXXX", order_id.encode()))
         if n % 20_000 == 19_999 or n == open_shipments - 1:
             for p, batch in batches.items():
                 dbs[p].write(batch)
@@ -96,7 +96,8 @@ def run(open_shipments: int, directory: Path) -> dict:
     gc.collect()
 
     clock = now
-    costs, due_counts, lateness = [], [], []
+    costs, due_counts = [], []
+    lateness: list[int] = []
     for _ in range(TICKS):
         clock += timedelta(seconds=TICK)
         started = time.perf_counter()

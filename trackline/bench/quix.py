@@ -17,7 +17,7 @@ def main(bootstrap: str, expected: int, out: str, state_dir: str) -> None:
     scans = app.topic(topics.CARRIER_SCANS_RAW, value_deserializer="json")
     progress = {"first": 0.0, "seen": 0}
 
-    def count(value: dict, state) -> dict:
+    def count(value: dict, state) -> None:  # update() ignores the result and passes the value on
         if not progress["seen"]:
             progress["first"] = time.perf_counter()
         state.set("scans", state.get("scans", 0) + 1)
@@ -26,7 +26,6 @@ def main(bootstrap: str, expected: int, out: str, state_dir: str) -> None:
             with open(out, "w") as f:
                 json.dump({"events": expected, "seconds": time.perf_counter() - progress["first"]}, f)
             app.stop()
-        return value
 
     app.dataframe(scans).update(count, stateful=True)
     app.run()

@@ -16,9 +16,10 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -39,8 +40,9 @@ def journey(n: int, placed: datetime) -> list[tuple[float, str, bytes, bytes, li
           {"type": "package_shipped", "event_id": f"{order_id}-shipped", "order_id": order_id,
            "occurred_at": (placed + timedelta(hours=1)).isoformat(), "package_id": f"{order_id}-P1",
            "carrier": "UPS", "tracking_number": number}]
-    out = [((placed + timedelta(hours=i)).timestamp(), topics.FC_EVENTS, order_id.encode(), orjson.dumps(e), [])
-           for i, e in enumerate(fc)]
+    out: list[tuple[float, str, bytes, bytes, list[tuple[str, bytes]]]] = [
+        ((placed + timedelta(hours=i)).timestamp(), topics.FC_EVENTS, order_id.encode(), orjson.dumps(e), [])
+        for i, e in enumerate(fc)]
     for status, days in (("in_transit", 1), ("out_for_delivery", 2), ("delivered", 2.3)):
         at = placed + timedelta(days=days)
         scan = {"carrier": "UPS", "tracking_number": number,
@@ -58,8 +60,10 @@ def store(data_dir: Path, table: str) -> tuple[int, int]:
     for path in (data_dir / "worker" / "v1" / "tables").glob(f"{table}-*.db"):
         size += sum(f.stat().st_size for f in path.iterdir() if f.is_file())
         db = Rdict(str(path), Options(raw_mode=True), access_type=AccessType.read_only())
+        # raw_mode: every key is bytes (rocksdict's stub types keys() for every mode).
+        raw_keys = cast("Iterable[bytes]", db.keys())
         # Not trackline's bookkeeping keys (b"\x00...") nor Faust's changelog offset.
-        keys += sum(1 for k in db.keys() if not k.startswith(b"\x00") and k != b"__faust\x00offset__")
+        keys += sum(1 for k in raw_keys if not k.startswith(b"\x00") and k != b"__faust\x00offset__")
         db.close()
     return keys, size
 

@@ -1,0 +1,1 @@
+"""Default configuration files (detection thresholds): package data."""

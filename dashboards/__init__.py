@@ -1,0 +1,1 @@
+"""Grafana dashboards (ClickHouse and Prometheus) and their provisioning: package data."""
