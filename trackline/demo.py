@@ -222,6 +222,7 @@ def run_demo(settings: Settings, duration: float, report: Path | None,
     print(f"a tracking page (served while the worker runs; --keep-serving keeps it): {sample}")
     print(f"false delay notices: {summary.get('false_delay_notices')} (a delay or presumed-lost notice for a "
           f"journey the simulator made on time; offenders in false_delay_offenders)")
+    print(f"this run's history: trackline query --data-dir {run_dir} \"SELECT count() FROM history\"")
     if report:
         report.parent.mkdir(parents=True, exist_ok=True)
         report.write_text(text + "\n")
