@@ -30,7 +30,7 @@ from faust.types import TP
 from models.formats import RECORD_HEADERS
 from models.routing import partition_for
 from streams import failpoints
-from trackline.metrics import BATCH_SECONDS
+from trackline.metrics import BATCH_SECONDS, STAGE
 
 log = logging.getLogger("trackline.send")
 
@@ -58,10 +58,13 @@ class Outbox:
     async def records(self, topic: str, partition: int, records: Iterable[Record],
                       headers: Headers | None = None) -> list[tuple[asyncio.Future, int]]:
         """Queue records for one partition; returns (future, record count) per record batch."""
+        started = time.perf_counter()
         try:
             return await self._records(topic, partition, records, headers)
         except KafkaError as error:  # a full queue, a closed producer: the batch is retried, not lost
             raise SendFailed(f"{topic}[{partition}]: {error!r}") from error
+        finally:
+            STAGE["produce"].inc(time.perf_counter() - started)
 
     async def _records(self, topic: str, partition: int, records: Iterable[Record],
                        headers: Headers | None) -> list[tuple[asyncio.Future, int]]:
@@ -132,11 +135,13 @@ class Outbox:
 
     async def confirm(self) -> None:
         """Flush, then raise ``SendFailed`` unless every record batch was stored."""
+        started = time.perf_counter()
         try:
             await self.app.producer.flush()
         except KafkaError as error:
             raise SendFailed(f"flush: {error!r}") from error
         results = await asyncio.gather(*self.futures, return_exceptions=True)
+        STAGE["flush_wait"].inc(time.perf_counter() - started)
         failed = [r for r in results if isinstance(r, BaseException)]
         if failpoints.hit("produce_error"):
             failed.append(SendFailed("injected by failpoint produce_error"))

@@ -8,6 +8,7 @@ decides all their commands. Addressed commands go to ``notifications``; each dec
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -29,6 +30,7 @@ from models.preferences import (
 from streams.app import Channels, store_options
 from streams.batch_io import Outbox, deliver, whole_batch_or_exit
 from streams.dead_letters import send_to_dlq
+from trackline.metrics import STAGE
 
 
 def register(app: faust.App, ch: Channels, page_link: Callable[[str], str] = lambda order_id: "") -> None:
@@ -49,6 +51,7 @@ def register(app: faust.App, ch: Channels, page_link: Callable[[str], str] = lam
                 async def decide(outbox: Outbox, records: list[Any] = records,
                                  updated: dict[bytes, bytes | None] = updated) -> None:
                     updated.clear()
+                    started = time.perf_counter()
                     known: dict[bytes, CustomerPreferences | None] = {}  # decoded once per customer and batch
                     outgoing: list[tuple[str, bytes]] = []
                     history: list[tuple[str, bytes]] = []
@@ -79,6 +82,7 @@ def register(app: faust.App, ch: Channels, page_link: Callable[[str], str] = lam
                                 sent = sent.model_copy(update={"tracking_page_url": link})
                             outgoing.append((sent.order_id, sent.model_dump_json().encode()))
                         history.append((row.order_id, row.model_dump_json().encode()))
+                    STAGE["policy"].inc(time.perf_counter() - started)
                     await outbox.keyed(topics.NOTIFICATIONS, partitions, outgoing)
                     await outbox.envelopes(topics.HISTORY, partitions, history)
 

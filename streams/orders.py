@@ -8,6 +8,7 @@ each changed order's next deadline to the deadline index.
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from datetime import datetime, timezone
 from typing import Any
@@ -29,6 +30,7 @@ from streams import clock, failpoints, order_store, watermark
 from streams.app import Channels, store_options
 from streams.batch_io import Outbox, deliver, whole_batch_or_exit
 from streams.dead_letters import send_to_dlq
+from trackline.metrics import STAGE
 
 FEED_LATENCY_KEY = b"\x00trackline:feed-latency"  # per partition, beside the orders it measured
 
@@ -72,6 +74,7 @@ def register(app: faust.App, ch: Channels, rules: Thresholds, tick_interval: flo
                                             applied: dict[str, Any] = applied, latency: FeedLatency = latency) -> None:
                     events: list[Event] = []
                     origins: list[Any] = []
+                    started = time.perf_counter()
                     for record in records:
                         try:
                             found = _decode(record)
@@ -81,13 +84,18 @@ def register(app: faust.App, ch: Channels, rules: Thresholds, tick_interval: flo
                         events.extend(found)
                         origins.extend([record] * len(found))
                     # A retry starts again from the stored states: take() reads what the cache lost.
+                    taking = time.perf_counter()
+                    STAGE["order_decode"].inc(taking - started)
                     states, markers = decoded.take({event.order_id for event in events})
+                    STAGE["state_decode"].inc(time.perf_counter() - taking)
                     if markers:  # orders removed by retention: their late events are refused
                         events, origins, removed = await _refuse_expired(outbox, events, origins, markers, rules,
                                                                          partitions)
                     else:
                         removed = {}
+                    applying = time.perf_counter()
                     outcome = apply_batch(states, events, rules, reload=stored_state, latency=latency)
+                    STAGE["apply"].inc(time.perf_counter() - applying)
                     for index, exc in outcome.failed:  # the failing event alone, not its envelope
                         await send_to_dlq(outbox, origins[index], exc, value=events[index].model_dump_json().encode())
                     await _publish(outbox, outcome.effects, partitions)
@@ -99,6 +107,7 @@ def register(app: faust.App, ch: Channels, rules: Thresholds, tick_interval: flo
                 await deliver(app, "order tracker: effects", apply_and_publish)
                 failpoints.kill_if("kill_after_send")
                 changed: dict[str, OrderState] = applied["changed"]
+                encoding = time.perf_counter()
                 encoded: dict[bytes, bytes | None] = {
                     order_id.encode(): order_store.encode_marker(state, state.next_deadline)
                     if state.expired_at is not None and state.next_deadline is not None else order_store.encode(state)
@@ -107,6 +116,7 @@ def register(app: faust.App, ch: Channels, rules: Thresholds, tick_interval: flo
                 if latency.changed:
                     encoded[FEED_LATENCY_KEY] = latency.dump()
                     latency.changed = False
+                STAGE["state_encode"].inc(time.perf_counter() - encoding)
 
                 async def store(outbox: Outbox, p: int = partition, e: dict = encoded) -> None:
                     await outbox.write_table(orders, p, e)
@@ -217,6 +227,7 @@ async def _refuse_expired(outbox: Outbox, events: list[Event], origins: list[Any
 
 
 async def _publish(outbox: Outbox, effects: list[Effect], partitions: int) -> None:
+    started = time.perf_counter()
     history: list[tuple[str, bytes]] = []
     intents: list[tuple[str, bytes]] = []
     alerts: list[tuple[str, bytes]] = []
@@ -231,6 +242,7 @@ async def _publish(outbox: Outbox, effects: list[Effect], partitions: int) -> No
             alerts.append((effect.order_id, effect.model_dump_json().encode()))
         elif isinstance(effect, TrackingLink):
             links.append((effect.tracking_number, effect.model_dump_json().encode()))
+    STAGE["effect_encode"].inc(time.perf_counter() - started)
     await outbox.keyed(topics.TRACKING_LINKS, partitions, links)
     await outbox.keyed(topics.NOTIFICATION_INTENTS, partitions, intents)
     await outbox.keyed(topics.ALERTS, partitions, alerts)

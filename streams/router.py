@@ -9,7 +9,9 @@ a record that cannot be read or routed goes to the DLQ alone and the batch goes 
 
 from __future__ import annotations
 
+import itertools
 import logging
+import time
 from collections import defaultdict
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -39,6 +41,7 @@ from streams.batch_io import Outbox, deliver, whole_batch_or_exit
 from streams.clock import PartitionDeadlines, due_at_watermark
 from streams.dead_letters import header, send_to_dlq
 from streams.order_store import stored_deadline
+from trackline.metrics import STAGE
 
 Item = TrackingLink | CarrierScan | UnmatchedCheck
 CHECK_HEADER = "trackline-unmatched-check"  # on the re-keyed topic: the watermark the check runs at
@@ -52,10 +55,12 @@ def register(app: faust.App, ch: Channels, rules: Thresholds, tick_interval: flo
                          options=store_options())
     # When each tracking number's oldest held scan gives up waiting for its order.
     held_deadlines = PartitionDeadlines()
+    forwarded = RecentScans()
 
     @app.on_partitions_revoked.connect
     async def forget_held_deadlines(*args: Any, **kwargs: Any) -> None:
         held_deadlines.clear()
+        forwarded.clear()
 
     def stored_entry(key: bytes) -> TrackingEntry:
         return decode_entry(tracking.get(key))
@@ -82,9 +87,14 @@ def register(app: faust.App, ch: Channels, rules: Thresholds, tick_interval: flo
                 message = current.message
                 changed: dict[bytes, bytes | None] = {}
 
-                async def route(outbox: Outbox, records: list[Any] = records, changed: dict = changed) -> None:
+                sent: list[tuple[str, str]] = []
+
+                async def route(outbox: Outbox, records: list[Any] = records, changed: dict = changed,
+                                sent: list = sent) -> None:
                     changed.clear()  # a retry routes the batch again from the stored entries
+                    sent.clear()
                     by_key: dict[bytes, list[tuple[Any, list[Item]]]] = defaultdict(list)
+                    started = time.perf_counter()
                     for record in records:
                         try:
                             incoming = await _decode(outbox, record, partitions, bound)
@@ -93,6 +103,8 @@ def register(app: faust.App, ch: Channels, rules: Thresholds, tick_interval: flo
                             continue
                         if incoming:
                             by_key[record.key or b""].append((record, incoming))
+                    routing = time.perf_counter()
+                    STAGE["parse"].inc(routing - started)
                     matched: list[CarrierScan] = []
                     given_up: list[Any] = []
                     for key, arrivals in by_key.items():
@@ -102,12 +114,18 @@ def register(app: faust.App, ch: Channels, rules: Thresholds, tick_interval: flo
                         given_up.extend(expired)
                         if entry_changed:  # an entry left with nothing is removed (a tombstone)
                             changed[key] = encode_entry(entry, bound) if entry.links or entry.held else None
-                    await outbox.envelopes(topics.ORDER_EVENTS, partitions,
-                                           ((scan.order_id, scan.model_dump_json().encode()) for scan in matched))
+                    # A webhook that repeats the package's history (EasyPost, AfterShip, Shippo) repeats
+                    # scans this router already sent to their order: the order would drop them too.
+                    fresh = [scan for scan in matched if (scan.event_id, scan.order_id) not in forwarded]
+                    sent.extend((scan.event_id, scan.order_id) for scan in fresh)
+                    scans = [(scan.order_id, scan.model_dump_json().encode()) for scan in fresh]
+                    STAGE["route"].inc(time.perf_counter() - routing)
+                    await outbox.envelopes(topics.ORDER_EVENTS, partitions, scans)
                     await _publish_unmatched(outbox, given_up, partitions)
 
                 # Matched scans reach the broker before the entries that released them are stored.
                 await deliver(app, "scan router: scans", route)
+                forwarded.add(sent)  # only once the broker has them: a retried batch sends them again
 
                 async def store(outbox: Outbox, p: int = message.partition, c: dict = changed) -> None:
                     await outbox.write_table(tracking, p, c)
@@ -116,6 +134,29 @@ def register(app: faust.App, ch: Channels, rules: Thresholds, tick_interval: flo
                 for key, value in changed.items():
                     held_deadlines.schedule(message.partition, key.decode(errors="replace"), _due(value))
                 watermark.processed(message, records)
+
+
+class RecentScans:
+    """The (scan id, order id) pairs this worker sent to the orders lately, to drop repeats before
+    they cost an order hop. Memory only and bounded: a repeat it has forgotten (after a restart,
+    a rebalance or many newer scans) reaches the order, whose state drops it as before."""
+
+    LIMIT = 500_000
+
+    def __init__(self) -> None:
+        self.seen: dict[tuple[str, str], None] = {}  # insertion-ordered: the oldest go first
+
+    def __contains__(self, key: tuple[str, str]) -> bool:
+        return key in self.seen
+
+    def add(self, keys: list[tuple[str, str]]) -> None:
+        self.seen.update(dict.fromkeys(keys))
+        if len(self.seen) > self.LIMIT:
+            for old in list(itertools.islice(self.seen, len(self.seen) - self.LIMIT // 2)):
+                del self.seen[old]
+
+    def clear(self) -> None:
+        self.seen.clear()
 
 
 def encode_entry(entry: TrackingEntry, bound: timedelta) -> bytes:

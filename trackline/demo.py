@@ -89,6 +89,27 @@ class PipelineWatch:
         self.consumer.close()
 
 
+def _scrape(port: int) -> dict[str, object]:
+    """A process's /metrics as Prometheus reads it: a few figures, or why it did not answer."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+            text = response.read().decode()
+    except OSError as error:
+        return {"answered": False, "error": str(error)}
+    totals: Counter[str] = Counter()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name in ("trackline_events_in_total", "trackline_dead_letters_total",
+                               "trackline_sink_rows_total", "trackline_notifier_outcomes_total",
+                               "trackline_ingest_requests_total"):
+                totals[sample.name] += int(sample.value)
+    return {"answered": True, **dict(sorted(totals.items()))}
+
+
 def _spawn(command: str, settings: Settings, bootstrap: str, logs: Path, *extra: str) -> subprocess.Popen:
     out = open(logs / f"{command}.log", "ab")
     env = dict(os.environ)
@@ -145,15 +166,21 @@ def run_demo(settings: Settings, duration: float, report: Path | None,
         tracking_page_keys=settings.tracking_page_keys or [SecretStr(f"demo:{secrets.token_urlsafe(24)}")]))
     children: dict[str, subprocess.Popen] = {}
     ingest: dict[str, object] = {}
+    scraped: dict[str, dict[str, object]] = {}
     try:
         clients.create_topics(bootstrap, settings.partitions)
         children["worker"] = _spawn("worker", settings, bootstrap, logs, "--web-port", str(settings.web_port),
                                     "--thresholds", settings.thresholds, "--tick-interval", "2")
         ops_port = free_port()
-        children["sink"] = _spawn("sink", settings, bootstrap, logs, "--ops-port", str(ops_port))
-        children["notifier"] = _spawn("notifier", settings, bootstrap, logs, "--copy-to-outbox")
+        metrics_ports = {"worker": settings.web_port, "sink": free_port(), "notifier": free_port(),
+                         "ingest": free_port()}
+        children["sink"] = _spawn("sink", settings, bootstrap, logs, "--ops-port", str(ops_port),
+                                  "--metrics-port", str(metrics_ports["sink"]))
+        children["notifier"] = _spawn("notifier", settings, bootstrap, logs, "--copy-to-outbox",
+                                      "--metrics-port", str(metrics_ports["notifier"]))
         ingest_port = free_port()
-        children["ingest"] = _spawn("ingest", settings, bootstrap, logs, "--port", str(ingest_port))
+        children["ingest"] = _spawn("ingest", settings, bootstrap, logs, "--port", str(ingest_port),
+                                    "--metrics-port", str(metrics_ports["ingest"]))
         _wait_for_ingest(ingest_port, children)
         print(f"trackline demo: data in {run_dir}; {duration:.0f}s of traffic at "
               f"{orders_per_second:g} orders/s; logs in {logs}", flush=True)
@@ -163,6 +190,8 @@ def run_demo(settings: Settings, duration: float, report: Path | None,
               f"http://127.0.0.1:{settings.web_port}/api/orders/<order id>", flush=True)
         print(f"ingest: http://127.0.0.1:{ingest_port}/webhooks/<easypost|aftership|shippo|generic|x12-214> and "
               f"/events/fc; the simulated carriers and fulfillment centers POST there, signed", flush=True)
+        print("Prometheus metrics: " + ", ".join(f"http://127.0.0.1:{port}/metrics ({name})"
+                                                for name, port in metrics_ports.items()), flush=True)
         watch = PipelineWatch(bootstrap, settings.partitions)
         sent: dict[str, int] = {}
         truth = simulator.TrafficSimulator(seed=seed)
@@ -188,6 +217,7 @@ def run_demo(settings: Settings, duration: float, report: Path | None,
             if time.monotonic() < settle_until:
                 print(watch.line(time.monotonic() - started), flush=True)
         print(watch.line(time.monotonic() - started) + "  (drained)", flush=True)
+        scraped = {name: _scrape(port) for name, port in metrics_ports.items()}
         watch.close()
         senders.close()
         ingest = {"url": f"http://127.0.0.1:{ingest_port}/",
@@ -210,6 +240,7 @@ def run_demo(settings: Settings, duration: float, report: Path | None,
             broker.stop()
     summary = summarize(settings, sent, run_dir, truth)
     summary["ingest"] = ingest
+    summary["metrics"] = scraped
     summary["notifications_received"] = {"email": mail.report(), "sms_and_push": webhooks.report()}
     outbox = run_dir / "notifications.jsonl"
     lines = outbox.read_bytes().splitlines() if outbox.exists() else []

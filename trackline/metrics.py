@@ -57,6 +57,15 @@ DEADLINE_DUE = Gauge("trackline_deadline_due", "Deadlines found due at the last 
 DEADLINE_TICKS = Counter("trackline_deadline_ticks", "Deadlines found due (each sends a tick)", ["index"])
 
 
+STAGE_SECONDS = Counter("trackline_stage_seconds", "Time the worker spent in each stage of its batches "
+                        "(flush_wait: waiting for the broker's acknowledgements, the loop free meanwhile)",
+                        ["stage"])
+# The stages `make bench` breaks a scan's cost into (per scan: the delta over the scans processed).
+STAGES = ("parse", "route", "order_decode", "state_decode", "apply", "state_encode", "effect_encode", "policy",
+          "produce", "flush_wait")
+STAGE = {name: STAGE_SECONDS.labels(name) for name in STAGES}
+
+
 def count_in(topic: str, records: Iterable[Any], source_header: str) -> None:
     """Count consumed records by their source header (aiokafka or confluent-kafka records)."""
     tally: Tally[str] = Tally()

@@ -31,6 +31,7 @@ from trackline.bench import workload
 
 SCANS_PER_ORDER = 10
 LATENCY_SECONDS = 10.0
+LATENCY_RATES = (2_000.0, 5_000.0)  # scans/s, beside half the measured rate
 
 
 class TopicWatch:
@@ -53,20 +54,29 @@ class TopicWatch:
         while self.count < total:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"only {self.count} of {total} messages after {timeout}s")
-            for m in self.consumer.consume(10000, timeout=0.5):
-                if m.error():
-                    continue
-                self.count += 1
-                ts = m.timestamp()[1] / 1000
-                self.first_ts = ts if self.first_ts is None else min(self.first_ts, ts)
-                self.last_ts = max(self.last_ts, ts)
-                if self.keep_ids:
-                    self.ids.append(orjson.loads(m.value())["command_id"])
-                if self.track_latency_prefix and m.key().startswith(self.track_latency_prefix):
-                    command = orjson.loads(m.value())
-                    if command["type"] in ("out_for_delivery", "delivered"):
-                        caused = _epoch(command["caused_by_ingested_at"])
-                        self.latencies.append(ts - caused)
+            self._read()
+
+    def drain(self, seconds: float) -> None:
+        """Read whatever else arrives for ``seconds``: a command produced twice shows up here."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            self._read()
+
+    def _read(self) -> None:
+        for m in self.consumer.consume(10000, timeout=0.5):
+            if m.error():
+                continue
+            self.count += 1
+            ts = m.timestamp()[1] / 1000
+            self.first_ts = ts if self.first_ts is None else min(self.first_ts, ts)
+            self.last_ts = max(self.last_ts, ts)
+            if self.keep_ids:
+                self.ids.append(orjson.loads(m.value())["command_id"])
+            if self.track_latency_prefix and m.key().startswith(self.track_latency_prefix):
+                command = orjson.loads(m.value())
+                if command["type"] in ("out_for_delivery", "delivered"):
+                    caused = _epoch(command["caused_by_ingested_at"])
+                    self.latencies.append(ts - caused)
 
 
 def _epoch(iso: str) -> float:
@@ -94,11 +104,43 @@ def _produce(bootstrap: str, messages: list, rate: float | None = None) -> float
     return time.perf_counter() - started
 
 
-def _worker(settings: Settings, bootstrap: str, logs: Path) -> subprocess.Popen:
+def _worker(settings: Settings, bootstrap: str, logs: Path, web_port: int | None = None) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "trackline", "worker", "--kafka", bootstrap, "--data-dir", str(settings.data_dir),
-         "--partitions", str(settings.partitions), "--web-port", str(free_port()), "--log-level", "warn"],
+         "--partitions", str(settings.partitions), "--web-port", str(web_port or free_port()), "--log-level", "warn"],
         stdout=open(logs / "worker.log", "ab"), stderr=subprocess.STDOUT)
+
+
+def _stage_seconds(port: int, timeout: float = 60) -> dict[str, float]:
+    """The worker's ``trackline_stage_seconds_total`` by stage, from its /metrics (waits for it to answer)."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+                text = response.read().decode()
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+    return {sample.labels["stage"]: sample.value for family in text_string_to_metric_families(text)
+            for sample in family.samples if sample.name == "trackline_stage_seconds_total"}
+
+
+def breakdown(before: dict[str, float], after: dict[str, float], scans: int, worker_cpu: float) -> dict[str, float]:
+    """Microseconds per scan in each stage, and what the stages do not account for of the worker's
+    CPU time (fetching, Faust's stream machinery, the event loop). ``flush_wait`` is waiting for the
+    broker, not CPU: it is left out of the sum."""
+    from trackline.metrics import STAGES
+
+    per_scan = {stage: 1e6 * (after.get(stage, 0.0) - before.get(stage, 0.0)) / scans for stage in STAGES}
+    counted = sum(us for stage, us in per_scan.items() if stage != "flush_wait")
+    per_scan["other_cpu"] = max(0.0, 1e6 * worker_cpu / scans - counted)
+    return {stage: round(us, 1) for stage, us in per_scan.items()}
 
 
 def _stop(process: subprocess.Popen) -> None:
@@ -117,36 +159,66 @@ JOURNEY = 5
 
 
 def bench_trackline(settings: Settings, bootstrap: str, orders: int, scans: int, logs: Path,
-                    latency_rate: float | None = None) -> dict:
+                    latency_rate: float | None = None, broker_pid: int | None = None,
+                    full_history: bool = True, latency: bool = True) -> dict:
     per_order = max(SCANS_PER_ORDER, -(-scans // orders))
     notify = TopicWatch(bootstrap, settings.partitions, topics.NOTIFICATIONS)
+    notify.keep_ids = True  # the oracle: each order's five commands, once each
     worker = _worker(settings, bootstrap, logs)
     _produce(bootstrap, workload.order_messages(0, orders))
     notify.until(ANNOUNCED * orders, 300)  # every tracking number is announced
     _stop(worker)  # the scans wait in Kafka, so the worker is measured alone on its CPU
-    _produce(bootstrap, workload.scan_messages(0, orders, per_order, seed=42))
+    _produce(bootstrap, workload.scan_messages(0, orders, per_order, seed=42, full_history=full_history))
     routed = TopicWatch(bootstrap, settings.partitions, topics.ORDER_EVENTS)
-    worker = _worker(settings, bootstrap, logs)
+    port = free_port()
+    worker = _worker(settings, bootstrap, logs, port)
     notify.first_ts = None
+    # From the worker's first answer on /metrics (its start-up done): its stage counters and CPU.
+    stages_before, cpu_before, wall_before = _stage_seconds(port), _cpu_seconds(worker.pid), time.monotonic()
+    broker_before = _cpu_seconds(broker_pid) if broker_pid else 0.0
     notify.until(JOURNEY * orders, 900)
+    worker_cpu, wall = _cpu_seconds(worker.pid) - cpu_before, time.monotonic() - wall_before
+    broker_cpu = _cpu_seconds(broker_pid) - broker_before if broker_pid else None
+    stages_after = _stage_seconds(port)
+    notify.drain(3.0)
     routed.until(1, 60)
     assert routed.first_ts is not None  # until(1, ...) returned: it read a message
     seconds = notify.last_ts - routed.first_ts
-    result = {"events": orders * per_order, "seconds": seconds}
+    events = orders * per_order
+    result: dict = {"events": events, "seconds": seconds,
+              "us_per_scan": breakdown(stages_before, stages_after, events, worker_cpu),
+              # Cores busy over the scan phase (CPU seconds / wall seconds, Linux /proc).
+              "worker_cores": round(worker_cpu / wall, 2),
+              "broker_cores": round(broker_cpu / wall, 2) if broker_cpu is not None else None,
+              # Every command the journeys call for, none twice: the count above is the oracle's set.
+              "commands_exact": len(notify.ids) == len(set(notify.ids)) == JOURNEY * orders}
+    if not latency:
+        _stop(worker)
+        return result
 
-    # Latency at half the measured rate, on fresh orders.
-    rate = latency_rate or result["events"] / seconds / 2
-    fresh = max(100, int(rate * LATENCY_SECONDS / per_order))
-    _produce(bootstrap, workload.order_messages(orders, fresh, prefix="L"))
-    notify.until(JOURNEY * orders + ANNOUNCED * fresh, 300)
-    notify.track_latency_prefix = b"ORD-L"
-    _produce(bootstrap, workload.scan_messages(orders, fresh, per_order, seed=43, prefix="L"), rate=rate)
-    notify.until(JOURNEY * (orders + fresh), 300)
+    # Latency on fresh orders at half the measured rate and at fixed rates (above what one worker
+    # sustains, the backlog shows as latency). The workload's journeys are the same, scans
+    # produced at the rate for LATENCY_SECONDS each.
+    rates = [latency_rate] if latency_rate else [events / seconds / 2, *LATENCY_RATES]
+    done = orders
+    result["latency"] = []
+    for step, rate in enumerate(rates):
+        fresh = max(100, int(rate * LATENCY_SECONDS / per_order))
+        prefix = f"L{step}"
+        _produce(bootstrap, workload.order_messages(done, fresh, prefix=prefix))
+        notify.until(JOURNEY * done + ANNOUNCED * fresh, 300)
+        notify.track_latency_prefix = f"ORD-{prefix}".encode()
+        notify.latencies = []
+        _produce(bootstrap, workload.scan_messages(done, fresh, per_order, seed=43 + step, prefix=prefix,
+                                                   full_history=full_history), rate=rate)
+        done += fresh
+        notify.until(JOURNEY * done, 600)
+        latencies = sorted(notify.latencies)
+        result["latency"].append({"rate": rate, "p50_ms": 1000 * latencies[len(latencies) // 2],
+                                  "p99_ms": 1000 * latencies[int(len(latencies) * 0.99)]})
     _stop(worker)
-    latencies = sorted(notify.latencies)
-    result["latency_rate"] = rate
-    result["p50_ms"] = 1000 * latencies[len(latencies) // 2]
-    result["p99_ms"] = 1000 * latencies[int(len(latencies) * 0.99)]
+    # The first point, half the measured rate, is the headline figure.
+    result.update(latency_rate=rates[0], p50_ms=result["latency"][0]["p50_ms"], p99_ms=result["latency"][0]["p99_ms"])
     return result
 
 
@@ -278,8 +350,8 @@ def run_bench(settings: Settings, scans: int, orders: int, only: list[str] | Non
     logs = workdir / "logs"
     logs.mkdir()
     settings = settings.model_copy(update={"data_dir": workdir})
-    wanted = set(only or ["trackline", "naive-faust", "bare-confluent", "quix", "sink", "ingest", "deadlines",
-                          "scaling", "recovery", "state-size"])
+    wanted = set(only or ["trackline", "trackline-single", "naive-faust", "bare-confluent", "quix", "sink", "ingest",
+                          "deadlines", "scaling", "recovery", "state-size"])
     if wanted <= {"deadlines", "scaling", "recovery", "state-size"}:  # no shared broker: these start their own
         results: dict[str, dict] = {}
         if "state-size" in wanted:
@@ -303,8 +375,20 @@ def run_bench(settings: Settings, scans: int, orders: int, only: list[str] | Non
         print(f"trackline bench: {orders:,} orders, {scans:,} carrier scans, {settings.partitions} partitions, "
               f"broker {'embedded Tansu (memory-only)' if broker else bootstrap}; work dir {workdir}", flush=True)
         if "trackline" in wanted:
-            results["trackline"] = bench_trackline(settings, bootstrap, orders, scans, logs, latency_rate)
+            results["trackline"] = bench_trackline(settings, bootstrap, orders, scans, logs, latency_rate,
+                                                   broker.pid if broker else None)
             _line("trackline", results)
+            _stages(results["trackline"])
+        if "trackline-single" in wanted and broker:
+            # The older workload (each webhook its one new scan) on a broker of its own, for comparison.
+            name = "trackline, 1-scan webhooks"
+            with EmbeddedBroker(log_path=logs / "broker-single.log") as single:
+                clients.create_topics(single.bootstrap, settings.partitions)
+                results[name] = bench_trackline(settings.model_copy(update={"data_dir": workdir / "single"}),
+                                                single.bootstrap, orders, scans, logs, broker_pid=single.pid,
+                                                full_history=False, latency=False)
+            _line(name, results)
+            _stages(results[name])
         elif wanted & {"bare-confluent", "quix", "naive-faust"}:  # their input, without trackline's run
             _produce(bootstrap, workload.scan_messages(0, orders, max(SCANS_PER_ORDER, -(-scans // orders)), 42))
         expected = scans
@@ -357,7 +441,9 @@ def bench_sink(bootstrap: str, workdir: Path, logs: Path) -> dict:
     r = json.loads(out.read_text())
     print(f"  {'sink':<16} {r['rows_per_second']:>10,.0f} rows/s into ClickHouse (chDB, with the typed tables' "
           f"views); history lag at {r['lag_rate']:,.0f} rows/s: p50 {r['lag_p50_ms']:,.0f} ms, "
-          f"p99 {r['lag_p99_ms']:,.0f} ms", flush=True)
+          f"p99 {r['lag_p99_ms']:,.0f} ms; a bare clickhouse-connect insert of the same rows "
+          f"{r['bare_insert_rows_per_second']:,.0f} rows/s (sink at "
+          f"{r['rows_per_second'] / r['bare_insert_rows_per_second']:.2f}x of it)", flush=True)
     return r
 
 
@@ -400,6 +486,14 @@ def _rate(result: dict) -> float:
     return result["events"] / result["seconds"]
 
 
+def _stages(result: dict) -> None:
+    stages = result["us_per_scan"]
+    print("  per scan, us: " + ", ".join(f"{stage} {us:g}" for stage, us in stages.items())
+          + " (flush_wait is waiting, not CPU; other_cpu: the worker's CPU the stages do not cover)", flush=True)
+    print(f"  cores busy in the scan phase: worker {result['worker_cores']}, broker {result['broker_cores']} "
+          f"(broker not counted as trackline's)", flush=True)
+
+
 def _line(name: str, results: dict) -> None:
     print(f"  {name:<16} {_rate(results[name]):>10,.0f} events/s", flush=True)
 
@@ -408,12 +502,23 @@ def _summary(results: dict, settings: Settings) -> None:
     print(f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"Python {platform.python_version()}; broker and contenders on the same machine")
     base = results.get("trackline")
-    print(f"{'contender':<18}{'events/s':>12}{'ratio to trackline':>22}")
+    print("events: input webhook records (each carries a package's history so far, except the 1-scan line)")
+    print(f"{'contender':<28}{'events/s':>12}{'ratio to trackline':>22}")
     for name, result in results.items():
         if "events" not in result:
             continue
         ratio = f"{_rate(result) / _rate(base):.2f}x" if base else "-"
-        print(f"{name:<18}{_rate(result):>12,.0f}{ratio:>22}")
+        print(f"{name:<28}{_rate(result):>12,.0f}{ratio:>22}")
     if base:
-        print(f"trackline latency at {base['latency_rate']:,.0f} scans/s: "
-              f"p50 {base['p50_ms']:.0f} ms, p99 {base['p99_ms']:.0f} ms (scan produced -> command produced)")
+        per_core = _rate(base) / base["worker_cores"] if base.get("worker_cores") else None
+        if per_core:
+            quix = results.get("quix")
+            against = f"; Quix Streams' count (one process, about one core) is {_rate(quix) / per_core:.1f}x that" \
+                if quix else ""
+            print(f"trackline per core used: {per_core:,.0f} events/s (the worker kept {base['worker_cores']} cores "
+                  f"busy; the broker, {base.get('broker_cores')} cores, is not counted){against}")
+        for point in base.get("latency", []):
+            print(f"trackline latency at {point['rate']:,.0f} scans/s: p50 {point['p50_ms']:,.0f} ms, "
+                  f"p99 {point['p99_ms']:,.0f} ms (scan produced -> command produced)")
+        print(f"commands exactly the oracle's set (each order's {JOURNEY}, none twice): "
+              f"{base.get('commands_exact')}")

@@ -8,6 +8,9 @@ Run as ``python -m trackline.bench.sink <bootstrap> <rows> <lag rate> <dir> <res
 2. Lag: rows produced at ``lag rate`` rows/s for 10 s, each stamped with its produce time
    as ``ingested_at``; lag = ``written_at`` (set by ClickHouse at insert, when the row becomes
    queryable) minus that stamp, p50 and p99 over all rows.
+3. Baseline: the same number of rows, the same JSON, inserted with clickhouse-connect alone
+   (``sinks.clickhouse.insert_history``, 10,000-row blocks, the same views) in the same process:
+   what the sink's reading, batching and committing cost on top of the insert itself.
 """
 
 from __future__ import annotations
@@ -29,9 +32,9 @@ ENVELOPE = 1000
 KINDS = ["event", "event", "event", "transition", "notification", "shipment"]
 
 
-def envelope(start: int, count: int, stamp: datetime) -> tuple[bytes, bytes]:
+def envelope(start: int, count: int, stamp: datetime, prefix: str = "bench") -> tuple[bytes, bytes]:
     order = f"ORD-S{start // 7:08d}"
-    rows = [{"record_id": f"bench-{n}", "record_type": KINDS[n % len(KINDS)], "order_id": order,
+    rows = [{"record_id": f"{prefix}-{n}", "record_type": KINDS[n % len(KINDS)], "order_id": order,
              "package_id": f"{order}-P1", "event_id": f"evt-{n}", "source": "easypost", "carrier": "ups",
              "tracking_number": f"1Z{n:016d}", "status": "in_transit", "previous_status": "", "raw_code": "IT",
              "detail": "Arrived at facility", "occurred_at": stamp.isoformat(), "ingested_at": stamp.isoformat(),
@@ -98,9 +101,27 @@ def main() -> None:
             f"WHERE record_id LIKE 'bench-%' AND toUInt64(substring(record_id, 7)) >= {rows})").result_rows[0]
     sink.stopping.set()
     runner.join(30)
+    bare = bare_insert(client, lock, rows)
     out.write_text(json.dumps({"rows": count, "seconds": max(last - first, 1e-3), "rows_per_second":
                                count / max(last - first, 1e-3), "lag_rate": lag_rate, "lag_p50_ms": p50,
-                               "lag_p99_ms": p99}))
+                               "lag_p99_ms": p99, "bare_insert_rows_per_second": bare}))
+
+
+def bare_insert(client, lock, rows: int) -> float:  # type: ignore[no-untyped-def]
+    """Rows/s of clickhouse-connect inserting the same documents itself, 10,000 rows a block."""
+    from sinks.clickhouse import insert_history
+
+    stamp = datetime.now(UTC)
+    blocks = []
+    for n in range(0, rows, 10_000):
+        parts = [envelope(m, min(ENVELOPE, rows - m), stamp, prefix="bare")[1][1:-1]
+                 for m in range(n, min(n + 10_000, rows), ENVELOPE)]
+        blocks.append(b"[" + b",".join(parts) + b"]")
+    with lock:
+        started = time.perf_counter()
+        for block in blocks:
+            insert_history(client, block)
+        return rows / (time.perf_counter() - started)
 
 
 if __name__ == "__main__":
