@@ -254,3 +254,14 @@ def test_a_threshold_file_overrides_only_what_it_names():
     assert rules.stale_after("standard", "ups") == timedelta(hours=12)
     assert rules.stale_after("two_day", "ups") == timedelta(hours=36)
     assert rules.level("standard").lost_after_hours == 336
+
+
+def test_the_bench_breakdown_charges_waiting_to_no_stage_of_cpu():
+    from trackline.bench import breakdown
+
+    before = {"parse": 1.0, "apply": 2.0, "flush_wait": 5.0}
+    after = {"parse": 1.5, "apply": 3.0, "flush_wait": 9.0, "produce": 0.25}
+    stages = breakdown(before, after, scans=10_000, worker_cpu=2.0)
+    assert stages["parse"] == 50.0 and stages["apply"] == 100.0 and stages["produce"] == 25.0
+    assert stages["flush_wait"] == 400.0  # waiting for the broker: shown, not counted as CPU
+    assert stages["other_cpu"] == 25.0  # 200 us of CPU per scan, 175 of them in the stages

@@ -186,6 +186,9 @@ def bench_trackline(settings: Settings, bootstrap: str, orders: int, scans: int,
     seconds = notify.last_ts - routed.first_ts
     events = orders * per_order
     result: dict = {"events": events, "seconds": seconds,
+              # Each webhook adds one new scan; with histories it repeats the older ones too.
+              "new_scans": events,
+              "tracking_details": orders * (per_order * (per_order + 1) // 2 if full_history else per_order),
               "us_per_scan": breakdown(stages_before, stages_after, events, worker_cpu),
               # Cores busy over the scan phase (CPU seconds / wall seconds, Linux /proc).
               "worker_cores": round(worker_cpu / wall, 2),
@@ -444,6 +447,9 @@ def bench_sink(bootstrap: str, workdir: Path, logs: Path) -> dict:
           f"p99 {r['lag_p99_ms']:,.0f} ms; a bare clickhouse-connect insert of the same rows "
           f"{r['bare_insert_rows_per_second']:,.0f} rows/s (sink at "
           f"{r['rows_per_second'] / r['bare_insert_rows_per_second']:.2f}x of it)", flush=True)
+    batches = r["lag_phase_batch_seconds"]
+    print(f"  {'':<16} the sink's batches in the lag phase took p50 <= {batches['p50']:g} s, "
+          f"p99 <= {batches['p99']:g} s, max <= {batches['max']:g} s (histogram bucket bounds)", flush=True)
     return r
 
 
@@ -487,6 +493,8 @@ def _rate(result: dict) -> float:
 
 
 def _stages(result: dict) -> None:
+    print(f"  {result['new_scans'] / result['seconds']:,.0f} new canonical scans/s "
+          f"({result['new_scans']:,} new scans in {result['tracking_details']:,} tracking details)", flush=True)
     stages = result["us_per_scan"]
     print("  per scan, us: " + ", ".join(f"{stage} {us:g}" for stage, us in stages.items())
           + " (flush_wait is waiting, not CPU; other_cpu: the worker's CPU the stages do not cover)", flush=True)

@@ -90,6 +90,7 @@ def main() -> None:
     while written()[0] < rows and time.monotonic() < deadline:
         time.sleep(0.5)
     count, first, last = written()
+    batches_before = batch_buckets()
     lag_rows = int(lag_rate * 10)
     produce(bootstrap, rows, lag_rows, partitions, rate=lag_rate)
     while written()[0] < rows + lag_rows and time.monotonic() < deadline:
@@ -99,12 +100,38 @@ def main() -> None:
             "SELECT quantileExact(0.5)(lag), quantileExact(0.99)(lag) FROM (SELECT "
             "dateDiff('millisecond', ingested_at, written_at) AS lag FROM history "
             f"WHERE record_id LIKE 'bench-%' AND toUInt64(substring(record_id, 7)) >= {rows})").result_rows[0]
+    batch_p50, batch_p99, batch_max = batch_quantiles(batches_before, batch_buckets())
     sink.stopping.set()
     runner.join(30)
     bare = bare_insert(client, lock, rows)
     out.write_text(json.dumps({"rows": count, "seconds": max(last - first, 1e-3), "rows_per_second":
                                count / max(last - first, 1e-3), "lag_rate": lag_rate, "lag_p50_ms": p50,
-                               "lag_p99_ms": p99, "bare_insert_rows_per_second": bare}))
+                               "lag_p99_ms": p99, "bare_insert_rows_per_second": bare,
+                               # How long the sink's batches took in the lag phase (read, insert, commit):
+                               # upper bounds of the histogram buckets they fell in.
+                               "lag_phase_batch_seconds": {"p50": batch_p50, "p99": batch_p99, "max": batch_max}}))
+
+
+def batch_buckets() -> list[tuple[float, float]]:
+    """The sink's ``trackline_batch_seconds`` buckets (upper bound, cumulative count) in this process."""
+    from prometheus_client import REGISTRY
+
+    return [(float(sample.labels["le"]), sample.value) for family in REGISTRY.collect()
+            for sample in family.samples
+            if sample.name == "trackline_batch_seconds_bucket" and sample.labels.get("stage") == "sink"]
+
+
+def batch_quantiles(before: list[tuple[float, float]], after: list[tuple[float, float]]) -> tuple[float, ...]:
+    counts = dict(before)
+    delta = [(bound, count - counts.get(bound, 0.0)) for bound, count in after]
+    total = delta[-1][1] if delta else 0.0
+    if not total:
+        return (0.0, 0.0, 0.0)
+
+    def quantile(q: float) -> float:
+        return next(bound for bound, count in delta if count >= q * total)
+
+    return quantile(0.5), quantile(0.99), quantile(1.0)
 
 
 def bare_insert(client, lock, rows: int) -> float:  # type: ignore[no-untyped-def]
