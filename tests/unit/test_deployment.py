@@ -130,3 +130,22 @@ def test_prometheus_scrapes_every_trackline_process_and_its_rules_parse() -> Non
         promql_parser.parse(expression)  # raises ValueError on a syntax error
     for rule in alerts.values():
         assert rule["annotations"]["summary"] and rule["labels"]["severity"] in ("page", "ticket")
+
+
+def test_every_dashboard_loads_in_grafanas_own_model_and_uses_a_provisioned_datasource() -> None:
+    from grafana_foundation_sdk.models.dashboard import Dashboard
+
+    provisioned = {}
+    for path in (ROOT / "dashboards" / "provisioning" / "datasources").glob("*.yaml"):
+        for source in yaml.safe_load(path.read_text())["datasources"]:
+            provisioned[source["uid"]] = source["type"]
+    assert set(provisioned) == {"trackline-clickhouse", "trackline-prometheus"}
+    paths = sorted((ROOT / "dashboards").rglob("*.json"))
+    assert len(paths) == 6
+    for path in paths:
+        raw = json.loads(path.read_text())
+        model = Dashboard.from_json(raw)
+        assert model.uid == raw["uid"] and model.panels and len(model.panels) == len(raw["panels"]), path.name
+        for panel in raw["panels"]:
+            for source in [panel["datasource"], *(t["datasource"] for t in panel["targets"])]:
+                assert provisioned.get(source["uid"]) == source["type"], f"{path.name}: {panel['title']}"
