@@ -24,6 +24,9 @@ from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import NamedTuple
 
+import msgspec
+
+from models.codec import copy_state
 from models.detection import (
     DEADLINE_KINDS,
     NOT_ACCEPTED,
@@ -96,7 +99,7 @@ def apply(state: OrderState | None, event: Event, rules: Thresholds = DEFAULT_RU
 
     The state given is left as it was.
     """
-    state = OrderState(order_id=event.order_id) if state is None else state.model_copy(deep=True)
+    state = OrderState(order_id=event.order_id) if state is None else copy_state(state)
     return state, apply_in_place(state, event, rules, latency)
 
 
@@ -719,7 +722,7 @@ def apply_batch(states: dict[str, OrderState | None], events: list[Event], rules
 
 
 def _copy(state: OrderState | None) -> OrderState | None:
-    return state.model_copy(deep=True) if state is not None else None
+    return copy_state(state) if state is not None else None
 
 
 def order_view(state: OrderState) -> dict:
@@ -745,7 +748,7 @@ def order_view(state: OrderState) -> dict:
                 "carrier_original_estimate": p.carrier_original_estimate,
                 "carrier_current_estimate": p.carrier_current_estimate,
                 "delivered_at": p.delivered_at,
-                "timeline": [e.model_dump() for e in p.timeline],
+                "timeline": [msgspec.structs.asdict(e) for e in p.timeline],
             }
             for p in state.packages.values()
         ],

@@ -1,10 +1,16 @@
-"""What trackline remembers per order: the state ``apply`` folds events into."""
+"""What trackline remembers per order: the state ``apply`` folds events into.
+
+Plain msgspec Structs, not pydantic models: trackline alone writes this state, so it is not
+validated at each assignment or construction (``apply`` sets some ten fields a scan), and it is
+stored through ``models.codec``. The JSON is the same as pydantic's was: stored states of
+either kind read alike.
+"""
 
 from __future__ import annotations
 
 from datetime import date, datetime
 
-from pydantic import BaseModel, Field
+from msgspec import Struct, field
 
 from models.effects import AlertKind, NotificationCommand
 from models.events import PackageStatus
@@ -24,7 +30,7 @@ class OrderStatus(OpenEnum):
     refunded = "refunded"
 
 
-class TimelineEntry(BaseModel):
+class TimelineEntry(Struct, kw_only=True):
     status: PackageStatus
     raw_code: str = ""
     message: str = ""
@@ -33,13 +39,13 @@ class TimelineEntry(BaseModel):
     event_id: str = ""  # the scan's id: a resent scan is known by it, however long the journey
 
 
-class PackageState(BaseModel):
+class PackageState(Struct, kw_only=True):
     package_id: str
     is_return: bool = False  # a return shipment back to the fulfillment center
     carrier: str = ""
     tracking_number: str = ""
     service: str = ""
-    skus: list[str] = Field(default_factory=list)
+    skus: list[str] = field(default_factory=list)
     status: PackageStatus = PackageStatus.info_received
     status_at: datetime | None = None  # event time of the scan that set ``status``
     status_seen_at: datetime | None = None  # when trackline saw that scan
@@ -65,10 +71,10 @@ class PackageState(BaseModel):
     pickup_location: str = ""
     pickup_code: str = ""
     pickup_deadline: datetime | None = None
-    timeline: list[TimelineEntry] = Field(default_factory=list)
+    timeline: list[TimelineEntry] = field(default_factory=list)
 
 
-class AlertState(BaseModel):
+class AlertState(Struct, kw_only=True):
     alert_kind: AlertKind
     package_id: str = ""
     due_at: datetime
@@ -77,7 +83,7 @@ class AlertState(BaseModel):
     detail: str = ""
 
 
-class OrderState(BaseModel):
+class OrderState(Struct, kw_only=True):
     order_id: str
     status: OrderStatus = OrderStatus.placed
     customer_id: str = ""
@@ -87,20 +93,20 @@ class OrderState(BaseModel):
     delivery_time_zone: str = "UTC"
     promised_delivery_date: date | None = None
     ship_by: datetime | None = None
-    ordered_skus: list[str] = Field(default_factory=list)
+    ordered_skus: list[str] = field(default_factory=list)
     placed_at: datetime | None = None
     processing_at: datetime | None = None
     cancelled_at: datetime | None = None
     return_requested_at: datetime | None = None
     refunded_at: datetime | None = None
-    packages: dict[str, PackageState] = Field(default_factory=dict)
-    alerts: dict[str, AlertState] = Field(default_factory=dict)  # "<package>:<kind>" -> newest
+    packages: dict[str, PackageState] = field(default_factory=dict)
+    alerts: dict[str, AlertState] = field(default_factory=dict)  # "<package>:<kind>" -> newest
     next_deadline: datetime | None = None  # when time-driven rules must look again
-    notified: list[str] = Field(default_factory=list)  # milestone keys already announced
+    notified: list[str] = field(default_factory=list)  # milestone keys already announced
     # Commands decided before the order was known (a package shipped before order_placed
     # arrived): they go out once the order names its customer, never with an empty one.
-    waiting_for_order: list[NotificationCommand] = Field(default_factory=list)
-    seen_event_ids: list[str] = Field(default_factory=list)
+    waiting_for_order: list[NotificationCommand] = field(default_factory=list)
+    seen_event_ids: list[str] = field(default_factory=list)
     # Set by the tick at which retention removes the order (models.retention): the worker then
     # stores a marker in its place.
     expired_at: datetime | None = None

@@ -116,6 +116,7 @@ async def due_at_watermark(app: faust.App, deadlines: PartitionDeadlines, table:
         count = deadlines.rebuild(partition, table.data._db_for_partition(partition).items())
         log.info("%s index for partition %s: %s entries", what, partition, count)
     metrics.DEADLINE_INDEX_SIZE.labels(what).set(len(deadlines))
+    metrics.DEADLINE_TICKS.labels(what)  # the series exists at 0 before the watermark first moves
     now = await PROGRESS.now(app)
     if now is None:
         return None

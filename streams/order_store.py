@@ -13,8 +13,9 @@ from typing import NamedTuple
 
 import orjson
 
+from models.codec import decode_state, encode_state
 from models.deadlines import epoch_seconds
-from models.formats import STATE_FORMAT, keeping_unknown_values
+from models.formats import STATE_FORMAT
 from models.state import OrderState
 
 _FORMAT = b"%d|" % STATE_FORMAT
@@ -22,15 +23,14 @@ _FORMAT = b"%d|" % STATE_FORMAT
 
 def encode(state: OrderState) -> bytes:
     due = epoch_seconds(state.next_deadline) if state.next_deadline else 0
-    return b"%d|" % due + _FORMAT + state.model_dump_json().encode()
+    return b"%d|" % due + _FORMAT + encode_state(state)
 
 
 def decode(stored: bytes) -> OrderState:
     body = stored[stored.index(b"|") + 1:]
     if body[:1] != b"{":  # a format field (format 2 on)
         body = body[body.index(b"|") + 1:]
-    with keeping_unknown_values():  # written by a newer worker: keep what this one does not know
-        return OrderState.model_validate_json(body)
+    return decode_state(body)  # written by a newer worker: keeps what this one does not know
 
 
 class Marker(NamedTuple):

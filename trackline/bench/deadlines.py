@@ -37,7 +37,7 @@ def rss_mb() -> float:
 def template_state(now: datetime) -> bytes:
     """One in-transit order as the worker stores it: a package, six scans, two milestones."""
     from models.events import PackageStatus
-    from models.state import OrderState, PackageState, TimelineEntry
+    from models.state import OrderState, OrderStatus, PackageState, TimelineEntry
     from streams.order_store import encode
 
     scans = [TimelineEntry(status=PackageStatus.in_transit, raw_code="in_transit/arrived_at_facility",
@@ -47,7 +47,7 @@ def template_state(now: datetime) -> bytes:
                            status=PackageStatus.in_transit, status_at=now, shipped_at=now - timedelta(days=1),
                            accepted_at=now - timedelta(days=1), last_scan_at=now, timeline=scans,
                            estimated_delivery=date.today() + timedelta(days=3), estimate_source="promise")
-    state = OrderState(order_id="ORD-XXXXXXXXXX", status="shipped", customer_id="CUST-000001",
+    state = OrderState(order_id="ORD-XXXXXXXXXX", status=OrderStatus.shipped, customer_id="CUST-000001",
                        seller_id="SELLER-001", fulfillment_center="FC-A", service_level="standard",
                        promised_delivery_date=date.today() + timedelta(days=3), ship_by=now,
                        ordered_skus=["SKU-00001"], placed_at=now - timedelta(days=1),

@@ -22,6 +22,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import msgspec
 import orjson
 
 from broker import clients
@@ -38,7 +39,7 @@ def seeded_state(now: datetime) -> bytes:
     from trackline.bench.deadlines import template_state
 
     state = order_store.decode(template_state(now))
-    return order_store.encode(state.model_copy(update={"next_deadline": now + timedelta(days=2)}))
+    return order_store.encode(msgspec.structs.replace(state, next_deadline=now + timedelta(days=2)))
 
 
 def seed(bootstrap: str, first: int, count: int, partitions: int, template: bytes) -> float:

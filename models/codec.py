@@ -1,0 +1,51 @@
+"""How trackline encodes what it wrote itself: one module, so a change of library is one file.
+
+msgspec reads and writes the order state (``models.state``) without validating it field by
+field as pydantic did at every assignment; trackline is its only writer. Pydantic stays at
+the edges: carrier and fulfillment input, preferences, the published schemas, the API.
+
+The state embeds the pydantic ``NotificationCommand`` (commands decided before the order was
+known): the hooks below write it as its JSON document and read it back validated.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from pydantic import BaseModel
+
+from models.formats import keeping_unknown_values
+from models.state import OrderState
+
+
+def _encode_other(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    raise NotImplementedError(f"no encoding for {type(value).__name__}")
+
+
+def _decode_other(kind: type, value: Any) -> Any:
+    if isinstance(kind, type) and issubclass(kind, BaseModel):
+        return kind.model_validate(value)
+    raise NotImplementedError(f"no decoding for {kind!r}")
+
+
+_ENCODER = msgspec.json.Encoder(enc_hook=_encode_other)
+_STATE = msgspec.json.Decoder(OrderState, dec_hook=_decode_other)
+
+
+def encode_state(state: OrderState) -> bytes:
+    return _ENCODER.encode(state)
+
+
+def decode_state(document: bytes) -> OrderState:
+    """The state as stored; values a newer worker wrote that this one does not know are kept
+    (``models.formats``). Raises ``msgspec.ValidationError`` for a document that is not a state."""
+    with keeping_unknown_values():
+        return _STATE.decode(document)
+
+
+def copy_state(state: OrderState) -> OrderState:
+    """A deep copy, for a batch that must be able to go back to where it started."""
+    return decode_state(_ENCODER.encode(state))
