@@ -7,6 +7,7 @@ and holds scans that arrive before their link, releasing them when it comes.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -18,6 +19,8 @@ from models.effects import Alert, AlertKind, Effect, HistoryRecord, TrackingLink
 from models.events import CarrierScan, tracking_key
 
 HELD_SCANS_KEPT = 200  # per tracking number; a carrier resends its whole history anyway
+# "This scan id was sent to this order already" (the router's memory of what the broker acked).
+Sent = Callable[[str, str], bool]
 
 
 @lru_cache(maxsize=200_000)
@@ -33,39 +36,47 @@ class TrackingEntry(BaseModel):
     held: list[CarrierScan] = Field(default_factory=list)
 
 
-def route_scan(entry: TrackingEntry, scan: CarrierScan) -> tuple[TrackingEntry, list[CarrierScan]]:
-    """Return the scan matched to its order, or hold it until its link is announced."""
+def route_scan(entry: TrackingEntry, scan: CarrierScan, sent: Sent | None = None
+               ) -> tuple[TrackingEntry, list[CarrierScan]]:
+    """Return the scan matched to its order, or hold it until its link is announced.
+
+    ``sent(scan_id, order_id)`` says the scan already went to that order: a repeat from a
+    webhook that resends the whole history is left out (the order would drop it too).
+    The entry given is never changed: a changed one is a new entry (the shell caches entries).
+    """
     link = entry.links.get(tracking_key(scan.carrier, scan.tracking_number))
     if link is None:
         held = [s for s in entry.held if s.event_id != scan.event_id]
-        entry.held = [*held, scan][-HELD_SCANS_KEPT:]
+        return entry.model_copy(update={"held": [*held, scan][-HELD_SCANS_KEPT:]}), []
+    if sent is not None and sent(scan.event_id, link.order_id):
         return entry, []
     return entry, [scan.model_copy(update={"order_id": link.order_id, "package_id": link.package_id})]
 
 
 def link_tracking(entry: TrackingEntry, link: TrackingLink) -> tuple[TrackingEntry, list[CarrierScan]]:
-    """Record a link and release the held scans it matches, oldest first."""
+    """Record a link and release the held scans it matches, oldest first (a new entry)."""
     key = tracking_key(link.carrier, link.tracking_number)
     if link.removed:  # its order is gone: the entry keeps only what other orders need
         if (known := entry.links.get(key)) is not None and known.order_id == link.order_id:
-            del entry.links[key]
+            return entry.model_copy(update={"links": {k: v for k, v in entry.links.items() if k != key}}), []
         return entry, []
-    entry.links[key] = link
     released = [s for s in entry.held if tracking_key(s.carrier, s.tracking_number) == key]
-    entry.held = [s for s in entry.held if tracking_key(s.carrier, s.tracking_number) != key]
+    entry = entry.model_copy(update={
+        "links": {**entry.links, key: link},
+        "held": [s for s in entry.held if tracking_key(s.carrier, s.tracking_number) != key]})
     matched = [s.model_copy(update={"order_id": link.order_id, "package_id": link.package_id})
                for s in sorted(released, key=lambda s: s.occurred_at)]
     return entry, matched
 
 
-def update_entry(entry: TrackingEntry, item: TrackingLink | CarrierScan
+def update_entry(entry: TrackingEntry, item: TrackingLink | CarrierScan, sent: Sent | None = None
                  ) -> tuple[TrackingEntry, list[CarrierScan], bool]:
     """Apply a link or a scan: the entry, the scans now matched, and whether the entry changed."""
     if isinstance(item, TrackingLink):
         entry, released = link_tracking(entry, item)
         return entry, released, True
-    entry, matched = route_scan(entry, item)
-    return entry, matched, not matched  # a scan changes the entry only when it is held
+    routed, matched = route_scan(entry, item, sent)
+    return routed, matched, routed is not entry  # a scan changes the entry only when it is held
 
 
 def split_by_tracking_number(key: str, scans: list[CarrierScan]
@@ -106,7 +117,7 @@ def expire_held(entry: TrackingEntry, check: UnmatchedCheck) -> tuple[TrackingEn
     """Take the scans that waited ``check.bound`` or longer out of the held list."""
     expired = [s for s in entry.held if s.ingested_at + check.bound <= check.now]
     if expired:
-        entry.held = [s for s in entry.held if s.ingested_at + check.bound > check.now]
+        entry = entry.model_copy(update={"held": [s for s in entry.held if s.ingested_at + check.bound > check.now]})
     return entry, expired
 
 

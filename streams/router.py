@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -26,6 +26,7 @@ from models.errors import InvalidPayload
 from models.events import CarrierScan
 from models.formats import STATE_FORMAT, keeping_unknown_values
 from models.routing import (
+    Sent,
     TrackingEntry,
     UnmatchedCheck,
     expire_held,
@@ -56,14 +57,13 @@ def register(app: faust.App, ch: Channels, rules: Thresholds, tick_interval: flo
     # When each tracking number's oldest held scan gives up waiting for its order.
     held_deadlines = PartitionDeadlines()
     forwarded = RecentScans()
+    entries = DecodedEntries(tracking)
 
     @app.on_partitions_revoked.connect
     async def forget_held_deadlines(*args: Any, **kwargs: Any) -> None:
         held_deadlines.clear()
         forwarded.clear()
-
-    def stored_entry(key: bytes) -> TrackingEntry:
-        return decode_entry(tracking.get(key))
+        entries.clear()  # another worker may change them now
 
     @app.timer(interval=tick_interval, name="unmatched-scan-checks")
     async def check_held_scans() -> None:
@@ -85,13 +85,15 @@ def register(app: faust.App, ch: Channels, rules: Thresholds, tick_interval: flo
                 current = batches.current_event
                 assert current is not None  # a topic's stream: Faust sets each value's event before yielding it
                 message = current.message
+                generation = entries.generation
                 changed: dict[bytes, bytes | None] = {}
-
+                updated: dict[bytes, TrackingEntry] = {}
                 sent: list[tuple[str, str]] = []
 
                 async def route(outbox: Outbox, records: list[Any] = records, changed: dict = changed,
-                                sent: list = sent) -> None:
+                                updated: dict = updated, sent: list = sent) -> None:
                     changed.clear()  # a retry routes the batch again from the stored entries
+                    updated.clear()
                     sent.clear()
                     by_key: dict[bytes, list[tuple[Any, list[Item]]]] = defaultdict(list)
                     started = time.perf_counter()
@@ -109,14 +111,19 @@ def register(app: faust.App, ch: Channels, rules: Thresholds, tick_interval: flo
                     given_up: list[Any] = []
                     for key, arrivals in by_key.items():
                         entry, released, expired, entry_changed = await _route_key(
-                            outbox, stored_entry, key, arrivals, bound)
+                            outbox, entries.get, key, arrivals, bound, forwarded.sent)
                         matched.extend(released)
                         given_up.extend(expired)
                         if entry_changed:  # an entry left with nothing is removed (a tombstone)
                             changed[key] = encode_entry(entry, bound) if entry.links or entry.held else None
+                            updated[key] = entry
                     # A webhook that repeats the package's history (EasyPost, AfterShip, Shippo) repeats
-                    # scans this router already sent to their order: the order would drop them too.
-                    fresh = [scan for scan in matched if (scan.event_id, scan.order_id) not in forwarded]
+                    # scans this router already sent to their order (left out above, before a copy);
+                    # one batch can repeat a scan too.
+                    first: dict[tuple[str, str], CarrierScan] = {}
+                    for scan in matched:
+                        first.setdefault((scan.event_id, scan.order_id), scan)
+                    fresh = list(first.values())
                     sent.extend((scan.event_id, scan.order_id) for scan in fresh)
                     scans = [(scan.order_id, scan.model_dump_json().encode()) for scan in fresh]
                     STAGE["route"].inc(time.perf_counter() - routing)
@@ -131,9 +138,39 @@ def register(app: faust.App, ch: Channels, rules: Thresholds, tick_interval: flo
                     await outbox.write_table(tracking, p, c)
 
                 await deliver(app, "scan router: entries", store)
+                entries.stored(updated, generation)
                 for key, value in changed.items():
                     held_deadlines.schedule(message.partition, key.decode(errors="replace"), _due(value))
                 watermark.processed(message, records)
+
+
+class DecodedEntries:
+    """The tracking entries as this worker last stored them, decoded (entries are never changed
+    in place: ``models.routing`` returns a new one). Valid while this worker owns the
+    partitions: cleared at every revocation, and a batch in flight then puts nothing back."""
+
+    LIMIT = 200_000
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+        self.entries: OrderedDict[bytes, TrackingEntry] = OrderedDict()
+        self.generation = 0
+
+    def get(self, key: bytes) -> TrackingEntry:
+        entry = self.entries.get(key)
+        if entry is None:
+            entry = self.entries[key] = decode_entry(self.table.get(key))
+            if len(self.entries) > self.LIMIT:
+                self.entries.popitem(last=False)
+        return entry
+
+    def stored(self, updated: dict[bytes, TrackingEntry], generation: int) -> None:
+        if generation == self.generation:
+            self.entries.update(updated)
+
+    def clear(self) -> None:
+        self.entries.clear()
+        self.generation += 1
 
 
 class RecentScans:
@@ -148,6 +185,9 @@ class RecentScans:
 
     def __contains__(self, key: tuple[str, str]) -> bool:
         return key in self.seen
+
+    def sent(self, scan_id: str, order_id: str) -> bool:
+        return (scan_id, order_id) in self.seen
 
     def add(self, keys: list[tuple[str, str]]) -> None:
         self.seen.update(dict.fromkeys(keys))
@@ -195,7 +235,7 @@ async def _publish_unmatched(outbox: Outbox, expired: list[tuple[CarrierScan, Un
 
 
 async def _route_key(outbox: Outbox, stored_entry: Any, key: bytes, arrivals: list[tuple[Any, list[Item]]],
-                     bound: timedelta) -> tuple[TrackingEntry, list[CarrierScan], list[Any], bool]:
+                     bound: timedelta, sent: Sent) -> tuple[TrackingEntry, list[CarrierScan], list[Any], bool]:
     """Apply one tracking number's arrivals to its entry. If one breaks the rules, start again
     from the stored entry without it, so the others still count and nothing half-applied stays.
     Returns the entry, the scans matched to orders, the (scan, check) pairs that gave up
@@ -216,7 +256,7 @@ async def _route_key(outbox: Outbox, stored_entry: Any, key: bytes, arrivals: li
                         expired.extend((scan, item) for scan in gone)
                         changed = changed or bool(gone)
                         continue
-                    entry, matched, item_changed = update_entry(entry, item)
+                    entry, matched, item_changed = update_entry(entry, item, sent)
                     changed = changed or item_changed
                     released.extend(matched)
             except Exception as error:

@@ -1,9 +1,13 @@
 from __future__ import annotations
 
+from datetime import timedelta
+
 from models.effects import TrackingLink
 from models.events import PackageStatus
 from models.routing import (
     TrackingEntry,
+    UnmatchedCheck,
+    expire_held,
     link_tracking,
     route_scan,
     split_by_tracking_number,
@@ -102,3 +106,28 @@ def test_the_routers_memory_of_forwarded_scans_is_bounded_and_forgets_the_oldest
     recent.add([(f"scan-{n}", "ORD-1") for n in range(8, 12)])
     assert len(recent.seen) <= 10
     assert ("scan-11", "ORD-1") in recent and ("scan-0", "ORD-1") not in recent
+
+
+def test_routing_never_changes_the_entry_it_was_given():
+    # The router keeps decoded entries between batches: a batch retried after a failed send
+    # starts again from them, so a half-routed batch must leave them as they were.
+    held = TrackingEntry()
+    held, _ = route_scan(held, unmatched(S.in_transit, 200))
+    before = held.model_copy(deep=True)
+    route_scan(held, unmatched(S.out_for_delivery, 300))
+    linked, _ = link_tracking(held, LINK)
+    expire_held(held, UnmatchedCheck(at(10_000), timedelta(hours=1)))
+    assert held == before
+    linked_before = linked.model_copy(deep=True)
+    link_tracking(linked, LINK.model_copy(update={"removed": True}))
+    assert linked == linked_before and linked.links
+
+
+def test_a_scan_already_sent_to_its_order_is_left_out_before_it_costs_a_copy():
+    entry, _ = link_tracking(TrackingEntry(), LINK)
+    repeat = unmatched(S.in_transit, 200)
+    entry, out, changed = update_entry(entry, repeat, sent=lambda scan_id, order_id: (scan_id, order_id) == (
+        repeat.event_id, "ORD-1"))
+    assert (out, changed) == ([], False)
+    _, out, _ = update_entry(entry, unmatched(S.delivered, 900), sent=lambda *_: False)
+    assert [s.order_id for s in out] == ["ORD-1"]
