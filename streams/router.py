@@ -19,7 +19,8 @@ from typing import Any
 import faust
 
 from models import topics
-from models.carriers import canonical, parse_payload
+from models.carriers import canonical, history, parse_payload
+from models.carriers.history import Known
 from models.deadlines import epoch_seconds
 from models.effects import Alert, HistoryRecord, TrackingLink
 from models.errors import InvalidPayload
@@ -57,12 +58,14 @@ def register(app: faust.App, ch: Channels, rules: Thresholds, tick_interval: flo
     # When each tracking number's oldest held scan gives up waiting for its order.
     held_deadlines = PartitionDeadlines()
     forwarded = RecentScans()
+    routed_entries = RecentScans()  # (history entry fingerprint, order id): see models.carriers.history
     entries = DecodedEntries(tracking)
 
     @app.on_partitions_revoked.connect
     async def forget_held_deadlines(*args: Any, **kwargs: Any) -> None:
         held_deadlines.clear()
         forwarded.clear()
+        routed_entries.clear()
         entries.clear()  # another worker may change them now
 
     @app.timer(interval=tick_interval, name="unmatched-scan-checks")
@@ -89,17 +92,23 @@ def register(app: faust.App, ch: Channels, rules: Thresholds, tick_interval: flo
                 changed: dict[bytes, bytes | None] = {}
                 updated: dict[bytes, TrackingEntry] = {}
                 sent: list[tuple[str, str]] = []
+                prints: dict[str, bytes] = {}  # scan id -> fingerprint of the history entry it came from
 
                 async def route(outbox: Outbox, records: list[Any] = records, changed: dict = changed,
-                                updated: dict = updated, sent: list = sent) -> None:
+                                updated: dict = updated, sent: list = sent, prints: dict = prints) -> None:
                     changed.clear()  # a retry routes the batch again from the stored entries
                     updated.clear()
                     sent.clear()
+                    prints.clear()
                     by_key: dict[bytes, list[tuple[Any, list[Item]]]] = defaultdict(list)
                     started = time.perf_counter()
+                    # A link in this batch may send the number's scans to another order: parse all.
+                    relinked = {record.key for record in records if record.topic == topics.TRACKING_LINKS}
                     for record in records:
                         try:
-                            incoming = await _decode(outbox, record, partitions, bound)
+                            known = None if record.key in relinked else _known_entries(
+                                entries.get(record.key or b""), routed_entries)
+                            incoming = await _decode(outbox, record, partitions, bound, known, prints)
                         except Exception as error:  # InvalidPayload, or a bug: this record alone
                             await send_to_dlq(outbox, record, error)
                             continue
@@ -133,6 +142,7 @@ def register(app: faust.App, ch: Channels, rules: Thresholds, tick_interval: flo
                 # Matched scans reach the broker before the entries that released them are stored.
                 await deliver(app, "scan router: scans", route)
                 forwarded.add(sent)  # only once the broker has them: a retried batch sends them again
+                routed_entries.add([(prints[scan_id], order_id) for scan_id, order_id in sent if scan_id in prints])
 
                 async def store(outbox: Outbox, p: int = message.partition, c: dict = changed) -> None:
                     await outbox.write_table(tracking, p, c)
@@ -175,21 +185,22 @@ class DecodedEntries:
 
 class RecentScans:
     """The (scan id, order id) pairs this worker sent to the orders lately, to drop repeats before
-    they cost an order hop. Memory only and bounded: a repeat it has forgotten (after a restart,
-    a rebalance or many newer scans) reaches the order, whose state drops it as before."""
+    they cost an order hop (and the (history entry fingerprint, order id) pairs, to leave them
+    out before they cost a parse). Memory only and bounded: a repeat it has forgotten (after a
+    restart, a rebalance or many newer scans) reaches the order, whose state drops it as before."""
 
     LIMIT = 500_000
 
     def __init__(self) -> None:
-        self.seen: dict[tuple[str, str], None] = {}  # insertion-ordered: the oldest go first
+        self.seen: dict[tuple[Any, str], None] = {}  # insertion-ordered: the oldest go first
 
-    def __contains__(self, key: tuple[str, str]) -> bool:
+    def __contains__(self, key: tuple[Any, str]) -> bool:
         return key in self.seen
 
     def sent(self, scan_id: str, order_id: str) -> bool:
         return (scan_id, order_id) in self.seen
 
-    def add(self, keys: list[tuple[str, str]]) -> None:
+    def add(self, keys: list[tuple[Any, str]]) -> None:
         self.seen.update(dict.fromkeys(keys))
         if len(self.seen) > self.LIMIT:
             for old in list(itertools.islice(self.seen, len(self.seen) - self.LIMIT // 2)):
@@ -267,7 +278,17 @@ async def _route_key(outbox: Outbox, stored_entry: Any, key: bytes, arrivals: li
             return entry, released, expired, changed
 
 
-async def _decode(outbox: Outbox, record: Any, partitions: int, bound: timedelta) -> list[Item]:
+def _known_entries(entry: TrackingEntry, routed: RecentScans) -> Known | None:
+    """Which history entries of this tracking number went to its order already; None while the
+    number is not linked to exactly one order (held scans, or several carriers' numbers)."""
+    if len(entry.links) != 1:
+        return None
+    order_id = next(iter(entry.links.values())).order_id
+    return lambda fingerprint: (fingerprint, order_id) in routed
+
+
+async def _decode(outbox: Outbox, record: Any, partitions: int, bound: timedelta, known: Known | None = None,
+                  prints: dict[str, bytes] | None = None) -> list[Item]:
     if record.topic == topics.TRACKING_LINKS:
         return [TrackingLink.model_validate_json(record.value)]
     ingested_at = datetime.fromtimestamp(record.timestamp / 1000, tz=timezone.utc)
@@ -279,7 +300,19 @@ async def _decode(outbox: Outbox, record: Any, partitions: int, bound: timedelta
     source = header(record, topics.SOURCE_HEADER)
     if not source:
         raise InvalidPayload("missing_source", f"header {topics.SOURCE_HEADER!r} names no source")
-    scans, rejected = parse_payload(source.decode(errors="replace"), record.value or b"", ingested_at)
+    named = source.decode(errors="replace")
+    raw = record.value or b""
+    new = history.leave_out(named.strip().lower(), raw, known) if known is not None else None
+    try:
+        scans, rejected = parse_payload(named, new.raw if new else raw, ingested_at)
+    except InvalidPayload:
+        if new is None or not new.left_out:
+            raise
+        # The error as the carrier's own payload gives it (which entry, by its index there).
+        scans, rejected = parse_payload(named, raw, ingested_at)
+        new = None
+    if new is not None and prints is not None and len(scans) == len(new.fingerprints):
+        prints.update(zip((scan.event_id for scan in scans), new.fingerprints, strict=True))
     for error, part in rejected:  # one shipment of an interchange: the others go on
         await send_to_dlq(outbox, record, error, value=part)
     return await _rekey_foreign(outbox, record.key or b"", scans, partitions)

@@ -1,0 +1,76 @@
+"""Leaving out history entries already routed: the payloads documented by EasyPost, AfterShip
+and Shippo (tests/payloads), with any set of their entries known."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from models.carriers import parse_payload
+from models.carriers.history import HISTORIES, fingerprint, leave_out
+from models.errors import InvalidPayload
+
+PAYLOADS = Path(__file__).parents[1] / "payloads"
+DOCUMENTED = {
+    "easypost": (PAYLOADS / "easypost_tracker_updated.json").read_bytes(),
+    "aftership": (PAYLOADS / "aftership_tracking_update.json").read_bytes(),
+    "shippo": (PAYLOADS / "shippo_track_updated.json").read_bytes(),
+}
+NOW = datetime(2026, 11, 28, 12, tzinfo=UTC)
+
+
+def entries_and_prints(source: str, raw: bytes) -> tuple[list, list[bytes]]:
+    holder_field, entries_field, carrier_field = HISTORIES[source]
+    holder = orjson.loads(raw)[holder_field]
+    number = holder["tracking_code" if source == "easypost" else "tracking_number"]
+    entries = holder[entries_field]
+    return entries, [fingerprint(source, holder[carrier_field], number, e) for e in entries]
+
+
+@pytest.mark.parametrize("source", sorted(DOCUMENTED))
+def test_every_documented_history_has_several_entries(source: str) -> None:
+    entries, prints = entries_and_prints(source, DOCUMENTED[source])
+    assert len(entries) >= 2 and len(set(prints)) == len(prints)
+
+
+@pytest.mark.parametrize("source", sorted(DOCUMENTED))
+@given(data=st.data())
+def test_the_entries_left_out_are_exactly_the_known_ones(source: str, data: st.DataObject) -> None:
+    raw = DOCUMENTED[source]
+    everything = parse_payload(source, raw, NOW).scans
+    entries, prints = entries_and_prints(source, raw)
+    known = set(data.draw(st.sets(st.sampled_from(prints))))
+    new = leave_out(source, raw, known.__contains__)
+    assert new is not None
+    kept = [i for i, p in enumerate(prints) if p not in known] or [len(entries) - 1]  # the envelope is still read
+    assert new.fingerprints == [prints[i] for i in kept]
+    assert new.left_out == len(entries) - len(kept)
+    assert parse_payload(source, new.raw, NOW).scans == [everything[i] for i in kept]
+
+
+def test_a_bad_entry_is_kept_and_still_refused() -> None:
+    document = orjson.loads(DOCUMENTED["easypost"])
+    document["result"]["tracking_details"].append({"status": 42, "datetime": "2024-01-01T00:00:00Z"})
+    raw = orjson.dumps(document)
+    _, prints = entries_and_prints("easypost", raw)
+    new = leave_out("easypost", raw, set(prints[:-1]).__contains__)
+    assert new is not None and new.left_out == len(prints) - 1
+    with pytest.raises(InvalidPayload) as refused:
+        parse_payload("easypost", new.raw, NOW)
+    assert refused.value.reason == "invalid_field"
+
+
+@pytest.mark.parametrize("raw", [b"{", b"[]", b'{"result": []}', b'{"result": {"tracking_details": "x"}}',
+                                 b'{"result": {"tracking_details": []}}'])
+def test_what_is_not_the_documented_shape_is_parsed_as_it_came(raw: bytes) -> None:
+    assert leave_out("easypost", raw, lambda _: True) is None
+
+
+def test_formats_without_a_history_are_parsed_as_they_came() -> None:
+    assert leave_out("x12-214", (PAYLOADS / "x12_214_parcel_summer.edi").read_bytes(), lambda _: True) is None
+    assert leave_out("generic", (PAYLOADS / "generic_carrier_events.json").read_bytes(), lambda _: True) is None
