@@ -36,7 +36,8 @@ async def send_to_dlq(outbox: Outbox, record: Any, error: InvalidPayload | BaseE
                                   received_ms=int(record.timestamp or 0),
                                   original=[(k, bytes(v) if v is not None else b"") for k, v in record.headers or ()])
     await outbox.records(topics.DLQ, 0, [(record.key, record.value if value is None else value)], headers=headers)
-    DEAD_LETTERS.labels(invalid.reason, record.topic).inc()  # counted when sent; a retried batch counts again
+    # Counted once the broker stored it: a batch retried after a failed send counts it once.
+    outbox.on_stored.append(DEAD_LETTERS.labels(invalid.reason, record.topic).inc)
 
 
 def header(record: Any, name: str) -> bytes | None:

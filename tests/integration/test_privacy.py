@@ -12,6 +12,8 @@ from pathlib import Path
 
 import orjson
 from confluent_kafka import Consumer, TopicPartition
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from models import topics
 from sinks.clickhouse import REDACTED
@@ -104,3 +106,42 @@ def test_dead_letters_keep_their_bytes_only_as_long_as_configured(tmp_path: Path
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["changed"] == [True, False, True]  # set once, left alone at the next start, changed on request
     assert result["kept"] == [["malformed_json", ""], ["malformed_json", "recent bytes"]]
+
+
+@settings(max_examples=4, deadline=None)
+@given(customers=st.lists(st.text(st.sampled_from(".*+?()[]{}|^$\\'\"%_ #&~-@:") | st.characters(
+    blacklist_categories=("Cs", "Cc")), min_size=1, max_size=12).filter(lambda s: s.strip() == s and s),
+    min_size=2, max_size=5, unique=True))
+def test_forget_finds_a_customer_whatever_characters_the_id_holds(customers: list[str]) -> None:
+    # Ids are the shop's: quotes, regex and SQL metacharacters, spaces, any script. The id is
+    # bound as a parameter and escaped for the pattern; a wrong escape would miss or over-match.
+    forgotten = customers[0]
+    rows = [(c, form, payload) for c in customers for form, payload in (
+        ("json", orjson.dumps({"customer_id": c, "channels": 7}).decode()),  # a document the reader refused
+        ("alone", f"broken {{ {c} ]"))]  # too broken to parse: the id standing alone
+    script = textwrap.dedent("""
+        import json, sys, tempfile
+        from datetime import datetime, timezone
+        from sinks.clickhouse import REDACTED, connect, redact_customer
+        from sinks.schema import DEAD_LETTER_COLUMNS, migrate
+        rows, forgotten = json.loads(sys.stdin.read())
+        client = connect("chdb://" + tempfile.mkdtemp())
+        migrate(client)
+        now = datetime.now(timezone.utc)
+        client.insert("dead_letters", [("trackline.customer-preferences", 0, i, "invalid_field", "bad", "", "key",
+                                        payload, now, i, {}, None) for i, (_, _, payload) in enumerate(rows)],
+                      column_names=DEAD_LETTER_COLUMNS)
+        redact_customer(client, forgotten)
+        found = client.query("SELECT source_offset, payload = {r:String} FROM dead_letters FINAL "
+                             "ORDER BY source_offset", parameters={"r": REDACTED}).result_rows
+        print(json.dumps([bool(redacted) for _, redacted in found]))
+    """)
+    done = subprocess.run([sys.executable, "-c", script], input=json.dumps([rows, forgotten]), capture_output=True,
+                          text=True, timeout=120, cwd=Path(__file__).parents[2])
+    assert done.returncode == 0, done.stderr[-2000:]
+    redacted = json.loads(done.stdout.strip().splitlines()[-1])
+    for (customer, form, payload), gone in zip(rows, redacted, strict=True):
+        if customer == forgotten:
+            assert gone, (form, payload)
+        elif forgotten not in payload:  # another customer's row that never names this one stays
+            assert not gone, (customer, form, payload)

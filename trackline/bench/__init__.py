@@ -31,7 +31,9 @@ from trackline.bench import workload
 
 SCANS_PER_ORDER = 10
 LATENCY_SECONDS = 10.0
-LATENCY_RATES = (2_000.0, 5_000.0)  # scans/s, beside half the measured rate
+# scans/s, beside half the measured rate (half the backlog rate, which a steady rate of
+# small batches does not reach: docs/performance.md); 500 shows where the latency goal holds.
+LATENCY_RATES = (500.0, 2_000.0, 5_000.0)
 
 
 class TopicWatch:
