@@ -58,7 +58,7 @@ def register(app: faust.App, ch: Channels, rules: Thresholds, tick_interval: flo
     # When each tracking number's oldest held scan gives up waiting for its order.
     held_deadlines = PartitionDeadlines()
     forwarded = RecentScans()
-    routed_entries = RecentScans()  # (history entry fingerprint, order id): see models.carriers.history
+    routed_entries = RecentScans(limit=200_000)  # (history entry fingerprint, order id): models.carriers.history
     entries = DecodedEntries(tracking)
 
     @app.on_partitions_revoked.connect
@@ -159,7 +159,7 @@ class DecodedEntries:
     in place: ``models.routing`` returns a new one). Valid while this worker owns the
     partitions: cleared at every revocation, and a batch in flight then puts nothing back."""
 
-    LIMIT = 200_000
+    LIMIT = 20_000  # ~1.9 KB a decoded entry: ~40 MB, the hot numbers (like the orders' cache)
 
     def __init__(self, table: Any) -> None:
         self.table = table
@@ -189,9 +189,10 @@ class RecentScans:
     out before they cost a parse). Memory only and bounded: a repeat it has forgotten (after a
     restart, a rebalance or many newer scans) reaches the order, whose state drops it as before."""
 
-    LIMIT = 500_000
+    LIMIT = 500_000  # ~250 bytes a pair: ~125 MB when full
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int = LIMIT) -> None:
+        self.limit = limit
         self.seen: dict[tuple[Any, str], None] = {}  # insertion-ordered: the oldest go first
 
     def __contains__(self, key: tuple[Any, str]) -> bool:
@@ -202,8 +203,8 @@ class RecentScans:
 
     def add(self, keys: list[tuple[Any, str]]) -> None:
         self.seen.update(dict.fromkeys(keys))
-        if len(self.seen) > self.LIMIT:
-            for old in list(itertools.islice(self.seen, len(self.seen) - self.LIMIT // 2)):
+        if len(self.seen) > self.limit:
+            for old in list(itertools.islice(self.seen, len(self.seen) - self.limit // 2)):
                 del self.seen[old]
 
     def clear(self) -> None:

@@ -99,8 +99,7 @@ def test_scans_no_order_claims_leave_the_held_list_with_a_row_and_one_alert_per_
 def test_the_routers_memory_of_forwarded_scans_is_bounded_and_forgets_the_oldest_first():
     from streams.router import RecentScans
 
-    recent = RecentScans()
-    recent.LIMIT = 10
+    recent = RecentScans(limit=10)
     recent.add([(f"scan-{n}", "ORD-1") for n in range(8)])
     assert ("scan-0", "ORD-1") in recent and ("scan-0", "ORD-2") not in recent  # the same scan for another order
     recent.add([(f"scan-{n}", "ORD-1") for n in range(8, 12)])
