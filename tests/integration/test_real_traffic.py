@@ -335,3 +335,43 @@ def test_a_scan_held_for_its_order_survives_a_worker_crash(broker: str, pipeline
     produce_at(broker, [(topics.FC_EVENTS, b"ORD-H", package_shipped("ORD-H", "THELD1", now), [], None)])
     pipeline.wait_for(lambda: any(c["order_id"] == "ORD-H" and c["type"] == "out_for_delivery"
                                   for c in pipeline.delivered()), 90, "the held scan's update after the restart")
+
+
+def test_webhooks_that_resend_the_whole_history_tell_each_scan_once(broker: str, pipeline: Pipeline) -> None:
+    """EasyPost's documented tracker.updated, sent as EasyPost does: each webhook repeats every
+    entry so far. The router leaves out what it already routed; every scan still reaches the
+    customer once, and a broken entry after known ones is refused with its index in the
+    carrier's own payload."""
+    now = datetime.now(UTC)
+    document = orjson.loads((PAYLOADS / "easypost_tracker_updated.json").read_bytes())
+    number, carrier = "9400110898825022579493", "USPS"
+    steps = [("pre_transit", 4), ("in_transit", 3), ("out_for_delivery", 2), ("delivered", 1)]
+    details = [{**document["result"]["tracking_details"][0], "status": status, "message": status,
+                "datetime": iso(now - timedelta(hours=hours))} for status, hours in steps]
+
+    def webhook(entries: list) -> tuple[str, bytes, bytes, list, None]:
+        body = {**document, "result": {**document["result"], "tracking_code": number, "carrier": carrier,
+                                       "tracking_details": entries}}
+        headers = [(topics.SOURCE_HEADER, b"easypost")]
+        return topics.CARRIER_SCANS_RAW, number.encode(), orjson.dumps(body), headers, None
+
+    pipeline.start("worker", "notifier")
+    produce_at(broker, [
+        (topics.FC_EVENTS, b"ORD-W", order_placed("ORD-W", now - timedelta(hours=6), now + timedelta(days=1),
+                                                  now + timedelta(days=3)), [], None),
+        (topics.FC_EVENTS, b"ORD-W", package_shipped("ORD-W", number, now - timedelta(hours=5), carrier), [], None)])
+    pipeline.wait_for(lambda: any(c["order_id"] == "ORD-W" and c["type"] == "shipped" for c in pipeline.delivered()),
+                      60, "the shipment")
+    for step in range(2, len(details) + 1):  # one webhook at a time: the router has routed the earlier ones
+        produce_at(broker, [webhook(details[:step])])
+        wanted = steps[step - 1][0]
+        if wanted in ("out_for_delivery", "delivered"):
+            pipeline.wait_for(lambda w=wanted: any(c["order_id"] == "ORD-W" and c["type"] == w
+                                                   for c in pipeline.delivered()), 60, wanted)
+    produce_at(broker, [webhook([*details, {**details[-1], "status": 42}])])
+    letters = dead_letters(broker, 1)
+    assert letters[number.encode()][0] == "invalid_field"
+    settle(pipeline, "history")
+    told = [c["type"] for c in pipeline.delivered() if c["order_id"] == "ORD-W"]
+    assert told.count("out_for_delivery") == 1 and told.count("delivered") == 1
+    assert worker_crashes(pipeline) == []
