@@ -15,6 +15,7 @@
 | rejected_by_clickhouse | ClickHouse refused the row itself (a bad value), not an outage     |
 | internal_error         | the record broke trackline's own code: a bug, kept for replay      |
 | order_expired          | an event for an order whose state was removed (models/retention.py) |
+| unreadable_order_state | an event for an order whose stored state does not decode (corrupt)  |
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from pydantic import ValidationError
 DLQ_REASONS = frozenset({
     "malformed_json", "missing_field", "invalid_field", "unsupported_event", "unknown_source", "missing_source",
     "wrong_key", "malformed_x12", "invalid_internal_event", "delivery_failed", "rejected_by_clickhouse",
-    "internal_error", "order_expired",
+    "internal_error", "order_expired", "unreadable_order_state",
 })
 
 

@@ -14,6 +14,7 @@ support token as ``Authorization: Bearer <token>``; without a configured token
 from __future__ import annotations
 
 import hmac
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ def bearer_token_ok(authorization: str | None, token: str | None) -> bool:
     return hmac.compare_digest(authorization[len("Bearer "):].strip().encode(), token.encode())
 
 
+log = logging.getLogger(__name__)
 TEMPLATES = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
                         autoescape=select_autoescape(["html"]))  # carriers' words are untrusted input
 
@@ -60,6 +62,10 @@ def register(app: faust.App, orders: Any, settings: Settings) -> None:
         state = stored_state(order_id)
         return page_view(state, alerts=support) if state else None
 
+    def unreadable(view_: View, order_id: str, exc: order_store.UnreadableState) -> Response:
+        log.error("order %s: stored state does not decode: %s", order_id[:64], exc)
+        return view_.text("this order cannot be shown right now", status=500)
+
     @app.page("/track/{token}")
     class TrackingPage(View):
         async def get(self, request: Request, token: str) -> Response:
@@ -71,7 +77,10 @@ def register(app: faust.App, orders: Any, settings: Settings) -> None:
             try:  # the token names the order: ask the worker that owns it
                 return await app.router.route_req(orders.name, order_id, self.web, request)
             except SameNode:
-                view = stored_view(order_id, support=False)
+                try:
+                    view = stored_view(order_id, support=False)
+                except order_store.UnreadableState as exc:
+                    return unreadable(self, order_id, exc)
                 return html(self, view, 200 if view else 404)
 
     @app.page("/support/orders/{order_id}")
@@ -87,7 +96,10 @@ def register(app: faust.App, orders: Any, settings: Settings) -> None:
         # Faust's stubs type a routed handler as (view, request) only; it passes the URL parameter on at run time.
         @app.table_route(table=orders, match_info="order_id")  # type: ignore[arg-type]
         async def owned(self, request: Request, order_id: str) -> Response:
-            view = stored_view(order_id, support=True)
+            try:
+                view = stored_view(order_id, support=True)
+            except order_store.UnreadableState as exc:
+                return unreadable(self, order_id, exc)
             return html(self, view, 200 if view else 404, support=True)
 
     @app.page("/healthz")
@@ -124,7 +136,13 @@ def register(app: faust.App, orders: Any, settings: Settings) -> None:
         # Faust's stubs type a routed handler as (view, request) only; it passes the URL parameter on at run time.
         @app.table_route(table=orders, match_info="order_id")  # type: ignore[arg-type]
         async def owned(self, request: Request, order_id: str) -> Response:
-            state = stored_state(order_id)
+            try:
+                state = stored_state(order_id)
+            except order_store.UnreadableState as exc:  # its events wait in the DLQ (unreadable_order_state)
+                log.error("order %s: stored state does not decode: %s", order_id[:64], exc)
+                return self.bytes(orjson.dumps({"error": "order state unreadable; its events wait in the dead "
+                                                         "letters", "order_id": order_id}),
+                                  content_type="application/json", status=500)
             if state is None:  # unknown, or removed by retention (README: what is kept, how long)
                 return self.bytes(orjson.dumps({"error": "order not found", "order_id": order_id}),
                                   content_type="application/json", status=404)

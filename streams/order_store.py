@@ -26,11 +26,20 @@ def encode(state: OrderState) -> bytes:
     return b"%d|" % due + _FORMAT + encode_state(state)
 
 
+class UnreadableState(ValueError):
+    """A stored value that does not decode: corrupted on disk or in the changelog, or written
+    by a bug. The order's events are dead-lettered (``unreadable_order_state``), never applied
+    to a state started afresh, and the stored bytes stay as they are for whoever repairs them."""
+
+
 def decode(stored: bytes) -> OrderState:
-    body = stored[stored.index(b"|") + 1:]
-    if body[:1] != b"{":  # a format field (format 2 on)
-        body = body[body.index(b"|") + 1:]
-    return decode_state(body)  # written by a newer worker: keeps what this one does not know
+    try:
+        body = stored[stored.index(b"|") + 1:]
+        if body[:1] != b"{":  # a format field (format 2 on)
+            body = body[body.index(b"|") + 1:]
+        return decode_state(body)  # written by a newer worker: keeps what this one does not know
+    except Exception as exc:  # the codec's own errors, or a value without its prefix
+        raise UnreadableState(f"{type(exc).__name__}: {exc}"[:300]) from exc
 
 
 class Marker(NamedTuple):
@@ -53,11 +62,14 @@ def encode_marker(state: OrderState, due: datetime) -> bytes:
 
 def marker(stored: bytes) -> Marker | None:
     """The marker, if ``stored`` is one (not an order's state)."""
-    body = stored[stored.index(b"|") + 1:]
+    body = stored[stored.find(b"|") + 1:]
     if not body.startswith(_MARKER):
         return None
-    found = orjson.loads(body[len(_MARKER):])
-    return Marker(datetime.fromisoformat(found["expired_at"]), [(c, n) for c, n in found["tracking"]])
+    try:
+        found = orjson.loads(body[len(_MARKER):])
+        return Marker(datetime.fromisoformat(found["expired_at"]), [(c, n) for c, n in found["tracking"]])
+    except Exception as exc:
+        raise UnreadableState(f"marker: {type(exc).__name__}: {exc}"[:300]) from exc
 
 
 def stored_format(stored: bytes) -> int:

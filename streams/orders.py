@@ -8,6 +8,7 @@ each changed order's next deadline to the deadline index.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import OrderedDict
 from datetime import datetime, timezone
@@ -32,6 +33,7 @@ from streams.batch_io import Outbox, deliver, whole_batch_or_exit
 from streams.dead_letters import send_to_dlq
 from trackline.metrics import STAGE
 
+log = logging.getLogger(__name__)
 FEED_LATENCY_KEY = b"\x00trackline:feed-latency"  # per partition, beside the orders it measured
 
 
@@ -86,8 +88,10 @@ def register(app: faust.App, ch: Channels, rules: Thresholds, tick_interval: flo
                     # A retry starts again from the stored states: take() reads what the cache lost.
                     taking = time.perf_counter()
                     STAGE["order_decode"].inc(taking - started)
-                    states, markers = decoded.take({event.order_id for event in events})
+                    states, markers, unreadable = decoded.take({event.order_id for event in events})
                     STAGE["state_decode"].inc(time.perf_counter() - taking)
+                    if unreadable:  # this order alone waits in the DLQ; the batch goes on
+                        events, origins = await _refuse_unreadable(outbox, events, origins, unreadable)
                     if markers:  # orders removed by retention: their late events are refused
                         events, origins, removed = await _refuse_expired(outbox, events, origins, markers, rules,
                                                                          partitions)
@@ -149,20 +153,27 @@ class DecodedStates:
         # states that another worker may change before this one owns them again.
         self.generation = 0
 
-    def take(self, order_ids: set[str]) -> tuple[dict[str, OrderState | None], dict[str, order_store.Marker]]:
-        """The orders' states, and the markers of those removed by retention."""
+    def take(self, order_ids: set[str]) -> tuple[dict[str, OrderState | None], dict[str, order_store.Marker],
+                                                 dict[str, str]]:
+        """The orders' states, the markers of those removed by retention, and why each
+        order whose stored value does not decode could not be read."""
         taken: dict[str, OrderState | None] = {}
         markers: dict[str, order_store.Marker] = {}
+        unreadable: dict[str, str] = {}
         for order_id in order_ids:
             state = self.states.pop(order_id, None)
             if state is None:
                 stored = self.table.get(order_id.encode())
-                if stored and (found := order_store.marker(stored)) is not None:
-                    markers[order_id] = found
+                try:
+                    if stored and (found := order_store.marker(stored)) is not None:
+                        markers[order_id] = found
+                        continue
+                    state = order_store.decode(stored) if stored else None
+                except order_store.UnreadableState as exc:
+                    unreadable[order_id] = str(exc)
                     continue
-                state = order_store.decode(stored) if stored else None
             taken[order_id] = state
-        return taken, markers
+        return taken, markers, unreadable
 
     def keep(self, states: dict[str, OrderState | None], generation: int) -> None:
         if generation != self.generation:
@@ -224,6 +235,27 @@ async def _refuse_expired(outbox: Outbox, events: list[Event], origins: list[Any
              for order_id, marker in ending.items() for carrier, number in marker.tracking]
     await outbox.keyed(topics.TRACKING_LINKS, partitions, links)
     return kept, kept_origins, ending
+
+
+async def _refuse_unreadable(outbox: Outbox, events: list[Event], origins: list[Any], unreadable: dict[str, str]
+                             ) -> tuple[list[Event], list[Any]]:
+    """Take the events of orders whose stored state does not decode out of the batch. Each one
+    goes to the DLQ (``unreadable_order_state``), to be replayed once the state is repaired or
+    removed; a clock tick for such an order is dropped (the next event schedules it again)."""
+    kept: list[Event] = []
+    kept_origins: list[Any] = []
+    for event, origin in zip(events, origins, strict=True):
+        why = unreadable.get(event.order_id)
+        if why is None:
+            kept.append(event)
+            kept_origins.append(origin)
+        elif not isinstance(event, ClockTick):
+            await send_to_dlq(outbox, origin, InvalidPayload(
+                "unreadable_order_state", f"order {event.order_id[:64]}: its stored state does not decode ({why})"),
+                value=event.model_dump_json().encode())
+    for order_id in unreadable:
+        log.error("order %s: stored state does not decode; its events go to the DLQ", order_id[:64])
+    return kept, kept_origins
 
 
 async def _publish(outbox: Outbox, effects: list[Effect], partitions: int) -> None:

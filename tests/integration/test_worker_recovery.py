@@ -173,3 +173,70 @@ def test_a_fresh_node_restores_every_order_in_bulk_and_carries_on_exactly(pipeli
     delivered = Counter(c["command_id"] for c in pipeline.delivered())
     assert set(delivered) == set(expected)
     assert [i for i, n in delivered.items() if n > 1] == [], "a customer was told twice"
+
+
+def test_an_order_whose_stored_state_is_corrupt_waits_in_the_dead_letters_and_the_rest_go_on(pipeline):
+    """A stored state that no longer decodes (a damaged changelog, a bug) used to end the
+    worker at every batch that touched the order: a crash loop. Now that order's events wait
+    in the DLQ, its lookup says so, and every other order carries on."""
+    from datetime import UTC, datetime, timedelta
+
+    from confluent_kafka import Consumer, Producer, TopicPartition
+
+    from models import topics
+    from tests.integration.conftest import PARTITIONS
+    from tests.integration.test_retention import dead_letter_reasons
+
+    now = datetime.now(UTC)
+
+    def placed(order_id: str) -> bytes:
+        return orjson.dumps({
+            "type": "order_placed", "event_id": f"{order_id}-placed", "order_id": order_id,
+            "occurred_at": now.isoformat(), "customer_id": f"C-{order_id}", "seller_id": "S",
+            "fulfillment_center": "FC-A", "service_level": "standard",
+            "promised_delivery_date": (now + timedelta(days=5)).date().isoformat(),
+            "ship_by": (now + timedelta(days=1)).isoformat(), "items": [{"sku": "SKU-1", "quantity": 1}]})
+
+    def shipped(order_id: str) -> bytes:
+        return orjson.dumps({"type": "package_shipped", "event_id": f"{order_id}-shipped", "order_id": order_id,
+                             "occurred_at": (now + timedelta(minutes=1)).isoformat(), "package_id": f"{order_id}-P1",
+                             "carrier": "UPS", "tracking_number": f"1Z{order_id[-4:]}"})
+
+    def lookup(order_id: str, worker: str) -> int:
+        """The lookup's status; 0 while the worker's web server is not up yet."""
+        import urllib.error
+        try:
+            return pipeline.get(f"/api/orders/{order_id}", SUPPORT_TOKEN, port=pipeline.web_ports[worker])[0]
+        except urllib.error.URLError:
+            return 0
+
+    damaged, healthy = "ORD-DAMAGED-1", "ORD-HEALTHY-1"
+    pipeline.start("worker")
+    produce(pipeline.bootstrap, [(topics.FC_EVENTS, o.encode(), placed(o), []) for o in (damaged, healthy)])
+    pipeline.wait_for(lambda: all(lookup(o, "worker") == 200 for o in (damaged, healthy)), 60, "both orders")
+    pipeline.stop("worker")
+
+    # Damage the damaged order's latest value in the changelog, in the partition that holds it.
+    changelog = "trackline-orders-changelog"
+    consumer = Consumer({"bootstrap.servers": pipeline.bootstrap, "group.id": "test-read-changelog"})
+    consumer.assign([TopicPartition(changelog, p, 0) for p in range(PARTITIONS)])
+    partitions = {m.key(): m.partition() for m in consumer.consume(1000, timeout=2.0) if not m.error()}
+    consumer.close()
+    producer = Producer({"bootstrap.servers": pipeline.bootstrap})
+    producer.produce(changelog, key=damaged.encode(), value=b'0|2|{"order_id": 17, "truncat',
+                     partition=partitions[damaged.encode()])
+    assert producer.flush(10) == 0
+
+    pipeline.start("worker-2")  # a fresh disk: restores every order from the changelog, the damaged one too
+    port = pipeline.web_ports["worker-2"]
+    pipeline.wait_for(lambda: lookup(healthy, "worker-2") == 200, 90, "the new worker's restore")
+    produce(pipeline.bootstrap, [(topics.FC_EVENTS, o.encode(), shipped(o), []) for o in (damaged, healthy)])
+    pipeline.wait_for(lambda: any(r == "unreadable_order_state" for r, _ in dead_letter_reasons(pipeline.bootstrap)),
+                      60, "the damaged order's event in the DLQ")
+    (refused,) = [value for r, value in dead_letter_reasons(pipeline.bootstrap) if r == "unreadable_order_state"]
+    assert orjson.loads(refused)["event_id"] == f"{damaged}-shipped"
+    pipeline.wait_for(lambda: pipeline.get(f"/api/orders/{healthy}", SUPPORT_TOKEN, port=port)[1].get("status")
+                      == "shipped", 60, "the healthy order's shipment")
+    status, body = pipeline.get(f"/api/orders/{damaged}", SUPPORT_TOKEN, port=port)
+    assert status == 500 and "unreadable" in body["error"], body
+    assert pipeline.processes["worker-2"].poll() is None, "the worker ended"
