@@ -49,3 +49,13 @@ def decode_state(document: bytes) -> OrderState:
 def copy_state(state: OrderState) -> OrderState:
     """A deep copy, for a batch that must be able to go back to where it started."""
     return decode_state(_ENCODER.encode(state))
+
+
+def as_dict(value: msgspec.Struct) -> dict[str, Any]:
+    """A state record's fields as a dict (one level), for views built from it."""
+    return msgspec.structs.asdict(value)
+
+
+def replace(value: Any, **changes: Any) -> Any:
+    """A copy of a state record with some fields changed (shallow)."""
+    return msgspec.structs.replace(value, **changes)

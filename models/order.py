@@ -24,9 +24,7 @@ from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import NamedTuple
 
-import msgspec
-
-from models.codec import copy_state
+from models.codec import as_dict, copy_state
 from models.detection import (
     DEADLINE_KINDS,
     NOT_ACCEPTED,
@@ -748,7 +746,7 @@ def order_view(state: OrderState) -> dict:
                 "carrier_original_estimate": p.carrier_original_estimate,
                 "carrier_current_estimate": p.carrier_current_estimate,
                 "delivered_at": p.delivered_at,
-                "timeline": [msgspec.structs.asdict(e) for e in p.timeline],
+                "timeline": [as_dict(e) for e in p.timeline],
             }
             for p in state.packages.values()
         ],

@@ -7,10 +7,10 @@ the package must end in the same place.
 
 from __future__ import annotations
 
-import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from models.codec import replace
 from models.effects import NotificationCommand
 from models.events import PackageStatus
 from tests.conftest import placed, run, scan, shipped
@@ -30,7 +30,7 @@ def command_ids(effects) -> set[str]:
 
 def comparable(state):
     """The state without what only records arrival (the ids seen, in the order they came)."""
-    return msgspec.structs.replace(state, seen_event_ids=[])
+    return replace(state, seen_event_ids=[])
 
 
 BASELINE_STATE, BASELINE_EFFECTS = run(JOURNEY)

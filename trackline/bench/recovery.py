@@ -22,12 +22,12 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import msgspec
 import orjson
 
 from broker import clients
 from broker.embedded import EmbeddedBroker, free_port
 from models import topics
+from models.codec import replace
 from models.routing import partition_for
 
 CHANGELOG = "trackline-orders-changelog"
@@ -39,7 +39,7 @@ def seeded_state(now: datetime) -> bytes:
     from trackline.bench.deadlines import template_state
 
     state = order_store.decode(template_state(now))
-    return order_store.encode(msgspec.structs.replace(state, next_deadline=now + timedelta(days=2)))
+    return order_store.encode(replace(state, next_deadline=now + timedelta(days=2)))
 
 
 def seed(bootstrap: str, first: int, count: int, partitions: int, template: bytes) -> float:
