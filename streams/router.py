@@ -305,7 +305,7 @@ async def _decode(outbox: Outbox, record: Any, partitions: int, bound: timedelta
     raw = record.value or b""
     new = history.leave_out(named.strip().lower(), raw, known) if known is not None else None
     try:
-        scans, rejected = parse_payload(named, new.raw if new else raw, ingested_at)
+        scans, rejected = parse_payload(named, new.document if new else raw, ingested_at)
     except InvalidPayload:
         if new is None or not new.left_out:
             raise

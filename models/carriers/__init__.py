@@ -13,13 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from models.carriers import aftership, easypost, generic, shippo, x12_214
+from models.carriers.json_fields import Payload
 from models.errors import InvalidPayload
 from models.events import CarrierScan
 
-ADAPTERS: dict[str, Callable[[bytes, datetime], list[CarrierScan]]] = {
+ADAPTERS: dict[str, Callable[[Any, datetime], list[CarrierScan]]] = {
     "easypost": easypost.parse,
     "aftership": aftership.parse,
     "shippo": shippo.parse,
@@ -36,7 +37,8 @@ class Parsed(NamedTuple):
     rejected: list[tuple[InvalidPayload, bytes]]
 
 
-def parse_carrier_payload(source: str, raw: bytes, ingested_at: datetime) -> list[CarrierScan]:
+def parse_carrier_payload(source: str, raw: Payload, ingested_at: datetime) -> list[CarrierScan]:
+    """``raw``: the bytes as sent, or for the JSON formats the object already read from them."""
     adapter = ADAPTERS.get(source.strip().lower())
     if adapter is None:
         raise InvalidPayload(
@@ -45,8 +47,8 @@ def parse_carrier_payload(source: str, raw: bytes, ingested_at: datetime) -> lis
     return adapter(raw, ingested_at)
 
 
-def parse_payload(source: str, raw: bytes, ingested_at: datetime) -> Parsed:
+def parse_payload(source: str, raw: Payload, ingested_at: datetime) -> Parsed:
     """``parse_carrier_payload`` that keeps the good parts of a payload when a part is bad."""
-    if source.strip().lower() == x12_214.SOURCE:
+    if source.strip().lower() == x12_214.SOURCE and isinstance(raw, bytes):
         return Parsed(*x12_214.parse_parts(raw, ingested_at))
     return Parsed(parse_carrier_payload(source, raw, ingested_at), [])

@@ -69,6 +69,7 @@ from datetime import date, datetime
 from typing import Any
 
 from models.carriers.json_fields import (
+    Payload,
     epoch_time,
     failed_attempt_reason,
     load_object,
@@ -129,7 +130,7 @@ def action_reason_for(subtag: str, message: str) -> ExceptionReason | None:
     return R.other if subtag.startswith("Exception") else None
 
 
-def parse(raw: bytes, ingested_at: datetime) -> list[CarrierScan]:
+def parse(raw: Payload, ingested_at: datetime) -> list[CarrierScan]:
     """The webhook's checkpoints as scans; any problem is ``InvalidPayload``, nothing else."""
     body = load_object(raw)
     event = required_str(body, "event", "body")

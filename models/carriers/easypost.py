@@ -52,6 +52,7 @@ from datetime import date, datetime
 from typing import Any
 
 from models.carriers.json_fields import (
+    Payload,
     load_object,
     objects,
     optional_object,
@@ -92,7 +93,7 @@ ACTION_REASONS = {
 }
 
 
-def parse(raw: bytes, ingested_at: datetime) -> list[CarrierScan]:
+def parse(raw: Payload, ingested_at: datetime) -> list[CarrierScan]:
     """The Event's tracker history as scans; any problem is ``InvalidPayload``, nothing else."""
     event = load_object(raw)
     description = required_str(event, "description", "event")

@@ -4,7 +4,8 @@ EasyPost ``tracker.updated``, AfterShip and Shippo send a package's every scan s
 webhook: with ten scans a package, nine of ten entries parsed are repeats the order drops.
 Each entry has a fingerprint (source, carrier, tracking number and the entry's JSON as
 sent); the router remembers the fingerprints of entries it routed to an order, and
-``leave_out`` rewrites a payload without them so the adapter parses only what is new.
+``leave_out`` gives the decoded payload without them, so the adapter parses only what is new
+and the bytes are read once.
 
 Pure and conservative: anything not in the documented shape is parsed as it came, an entry
 is left out only when its fingerprint says so, and the last entry is always kept, so the
@@ -31,7 +32,7 @@ Known = Callable[[bytes], bool]  # a fingerprint -> the entry was routed to its 
 
 
 class NewEntries(NamedTuple):
-    raw: bytes  # the payload with the known entries left out
+    document: dict[str, Any]  # the payload as read, with the known entries left out: for its adapter
     fingerprints: list[bytes]  # of the entries kept, in their order
     left_out: int
 
@@ -41,8 +42,8 @@ def fingerprint(source: str, carrier: Any, number: Any, entry: Any) -> bytes:
 
 
 def leave_out(source: str, raw: bytes, known: Known) -> NewEntries | None:
-    """The payload without the history entries ``known`` names; None to parse it as it is
-    (not a history format, not its documented shape, or nothing to leave out)."""
+    """The payload, decoded, without the history entries ``known`` names; None to parse the
+    bytes as they are (not a history format, or not its documented shape)."""
     path = HISTORIES.get(source)
     if path is None:
         return None
@@ -61,6 +62,6 @@ def leave_out(source: str, raw: bytes, known: Known) -> NewEntries | None:
     prints = [fingerprint(source, carrier, number, entry) for entry in entries]
     keep = [i for i, p in enumerate(prints) if not known(p)] or [len(entries) - 1]
     if len(keep) == len(entries):
-        return NewEntries(raw, prints, 0)
+        return NewEntries(document, prints, 0)
     holder[entries_field] = [entries[i] for i in keep]
-    return NewEntries(orjson.dumps(document), [prints[i] for i in keep], len(entries) - len(keep))
+    return NewEntries(document, [prints[i] for i in keep], len(entries) - len(keep))

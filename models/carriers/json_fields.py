@@ -31,7 +31,12 @@ LATEST_YEAR = 2200
 _EPOCH_MAX = datetime(LATEST_YEAR, 1, 1, tzinfo=UTC).timestamp()
 
 
-def load_object(raw: bytes) -> dict[str, Any]:
+Payload = bytes | dict[str, Any]  # the bytes as sent, or the object orjson already read from them
+
+
+def load_object(raw: Payload) -> dict[str, Any]:
+    if isinstance(raw, dict):  # decoded once already (models.carriers.history): not read twice
+        return raw
     # orjson rejects non-UTF-8, NaN/Infinity, numbers that overflow a double and nesting deeper
     # than 1024 with JSONDecodeError; a later duplicate key wins, as in most JSON readers.
     try:

@@ -59,6 +59,7 @@ from datetime import date, datetime
 from typing import Any
 
 from models.carriers.json_fields import (
+    Payload,
     failed_attempt_reason,
     load_object,
     objects,
@@ -124,7 +125,7 @@ def action_reason_for(status: str, code: str, text: str, action_required: bool) 
     return exception_reason(f"{status}/{code}", text) if action_required else None
 
 
-def parse(raw: bytes, ingested_at: datetime) -> list[CarrierScan]:
+def parse(raw: Payload, ingested_at: datetime) -> list[CarrierScan]:
     """The track's history as scans; any problem is ``InvalidPayload``, nothing else."""
     body = load_object(raw)
     event = required_str(body, "event", "body")

@@ -50,7 +50,7 @@ def test_the_entries_left_out_are_exactly_the_known_ones(source: str, data: st.D
     kept = [i for i, p in enumerate(prints) if p not in known] or [len(entries) - 1]  # the envelope is still read
     assert new.fingerprints == [prints[i] for i in kept]
     assert new.left_out == len(entries) - len(kept)
-    assert parse_payload(source, new.raw, NOW).scans == [everything[i] for i in kept]
+    assert parse_payload(source, new.document, NOW).scans == [everything[i] for i in kept]
 
 
 def test_a_bad_entry_is_kept_and_still_refused() -> None:
@@ -61,7 +61,7 @@ def test_a_bad_entry_is_kept_and_still_refused() -> None:
     new = leave_out("easypost", raw, set(prints[:-1]).__contains__)
     assert new is not None and new.left_out == len(prints) - 1
     with pytest.raises(InvalidPayload) as refused:
-        parse_payload("easypost", new.raw, NOW)
+        parse_payload("easypost", new.document, NOW)
     assert refused.value.reason == "invalid_field"
 
 
