@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import OrderedDict
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
@@ -31,6 +31,7 @@ from streams import clock, failpoints, order_store, watermark
 from streams.app import Channels, store_options
 from streams.batch_io import Outbox, deliver, whole_batch_or_exit
 from streams.dead_letters import send_to_dlq
+from streams.decoded import DecodedValues
 from trackline.metrics import STAGE
 
 log = logging.getLogger(__name__)
@@ -136,22 +137,15 @@ def register(app: faust.App, ch: Channels, rules: Thresholds, tick_interval: flo
     return orders
 
 
-class DecodedStates:
-    """The order states this worker stored last, kept decoded for the next batch.
-
-    A batch takes its states out and they come back only once stored, so a failed batch
-    leaves nothing half-applied here. Valid only while this worker owns the partitions:
-    cleared at every revocation.
-    """
+class DecodedStates(DecodedValues[str, OrderState]):
+    """The order states this worker stored last (``streams.decoded``). A batch takes its states
+    out and they come back only once stored, so a failed batch leaves nothing half-applied here."""
 
     LIMIT = 20_000
 
     def __init__(self, table: Any) -> None:
+        super().__init__(self.LIMIT)
         self.table = table
-        self.states: OrderedDict[str, OrderState] = OrderedDict()
-        # Bumped at every revocation: a batch that was in flight then must not put back
-        # states that another worker may change before this one owns them again.
-        self.generation = 0
 
     def take(self, order_ids: set[str]) -> tuple[dict[str, OrderState | None], dict[str, order_store.Marker],
                                                  dict[str, str]]:
@@ -161,7 +155,7 @@ class DecodedStates:
         markers: dict[str, order_store.Marker] = {}
         unreadable: dict[str, str] = {}
         for order_id in order_ids:
-            state = self.states.pop(order_id, None)
+            state = self.values.pop(order_id, None)
             if state is None:
                 stored = self.table.get(order_id.encode())
                 try:
@@ -175,18 +169,10 @@ class DecodedStates:
             taken[order_id] = state
         return taken, markers, unreadable
 
-    def keep(self, states: dict[str, OrderState | None], generation: int) -> None:
-        if generation != self.generation:
-            return
-        for order_id, state in states.items():
-            if state is not None and state.expired_at is None:  # an expired one is a marker now
-                self.states[order_id] = state
-        while len(self.states) > self.LIMIT:
-            self.states.popitem(last=False)
-
-    def clear(self) -> None:
-        self.states.clear()
-        self.generation += 1
+    def keep(self, states: Mapping[str, OrderState | None], generation: int) -> None:
+        # An expired one is a marker now; None: no state.
+        super().keep({order_id: state for order_id, state in states.items()
+                      if state is not None and state.expired_at is None}, generation)
 
 
 def _decode(record: Any) -> list[Event]:

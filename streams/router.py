@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from collections import OrderedDict, defaultdict
+from collections import defaultdict
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -42,6 +42,7 @@ from streams.app import Channels, store_options
 from streams.batch_io import Outbox, deliver, whole_batch_or_exit
 from streams.clock import PartitionDeadlines, due_at_watermark
 from streams.dead_letters import header, send_to_dlq
+from streams.decoded import DecodedValues
 from streams.order_store import stored_deadline
 from trackline.metrics import STAGE
 
@@ -148,39 +149,28 @@ def register(app: faust.App, ch: Channels, rules: Thresholds, tick_interval: flo
                     await outbox.write_table(tracking, p, c)
 
                 await deliver(app, "scan router: entries", store)
-                entries.stored(updated, generation)
+                entries.keep(updated, generation)
                 for key, value in changed.items():
                     held_deadlines.schedule(message.partition, key.decode(errors="replace"), _due(value))
                 watermark.processed(message, records)
 
 
-class DecodedEntries:
-    """The tracking entries as this worker last stored them, decoded (entries are never changed
-    in place: ``models.routing`` returns a new one). Valid while this worker owns the
-    partitions: cleared at every revocation, and a batch in flight then puts nothing back."""
+class DecodedEntries(DecodedValues[bytes, TrackingEntry]):
+    """The tracking entries as this worker last stored them, decoded (``streams.decoded``).
+    Entries are never changed in place: ``models.routing`` returns a new one."""
 
     LIMIT = 20_000  # ~1.9 KB a decoded entry: ~40 MB, the hot numbers (like the orders' cache)
 
     def __init__(self, table: Any) -> None:
+        super().__init__(self.LIMIT)
         self.table = table
-        self.entries: OrderedDict[bytes, TrackingEntry] = OrderedDict()
-        self.generation = 0
 
     def get(self, key: bytes) -> TrackingEntry:
-        entry = self.entries.get(key)
+        entry = self.values.get(key)
         if entry is None:
-            entry = self.entries[key] = decode_entry(self.table.get(key))
-            if len(self.entries) > self.LIMIT:
-                self.entries.popitem(last=False)
+            entry = decode_entry(self.table.get(key))
+            self.keep({key: entry}, self.generation)
         return entry
-
-    def stored(self, updated: dict[bytes, TrackingEntry], generation: int) -> None:
-        if generation == self.generation:
-            self.entries.update(updated)
-
-    def clear(self) -> None:
-        self.entries.clear()
-        self.generation += 1
 
 
 class RecentScans:
