@@ -229,6 +229,16 @@ order_event_adapter: TypeAdapter[FulfillmentEventT | CarrierScan | ClockTick] = 
 order_events_batch_adapter = TypeAdapter(list[OrderEvent])
 
 
+def sent_key(scan: CarrierScan) -> str:
+    """A scan as news for its order: its id, and the carrier's estimate it carries. Carriers
+    resend a known scan when only the tracker's estimate changed (EasyPost's
+    ``est_delivery_date``, AfterShip's ``expected_delivery``, Shippo's ``eta``): that resend is
+    news, a resend with the same estimate is not."""
+    if scan.estimated_delivery is None:
+        return scan.event_id
+    return f"{scan.event_id}|{scan.estimated_delivery.isoformat()}"
+
+
 def tracking_key(carrier: str, tracking_number: str) -> str:
     """Carriers recycle tracking numbers across carriers, so the carrier is part of the key."""
     return f"{normalize_carrier(carrier)}:{tracking_number.strip().upper()}"

@@ -108,9 +108,14 @@ def apply_in_place(state: OrderState, event: Event, rules: Thresholds = DEFAULT_
     ``latency`` (the feed delays seen so far) learns from every first-seen event and
     gives the allowance before a customer hears of a missed deadline.
     """
-    if state.expired_at is not None or event.event_id in state.seen_event_ids or (
-            isinstance(event, CarrierScan) and _scan_known(state, event)):
-        return []  # removed by retention (the worker refuses later events), or seen already
+    if state.expired_at is not None:
+        return []  # removed by retention (the worker refuses later events)
+    revision: CarrierScan | None = None
+    if event.event_id in state.seen_event_ids or (isinstance(event, CarrierScan) and _scan_known(state, event)):
+        revision = _estimate_revision(state, event)
+        if revision is None:
+            return []  # seen already
+        event = revision
     _RULES_IN_FORCE.set(rules)
     state.seen_event_ids.append(event.event_id)
     if len(state.seen_event_ids) > SEEN_EVENTS_KEPT:
@@ -119,6 +124,10 @@ def apply_in_place(state: OrderState, event: Event, rules: Thresholds = DEFAULT_
             event.occurred_at > event.ingested_at + timedelta(minutes=rules.future_tolerance_minutes):
         # A carrier clock gone wrong: the scan would hold its status against every real one.
         return [_event_record(event, detail="rejected: future")]
+    if revision is not None:  # the estimate alone is news: no scan to record or to learn feed delays from
+        revised: list[Effect] = []
+        _on_carrier_estimate(state, state.packages[revision.package_id], revision, revised)
+        return _after_event(state, revision, revised, rules, latency)
     if latency is not None and event.ingested_at is not None and not isinstance(event, ClockTick):
         # A fulfillment center's events are a feed of their own, like a carrier's.
         latency.observe(event.source if isinstance(event, CarrierScan) else FULFILLMENT,
@@ -142,6 +151,13 @@ def apply_in_place(state: OrderState, event: Event, rules: Thresholds = DEFAULT_
         _on_refund(state, event, effects)
     elif isinstance(event, CarrierScan):
         _on_scan(state, event, effects, rules)
+    return _after_event(state, event, effects, rules, latency)
+
+
+def _after_event(state: OrderState, event: Event, effects: list[Effect], rules: Thresholds,
+                 latency: FeedLatency | None) -> list[Effect]:
+    """What every event is followed by: the order's status, the delay rules and estimates at
+    the event's receipt time, feedback, the next deadline and retention."""
     _derive_order_status(state, event, effects)
     now = _ingested_at(event)
     current = {c.key: c for c in conditions(state, rules)}
@@ -258,12 +274,7 @@ def _on_scan(state: OrderState, event: CarrierScan, effects: list[Effect], rules
     if event.status not in NOT_ACCEPTED and package.accepted_at is None:
         package.accepted_at = event.occurred_at
     if event.estimated_delivery is not None:
-        package.carrier_original_estimate = package.carrier_original_estimate or event.estimated_delivery
-        if package.carrier_estimate_at is None or event.occurred_at >= package.carrier_estimate_at:
-            package.carrier_current_estimate = event.estimated_delivery
-            package.carrier_estimate_at = event.occurred_at
-            package.estimate_seen_at = event.ingested_at
-        _refresh_estimate(state, package, event, effects)
+        _on_carrier_estimate(state, package, event, effects)
     if event.status in (PackageStatus.delivered, PackageStatus.attempt_failed):
         package.first_attempt_at = min(filter(None, [package.first_attempt_at, event.occurred_at]))
     if event.status is PackageStatus.delivered and package.delivered_at is None:
@@ -291,6 +302,38 @@ def _on_scan(state: OrderState, event: CarrierScan, effects: list[Effect], rules
         _on_return_scan(state, package, event, effects)
     else:
         _tell_customer_about_scan(state, package, event, effects, rules)
+
+
+def _on_carrier_estimate(state: OrderState, package: PackageState, event: CarrierScan, effects: list[Effect]) -> None:
+    assert event.estimated_delivery is not None
+    package.carrier_original_estimate = package.carrier_original_estimate or event.estimated_delivery
+    # The estimate given with the newest scan is the carrier's current one (event time).
+    if package.carrier_estimate_at is None or event.occurred_at >= package.carrier_estimate_at:
+        package.carrier_current_estimate = event.estimated_delivery
+        package.carrier_estimate_at = event.occurred_at
+        package.estimate_seen_at = event.ingested_at
+    _refresh_estimate(state, package, event, effects)
+
+
+def _estimate_revision(state: OrderState, event: Event) -> CarrierScan | None:
+    """A scan applied already, resent with another carrier estimate: the estimate is news.
+
+    Carriers resend the whole history when only the tracker's estimate changed (EasyPost's
+    ``est_delivery_date``): without this, a revised date with no new scan would be lost. Only
+    the package's newest scan counts (an older one's estimate is older). The revision is an
+    event of its own, its id from the scan's, the date and the receipt time: a replay gives
+    the same id (and is dropped as seen), a carrier going back to an earlier date is news again.
+    """
+    if not isinstance(event, CarrierScan) or event.estimated_delivery is None or event.ingested_at is None:
+        return None
+    package = state.packages.get(event.package_id)
+    if (package is None or package.delivered_at is not None
+            or package.carrier_current_estimate == event.estimated_delivery
+            or package.last_scan_at is None or event.occurred_at < package.last_scan_at):
+        return None
+    revision = event.model_copy(update={"event_id": stable_id(
+        event.event_id, "estimate", event.estimated_delivery.isoformat(), event.ingested_at.isoformat())})
+    return None if revision.event_id in state.seen_event_ids else revision
 
 
 def _scan_known(state: OrderState, scan: CarrierScan) -> bool:

@@ -16,10 +16,11 @@ from aiokafka.partitioner import murmur2
 from pydantic import BaseModel, Field
 
 from models.effects import Alert, AlertKind, Effect, HistoryRecord, TrackingLink, stable_id
-from models.events import CarrierScan, tracking_key
+from models.events import CarrierScan, sent_key, tracking_key
 
 HELD_SCANS_KEPT = 200  # per tracking number; a carrier resends its whole history anyway
-# "This scan id was sent to this order already" (the router's memory of what the broker acked).
+# "This scan (``sent_key``: its id and estimate) was sent to this order already" (the router's
+# memory of what the broker acked).
 Sent = Callable[[str, str], bool]
 
 
@@ -40,15 +41,16 @@ def route_scan(entry: TrackingEntry, scan: CarrierScan, sent: Sent | None = None
                ) -> tuple[TrackingEntry, list[CarrierScan]]:
     """Return the scan matched to its order, or hold it until its link is announced.
 
-    ``sent(scan_id, order_id)`` says the scan already went to that order: a repeat from a
-    webhook that resends the whole history is left out (the order would drop it too).
+    ``sent(sent_key(scan), order_id)`` says the scan already went to that order: a repeat from a
+    webhook that resends the whole history is left out (the order would drop it too), unless
+    it carries a new carrier estimate.
     The entry given is never changed: a changed one is a new entry (the shell caches entries).
     """
     link = entry.links.get(tracking_key(scan.carrier, scan.tracking_number))
     if link is None:
         held = [s for s in entry.held if s.event_id != scan.event_id]
         return entry.model_copy(update={"held": [*held, scan][-HELD_SCANS_KEPT:]}), []
-    if sent is not None and sent(scan.event_id, link.order_id):
+    if sent is not None and sent(sent_key(scan), link.order_id):
         return entry, []
     return entry, [scan.model_copy(update={"order_id": link.order_id, "package_id": link.package_id})]
 

@@ -24,7 +24,7 @@ from models.carriers.history import Known
 from models.deadlines import epoch_seconds
 from models.effects import Alert, HistoryRecord, TrackingLink
 from models.errors import InvalidPayload
-from models.events import CarrierScan
+from models.events import CarrierScan, sent_key
 from models.formats import STATE_FORMAT, keeping_unknown_values
 from models.routing import (
     Sent,
@@ -93,7 +93,7 @@ def register(app: faust.App, ch: Channels, rules: Thresholds, tick_interval: flo
                 changed: dict[bytes, bytes | None] = {}
                 updated: dict[bytes, TrackingEntry] = {}
                 sent: list[tuple[str, str]] = []
-                prints: dict[str, bytes] = {}  # scan id -> fingerprint of the history entry it came from
+                prints: dict[str, bytes] = {}  # sent_key -> fingerprint of the history entry it came from
 
                 async def route(outbox: Outbox, records: list[Any] = records, changed: dict = changed,
                                 updated: dict = updated, sent: list = sent, prints: dict = prints) -> None:
@@ -132,9 +132,9 @@ def register(app: faust.App, ch: Channels, rules: Thresholds, tick_interval: flo
                     # one batch can repeat a scan too.
                     first: dict[tuple[str, str], CarrierScan] = {}
                     for scan in matched:
-                        first.setdefault((scan.event_id, scan.order_id), scan)
+                        first.setdefault((sent_key(scan), scan.order_id), scan)
                     fresh = list(first.values())
-                    sent.extend((scan.event_id, scan.order_id) for scan in fresh)
+                    sent.extend(first)
                     scans = [(scan.order_id, scan.model_dump_json().encode()) for scan in fresh]
                     STAGE["route"].inc(time.perf_counter() - routing)
                     await outbox.envelopes(topics.ORDER_EVENTS, partitions, scans)
@@ -303,7 +303,7 @@ async def _decode(outbox: Outbox, record: Any, partitions: int, bound: timedelta
         scans, rejected = parse_payload(named, raw, ingested_at)
         new = None
     if new is not None and prints is not None and len(scans) == len(new.fingerprints):
-        prints.update(zip((scan.event_id for scan in scans), new.fingerprints, strict=True))
+        prints.update(zip((sent_key(scan) for scan in scans), new.fingerprints, strict=True))
     for error, part in rejected:  # one shipment of an interchange: the others go on
         await send_to_dlq(outbox, record, error, value=part)
     return await _rekey_foreign(outbox, record.key or b"", scans, partitions)

@@ -375,3 +375,44 @@ def test_webhooks_that_resend_the_whole_history_tell_each_scan_once(broker: str,
     told = [c["type"] for c in pipeline.delivered() if c["order_id"] == "ORD-W"]
     assert told.count("out_for_delivery") == 1 and told.count("delivered") == 1
     assert worker_crashes(pipeline) == []
+
+
+def test_a_webhook_that_changes_only_the_estimate_reaches_the_customer(broker: str, pipeline: Pipeline) -> None:
+    """EasyPost sends tracker.updated when ``est_delivery_date`` changes, with no new tracking
+    detail: every entry is one the router already routed. The new date still reaches the
+    customer once, and the same webhook resent tells nothing more."""
+    now = datetime.now(UTC)
+    promised = now + timedelta(days=3)
+    document = orjson.loads((PAYLOADS / "easypost_tracker_updated.json").read_bytes())
+    number, carrier = "9400110898825022579494", "USPS"
+    details = [{**document["result"]["tracking_details"][0], "status": status, "message": status,
+                "datetime": iso(now - timedelta(hours=hours))} for status, hours in [("pre_transit", 4),
+                                                                                      ("in_transit", 3)]]
+
+    def webhook(estimate: datetime) -> tuple[str, bytes, bytes, list, None]:
+        body = {**document, "result": {**document["result"], "tracking_code": number, "carrier": carrier,
+                                       "tracking_details": details, "est_delivery_date": iso(estimate)}}
+        headers = [(topics.SOURCE_HEADER, b"easypost")]
+        return topics.CARRIER_SCANS_RAW, number.encode(), orjson.dumps(body), headers, None
+
+    def revisions() -> list[str]:
+        return [c["estimated_delivery"] for c in pipeline.delivered()
+                if c["order_id"] == "ORD-E" and c["type"] == "estimate_revised"]
+
+    pipeline.start("worker", "notifier")
+    produce_at(broker, [
+        (topics.FC_EVENTS, b"ORD-E", order_placed("ORD-E", now - timedelta(hours=6), now + timedelta(days=1),
+                                                  promised), [], None),
+        (topics.FC_EVENTS, b"ORD-E", package_shipped("ORD-E", number, now - timedelta(hours=5), carrier), [], None)])
+    pipeline.wait_for(lambda: any(c["order_id"] == "ORD-E" and c["type"] == "shipped" for c in pipeline.delivered()),
+                      60, "the shipment")
+    produce_at(broker, [webhook(promised)])  # the carrier agrees with the promise: nothing to tell
+    settle(pipeline, "first webhook")
+    assert revisions() == []
+    sooner = now + timedelta(days=2)
+    produce_at(broker, [webhook(sooner)])  # the same entries, an earlier date
+    pipeline.wait_for(lambda: revisions() != [], 60, "the revised estimate")
+    produce_at(broker, [webhook(sooner)])  # resent as it was
+    settle(pipeline, "resent")
+    assert revisions() == [sooner.date().isoformat()]
+    assert worker_crashes(pipeline) == []

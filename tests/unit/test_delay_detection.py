@@ -226,3 +226,43 @@ def test_a_carrier_clock_running_ahead_does_not_hold_back_an_event_found_delay()
     ahead = scan(S.in_transit, 300, estimated_delivery=date(2026, 11, 6)).model_copy(update={"ingested_at": at(299)})
     _, effects = run([ahead], state)
     assert alerts(effects) == [(K.estimate_after_promise, "P1")]
+
+
+def test_a_known_scan_resent_with_a_new_carrier_estimate_revises_the_estimate():
+    """EasyPost resends the whole history when only ``est_delivery_date`` changed: the newest
+    scan comes again with another date. That date is news; the same resend again is not, an
+    older scan's date is not, and the carrier going back to its first date is news again."""
+    latest = scan(S.in_transit, 300, estimated_delivery=date(2026, 11, 4))
+    state, _ = run([placed(), shipped(), scan(S.picked_up, 200, estimated_delivery=date(2026, 11, 4)), latest])
+
+    def revisions(effects):
+        return [(c.previous_estimate, c.estimated_delivery) for c in effects
+                if isinstance(c, NotificationCommand) and c.type.value == "estimate_revised"]
+
+    earlier = latest.model_copy(update={"estimated_delivery": date(2026, 11, 3), "ingested_at": at(400)})
+    state, effects = run([earlier], state)
+    assert revisions(effects) == [(date(2026, 11, 4), date(2026, 11, 3))]
+    assert state.packages["P1"].carrier_current_estimate == date(2026, 11, 3)
+    assert [r.record_type for r in effects if isinstance(r, HistoryRecord)] == ["estimate"]  # no second scan row
+    assert len(state.packages["P1"].timeline) == 2
+
+    state, again = run([earlier.model_copy(update={"ingested_at": at(410)})], state)  # resent, same date
+    older = scan(S.picked_up, 200, estimated_delivery=date(2026, 11, 9)).model_copy(update={"ingested_at": at(420)})
+    state, stale = run([older], state)
+    assert again == [] and stale == []
+    assert state.packages["P1"].carrier_current_estimate == date(2026, 11, 3)
+
+    back = latest.model_copy(update={"ingested_at": at(500)})  # the first date again
+    state, effects = run([back], state)
+    assert revisions(effects) == [(date(2026, 11, 3), date(2026, 11, 4))]
+    state, replayed = run([back], state)  # the same record replayed
+    assert replayed == []
+
+
+def test_a_revised_carrier_estimate_after_the_promise_is_a_delay():
+    latest = scan(S.in_transit, 300, estimated_delivery=date(2026, 11, 4))
+    state, _ = run([placed(), shipped(), latest])
+    later = latest.model_copy(update={"estimated_delivery": date(2026, 11, 6), "ingested_at": at(400)})
+    state, effects = run([later], state)
+    assert alerts(effects) == [(K.estimate_after_promise, "P1")]
+    assert delays(effects) == [("P1", date(2026, 11, 6))]

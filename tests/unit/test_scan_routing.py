@@ -130,3 +130,18 @@ def test_a_scan_already_sent_to_its_order_is_left_out_before_it_costs_a_copy():
     assert (out, changed) == ([], False)
     _, out, _ = update_entry(entry, unmatched(S.delivered, 900), sent=lambda *_: False)
     assert [s.order_id for s in out] == ["ORD-1"]
+
+
+def test_a_scan_already_sent_goes_again_when_it_carries_a_new_carrier_estimate():
+    from datetime import date
+
+    from models.events import sent_key
+
+    entry, _ = link_tracking(TrackingEntry(), LINK)
+    first = unmatched(S.in_transit, 200).model_copy(update={"estimated_delivery": date(2026, 11, 4)})
+    already = {(sent_key(first), "ORD-1")}
+    _, out, _ = update_entry(entry, first, sent=lambda key, order_id: (key, order_id) in already)
+    assert out == []
+    revised = first.model_copy(update={"estimated_delivery": date(2026, 11, 3)})
+    _, out, _ = update_entry(entry, revised, sent=lambda key, order_id: (key, order_id) in already)
+    assert [(s.order_id, s.estimated_delivery) for s in out] == [("ORD-1", date(2026, 11, 3))]
