@@ -101,6 +101,23 @@ class OrderItem(Contract):
     description: str = ""
 
 
+class Destination(Contract):
+    """Where an order goes, as coarse as a delivery lane needs (issue 13): never the street.
+    trackline keeps the country, the region and the postal code's first three characters."""
+
+    country: str = Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2, e.g. US")
+    region: str = Field(default="", max_length=8, description="state or province code (ISO 3166-2 without the "
+                                                                "country), e.g. CA")
+    postal_code: str = Field(default="", max_length=16)
+
+    def lane_region(self) -> str:
+        """"US-CA": the destination side of a lane (the origin is the fulfillment center)."""
+        return f"{self.country}-{self.region.strip().upper()}" if self.region.strip() else self.country
+
+    def postal_prefix(self) -> str:
+        return self.postal_code.strip().upper()[:3]
+
+
 class OrderPlaced(FulfillmentContract):
     """The order-management system accepted an order."""
 
@@ -115,6 +132,7 @@ class OrderPlaced(FulfillmentContract):
     # IANA zone of the delivery address: "end of the local day" and "promised date" are
     # judged there. An unknown zone is rejected, never read as UTC.
     delivery_time_zone: str = "UTC"
+    destination: Destination | None = None  # optional: lanes (origin -> region) need it
 
     _known_zone = field_validator("delivery_time_zone")(lambda value: known_time_zone(value))
 

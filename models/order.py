@@ -186,6 +186,9 @@ def _on_placed(state: OrderState, event: OrderPlaced, effects: list[Effect]) -> 
     state.fulfillment_center = event.fulfillment_center
     state.service_level = event.service_level.value
     state.delivery_time_zone = event.delivery_time_zone
+    if event.destination is not None:
+        state.destination_region = event.destination.lane_region()
+        state.destination_postal_prefix = event.destination.postal_prefix()
     state.promised_delivery_date = event.promised_delivery_date
     state.ship_by = event.ship_by
     state.placed_at = event.occurred_at
@@ -456,6 +459,7 @@ def _shipment_record(state: OrderState, package: PackageState, milestone: str, e
         ingested_at=_ingested_at(event),
         attributes={"seller_id": state.seller_id, "fulfillment_center": state.fulfillment_center,
                     "service_level": state.service_level, "delivery_time_zone": state.delivery_time_zone,
+                    "destination_region": state.destination_region,
                     **_dates(placed_at=state.placed_at, ship_by=state.ship_by, shipped_at=package.shipped_at,
                              accepted_at=package.accepted_at, first_attempt_at=package.first_attempt_at,
                              delivered_at=package.delivered_at, promised=state.promised_delivery_date,

@@ -91,6 +91,8 @@ class OrderState(Struct, kw_only=True):
     fulfillment_center: str = ""
     service_level: str = ""
     delivery_time_zone: str = "UTC"
+    destination_region: str = ""  # "US-CA" (models.events.Destination.lane_region); "" if not given
+    destination_postal_prefix: str = ""
     promised_delivery_date: date | None = None
     ship_by: datetime | None = None
     ordered_skus: list[str] = field(default_factory=list)

@@ -62,6 +62,18 @@ def _day(key: str) -> str:
     return f"toDateOrNull(attributes['{key}'])"
 
 
+_SHIPMENTS_SELECT = (
+    "SELECT order_id, package_id, status AS milestone, carrier, attributes['service_level'] AS "
+    "service_level, attributes['seller_id'] AS seller_id, attributes['fulfillment_center'] AS "
+    "fulfillment_center, attributes['delivery_time_zone'] AS delivery_time_zone, "
+    f"{_ts('placed_at')} AS placed_at, {_ts('ship_by')} AS ship_by, {_ts('shipped_at')} AS shipped_at, "
+    f"{_ts('accepted_at')} AS accepted_at, {_ts('first_attempt_at')} AS first_attempt_at, "
+    f"{_ts('delivered_at')} AS delivered_at, {_day('first_attempt_date')} AS first_attempt_date, "
+    f"{_day('delivered_date')} AS delivered_date, {_day('promised')} AS promised, "
+    f"{_day('carrier_original_estimate')} AS carrier_original_estimate, ingested_at "
+    "FROM history WHERE record_type = 'shipment'")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "history and dead letters", (
         """
@@ -229,16 +241,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         ORDER BY (seller_id, order_id, package_id)
         TTL toDateTime(ingested_at) + INTERVAL 2 YEAR
         """,
-        _view("shipments_mv", "shipments",
-              "SELECT order_id, package_id, status AS milestone, carrier, attributes['service_level'] AS "
-              "service_level, attributes['seller_id'] AS seller_id, attributes['fulfillment_center'] AS "
-              "fulfillment_center, attributes['delivery_time_zone'] AS delivery_time_zone, "
-              f"{_ts('placed_at')} AS placed_at, {_ts('ship_by')} AS ship_by, {_ts('shipped_at')} AS shipped_at, "
-              f"{_ts('accepted_at')} AS accepted_at, {_ts('first_attempt_at')} AS first_attempt_at, "
-              f"{_ts('delivered_at')} AS delivered_at, {_day('first_attempt_date')} AS first_attempt_date, "
-              f"{_day('delivered_date')} AS delivered_date, {_day('promised')} AS promised, "
-              f"{_day('carrier_original_estimate')} AS carrier_original_estimate, ingested_at "
-              "FROM history WHERE record_type = 'shipment'"),
+        _view("shipments_mv", "shipments", _SHIPMENTS_SELECT),
         # Pipeline health, written by the sink itself (rows, lag) every batch.
         """
         CREATE TABLE IF NOT EXISTS pipeline_metrics (
@@ -271,6 +274,16 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(5, "dead letters keep the original headers and receipt time", (
         "ALTER TABLE dead_letters ADD COLUMN IF NOT EXISTS original_headers Map(String, String), "
         "ADD COLUMN IF NOT EXISTS received_at Nullable(DateTime64(3, 'UTC'))",
+    )),
+    # The destination side of a delivery lane (fulfillment center -> "US-CA"), for transit
+    # times per lane (issue 13). The view is replaced at start-up, before the sink inserts.
+    Migration(6, "shipments know their destination region", (
+        "ALTER TABLE shipments ADD COLUMN IF NOT EXISTS destination_region LowCardinality(String) "
+        "AFTER delivery_time_zone",
+        "DROP VIEW IF EXISTS shipments_mv",
+        _view("shipments_mv", "shipments", _SHIPMENTS_SELECT.replace(
+            "AS delivery_time_zone, ",
+            "AS delivery_time_zone, attributes['destination_region'] AS destination_region, ")),
     )),
 )
 

@@ -55,3 +55,33 @@ def test_json_schema_documents_every_event_type():
     assert documented == {event.model_fields["type"].default for event in get_args(FulfillmentEventT)}
     assert "promised_delivery_date" in schema["$defs"]["OrderPlaced"]["required"]
     # The committed document, docs/schemas/fc-events.schema.json, is checked in test_schemas.py.
+
+
+def test_an_order_names_its_destination_and_the_state_keeps_only_the_lane_side():
+    """A lane is fulfillment center -> destination region; the street and the full postal code
+    are not trackline's business and stay out of the state and the history."""
+    from models.codec import encode_state
+    from models.effects import HistoryRecord
+    from models.events import PackageStatus
+    from models.order import apply
+    from tests.conftest import scan
+
+    placed = parse_fulfillment_event(orjson.dumps({
+        **PLACED, "destination": {"country": "US", "region": "ca", "postal_code": "94107-1234"}}))
+    state, _ = apply(None, placed)
+    assert (state.destination_region, state.destination_postal_prefix) == ("US-CA", "941")
+    shipped = parse_fulfillment_event(orjson.dumps({
+        "type": "package_shipped", "event_id": "e2", "order_id": "ORD-1", "occurred_at": "2026-11-02T09:00:00Z",
+        "package_id": "P1", "carrier": "UPS", "tracking_number": "1Z999"}))
+    state, effects = apply(state, shipped)
+    state, effects = apply(state, scan(PackageStatus.delivered, 3000))
+    (record,) = [e for e in effects if isinstance(e, HistoryRecord) and e.record_type == "shipment"]
+    assert record.attributes["destination_region"] == "US-CA"
+    assert b"94107" not in encode_state(state) and "94107" not in record.model_dump_json()
+
+
+@pytest.mark.parametrize("destination", [{"region": "CA"}, {"country": "usa"}, {"country": "US", "region": "X" * 9}])
+def test_a_destination_without_an_iso_country_is_refused(destination):
+    with pytest.raises(InvalidPayload) as caught:
+        parse_fulfillment_event(orjson.dumps({**PLACED, "destination": destination}))
+    assert caught.value.reason in ("missing_field", "invalid_field") and "destination" in caught.value.detail
