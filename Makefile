@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 ARGS ?=
 
-.PHONY: demo test bench chaos lint install lock browser clean
+.PHONY: demo test bench quality chaos lint install lock browser clean
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # Exact versions from the lock file (written by `make lock` from pyproject.toml's ranges), then
@@ -45,6 +45,11 @@ test: lint browser
 
 bench: install
 	$(BIN)/trackline bench $(ARGS)
+
+# Detection precision and recall, estimate accuracy: a simulated world that knows the truth
+# (config/quality-world.toml, frozen) through the real pipeline at accelerated event time.
+quality: install
+	$(BIN)/trackline quality $(ARGS)
 
 # Every fault (kill -9, scale 1 -> 3 -> 1, ClickHouse and broker outages, failpoints in the
 # exact windows) over a seeded workload, counted against the pure core's answer. `make test`

@@ -79,7 +79,7 @@ Event = (OrderPlaced | OrderProcessing | PackageShipped | OrderCancelled | Retur
          | RefundIssued | CarrierScan | ClockTick)
 
 # What the customer hears when a delay rule fires (alerts of other kinds are for ops only).
-_DELAY_REASONS = {
+DELAY_REASONS = {
     AlertKind.warehouse_delay: "Your order has not left the warehouse yet.",
     AlertKind.pickup_delay_2: "The carrier has not collected your package yet.",
     AlertKind.estimate_after_promise: "The carrier now expects to deliver after the promised date.",
@@ -531,7 +531,7 @@ def _notice_due(state: OrderState, key: str, condition: Condition,
 
 
 def _tells_customer(condition: Condition) -> bool:
-    return condition.kind in _DELAY_REASONS or condition.kind is AlertKind.presumed_lost
+    return condition.kind in DELAY_REASONS or condition.kind is AlertKind.presumed_lost
 
 
 def _notice_milestone(condition: Condition) -> str:
@@ -543,13 +543,13 @@ def _notice_milestone(condition: Condition) -> str:
 def _tell_customer_about_alert(state: OrderState, condition: Condition, event: Event, now: datetime,
                                effects: list[Effect]) -> bool:
     package = state.packages.get(condition.package_id)
-    if condition.kind in _DELAY_REASONS:
+    if condition.kind in DELAY_REASONS:
         new_date = package.estimated_delivery if package else None
         if condition.kind is AlertKind.promise_missed and new_date and state.promised_delivery_date \
                 and new_date <= state.promised_delivery_date:
             new_date = None  # the old estimate is past too: no new date to give yet
         told = _notify(state, effects, NotificationType.delayed, event, package=package,
-                       instance=condition.kind.value, reason=_DELAY_REASONS[condition.kind],
+                       instance=condition.kind.value, reason=DELAY_REASONS[condition.kind],
                        estimated_delivery=new_date, previous_estimate=package.notified_estimate if package else None,
                        occurred_at=condition.due_at, now=now)
         if told and package is not None:

@@ -57,6 +57,10 @@ class Settings(BaseSettings):
     log_level: Literal["crit", "error", "warn", "info", "debug"] = "info"
     thresholds: str = ""  # TOML file of detection thresholds; empty = config/detection.toml defaults
     tick_interval: float = Field(5.0, gt=0)  # seconds between deadline ticks
+    # What a partition read to its end contributes to the watermark: the wall clock (live
+    # traffic), or the newest record time processed anywhere ("records": replays and backfills
+    # of history, make quality; time then stands still while nothing arrives).
+    watermark_clock: Literal["wall", "records"] = "wall"
     # Support agents' bearer token (order lookup, support tracking page).
     support_token: SecretStr | None = None
     secret_aftership: list[SecretStr] = Field(default_factory=list)

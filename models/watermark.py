@@ -42,6 +42,12 @@ def caught_up(progress: PartitionProgress, quiet_seconds: float = QUIET_SECONDS)
     return progress.position >= progress.end and progress.quiet_seconds >= quiet_seconds
 
 
+def newest_record(partitions: list[PartitionProgress]) -> datetime | None:
+    """The newest ingest time processed on any partition: "now" for a replay of history
+    (``watermark_clock = "records"``), where the wall clock is days after every record."""
+    return max((p.last_ingested_at for p in partitions if p.last_ingested_at is not None), default=None)
+
+
 def ingest_watermark(partitions: list[PartitionProgress], wall: datetime,
                      quiet_seconds: float = QUIET_SECONDS) -> datetime | None:
     """The watermark over ``partitions`` at wall-clock time ``wall``; None while unknown."""

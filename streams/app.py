@@ -74,7 +74,9 @@ def create_app(settings: Settings, bootstrap: str, tansu: bool = False) -> faust
         # "ahead" of the topic. The check is right on Kafka; on Tansu it is a false alarm.
         recovery_consistency_check=not tansu,
     )
-    from streams import lookup, notification_policy, orders, router
+    from streams import lookup, notification_policy, orders, router, watermark
+
+    watermark.PROGRESS.clock = settings.watermark_clock
 
     channels = Channels(app)
     rules = detection_rules(settings)

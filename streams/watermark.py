@@ -17,14 +17,16 @@ from typing import Any
 from faust.types import TP
 
 from models import topics
-from models.watermark import PartitionProgress, ingest_watermark
+from models.watermark import PartitionProgress, ingest_watermark, newest_record
 
+EXTERNAL_TOPICS = frozenset({topics.FC_EVENTS, topics.CARRIER_SCANS_RAW})
 INPUT_TOPICS = frozenset({topics.FC_EVENTS, topics.CARRIER_SCANS_RAW, topics.CARRIER_SCANS_REKEYED,
                           topics.TRACKING_LINKS, topics.ORDER_EVENTS})
 
 
 class WorkerProgress:
     def __init__(self) -> None:
+        self.clock = "wall"  # or "records" (models.settings.watermark_clock)
         self.partitions: dict[TP, PartitionProgress] = {}
         self.last_handover: dict[TP, float] = {}
         self.high: datetime | None = None  # never go back: an alert opened stays opened
@@ -59,7 +61,12 @@ class WorkerProgress:
             except Exception:  # not fetched yet, or moving in a rebalance: its end is unknown
                 progress.position = progress.end = None
             progress.quiet_seconds = clock - self.last_handover[tp]
-        moment = ingest_watermark([self.partitions[tp] for tp in owned], datetime.now(UTC))
+        progress_all = [self.partitions[tp] for tp in owned]
+        # Records mode: the newest time received from outside. The internal topics' records are
+        # stamped when trackline produced them (the wall clock), not when their input arrived.
+        wall = datetime.now(UTC) if self.clock == "wall" else newest_record(
+            [self.partitions[tp] for tp in owned if tp.topic in EXTERNAL_TOPICS])
+        moment = ingest_watermark(progress_all, wall) if wall is not None else None
         if moment is not None and (self.high is None or moment > self.high):
             self.high = moment
         return self.high if moment is not None else None

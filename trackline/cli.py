@@ -282,6 +282,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
                      latency_rate=args.latency_rate)
 
 
+def cmd_quality(args: argparse.Namespace) -> int:
+    from trackline.quality.run import run_quality
+
+    settings = _settings(args)
+    run_quality(partitions=settings.partitions, pace=args.pace, days=args.days, orders_per_day=args.orders_per_day,
+                scored_days=args.scored_days)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trackline", description=__doc__)
     common = argparse.ArgumentParser(add_help=False)
@@ -374,6 +383,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="orders seeded into the orders changelog for the recovery figures")
     p.add_argument("--latency-rate", type=float, help="scans/s for the latency run (default: half the measured rate)")
     p.set_defaults(func=cmd_bench)
+    p = sub.add_parser("quality", parents=[common], help="detection and estimate quality against a simulated "
+                                                         "world that knows what really happened")
+    p.add_argument("--pace", type=float, default=7200.0, help="seconds of event time per wall second")
+    p.add_argument("--days", type=int, help="days of orders (default: config/quality-world.toml)")
+    p.add_argument("--orders-per-day", type=int, help="default: config/quality-world.toml")
+    p.add_argument("--scored-days", type=float, help="journeys placed in these first days are scored")
+    p.set_defaults(func=cmd_quality)
     return parser
 
 

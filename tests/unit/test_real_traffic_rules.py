@@ -157,3 +157,17 @@ def test_an_hour_late_feed_does_not_tell_a_customer_of_a_promise_it_met():
 ])
 def test_the_watermark_is_the_wall_clock_only_where_everything_was_read(progress, expected):
     assert ingest_watermark(progress, at(100)) == expected
+
+
+def test_a_replay_of_history_reads_now_from_its_records_not_the_wall_clock():
+    """watermark_clock = "records": a partition read to its end counts as the newest record
+    time processed anywhere, so a replay of last month does not fire every deadline at once
+    when the replay pauses; a partition still behind holds the watermark back as always."""
+    from models.watermark import newest_record
+
+    idle = PartitionProgress(at(10), 5, 5, 5, 5, 3.0)
+    behind = PartitionProgress(at(7), 2, 2, 2, 9, 0.0)
+    never_used = PartitionProgress(None, None, None, 0, 0, 3.0)
+    assert ingest_watermark([idle, never_used], newest_record([idle, never_used])) == at(10)
+    assert ingest_watermark([idle, behind], newest_record([idle, behind])) == at(7)
+    assert newest_record([never_used]) is None

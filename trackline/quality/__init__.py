@@ -1,0 +1,1 @@
+"""make quality: trackline measured against a simulated world that knows what really happened (issue 13)."""

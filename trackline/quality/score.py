@@ -1,0 +1,205 @@
+"""How right trackline was: its notices, alerts and estimates against what really happened.
+
+Pure: the world's truth (``trackline.quality.world``), the commands customers were sent and
+the alerts ops saw go in; figures come out. Every time here is event time: a notice's time is
+``caused_by_ingested_at``, the moment (on the pipeline's event-time clock) it was decided.
+
+- A delay notice (``delayed``, or ``exception`` with reason lost) is deserved when the package
+  really missed its promise (delivered after the promised day where the customer lives, or
+  lost). Per detection kind: precision, recall against every late package, and how long after
+  the true moment (the end of the promised day) the customer heard; negative is before it.
+- Ops alerts the same way, with how long the false ones stayed open.
+- Estimates, measured at shipping and at each later scan of each delivered package: the
+  promise, the carrier's latest estimate received by then, and the date trackline last told
+  the customer; the share within 0 and within 1 day of the true delivery date, and the mean
+  absolute error in days.
+- Visibility: the share of each delivered journey (order placed -> delivered) during which the
+  customer had been told a delivery date.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from statistics import mean, quantiles
+from typing import Any
+
+from models.order import DELAY_REASONS
+from trackline.quality.world import PackageTruth
+
+_KIND_OF_REASON = {reason: kind.value for kind, reason in DELAY_REASONS.items()}
+LOST = "presumed_lost"
+
+
+def _time(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+@dataclass
+class Notice:
+    kind: str  # the detection kind behind it
+    package_id: str
+    order_id: str
+    at: datetime  # event time it was decided
+
+
+def delay_notices(commands: list[dict[str, Any]]) -> list[Notice]:
+    """The customer-facing delay notices among the commands, each with its detection kind."""
+    found = []
+    for c in commands:
+        if c["type"] == "delayed":
+            kind = _KIND_OF_REASON.get(c.get("reason", ""), "other")
+        elif c["type"] == "exception" and c.get("reason") == "lost":
+            kind = LOST
+        else:
+            continue
+        found.append(Notice(kind, c.get("package_id", ""), c["order_id"], _time(c["caused_by_ingested_at"])))
+    return found
+
+
+def _ratio(part: int, whole: int) -> float | None:
+    return part / whole if whole else None
+
+
+def _hours(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"p50": None, "p90": None}
+    if len(values) == 1:
+        return {"p50": values[0], "p90": values[0]}
+    cuts = quantiles(values, n=10, method="inclusive")
+    return {"p50": cuts[4], "p90": cuts[8]}
+
+
+def notices_table(truth: dict[str, PackageTruth], commands: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per detection kind (and "any"): notices, precision, recall, hours from the true moment."""
+    late = {t.order_id for t in truth.values() if t.late}
+    lost = {t.order_id for t in truth.values() if t.lost}
+    notices = [n for n in delay_notices(commands) if n.order_id in truth]
+    by_kind: dict[str, list[Notice]] = defaultdict(list)
+    for n in notices:
+        by_kind[n.kind].append(n)
+    by_kind["any delay"] = [n for n in notices if n.kind != LOST]
+    table: dict[str, dict[str, Any]] = {}
+    for kind, found in sorted(by_kind.items()):
+        deserved = lost if kind == LOST else late
+        orders = {n.order_id for n in found}
+        first: dict[str, datetime] = {}
+        for n in found:
+            first[n.order_id] = min(first.get(n.order_id, n.at), n.at)
+        hours = [(at - late_at).total_seconds() / 3600 for o, at in first.items()
+                 if o in deserved and (late_at := truth[o].late_at) is not None]
+        table[kind] = {"notices": len(found), "orders": len(orders),
+                       "precision": _ratio(len(orders & deserved), len(orders)),
+                       "recall": _ratio(len(orders & deserved), len(deserved)), "deserved": len(deserved),
+                       "hours_after_true_moment": _hours(hours)}
+    return table
+
+
+def alerts_table(truth: dict[str, PackageTruth], alerts: list[dict[str, Any]], end: datetime
+                 ) -> dict[str, dict[str, Any]]:
+    """Ops alerts per kind: how many orders, precision against the kind's truth, and how long the
+    false ones stayed open (until closed, or until the end of the run)."""
+    opened: dict[tuple[str, str, str], datetime] = {}
+    closed: dict[tuple[str, str, str], datetime] = {}
+    for a in alerts:
+        key = (a["alert_kind"], a["order_id"], a.get("package_id", ""))
+        if a["order_id"] not in truth:
+            continue
+        if a["state"] == "open":
+            opened[key] = min(opened.get(key, _time(a["at"])), _time(a["at"]))
+        else:
+            closed[key] = max(closed.get(key, _time(a["at"])), _time(a["at"]))
+    table: dict[str, dict[str, Any]] = {}
+    kinds = sorted({k for k, _, _ in opened})
+    for kind in kinds:
+        keys = [k for k in opened if k[0] == kind]
+        right = [k for k in keys if _deserved(kind, truth[k[1]])]
+        false_open = [((closed.get(k) or end) - opened[k]).total_seconds() / 3600 for k in keys if k not in right]
+        table[kind] = {"alerts": len(keys), "precision": _ratio(len(right), len(keys)),
+                       "false_hours_open": _hours(false_open)}
+    return table
+
+
+def _deserved(kind: str, truth: PackageTruth) -> bool:
+    if kind == "in_transit_stale":
+        return truth.stale is not None or truth.lost
+    if kind == "presumed_lost":
+        return truth.lost
+    return truth.late
+
+
+@dataclass
+class EstimateScore:
+    points: int = 0
+    with_estimate: int = 0
+    exact: int = 0
+    within_1: int = 0
+    abs_days: float = 0.0
+
+    def add(self, estimate: date | None, true: date) -> None:
+        self.points += 1
+        if estimate is None:
+            return
+        off = abs((estimate - true).days)
+        self.with_estimate += 1
+        self.exact += off == 0
+        self.within_1 += off <= 1
+        self.abs_days += off
+
+    def row(self) -> dict[str, float | int | None]:
+        n = self.with_estimate
+        return {"points": self.points, "coverage": _ratio(n, self.points), "within_0_days": _ratio(self.exact, n),
+                "within_1_day": _ratio(self.within_1, n), "mae_days": self.abs_days / n if n else None}
+
+
+def estimates_table(truth: dict[str, PackageTruth], commands: list[dict[str, Any]]
+                    ) -> dict[str, dict[str, dict[str, float | int | None]]]:
+    """Promise, carrier and trackline's told estimate at shipping and at each later scan."""
+    told: dict[str, list[tuple[datetime, date]]] = defaultdict(list)
+    for c in commands:
+        if c.get("estimated_delivery") and c["order_id"] in truth:
+            told[c["order_id"]].append((_time(c["caused_by_ingested_at"]), date.fromisoformat(c["estimated_delivery"])))
+    for dates in told.values():
+        dates.sort()
+    scores = {moment: {source: EstimateScore() for source in ("promise", "carrier", "trackline")}
+              for moment in ("at shipping", "at each scan")}
+    for t in truth.values():
+        if t.delivered_date is None:
+            continue
+        moments = [("at shipping", t.shipped_at)] + [("at each scan", at) for at, _ in t.scans
+                                                     if t.shipped_at <= at < (t.delivered_at or at)]
+        for moment, at in moments:
+            carrier = [e.delivery_date for e in t.estimates if e.received_at <= at]
+            ours = [d for when, d in told.get(t.order_id, []) if when <= at]
+            scores[moment]["promise"].add(t.promised, t.delivered_date)
+            scores[moment]["carrier"].add(carrier[-1] if carrier else None, t.delivered_date)
+            scores[moment]["trackline"].add(ours[-1] if ours else None, t.delivered_date)
+    return {moment: {source: s.row() for source, s in row.items()} for moment, row in scores.items()}
+
+
+def visibility(truth: dict[str, PackageTruth], commands: list[dict[str, Any]]) -> dict[str, float | None]:
+    """Share of each delivered journey during which the customer had been told a date."""
+    first_told: dict[str, datetime] = {}
+    for c in commands:
+        if c.get("estimated_delivery") and c["order_id"] in truth:
+            at = _time(c["caused_by_ingested_at"])
+            first_told[c["order_id"]] = min(first_told.get(c["order_id"], at), at)
+    shares = []
+    for t in truth.values():
+        if t.delivered_at is None:
+            continue
+        span = (t.delivered_at - t.placed_at).total_seconds()
+        told = first_told.get(t.order_id)
+        seen = 0.0 if told is None else max(0.0, (t.delivered_at - max(told, t.placed_at)).total_seconds())
+        shares.append(seen / span if span > 0 else 1.0)
+    if not shares:
+        return {"mean": None, "lowest_decile": None}
+    shares.sort()
+    return {"mean": mean(shares), "lowest_decile": shares[max(0, len(shares) // 10 - 1)]}
+
+
+def scored(truth: dict[str, PackageTruth], start: datetime, days: float) -> dict[str, PackageTruth]:
+    """The journeys placed in the first ``days``: the rest may not have ended when the run does."""
+    until = start + timedelta(days=days)
+    return {o: t for o, t in truth.items() if t.placed_at < until}
