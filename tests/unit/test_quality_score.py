@@ -1,0 +1,79 @@
+"""Scoring trackline against the truth: what counts as a deserved notice, and how estimates are judged."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+
+from models.effects import AlertKind
+from models.order import DELAY_REASONS
+from trackline.quality import score
+from trackline.quality.world import Estimate, PackageTruth
+
+T0 = datetime(2026, 11, 2, 12, tzinfo=UTC)  # a Monday
+
+
+def journey(order_id: str, delivered_days: float | None, promised: date = date(2026, 11, 6),
+            estimates: list[Estimate] | None = None) -> PackageTruth:
+    delivered = T0 + timedelta(days=delivered_days) if delivered_days is not None else None
+    scans = [(T0 + timedelta(hours=2), "in_transit"), (T0 + timedelta(days=1), "in_transit")]
+    return PackageTruth(order_id=order_id, package_id=f"{order_id}-P1", tracking_number=order_id, carrier="UPS",
+                        source="easypost", service_level="standard", origin="FC-RENO", destination_state="CA",
+                        distance="same", time_zone="UTC", placed_at=T0 - timedelta(hours=2), promised=promised,
+                        shipped_at=T0, delivered_at=delivered, lost=delivered is None, scans=scans,
+                        estimates=estimates or [])
+
+
+def command(order_id: str, type_: str, at: datetime, reason: str = "", estimate: date | None = None) -> dict:
+    return {"type": type_, "order_id": order_id, "package_id": f"{order_id}-P1", "reason": reason,
+            "caused_by_ingested_at": at.isoformat(), "estimated_delivery": estimate.isoformat() if estimate else None}
+
+
+def test_a_notice_for_a_late_package_is_deserved_and_one_for_an_on_time_package_is_not() -> None:
+    late, on_time = journey("LATE", 6.0), journey("ONTIME", 2.0)
+    truth = {"LATE": late, "ONTIME": on_time}
+    promise_end = datetime(2026, 11, 7, tzinfo=UTC)
+    assert late.late_at == promise_end and on_time.late_at is None
+    commands = [
+        command("LATE", "delayed", promise_end + timedelta(hours=3),
+                DELAY_REASONS[AlertKind.promise_missed]),
+        command("LATE", "delayed", T0 + timedelta(days=1), DELAY_REASONS[AlertKind.estimate_after_promise]),
+        command("ONTIME", "delayed", T0 + timedelta(days=1), DELAY_REASONS[AlertKind.estimate_after_promise]),
+        command("ONTIME", "shipped", T0),
+    ]
+    table = score.notices_table(truth, commands)
+    assert table["promise_missed"]["precision"] == 1.0 and table["promise_missed"]["recall"] == 1.0
+    assert table["promise_missed"]["hours_after_true_moment"]["p50"] == pytest.approx(3.0)
+    assert table["estimate_after_promise"]["precision"] == 0.5
+    assert table["estimate_after_promise"]["hours_after_true_moment"]["p50"] == pytest.approx(-84.0)  # 3.5 days ahead
+    assert table["any delay"]["orders"] == 2 and table["any delay"]["recall"] == 1.0
+
+
+def test_a_lost_notice_is_judged_against_lost_packages() -> None:
+    truth = {"LOST": journey("LOST", None), "OK": journey("OK", 2.0)}
+    table = score.notices_table(truth, [command("LOST", "exception", T0 + timedelta(days=20), "lost")])
+    assert table[score.LOST]["precision"] == 1.0 and table[score.LOST]["recall"] == 1.0
+
+
+def test_estimates_are_judged_at_shipping_and_at_each_scan_with_what_was_known_then() -> None:
+    truth_date = date(2026, 11, 5)
+    t = journey("E", 3.0, estimates=[Estimate(T0 + timedelta(hours=2), T0 + timedelta(hours=3), date(2026, 11, 3)),
+                                     Estimate(T0 + timedelta(days=1), T0 + timedelta(days=1), truth_date)])
+    table = score.estimates_table({"E": t}, [command("E", "order_confirmed", T0 - timedelta(hours=2),
+                                                     estimate=date(2026, 11, 6))])
+    assert table["at shipping"]["carrier"]["coverage"] == 0.0  # nothing from the carrier yet
+    assert table["at shipping"]["trackline"]["mae_days"] == 1.0
+    scans = table["at each scan"]["carrier"]
+    # At the first scan the carrier's first date had not arrived (received an hour later); at the
+    # second, its revision to the true date had.
+    assert scans["points"] == 2 and scans["coverage"] == 0.5 and scans["within_0_days"] == 1.0
+
+
+def test_visibility_is_the_share_of_the_journey_after_the_first_date_told() -> None:
+    t = journey("V", 3.0)
+    span = t.delivered_at - t.placed_at  # type: ignore[operator]
+    half = t.placed_at + span / 2
+    assert score.visibility({"V": t}, [command("V", "estimate_set", half, estimate=date(2026, 11, 6))])["mean"] \
+        == pytest.approx(0.5)
+    assert score.visibility({"V": t}, [])["mean"] == 0.0
