@@ -591,8 +591,12 @@ def _ask_for_feedback(state: OrderState, event: Event, now: datetime, rules: Thr
 
 def _next_deadline(state: OrderState, current: dict[str, Condition], feedback: datetime | None,
                    allowance: Callable[[Condition], timedelta]) -> datetime | None:
+    # Only deadlines need a tick: a finding an event reports (a carrier's late estimate, an
+    # exception) is judged at that event. Counting one here left a past time as the next
+    # deadline whenever a scan re-dated an open finding, and the order's real deadlines (the
+    # promise) waited for its next scan (found by make quality).
     pending = [c.due_at for key, c in current.items()
-               if (known := state.alerts.get(key)) is None or known.due_at != c.due_at]
+               if c.kind in DEADLINE_KINDS and ((known := state.alerts.get(key)) is None or known.due_at != c.due_at)]
     # An open deadline alert whose customer has not been told: look again after the allowance.
     pending.extend(_notice_due(state, key, c, allowance) for key, c in current.items()
                    if c.kind in DEADLINE_KINDS and (known := state.alerts.get(key)) is not None

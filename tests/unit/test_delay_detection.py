@@ -266,3 +266,16 @@ def test_a_revised_carrier_estimate_after_the_promise_is_a_delay():
     state, effects = run([later], state)
     assert alerts(effects) == [(K.estimate_after_promise, "P1")]
     assert delays(effects) == [("P1", date(2026, 11, 6))]
+
+
+def test_an_open_late_estimate_re_dated_by_each_scan_leaves_the_promise_as_the_next_deadline():
+    """The carrier's date after the promise is a finding of the scan that brings it; each later
+    scan re-dates it. That must not leave a time already past as the order's next deadline:
+    the deadline index would tick it forever (or drop it) and the missed promise would wait
+    for the next scan to be noticed."""
+    late = date(2026, 11, 6)
+    state, _ = run([placed(), shipped(), scan(S.in_transit, 200, estimated_delivery=late)])
+    state, _ = run([scan(S.in_transit, 900, estimated_delivery=late)], state)
+    assert state.next_deadline is not None and state.next_deadline > at(901)
+    promise_end = datetime(2026, 11, 5, tzinfo=UTC)  # the end of the promised day (UTC customer)
+    assert state.next_deadline <= promise_end

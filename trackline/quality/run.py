@@ -69,6 +69,10 @@ def run_quality(partitions: int = 4, pace: float = 7200.0, days: int | None = No
         "estimates": score.estimates_table(truth, notifications),
         "visibility": score.visibility(truth, notifications),
         "parameters_sha256": parameters_hash(), "pace": pace, "messages": len(messages),
+        # The clock the rules ran on: nothing may be decided after the last record's time.
+        "last_record_at": last.isoformat(), "latest_decision_at": max(
+            [score.moment(a["at"]) for a in alerts] + [score.moment(c["caused_by_ingested_at"]) for c in notifications],
+            default=first).isoformat(),
     }
     (out or workdir / "quality.json").write_text(json.dumps(results, indent=2, default=str))
     print_table(results)

@@ -32,7 +32,7 @@ _KIND_OF_REASON = {reason: kind.value for kind, reason in DELAY_REASONS.items()}
 LOST = "presumed_lost"
 
 
-def _time(value: str) -> datetime:
+def moment(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
@@ -54,7 +54,7 @@ def delay_notices(commands: list[dict[str, Any]]) -> list[Notice]:
             kind = LOST
         else:
             continue
-        found.append(Notice(kind, c.get("package_id", ""), c["order_id"], _time(c["caused_by_ingested_at"])))
+        found.append(Notice(kind, c.get("package_id", ""), c["order_id"], moment(c["caused_by_ingested_at"])))
     return found
 
 
@@ -107,9 +107,9 @@ def alerts_table(truth: dict[str, PackageTruth], alerts: list[dict[str, Any]], e
         if a["order_id"] not in truth:
             continue
         if a["state"] == "open":
-            opened[key] = min(opened.get(key, _time(a["at"])), _time(a["at"]))
+            opened[key] = min(opened.get(key, moment(a["at"])), moment(a["at"]))
         else:
-            closed[key] = max(closed.get(key, _time(a["at"])), _time(a["at"]))
+            closed[key] = max(closed.get(key, moment(a["at"])), moment(a["at"]))
     table: dict[str, dict[str, Any]] = {}
     kinds = sorted({k for k, _, _ in opened})
     for kind in kinds:
@@ -159,23 +159,24 @@ def estimates_table(truth: dict[str, PackageTruth], commands: list[dict[str, Any
     told: dict[str, list[tuple[datetime, date]]] = defaultdict(list)
     for c in commands:
         if c.get("estimated_delivery") and c["order_id"] in truth:
-            told[c["order_id"]].append((_time(c["caused_by_ingested_at"]), date.fromisoformat(c["estimated_delivery"])))
+            told[c["order_id"]].append((moment(c["caused_by_ingested_at"]),
+                                        date.fromisoformat(c["estimated_delivery"])))
     for dates in told.values():
         dates.sort()
-    scores = {moment: {source: EstimateScore() for source in ("promise", "carrier", "trackline")}
-              for moment in ("at shipping", "at each scan")}
+    scores = {point: {source: EstimateScore() for source in ("promise", "carrier", "trackline")}
+              for point in ("at shipping", "at each scan")}
     for t in truth.values():
         if t.delivered_date is None:
             continue
         moments = [("at shipping", t.shipped_at)] + [("at each scan", at) for at, _ in t.scans
                                                      if t.shipped_at <= at < (t.delivered_at or at)]
-        for moment, at in moments:
+        for point, at in moments:
             carrier = [e.delivery_date for e in t.estimates if e.received_at <= at]
             ours = [d for when, d in told.get(t.order_id, []) if when <= at]
-            scores[moment]["promise"].add(t.promised, t.delivered_date)
-            scores[moment]["carrier"].add(carrier[-1] if carrier else None, t.delivered_date)
-            scores[moment]["trackline"].add(ours[-1] if ours else None, t.delivered_date)
-    return {moment: {source: s.row() for source, s in row.items()} for moment, row in scores.items()}
+            scores[point]["promise"].add(t.promised, t.delivered_date)
+            scores[point]["carrier"].add(carrier[-1] if carrier else None, t.delivered_date)
+            scores[point]["trackline"].add(ours[-1] if ours else None, t.delivered_date)
+    return {point: {source: s.row() for source, s in row.items()} for point, row in scores.items()}
 
 
 def visibility(truth: dict[str, PackageTruth], commands: list[dict[str, Any]]) -> dict[str, float | None]:
@@ -183,7 +184,7 @@ def visibility(truth: dict[str, PackageTruth], commands: list[dict[str, Any]]) -
     first_told: dict[str, datetime] = {}
     for c in commands:
         if c.get("estimated_delivery") and c["order_id"] in truth:
-            at = _time(c["caused_by_ingested_at"])
+            at = moment(c["caused_by_ingested_at"])
             first_told[c["order_id"]] = min(first_told.get(c["order_id"], at), at)
     shares = []
     for t in truth.values():
