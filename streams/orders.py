@@ -68,7 +68,11 @@ def register(app: faust.App, ch: Channels, rules: Thresholds, tick_interval: flo
                 message = current.message
                 partition = message.partition
                 if partition not in latencies:
-                    latencies[partition] = FeedLatency.load(orders.get(FEED_LATENCY_KEY), rules)
+                    try:
+                        latencies[partition] = FeedLatency.load(orders.get(FEED_LATENCY_KEY), rules)
+                    except Exception:  # a damaged value: measured again from the configured start
+                        log.error("partition %s: stored feed latencies do not decode; starting afresh", partition)
+                        latencies[partition] = FeedLatency(rules)
                 latency = latencies[partition]
                 generation = decoded.generation
                 applied: dict[str, Any] = {}
@@ -158,11 +162,11 @@ class DecodedStates(DecodedValues[str, OrderState]):
             state = self.values.pop(order_id, None)
             if state is None:
                 stored = self.table.get(order_id.encode())
-                try:
-                    if stored and (found := order_store.marker(stored)) is not None:
+                try:  # an empty value is damage too, not "no order"
+                    if stored is not None and (found := order_store.marker(stored)) is not None:
                         markers[order_id] = found
                         continue
-                    state = order_store.decode(stored) if stored else None
+                    state = order_store.decode(stored) if stored is not None else None
                 except order_store.UnreadableState as exc:
                     unreadable[order_id] = str(exc)
                     continue

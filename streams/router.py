@@ -58,7 +58,7 @@ def register(app: faust.App, ch: Channels, rules: Thresholds, tick_interval: flo
                          options=store_options())
     # When each tracking number's oldest held scan gives up waiting for its order.
     held_deadlines = PartitionDeadlines()
-    forwarded = RecentScans()
+    forwarded = ForwardedScans()
     routed_entries = RecentScans(limit=200_000)  # (history entry fingerprint, order id): models.carriers.history
     entries = DecodedEntries(tracking)
 
@@ -130,11 +130,14 @@ def register(app: faust.App, ch: Channels, rules: Thresholds, tick_interval: flo
                     # A webhook that repeats the package's history (EasyPost, AfterShip, Shippo) repeats
                     # scans this router already sent to their order (left out above, before a copy);
                     # one batch can repeat a scan too.
-                    first: dict[tuple[str, str], CarrierScan] = {}
+                    # A repeat is the same scan with the same estimate as the one kept before it.
+                    last: dict[tuple[str, str], str] = {}
+                    fresh: list[CarrierScan] = []
                     for scan in matched:
-                        first.setdefault((sent_key(scan), scan.order_id), scan)
-                    fresh = list(first.values())
-                    sent.extend(first)
+                        if last.get((scan.event_id, scan.order_id)) != (as_news := sent_key(scan)):
+                            last[(scan.event_id, scan.order_id)] = as_news
+                            fresh.append(scan)
+                    sent.extend((sent_key(scan), scan.order_id) for scan in fresh)
                     scans = [(scan.order_id, scan.model_dump_json().encode()) for scan in fresh]
                     STAGE["route"].inc(time.perf_counter() - routing)
                     await outbox.envelopes(topics.ORDER_EVENTS, partitions, scans)
@@ -183,7 +186,7 @@ class RecentScans:
 
     def __init__(self, limit: int = LIMIT) -> None:
         self.limit = limit
-        self.seen: dict[tuple[Any, str], None] = {}  # insertion-ordered: the oldest go first
+        self.seen: dict[tuple[Any, str], Any] = {}  # insertion-ordered: the oldest go first
 
     def __contains__(self, key: tuple[Any, str]) -> bool:
         return key in self.seen
@@ -192,13 +195,28 @@ class RecentScans:
         return (scan_id, order_id) in self.seen
 
     def add(self, keys: list[tuple[Any, str]]) -> None:
-        self.seen.update(dict.fromkeys(keys))
+        self._store(dict.fromkeys(keys))
+
+    def _store(self, pairs: dict[tuple[Any, str], Any]) -> None:
+        self.seen.update(pairs)
         if len(self.seen) > self.limit:
             for old in list(itertools.islice(self.seen, len(self.seen) - self.limit // 2)):
                 del self.seen[old]
 
     def clear(self) -> None:
         self.seen.clear()
+
+
+class ForwardedScans(RecentScans):
+    """The scans sent to each order lately, by ``sent_key`` (scan id and carrier estimate): only
+    the last estimate sent with each scan counts, so a carrier going back to an earlier date
+    on a known scan is news again."""
+
+    def sent(self, key: str, order_id: str) -> bool:
+        return self.seen.get((key.split("|", 1)[0], order_id)) == key
+
+    def add(self, keys: list[tuple[Any, str]]) -> None:
+        self._store({(key.split("|", 1)[0], order_id): key for key, order_id in keys})
 
 
 def encode_entry(entry: TrackingEntry, bound: timedelta) -> bytes:

@@ -77,3 +77,27 @@ def test_visibility_is_the_share_of_the_journey_after_the_first_date_told() -> N
     assert score.visibility({"V": t}, [command("V", "estimate_set", half, estimate=date(2026, 11, 6))])["mean"] \
         == pytest.approx(0.5)
     assert score.visibility({"V": t}, [])["mean"] == 0.0
+
+
+def test_a_date_already_past_is_no_estimate() -> None:
+    """Told the promise at the start and nothing after: once the promised day has passed, the
+    customer holds no date ahead of them."""
+    t = journey("P", 6.0, promised=date(2026, 11, 4))  # delivered Nov 8, 12:00
+    shares = score.visibility({"P": t}, [command("P", "estimate_set", t.placed_at, estimate=date(2026, 11, 4))])
+    # Placed Nov 2 10:00; the date holds until Nov 5 00:00 (62 of 146 hours).
+    assert shares["mean"] == pytest.approx(62 / 146, abs=0.02)
+
+
+def test_each_alert_counts_once_and_a_stale_alert_is_right_only_during_a_true_silence() -> None:
+    t = journey("S", 5.0)
+    t.stale = (T0 + timedelta(days=1, hours=2), T0 + timedelta(days=3))
+
+    def alert(alert_id: str, state: str, at: datetime) -> dict:
+        return {"alert_id": alert_id, "alert_kind": "in_transit_stale", "order_id": "S", "package_id": "S-P1",
+                "state": state, "at": at.isoformat()}
+
+    alerts = [alert("a1", "open", T0 + timedelta(days=2)), alert("a1", "closed", T0 + timedelta(days=3)),
+              alert("a2", "open", T0 + timedelta(days=4)), alert("a2", "closed", T0 + timedelta(days=4, hours=6))]
+    row = score.alerts_table({"S": t}, alerts, T0 + timedelta(days=10))["in_transit_stale"]
+    assert row["alerts"] == 2 and row["precision"] == 0.5
+    assert row["false_hours_open"]["p50"] == pytest.approx(6.0)

@@ -145,3 +145,19 @@ def test_a_scan_already_sent_goes_again_when_it_carries_a_new_carrier_estimate()
     revised = first.model_copy(update={"estimated_delivery": date(2026, 11, 3)})
     _, out, _ = update_entry(entry, revised, sent=lambda key, order_id: (key, order_id) in already)
     assert [(s.order_id, s.estimated_delivery) for s in out] == [("ORD-1", date(2026, 11, 3))]
+
+
+def test_a_carrier_going_back_to_an_earlier_date_on_a_known_scan_is_forwarded_again():
+    from datetime import date
+
+    from models.events import sent_key
+    from streams.router import ForwardedScans
+
+    forwarded = ForwardedScans(limit=10)
+    first = unmatched(S.in_transit, 200).model_copy(update={"estimated_delivery": date(2026, 11, 4)})
+    revised = first.model_copy(update={"estimated_delivery": date(2026, 11, 5)})
+    forwarded.add([(sent_key(first), "ORD-1")])
+    assert forwarded.sent(sent_key(first), "ORD-1") and not forwarded.sent(sent_key(revised), "ORD-1")
+    forwarded.add([(sent_key(revised), "ORD-1")])
+    assert not forwarded.sent(sent_key(first), "ORD-1"), "the first date again is news once the second was sent"
+    assert forwarded.sent(sent_key(revised), "ORD-1") and not forwarded.sent(sent_key(revised), "ORD-2")

@@ -52,12 +52,18 @@ def run_quality(partitions: int = 4, pace: float = 7200.0, days: int | None = No
              "--log-level", "warn"], stdout=open(logs / "worker.log", "ab"), stderr=subprocess.STDOUT, env=env)
         try:
             _produce_paced(broker.bootstrap, messages, pace, worker)
-            # The last record's time is the final "now": wait for the deadlines due by then.
+            # Every record read and committed by every agent, then the last record's time is
+            # the final "now": wait for the deadlines due by then.
+            _committed_to_the_end(broker.bootstrap, partitions, worker)
             notifications = _settled(broker.bootstrap, topics.NOTIFICATIONS, partitions, worker)
             alerts = clients.read_topic(broker.bootstrap, topics.ALERTS, partitions)
         finally:
             worker.terminate()
-            worker.wait(120)
+            try:
+                worker.wait(120)
+            except subprocess.TimeoutExpired:  # do not hide the run's own error behind this one
+                worker.kill()
+                worker.wait()
     for name, rows in (("notifications", notifications), ("alerts", alerts)):  # kept for a closer look
         (workdir / f"{name}.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
     truth = score.scored(world.truth, world.start, scored_days)
@@ -79,8 +85,48 @@ def run_quality(partitions: int = 4, pace: float = 7200.0, days: int | None = No
     return results
 
 
+WORKER_INPUTS = (topics.FC_EVENTS, topics.CARRIER_SCANS_RAW, topics.CARRIER_SCANS_REKEYED, topics.TRACKING_LINKS,
+                 topics.ORDER_EVENTS, topics.NOTIFICATION_INTENTS)
+
+
+def _committed_to_the_end(bootstrap: str, partitions: int, worker: subprocess.Popen, timeout: float = 1800) -> None:
+    """Wait until the worker's group has committed every record now on its input topics."""
+    from confluent_kafka import TopicPartition
+    from faust.types import TP
+
+    from streams.bulk import true_end_offsets
+
+    wanted = [(name, p) for name in WORKER_INPUTS for p in range(partitions)]
+    reader = clients.consumer(bootstrap, "trackline", **{"enable.auto.commit": False})
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            # Tansu reports a partition's end one record batch short: read it (and again each
+            # round: ticks and forwarded scans keep arriving until the backlog is done).
+            reported = {TP(t, p): reader.get_watermark_offsets(TopicPartition(t, p), timeout=10, cached=False)[1]
+                        for t, p in wanted}
+            ends = true_end_offsets(bootstrap, reported)
+            committed = {(tp.topic, tp.partition): tp.offset for tp in reader.committed(
+                [TopicPartition(t, p) for t, p in wanted], timeout=10)}
+            if all(committed[(tp.topic, tp.partition)] >= end for tp, end in ends.items() if end > 0):
+                return
+            if worker.poll() is not None:
+                raise RuntimeError("the worker ended during the run; see its log")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the worker did not read every record within {timeout:.0f} s")
+            time.sleep(2)
+    finally:
+        reader.close()
+
+
 def _produce_paced(bootstrap: str, messages: list[Any], pace: float, worker: subprocess.Popen) -> None:
     producer = clients.producer(bootstrap)
+    failed: list[str] = []
+
+    def delivered(error: Any, _message: Any) -> None:
+        if error is not None:
+            failed.append(str(error))
+
     origin = messages[0].received_at
     started = time.monotonic()
     for i, m in enumerate(messages):
@@ -93,13 +139,14 @@ def _produce_paced(bootstrap: str, messages: list[Any], pace: float, worker: sub
         while True:
             try:
                 producer.produce(m.topic, key=m.key, value=m.value, headers=m.headers,
-                                 timestamp=int(m.received_at.timestamp() * 1000))
+                                 timestamp=int(m.received_at.timestamp() * 1000), on_delivery=delivered)
                 break
             except BufferError:
                 producer.poll(0.05)
         producer.poll(0)
-    if producer.flush(60) != 0:
-        raise RuntimeError("the broker did not confirm every message of the world")
+    if producer.flush(60) != 0 or failed:
+        raise RuntimeError(f"the broker did not store every message of the world: {len(failed)} failed, "
+                           f"first: {failed[:1]}")
 
 
 def _settled(bootstrap: str, topic: str, partitions: int, worker: subprocess.Popen, quiet: float = 15.0

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from statistics import mean, quantiles
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from models.order import DELAY_REASONS
 from trackline.quality.world import PackageTruth
@@ -98,32 +99,36 @@ def notices_table(truth: dict[str, PackageTruth], commands: list[dict[str, Any]]
 
 def alerts_table(truth: dict[str, PackageTruth], alerts: list[dict[str, Any]], end: datetime
                  ) -> dict[str, dict[str, Any]]:
-    """Ops alerts per kind: how many orders, precision against the kind's truth, and how long the
-    false ones stayed open (until closed, or until the end of the run)."""
-    opened: dict[tuple[str, str, str], datetime] = {}
-    closed: dict[tuple[str, str, str], datetime] = {}
+    """Ops alerts per kind, each alert once (by its id): precision against the truth of its kind
+    at the moment it opened, and how long the false ones stayed open (until closed, or until
+    the end of the run)."""
+    opened: dict[str, tuple[str, str, datetime]] = {}  # alert id -> (kind, order, opened at)
+    closed: dict[str, datetime] = {}
     for a in alerts:
-        key = (a["alert_kind"], a["order_id"], a.get("package_id", ""))
         if a["order_id"] not in truth:
             continue
+        at = moment(a["at"])
         if a["state"] == "open":
-            opened[key] = min(opened.get(key, moment(a["at"])), moment(a["at"]))
+            known = opened.get(a["alert_id"])
+            opened[a["alert_id"]] = (a["alert_kind"], a["order_id"], min(known[2], at) if known else at)
         else:
-            closed[key] = max(closed.get(key, moment(a["at"])), moment(a["at"]))
+            closed[a["alert_id"]] = max(closed.get(a["alert_id"], at), at)
     table: dict[str, dict[str, Any]] = {}
-    kinds = sorted({k for k, _, _ in opened})
-    for kind in kinds:
-        keys = [k for k in opened if k[0] == kind]
-        right = [k for k in keys if _deserved(kind, truth[k[1]])]
-        false_open = [((closed.get(k) or end) - opened[k]).total_seconds() / 3600 for k in keys if k not in right]
-        table[kind] = {"alerts": len(keys), "precision": _ratio(len(right), len(keys)),
+    for kind in sorted({k for k, _, _ in opened.values()}):
+        ids = [i for i, (k, _, _) in opened.items() if k == kind]
+        right = {i for i in ids if _deserved(kind, truth[opened[i][1]], opened[i][2])}
+        false_open = [((closed.get(i) or end) - opened[i][2]).total_seconds() / 3600 for i in ids if i not in right]
+        table[kind] = {"alerts": len(ids), "precision": _ratio(len(right), len(ids)),
                        "false_hours_open": _hours(false_open)}
     return table
 
 
-def _deserved(kind: str, truth: PackageTruth) -> bool:
-    if kind == "in_transit_stale":
-        return truth.stale is not None or truth.lost
+def _deserved(kind: str, truth: PackageTruth, opened_at: datetime) -> bool:
+    """Whether an alert of ``kind`` opened at ``opened_at`` told ops something true."""
+    if kind == "in_transit_stale":  # the package was silent then: a true silence, or lost
+        last_scan = truth.scans[-1][0] if truth.scans else truth.shipped_at
+        return (truth.stale is not None and truth.stale[0] <= opened_at <= truth.stale[1]) or (
+            truth.lost and opened_at >= last_scan)
     if kind == "presumed_lost":
         return truth.lost
     return truth.late
@@ -180,20 +185,27 @@ def estimates_table(truth: dict[str, PackageTruth], commands: list[dict[str, Any
 
 
 def visibility(truth: dict[str, PackageTruth], commands: list[dict[str, Any]]) -> dict[str, float | None]:
-    """Share of each delivered journey during which the customer had been told a date."""
-    first_told: dict[str, datetime] = {}
+    """Share of each delivered journey during which the customer held a date still ahead of
+    them: the latest date told, until the end of that day where they live (a passed promise
+    is no estimate). Walked hour by hour."""
+    told: dict[str, list[tuple[datetime, date]]] = defaultdict(list)
     for c in commands:
-        if c.get("estimated_delivery") and c["order_id"] in truth:
-            at = moment(c["caused_by_ingested_at"])
-            first_told[c["order_id"]] = min(first_told.get(c["order_id"], at), at)
+        if c["order_id"] in truth and c.get("estimated_delivery"):
+            told[c["order_id"]].append((moment(c["caused_by_ingested_at"]),
+                                        date.fromisoformat(c["estimated_delivery"])))
     shares = []
     for t in truth.values():
         if t.delivered_at is None:
             continue
-        span = (t.delivered_at - t.placed_at).total_seconds()
-        told = first_told.get(t.order_id)
-        seen = 0.0 if told is None else max(0.0, (t.delivered_at - max(told, t.placed_at)).total_seconds())
-        shares.append(seen / span if span > 0 else 1.0)
+        dates = sorted(told.get(t.order_id, []))
+        zone = ZoneInfo(t.time_zone)
+        steps = max(1, int((t.delivered_at - t.placed_at).total_seconds() // 3600))
+        seen = 0
+        for step in range(steps):
+            at = t.placed_at + (t.delivered_at - t.placed_at) * (step + 0.5) / steps
+            latest = [d for when, d in dates if when <= at]
+            seen += bool(latest) and latest[-1] >= at.astimezone(zone).date()
+        shares.append(seen / steps)
     if not shares:
         return {"mean": None, "lowest_decile": None}
     shares.sort()
