@@ -761,7 +761,14 @@ def apply_batch(states: dict[str, OrderState | None], events: list[Event], rules
             except Exception as exc:
                 failed.append((current, exc))
                 skipped.add(current)
-                states[order_id] = reload(order_id) if reload is not None else _copy(backup)
+                try:
+                    states[order_id] = reload(order_id) if reload is not None else _copy(backup)
+                except Exception as unreadable:  # the stored state cannot be read back (damaged)
+                    # Nothing of this order is applied or stored: its other events fail with it.
+                    failed.extend((i, unreadable) for i in indexes if i not in skipped)
+                    states.pop(order_id, None)
+                    touched = False
+                    break
                 continue
             break
         if touched:

@@ -57,7 +57,11 @@ def register(app: faust.App, ch: Channels, rules: Thresholds, tick_interval: flo
 
     def stored_state(order_id: str) -> OrderState | None:
         stored = orders.get(order_id.encode())
-        return order_store.decode(stored) if stored and order_store.marker(stored) is None else None
+        try:
+            return order_store.decode(stored) if stored and order_store.marker(stored) is None else None
+        except order_store.UnreadableState as exc:  # the order's events go to the DLQ, the batch goes on
+            raise InvalidPayload("unreadable_order_state",
+                                 f"order {order_id[:64]}: its stored state does not decode ({exc})") from None
 
     @app.agent(ch.orders_input, name="order-tracker")
     async def track_orders(batches: faust.StreamT) -> None:

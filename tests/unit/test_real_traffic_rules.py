@@ -171,3 +171,29 @@ def test_a_replay_of_history_reads_now_from_its_records_not_the_wall_clock():
     assert ingest_watermark([idle, never_used], newest_record([idle, never_used])) == at(10)
     assert ingest_watermark([idle, behind], newest_record([idle, behind])) == at(7)
     assert newest_record([never_used]) is None
+
+
+def test_an_order_whose_stored_state_cannot_be_read_back_after_a_bug_fails_alone(monkeypatch):
+    """A bug on one event sends the order back to its stored state; if that state no longer
+    decodes, the order's events all fail (to the DLQ) instead of the whole batch ending the
+    worker, and nothing of that order is stored."""
+    import models.order as order
+
+    original = order._on_scan
+
+    def broken(state, event, effects, rules):
+        if event.raw_code == "poison":
+            raise KeyError("a bug")
+        return original(state, event, effects, rules)
+
+    def reload(order_id):
+        raise ValueError(f"{order_id}: stored state does not decode")
+
+    monkeypatch.setattr(order, "_on_scan", broken)
+    events = [placed(), shipped(), scan(S.in_transit, 250, raw_code="poison"), scan(S.delivered, 30 * HOUR),
+              placed("ORD-2")]
+    outcome = apply_batch({}, events, reload=reload)
+    assert sorted((i, type(e).__name__) for i, e in outcome.failed) == [
+        (0, "ValueError"), (1, "ValueError"), (2, "KeyError"), (3, "ValueError")]
+    assert "ORD-1" not in outcome.changed and all(e.order_id != "ORD-1" for e in outcome.effects)
+    assert "ORD-2" in outcome.changed
