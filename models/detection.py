@@ -121,6 +121,10 @@ def _package_conditions(state: OrderState, package: PackageState, rules: Thresho
                                 f"carrier estimate {package.carrier_current_estimate}, promised {promised}"))
     if promise_end is not None:
         found.append(_condition(AlertKind.promise_missed, pid, promise_end, "promised {}, not delivered", promised))
+        if package.predicted_late_since is not None:  # our model, while there is time to act (models.transit)
+            found.append(_condition(AlertKind.predicted_late, pid, package.predicted_late_since,
+                                    f"{round((package.late_probability or 1) * 100)}% likely after the promised "
+                                    f"{promised} (model {package.model_key})"))
     return found
 
 

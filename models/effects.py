@@ -11,6 +11,7 @@ from pydantic import Field
 
 from models.events import Contract
 from models.formats import OpenEnum
+from models.transit import TransitObserved
 
 
 class NotificationType(OpenEnum):
@@ -41,6 +42,7 @@ class AlertKind(OpenEnum):
     pickup_delay_2 = "pickup_delay_2"  # ... and still none at the second threshold
     in_transit_stale = "in_transit_stale"  # no scan for longer than the threshold
     estimate_after_promise = "estimate_after_promise"
+    predicted_late = "predicted_late"  # our model: likely to miss the promise, while there is time to act
     promise_missed = "promise_missed"
     out_for_delivery_overdue = "out_for_delivery_overdue"  # not delivered by end of local day
     presumed_lost = "presumed_lost"
@@ -79,6 +81,11 @@ class NotificationCommand(Contract):
     tracking_page_url: str = ""
     estimated_delivery: date | None = None
     previous_estimate: date | None = None
+    # Where ``estimated_delivery`` comes from: the promise, the carrier, or trackline's own
+    # model of the lane (models.transit), and for the model, the share of similar packages
+    # delivered by that date.
+    estimate_source: str = ""
+    estimate_confidence: float | None = None
     location: str = ""
     reason: str = ""  # why: the delay, the exception, the failed attempt
     next_step: str = ""  # what happens next or what the customer can do
@@ -152,7 +159,7 @@ class TrackingLink(Contract):
     removed: bool = False
 
 
-Effect = NotificationCommand | HistoryRecord | TrackingLink | Alert
+Effect = NotificationCommand | HistoryRecord | TrackingLink | Alert | TransitObserved
 
 
 def stable_id(*parts: str) -> str:

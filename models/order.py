@@ -18,7 +18,7 @@ when to send the next tick.
 from __future__ import annotations
 
 from bisect import insort
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from datetime import date, datetime, timedelta
 from enum import StrEnum
@@ -64,16 +64,21 @@ from models.feed_latency import FULFILLMENT, FeedLatency
 from models.retention import expires_at, expiry_record, marker_expires_at
 from models.state import AlertState, OrderState, OrderStatus, PackageState, TimelineEntry
 from models.thresholds import Thresholds
+from models.transit import LaneModels, LaneModelsUpdated, TransitObserved
+from models.transit import estimate as lane_estimate
 
 __all__ = ["OrderState", "OrderStatus", "PackageState", "apply", "apply_batch", "apply_in_place", "order_view"]
 
 # Enough to absorb redelivery after a crash and webhook retries, small enough to keep
 # state compact: older duplicates are still caught by the milestone and event-time rules.
 SEEN_EVENTS_KEPT = 256
+SCAN_ESTIMATES_KEPT = 48
 TIMELINE_KEPT = 64
 DEFAULT_RULES = Thresholds()
 # The thresholds of the event being applied, for the few rules deep in the effect helpers.
 _RULES_IN_FORCE: ContextVar[Thresholds] = ContextVar("rules_in_force", default=DEFAULT_RULES)
+# The lane models in force at the event (models.transit); None: no model, carrier or promise only.
+_MODELS_IN_FORCE: ContextVar[LaneModels | None] = ContextVar("models_in_force", default=None)
 
 Event = (OrderPlaced | OrderProcessing | PackageShipped | OrderCancelled | ReturnRequested | ReturnReceived
          | RefundIssued | CarrierScan | ClockTick)
@@ -92,21 +97,22 @@ ATTEMPT_FAILED_NEXT_STEP = ("The carrier will try again on the next delivery day
 
 
 def apply(state: OrderState | None, event: Event, rules: Thresholds = DEFAULT_RULES,
-          latency: FeedLatency | None = None) -> tuple[OrderState, list[Effect]]:
+          latency: FeedLatency | None = None, models: LaneModels | None = None) -> tuple[OrderState, list[Effect]]:
     """Fold one event into the order's state; return the new state and its effects.
 
     The state given is left as it was.
     """
     state = OrderState(order_id=event.order_id) if state is None else copy_state(state)
-    return state, apply_in_place(state, event, rules, latency)
+    return state, apply_in_place(state, event, rules, latency, models)
 
 
 def apply_in_place(state: OrderState, event: Event, rules: Thresholds = DEFAULT_RULES,
-                   latency: FeedLatency | None = None) -> list[Effect]:
+                   latency: FeedLatency | None = None, models: LaneModels | None = None) -> list[Effect]:
     """``apply`` for a state the caller owns and lets change: no copy on the hot path.
 
     ``latency`` (the feed delays seen so far) learns from every first-seen event and
-    gives the allowance before a customer hears of a missed deadline.
+    gives the allowance before a customer hears of a missed deadline. ``models`` are the
+    lane models in force at this event (models.transit): our own estimate comes from them.
     """
     if state.expired_at is not None:
         return []  # removed by retention (the worker refuses later events)
@@ -117,6 +123,7 @@ def apply_in_place(state: OrderState, event: Event, rules: Thresholds = DEFAULT_
             return []  # seen already
         event = revision
     _RULES_IN_FORCE.set(rules)
+    _MODELS_IN_FORCE.set(models)
     state.seen_event_ids.append(event.event_id)
     if len(state.seen_event_ids) > SEEN_EVENTS_KEPT:
         del state.seen_event_ids[:-SEEN_EVENTS_KEPT]
@@ -160,10 +167,11 @@ def _after_event(state: OrderState, event: Event, effects: list[Effect], rules: 
     the event's receipt time, feedback, the next deadline and retention."""
     _derive_order_status(state, event, effects)
     now = _ingested_at(event)
+    _estimate_in_transit(state, event, now, rules, effects)
     current = {c.key: c for c in conditions(state, rules)}
     allowance = _allowances(state, latency, rules)
     delays_told = _run_delay_rules(state, event, now, current, effects, allowance)
-    _revise_estimates(state, event, effects, delays_told)
+    _revise_estimates(state, event, effects, delays_told, now, rules)
     feedback = _ask_for_feedback(state, event, now, rules, effects)
     # The rules above leave conditions as they are.
     state.next_deadline = _next_deadline(state, current, feedback, allowance)
@@ -214,6 +222,8 @@ def _on_shipped(state: OrderState, event: PackageShipped, effects: list[Effect])
     package.skus = list(event.skus)
     package.shipped_at = event.occurred_at
     state.packages[event.package_id] = package
+    # The shipped notice gives the date: our model's from today, where it has one.
+    _model_estimate(state, package, _MODELS_IN_FORCE.get(), _ingested_at(event), _RULES_IN_FORCE.get())
     _refresh_estimate(state, package, event, effects)
     package.notified_estimate = package.notified_estimate or package.estimated_delivery
     effects.append(_shipment_record(state, package, "shipped", event))
@@ -284,6 +294,9 @@ def _on_scan(state: OrderState, event: CarrierScan, effects: list[Effect], rules
         package.delivered_at = event.occurred_at
         if not package.is_return:
             effects.append(_shipment_record(state, package, "delivered", event))
+            observed = _transit_observed(state, package)
+            if observed is not None:
+                effects.append(observed)
     # Event time decides: an older scan that arrives late joins the timeline only.
     if package.status_at is None or event.occurred_at >= package.status_at:
         previous = package.status
@@ -425,12 +438,17 @@ def _derive_order_status(state: OrderState, event: Event, effects: list[Effect])
 # --- estimates, delays, feedback ----------------------------------------------------------
 
 def _refresh_estimate(state: OrderState, package: PackageState, event: Event, effects: list[Effect]) -> None:
-    """Our estimate: the carrier's current one when it gave one, else the promise.
+    """The date the customer is shown: our model's where it was measured more accurate than
+    the carrier on this lane (or the carrier gave none), else the carrier's, else the promise.
 
     Each change is a history row, so estimates can be followed over time.
     """
     before = (package.estimated_delivery, package.estimate_source)
-    if package.carrier_current_estimate is not None:
+    package.estimate_confidence = None
+    if package.model_estimate is not None and (package.model_preferred or package.carrier_current_estimate is None):
+        package.estimated_delivery, package.estimate_source = package.model_estimate, "model"
+        package.estimate_confidence = package.model_confidence
+    elif package.carrier_current_estimate is not None:
         package.estimated_delivery, package.estimate_source = package.carrier_current_estimate, "carrier"
     elif state.promised_delivery_date is not None:
         package.estimated_delivery, package.estimate_source = state.promised_delivery_date, "promise"
@@ -443,7 +461,71 @@ def _refresh_estimate(state: OrderState, package: PackageState, event: Event, ef
             ingested_at=_ingested_at(event), attributes=_dates(
                 estimate=package.estimated_delivery, previous=before[0], promised=state.promised_delivery_date,
                 carrier_original=package.carrier_original_estimate,
-                carrier_current=package.carrier_current_estimate)))
+                carrier_current=package.carrier_current_estimate, model=package.model_estimate)
+            | ({"model_key": package.model_key, "confidence": f"{package.model_confidence:.3f}"}
+               if package.model_confidence is not None else {})))
+
+
+def _estimate_in_transit(state: OrderState, event: Event, now: datetime, rules: Thresholds,
+                         effects: list[Effect]) -> None:
+    """Our model's estimate for the packages the event concerns, from their time in transit
+    at ``now`` (the event's receipt time, or the tick's watermark), and the choice of the
+    date the customer is shown. A scan records what each source said, to measure them at
+    delivery."""
+    if isinstance(event, CarrierScan):
+        package = state.packages.get(event.package_id)
+        packages = [package] if package is not None and not package.is_return else []
+    else:
+        packages = state.outbound()
+    models = _MODELS_IN_FORCE.get()
+    for package in packages:
+        if package.delivered_at is not None:
+            continue
+        _model_estimate(state, package, models, now, rules)
+        _refresh_estimate(state, package, event, effects)
+        if isinstance(event, CarrierScan) and len(package.scan_estimates) < SCAN_ESTIMATES_KEPT:
+            package.scan_estimates.append((package.carrier_current_estimate, package.model_estimate))
+
+
+def _model_estimate(state: OrderState, package: PackageState, models: LaneModels | None, now: datetime,
+                    rules: Thresholds) -> None:
+    handed_over = local_date(package.shipped_at or package.accepted_at, state.delivery_time_zone)
+    model = models.for_lane(package.carrier, state.service_level, state.fulfillment_center, state.destination_region,
+                            rules.lane_model_min_deliveries) if models is not None and handed_over else None
+    found = lane_estimate(model, handed_over, local_date(now, state.delivery_time_zone) or handed_over,
+                          state.promised_delivery_date) if model is not None and handed_over else None
+    if found is None:  # no model yet, or the package took longer than any delivery it knows
+        package.model_estimate = package.model_confidence = package.late_probability = None
+        package.model_key, package.model_preferred = "", False
+        return
+    assert model is not None
+    package.model_estimate, package.model_confidence = found.estimate, round(found.confidence, 3)
+    package.model_key, package.model_preferred = found.key, model.prefers_model()
+    package.late_probability = None if found.late_probability is None else round(found.late_probability, 3)
+    promise_end = (end_of_local_day(state.promised_delivery_date, state.delivery_time_zone)
+                   if state.promised_delivery_date else None)
+    if package.late_probability is not None and package.late_probability >= rules.predicted_late_probability:
+        if package.predicted_late_since is None and promise_end is not None and now < promise_end:
+            package.predicted_late_since = now  # still time to act: ops hear now
+    elif promise_end is None or now < promise_end:
+        package.predicted_late_since = None  # recovered
+
+
+def _transit_observed(state: OrderState, package: PackageState) -> TransitObserved | None:
+    """A delivered package as an observation for its lane's model, with how far off the
+    carrier's and the model's dates were at its scans."""
+    zone = state.delivery_time_zone
+    handed_over = local_date(package.shipped_at or package.accepted_at, zone)
+    delivered = local_date(package.delivered_at, zone)
+    if handed_over is None or delivered is None or not state.service_level or not package.carrier:
+        return None
+    pairs = [(c, m) for c, m in package.scan_estimates if c is not None and m is not None]
+    return TransitObserved(
+        package_id=package.package_id, order_id=state.order_id, carrier=package.carrier,
+        service_level=state.service_level, origin=state.fulfillment_center,
+        destination_region=state.destination_region, handed_over=handed_over, delivered=delivered,
+        carrier_error_days=float(sum(abs((c - delivered).days) for c, _ in pairs)),
+        model_error_days=float(sum(abs((m - delivered).days) for _, m in pairs)), compared=len(pairs))
 
 
 def _dates(**values: date | datetime | None) -> dict[str, str]:
@@ -563,18 +645,33 @@ def _tell_customer_about_alert(state: OrderState, condition: Condition, event: E
     return False
 
 
-def _revise_estimates(state: OrderState, event: Event, effects: list[Effect], delays_told: set[str]) -> None:
-    if not isinstance(event, CarrierScan):
+def _revise_estimates(state: OrderState, event: Event, effects: list[Effect], delays_told: set[str],
+                      now: datetime, rules: Thresholds) -> None:
+    if isinstance(event, CarrierScan):
+        found = state.packages.get(event.package_id)
+        packages = [found] if found is not None else []
+    elif isinstance(event, ClockTick):  # time in transit moves our model's date too
+        packages = state.outbound()
+    else:
         return
-    package = state.packages.get(event.package_id)
-    if (package is None or package.is_return or package.delivered_at is not None
-            or package.estimated_delivery is None or package.estimated_delivery == package.notified_estimate):
-        return
-    if package.package_id not in delays_told:
+    today = local_date(now, state.delivery_time_zone)
+    for package in packages:
+        new, told = package.estimated_delivery, package.notified_estimate
+        if package.is_return or package.delivered_at is not None or new is None or new == told:
+            continue
+        if package.package_id in delays_told:  # the delay notice gave the new date (or none yet)
+            package.notified_estimate = new
+            continue
+        # Hysteresis: a later date is always news; an earlier one only when clearly earlier or
+        # when the date told has passed, so a date flipping between two days is told once.
+        if told is not None and new < told and (told - new).days < rules.estimate_earlier_days \
+                and (today is None or told >= today):
+            continue
+        package.revisions_told += 1
         _notify(state, effects, NotificationType.estimate_revised, event, package=package,
-                instance=package.estimated_delivery.isoformat(), estimated_delivery=package.estimated_delivery,
-                previous_estimate=package.notified_estimate)
-    package.notified_estimate = package.estimated_delivery
+                instance=f"{package.revisions_told}:{new.isoformat()}", estimated_delivery=new,
+                previous_estimate=told)
+        package.notified_estimate = new
 
 
 def _ask_for_feedback(state: OrderState, event: Event, now: datetime, rules: Thresholds,
@@ -620,6 +717,12 @@ def _notify(state: OrderState, effects: list[Effect], type_: NotificationType, e
     state.notified.append(milestone)
     id_parts = (state.order_id, package_id, type_.value) + ((instance,) if instance else ())
     happened = occurred_at or event.occurred_at
+    told = details.get("estimated_delivery")
+    if told is not None and "estimate_source" not in details:  # say where the date comes from
+        if package is not None and told == package.estimated_delivery:
+            details.update(estimate_source=package.estimate_source, estimate_confidence=package.estimate_confidence)
+        elif told == state.promised_delivery_date:
+            details["estimate_source"] = "promise"
     command = NotificationCommand(
         command_id=stable_id(*id_parts),
         type=type_,
@@ -715,11 +818,12 @@ class BatchOutcome(NamedTuple):
     changed: dict[str, OrderState]  # the states to store
     effects: list[Effect]
     failed: list[tuple[int, Exception]]  # (index in ``events``, what applying it raised): for the DLQ
+    models: LaneModels | None = None  # the lane models in force after the batch
 
 
-def apply_batch(states: dict[str, OrderState | None], events: list[Event], rules: Thresholds = DEFAULT_RULES,
-                reload: Callable[[str], OrderState | None] | None = None,
-                latency: FeedLatency | None = None) -> BatchOutcome:
+def apply_batch(states: dict[str, OrderState | None], events: Sequence[Event | LaneModelsUpdated],
+                rules: Thresholds = DEFAULT_RULES, reload: Callable[[str], OrderState | None] | None = None,
+                latency: FeedLatency | None = None, models: LaneModels | None = None) -> BatchOutcome:
     """Apply events in arrival order per order; return the states that changed and all effects.
 
     Lets the shell read and write each order's state once per batch, not once per event.
@@ -729,8 +833,15 @@ def apply_batch(states: dict[str, OrderState | None], events: list[Event], rules
     stored state (``reload``, or a copy taken first), the order's other events are applied
     again without it, and every other order is left alone.
     """
+    # A lane-model update takes effect where it sits among the events: each event is applied
+    # with the models in force at its place, so a replay gives the same estimates.
+    in_force: dict[int, LaneModels | None] = {}
     by_order: dict[str, list[int]] = {}
     for index, event in enumerate(events):
+        if isinstance(event, LaneModelsUpdated):
+            models = (models or LaneModels()).updated(event)
+            continue
+        in_force[index] = models
         by_order.setdefault(event.order_id, []).append(index)
     changed: dict[str, OrderState] = {}
     effects: list[Effect] = []
@@ -755,7 +866,9 @@ def apply_batch(states: dict[str, OrderState | None], events: list[Event], rules
                 for current in indexes:
                     if current in skipped:
                         continue
-                    out = apply_in_place(state, events[current], rules, latency)
+                    applied = events[current]
+                    assert not isinstance(applied, LaneModelsUpdated)
+                    out = apply_in_place(state, applied, rules, latency, in_force[current])
                     produced.extend(out)
                     touched = touched or bool(out) or isinstance(events[current], ClockTick)
             except Exception as exc:
@@ -774,7 +887,7 @@ def apply_batch(states: dict[str, OrderState | None], events: list[Event], rules
         if touched:
             changed[order_id] = state
             effects.extend(produced)
-    return BatchOutcome(changed, effects, failed)
+    return BatchOutcome(changed, effects, failed, models)
 
 
 def _copy(state: OrderState | None) -> OrderState | None:

@@ -64,9 +64,20 @@ class PackageState(Struct, kw_only=True):
     carrier_current_estimate: date | None = None
     carrier_estimate_at: datetime | None = None  # event time of the scan that set the current one
     estimate_seen_at: datetime | None = None  # when trackline saw that scan
-    estimated_delivery: date | None = None  # ours
-    estimate_source: str = ""  # promise | carrier
+    estimated_delivery: date | None = None  # what the customer is shown
+    estimate_source: str = ""  # promise | carrier | model
+    estimate_confidence: float | None = None  # the model's: share of similar packages delivered by then
     notified_estimate: date | None = None
+    revisions_told: int = 0  # estimate_revised notices sent for this package
+    # Our own estimate (models.transit), refreshed at each event from time in transit.
+    model_estimate: date | None = None
+    model_confidence: float | None = None
+    model_key: str = ""  # "<lane key>@<version>" of the model it came from
+    model_preferred: bool = False  # that model was measured more accurate than the carrier on its lane
+    late_probability: float | None = None  # of arriving after the promise, by the model
+    predicted_late_since: datetime | None = None  # when that passed the threshold (predicted_late alert)
+    # (carrier's date, model's date) at each scan before delivery: measures both at delivery.
+    scan_estimates: list[tuple[date | None, date | None]] = field(default_factory=list)
     # Where the package waits to be collected, while it does (the tracking page shows it).
     pickup_location: str = ""
     pickup_code: str = ""

@@ -81,6 +81,18 @@ class Thresholds(BaseModel):
     return_window_days: float = Field(default=30, ge=0)
     idle_expiry_days: float = Field(default=120, gt=0)
     expired_marker_days: float = Field(default=60, gt=0)
+    # Our own estimate (models.transit): a lane's model is the histogram of its last
+    # ``lane_model_window`` deliveries; a lane with fewer than ``lane_model_min_deliveries``
+    # uses its carrier's model on that service level, and with fewer there too, no model.
+    lane_model_window: int = Field(default=200, ge=1)
+    lane_model_min_deliveries: int = Field(default=20, ge=1)
+    # A predicted_late ops alert opens when the model gives at least this probability of
+    # arriving after the promise, before the promised day is over.
+    predicted_late_probability: float = Field(default=0.8, gt=0, le=1)
+    # Hysteresis of estimate_revised: a later date is always told; an earlier one only when it
+    # is at least this many days earlier than the date told (or that date has passed), so a
+    # date flipping between two days does not notify each time.
+    estimate_earlier_days: int = Field(default=2, ge=1)
     service_levels: dict[ServiceLevel, LevelThresholds] = Field(default_factory=lambda: dict(_LEVEL_DEFAULTS))
     carriers: dict[str, CarrierThresholds] = Field(
         default_factory=lambda: {"usps": CarrierThresholds(stale_after_hours=96)})

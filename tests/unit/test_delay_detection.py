@@ -125,16 +125,36 @@ def test_carrier_estimate_after_the_promise_is_a_delay_found_at_that_scan():
 
 
 def test_estimate_revised_only_when_the_date_changes():
-    state, _ = run([placed(), shipped()])
-    state, first = run([scan(S.in_transit, 200, estimated_delivery=date(2026, 11, 3))], state)
-    state, same = run([scan(S.in_transit, 300, estimated_delivery=date(2026, 11, 3))], state)
+    state, _ = run([placed(), shipped()])  # promised 2026-11-04
+    state, first = run([scan(S.in_transit, 200, estimated_delivery=date(2026, 11, 2))], state)
+    state, same = run([scan(S.in_transit, 300, estimated_delivery=date(2026, 11, 2))], state)
     state, back = run([scan(S.in_transit, 400, estimated_delivery=date(2026, 11, 4))], state)
-    revisions = [(c.previous_estimate, c.estimated_delivery) for c in [*first, *same, *back]
+    revisions = [(c.previous_estimate, c.estimated_delivery, c.estimate_source) for c in [*first, *same, *back]
                  if isinstance(c, NotificationCommand) and c.type.value == "estimate_revised"]
-    assert revisions == [(date(2026, 11, 4), date(2026, 11, 3)), (date(2026, 11, 3), date(2026, 11, 4))]
+    assert revisions == [(date(2026, 11, 4), date(2026, 11, 2), "carrier"),
+                         (date(2026, 11, 2), date(2026, 11, 4), "carrier")]
     package = state.packages["P1"]
-    assert package.carrier_original_estimate == date(2026, 11, 3)
+    assert package.carrier_original_estimate == date(2026, 11, 2)
     assert package.carrier_current_estimate == date(2026, 11, 4)
+
+
+def test_a_date_flipping_between_two_days_is_told_once():
+    """Hysteresis: a later date is told at once; a date one day earlier than the one told is
+    not (the parcel arriving a day early disappoints nobody), so a carrier flipping between
+    two days sends one notice, not one per flip. A clearly earlier date is told again."""
+    state, _ = run([placed(), shipped()])  # promised 2026-11-04
+    flips = [date(2026, 11, 2), date(2026, 11, 3), date(2026, 11, 2), date(2026, 11, 3), date(2026, 11, 2),
+             date(2026, 11, 3)]
+    effects: list = []
+    for minute, day in enumerate(flips):
+        state, found = run([scan(S.in_transit, 200 + 10 * minute, estimated_delivery=day)], state)
+        effects.extend(found)
+    state, clearly_earlier = run([scan(S.in_transit, 300, estimated_delivery=date(2026, 11, 1))], state)
+    revisions = [(c.previous_estimate, c.estimated_delivery) for c in [*effects, *clearly_earlier]
+                 if isinstance(c, NotificationCommand) and c.type.value == "estimate_revised"]
+    assert revisions == [(date(2026, 11, 4), date(2026, 11, 2)), (date(2026, 11, 2), date(2026, 11, 3)),
+                         (date(2026, 11, 3), date(2026, 11, 1))]
+    assert state.packages["P1"].notified_estimate == date(2026, 11, 1)
 
 
 def test_an_older_scan_does_not_overwrite_the_carriers_current_estimate():
@@ -239,10 +259,10 @@ def test_a_known_scan_resent_with_a_new_carrier_estimate_revises_the_estimate():
         return [(c.previous_estimate, c.estimated_delivery) for c in effects
                 if isinstance(c, NotificationCommand) and c.type.value == "estimate_revised"]
 
-    earlier = latest.model_copy(update={"estimated_delivery": date(2026, 11, 3), "ingested_at": at(400)})
+    earlier = latest.model_copy(update={"estimated_delivery": date(2026, 11, 2), "ingested_at": at(400)})
     state, effects = run([earlier], state)
-    assert revisions(effects) == [(date(2026, 11, 4), date(2026, 11, 3))]
-    assert state.packages["P1"].carrier_current_estimate == date(2026, 11, 3)
+    assert revisions(effects) == [(date(2026, 11, 4), date(2026, 11, 2))]
+    assert state.packages["P1"].carrier_current_estimate == date(2026, 11, 2)
     assert [r.record_type for r in effects if isinstance(r, HistoryRecord)] == ["estimate"]  # no second scan row
     assert len(state.packages["P1"].timeline) == 2
 
@@ -250,11 +270,11 @@ def test_a_known_scan_resent_with_a_new_carrier_estimate_revises_the_estimate():
     older = scan(S.picked_up, 200, estimated_delivery=date(2026, 11, 9)).model_copy(update={"ingested_at": at(420)})
     state, stale = run([older], state)
     assert again == [] and stale == []
-    assert state.packages["P1"].carrier_current_estimate == date(2026, 11, 3)
+    assert state.packages["P1"].carrier_current_estimate == date(2026, 11, 2)
 
     back = latest.model_copy(update={"ingested_at": at(500)})  # the first date again
     state, effects = run([back], state)
-    assert revisions(effects) == [(date(2026, 11, 3), date(2026, 11, 4))]
+    assert revisions(effects) == [(date(2026, 11, 2), date(2026, 11, 4))]
     state, replayed = run([back], state)  # the same record replayed
     assert replayed == []
 

@@ -152,7 +152,7 @@ def test_history_records_every_event_and_each_status_change():
 
 def test_batch_apply_matches_one_by_one():
     events = [*HAPPY_PATH, placed("ORD-2"), shipped("ORD-2", tracking="T9"), HAPPY_PATH[3]]
-    changed, batch_effects, _ = apply_batch({}, events)
+    changed, batch_effects, _, _ = apply_batch({}, events)
     states: dict = {}
     single_effects = []
     for event in events:

@@ -144,7 +144,7 @@ def test_every_update_type_has_a_rule_that_emits_it():
          ReturnReceived(event_id="rr", order_id="ORD-1", occurred_at=at(202 * HOUR), return_id="R"),
          RefundIssued(event_id="rf", order_id="ORD-1", occurred_at=at(203 * HOUR), return_id="R")],
         [placed("ORD-2"), shipped("ORD-2", tracking="T2"), scan(S.in_transit, 200, order_id="ORD-2", tracking="T2",
-                                                              estimated_delivery=date(2026, 11, 3))],
+                                                              estimated_delivery=date(2026, 11, 2))],
     ):
         _state, effects = run(events)
         journey_types |= {c.type for c in commands(effects)}

@@ -1,0 +1,240 @@
+"""Our own delivery estimate: how long a lane's packages take, learned from delivered history.
+
+A *lane* is (carrier, service level, origin fulfillment center, destination region). Each
+delivered package is one observation: the local date it was handed to the carrier and the
+local date it was delivered, in the customer's time zone. A lane's model is the histogram of
+its last ``lane_model_window`` deliveries in the carrier's *working days* after the hand-over
+date (0 = delivered the same day), and the weekdays the carrier was seen delivering. Counting
+working days, not hours, carries the weekday and weekend effect: a package handed over on a
+Friday to a carrier that rests at the weekend waits until Monday, and so does its estimate.
+
+Why a window and not a streaming quantile sketch: a lane sees tens to thousands of deliveries,
+the histogram has some 30 cells, and a window forgets a carrier's old speed after a season at
+a fixed cost (``lane_model_window`` deliveries per lane) with exact quantiles.
+
+A package not yet delivered is estimated from the deliveries that took at least as long as it
+has been travelling (the histogram conditioned on time in transit): its p50 date, the
+confidence that it arrives by then, and the probability it arrives after the promise.
+
+Sparse lanes borrow: a lane with fewer than ``lane_model_min_deliveries`` uses the model of
+(carrier, service level) over every lane.
+
+Models are built by the lane-model agent and reach the order agents as versioned events on
+the order-events topic, one copy per partition: a replay applies each version at the same
+point and gives the same estimates and command ids. Everything here is pure: dates in, dates out.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+from msgspec import Struct, field
+
+ALL_WEEKDAYS = (0, 1, 2, 3, 4, 5, 6)
+LANE = "lane"
+SERVICE = "service"
+CARRIER = "carrier"
+
+
+def lane_key(carrier: str, service_level: str, origin: str, destination_region: str) -> str:
+    return f"{LANE}|{carrier}|{service_level}|{origin}|{destination_region}"
+
+
+def service_key(carrier: str, service_level: str) -> str:
+    return f"{SERVICE}|{carrier}|{service_level}"
+
+
+def carrier_key(carrier: str) -> str:
+    return f"{CARRIER}|{carrier}"
+
+
+class TransitObserved(Struct, kw_only=True, tag="transit_observed"):
+    """One delivered package, as the order agent saw it: published keyed by carrier."""
+
+    package_id: str
+    order_id: str
+    carrier: str
+    service_level: str
+    origin: str  # fulfillment center
+    destination_region: str  # "US-CA"; "" when the order did not say
+    handed_over: date  # local date the carrier got it (shipped, else its acceptance scan)
+    delivered: date  # local date of the delivery scan
+    # How far off each source was at the package's scans, in days (absolute), and at how many
+    # scans both gave a date: the lane's choice between them is made from these.
+    carrier_error_days: float = 0.0
+    model_error_days: float = 0.0
+    compared: int = 0
+
+    def keys(self) -> list[str]:
+        keys = [service_key(self.carrier, self.service_level)]
+        if self.destination_region and self.origin:
+            keys.insert(0, lane_key(self.carrier, self.service_level, self.origin, self.destination_region))
+        return keys
+
+
+class LaneModel(Struct, kw_only=True):
+    """What the order agents estimate from, for one lane (or one carrier and service level)."""
+
+    key: str
+    version: int  # deliveries this key has seen: grows with each; a replay meets the same one
+    transit_days: list[int] = field(default_factory=list)  # deliveries by working days after hand-over
+    working_weekdays: tuple[int, ...] = ALL_WEEKDAYS  # 0 = Monday; when the carrier delivers
+    # Mean absolute error in days of each source on this key's deliveries (at their scans):
+    # the customer-facing estimate comes from the better one.
+    carrier_error_days: float | None = None
+    model_error_days: float | None = None
+
+    @property
+    def deliveries(self) -> int:
+        return sum(self.transit_days)
+
+    def prefers_model(self) -> bool:
+        if self.model_error_days is None:
+            return False
+        return self.carrier_error_days is None or self.model_error_days < self.carrier_error_days
+
+
+class LaneModelsUpdated(Struct, kw_only=True, tag="lane_models"):
+    """New versions of some lanes' models: one copy goes to every order-events partition."""
+
+    models: list[LaneModel]
+    published_at: str = ""  # ISO time the lane-model agent built them (for ops, not for rules)
+
+
+class ModelEstimate(Struct, kw_only=True, frozen=True):
+    key: str  # the model it came from, and its version: "<key>@<version>"
+    estimate: date  # the p50 delivery date
+    confidence: float  # share of similar packages delivered by that date
+    late_probability: float | None  # of arriving after the promise; None without one
+
+
+class LaneModels:
+    """The models in force on one order partition: replaced whole by version, never edited."""
+
+    def __init__(self, models: dict[str, LaneModel] | None = None) -> None:
+        self.models: dict[str, LaneModel] = models or {}
+
+    def updated(self, update: LaneModelsUpdated) -> LaneModels:
+        """A new set with the update's newer versions; an older or equal version is ignored."""
+        models = dict(self.models)
+        for model in update.models:
+            known = models.get(model.key)
+            if known is None or model.version > known.version:
+                models[model.key] = model
+        return LaneModels(models)
+
+    def for_lane(self, carrier: str, service_level: str, origin: str, destination_region: str,
+                 min_deliveries: int) -> LaneModel | None:
+        """The lane's own model if it saw enough deliveries, else the carrier's on this service level."""
+        for key in (lane_key(carrier, service_level, origin, destination_region), service_key(carrier, service_level)):
+            model = self.models.get(key)
+            if model is not None and model.deliveries >= min_deliveries:
+                return model
+        return None
+
+
+# --- working days ----------------------------------------------------------------------
+
+def working_days_between(start: date, end: date, weekdays: tuple[int, ...]) -> int:
+    """Working days after ``start`` up to and including ``end`` (0 when ``end`` <= ``start``)."""
+    if end <= start:
+        return 0
+    days = (end - start).days
+    weeks, rest = divmod(days, 7)
+    count = weeks * len(weekdays)
+    first = start.weekday()
+    count += sum(1 for i in range(1, rest + 1) if (first + i) % 7 in weekdays)
+    return count
+
+
+def nth_working_day(start: date, n: int, weekdays: tuple[int, ...]) -> date:
+    """The ``n``-th working day after ``start`` (``start`` itself for 0)."""
+    if n <= 0 or not weekdays:
+        return start
+    weeks, rest = divmod(n - 1, len(weekdays))
+    day = start + timedelta(days=7 * weeks)
+    left = rest + 1
+    while left:
+        day += timedelta(days=1)
+        if day.weekday() in weekdays:
+            left -= 1
+    return day
+
+
+def learned_weekdays(delivered_weekdays: list[int], min_deliveries: int) -> tuple[int, ...]:
+    """The weekdays a carrier delivers on, from the weekdays of its deliveries.
+
+    A weekday counts once it holds at least a quarter of an even share (1/28 of all). Before
+    ``min_deliveries`` every day counts: nothing is known to be a day off yet.
+    """
+    if len(delivered_weekdays) < min_deliveries:
+        return ALL_WEEKDAYS
+    counts = [0] * 7
+    for weekday in delivered_weekdays:
+        counts[weekday] += 1
+    found = tuple(d for d in ALL_WEEKDAYS if counts[d] * 28 >= len(delivered_weekdays))
+    return found or ALL_WEEKDAYS
+
+
+# --- the model -------------------------------------------------------------------------
+
+def histogram(observations: list[tuple[date, date]], weekdays: tuple[int, ...]) -> list[int]:
+    """Deliveries by working days after hand-over, from (handed over, delivered) dates."""
+    counts: list[int] = []
+    for handed_over, delivered in observations:
+        days = working_days_between(handed_over, delivered, weekdays)
+        if days >= len(counts):
+            counts.extend([0] * (days + 1 - len(counts)))
+        counts[days] += 1
+    return counts
+
+
+def mean_error(observations: list[TransitObserved], source: str) -> float | None:
+    compared = sum(o.compared for o in observations)
+    if not compared:
+        return None
+    total = sum(o.carrier_error_days if source == "carrier" else o.model_error_days for o in observations)
+    return total / compared
+
+
+def build_model(key: str, version: int, observations: list[TransitObserved],
+                weekdays: tuple[int, ...]) -> LaneModel:
+    """A key's model from its window of deliveries and its carrier's working weekdays."""
+    return LaneModel(key=key, version=version,
+                     transit_days=histogram([(o.handed_over, o.delivered) for o in observations], weekdays),
+                     working_weekdays=weekdays,
+                     carrier_error_days=mean_error(observations, "carrier"),
+                     model_error_days=mean_error(observations, "model"))
+
+
+def estimate(model: LaneModel, handed_over: date, today: date, promised: date | None) -> ModelEstimate | None:
+    """The p50 delivery date of a package handed over on ``handed_over`` and not delivered by
+    the start of ``today`` (both local dates), with its confidence and the probability of
+    arriving after ``promised``. None when no delivery in the model took that long."""
+    weekdays = model.working_weekdays
+    # The first working-day count the package can still reach: today if the carrier works
+    # today, else its next working day.
+    reached = working_days_between(handed_over, today, weekdays)
+    if today > handed_over and today.weekday() not in weekdays:
+        reached += 1
+    elif today < handed_over:
+        reached = 0
+    counts = model.transit_days
+    remaining = sum(counts[reached:])
+    if remaining == 0:
+        return None
+    cumulative = 0
+    p50 = reached
+    for days in range(reached, len(counts)):
+        cumulative += counts[days]
+        if cumulative * 2 >= remaining:
+            p50 = days
+            break
+    late: float | None = None
+    if promised is not None:
+        by_promise = working_days_between(handed_over, promised, weekdays) if promised >= handed_over else -1
+        on_time = sum(counts[reached:by_promise + 1]) if by_promise >= reached else 0
+        late = 1 - on_time / remaining
+    return ModelEstimate(key=f"{model.key}@{model.version}",
+                         estimate=max(nth_working_day(handed_over, p50, weekdays), today),
+                         confidence=cumulative / remaining, late_probability=late)

@@ -1,0 +1,220 @@
+"""Our own delivery estimate (models.transit): the lane histogram, its estimate from time in
+transit, the choice between carrier and model, predicted_late, and model versions in a batch.
+
+The order in tests.conftest: two-day service with UPS, placed Monday 2026-11-02 08:00 UTC,
+shipped 09:00, promised Wednesday 2026-11-04, customer in UTC.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from models.effects import Alert, AlertKind, NotificationCommand
+from models.events import PackageStatus
+from models.order import apply_batch
+from models.transit import (
+    ALL_WEEKDAYS,
+    LaneModel,
+    LaneModels,
+    LaneModelsUpdated,
+    TransitObserved,
+    build_model,
+    estimate,
+    histogram,
+    lane_key,
+    learned_weekdays,
+    nth_working_day,
+    service_key,
+    working_days_between,
+)
+from tests.conftest import at, placed, run, scan, shipped, tick
+
+S = PackageStatus
+HOUR = 60
+MONDAY = date(2026, 11, 2)
+WEEKDAYS = (0, 1, 2, 3, 4)  # a carrier that rests at the weekend
+
+
+@given(st.dates(min_value=date(2020, 1, 1), max_value=date(2030, 1, 1)), st.integers(0, 60),
+       st.sets(st.integers(0, 6), min_size=1))
+def test_the_nth_working_day_is_n_working_days_later(start, n, weekdays):
+    days = tuple(sorted(weekdays))
+    found = nth_working_day(start, n, days)
+    assert working_days_between(start, found, days) == n
+    if n:
+        assert found.weekday() in days
+        assert working_days_between(start, found - timedelta(days=1), days) == n - 1
+
+
+def test_a_friday_hand_over_to_a_weekday_carrier_delivered_monday_took_one_working_day():
+    friday = date(2026, 11, 6)
+    assert histogram([(friday, friday + timedelta(days=3))], WEEKDAYS) == [0, 1]
+    assert histogram([(friday, friday + timedelta(days=3))], ALL_WEEKDAYS) == [0, 0, 0, 1]
+
+
+def test_weekdays_are_learned_from_the_deliveries_and_only_once_there_are_enough():
+    weekday_deliveries = [d % 5 for d in range(100)]
+    assert learned_weekdays(weekday_deliveries, min_deliveries=50) == WEEKDAYS
+    assert learned_weekdays(weekday_deliveries[:10], min_deliveries=50) == ALL_WEEKDAYS
+    # One Saturday delivery among a hundred is an exception, not a working day.
+    assert learned_weekdays([*weekday_deliveries, 5], min_deliveries=50) == WEEKDAYS
+
+
+def lane(counts: list[int], key: str = service_key("ups", "two_day"), version: int = 1, **extra) -> LaneModel:
+    return LaneModel(key=key, version=version, transit_days=counts, working_weekdays=WEEKDAYS, **extra)
+
+
+def test_the_estimate_is_the_median_of_deliveries_that_took_at_least_as_long():
+    model = lane([0, 10, 20, 10])  # 1, 2 or 3 working days; the median 2
+    at_hand_over = estimate(model, MONDAY, MONDAY, promised=date(2026, 11, 3))
+    assert at_hand_over is not None
+    assert at_hand_over.estimate == date(2026, 11, 4)  # Wednesday
+    assert at_hand_over.confidence == 30 / 40
+    assert at_hand_over.late_probability == 1 - 10 / 40  # only the one-day deliveries make Tuesday
+    # Still travelling on Wednesday: only the deliveries that took 2 days or more are like it.
+    on_wednesday = estimate(model, MONDAY, date(2026, 11, 4), promised=date(2026, 11, 3))
+    assert on_wednesday is not None
+    assert (on_wednesday.estimate, on_wednesday.confidence, on_wednesday.late_probability) == \
+        (date(2026, 11, 4), 20 / 30, 1.0)
+    # Thursday: the three-day ones.
+    on_thursday = estimate(model, MONDAY, date(2026, 11, 5), promised=None)
+    assert on_thursday is not None and on_thursday.estimate == date(2026, 11, 5) and on_thursday.confidence == 1
+    # Travelling longer than any delivery it knows: no estimate, not a made-up one.
+    assert estimate(model, MONDAY, date(2026, 11, 6), promised=None) is None
+
+
+def test_a_weekend_pushes_the_estimate_to_the_next_working_day():
+    friday = date(2026, 11, 6)
+    found = estimate(lane([0, 1]), friday, date(2026, 11, 7), promised=None)  # asked on Saturday
+    assert found is not None and found.estimate == date(2026, 11, 9)  # Monday
+
+
+def test_newer_versions_replace_older_ones_and_a_sparse_lane_borrows_its_carriers_model():
+    models = LaneModels().updated(LaneModelsUpdated(models=[lane([0, 30], version=3)]))
+    assert models.updated(LaneModelsUpdated(models=[lane([0, 0, 30], version=2)])).models == models.models
+    own = lane([0, 0, 5], key=lane_key("ups", "two_day", "FC-A", "US-CA"), version=5)
+    models = models.updated(LaneModelsUpdated(models=[own]))
+    found = models.for_lane("ups", "two_day", "FC-A", "US-CA", min_deliveries=20)
+    assert found is not None and found.key == service_key("ups", "two_day")  # 5 deliveries are too few
+    assert models.for_lane("ups", "two_day", "FC-A", "US-CA", min_deliveries=5) is own
+    assert models.for_lane("fedex", "two_day", "FC-A", "US-CA", min_deliveries=1) is None
+
+
+def observed(handed_over: date, delivered: date, carrier_error: float = 0, model_error: float = 0,
+             compared: int = 0, package: str = "P") -> TransitObserved:
+    return TransitObserved(package_id=package, order_id="O", carrier="ups", service_level="two_day",
+                           origin="FC-A", destination_region="US-CA", handed_over=handed_over, delivered=delivered,
+                           carrier_error_days=carrier_error, model_error_days=model_error, compared=compared)
+
+
+def test_the_lane_prefers_whichever_source_was_closer_on_its_deliveries():
+    tuesday = date(2026, 11, 3)
+    close_carrier = build_model("k", 2, [observed(MONDAY, tuesday, carrier_error=1, model_error=4, compared=4)],
+                                WEEKDAYS)
+    assert close_carrier.transit_days == [0, 1]
+    assert (close_carrier.carrier_error_days, close_carrier.model_error_days) == (0.25, 1.0)
+    assert not close_carrier.prefers_model()
+    assert build_model("k", 2, [observed(MONDAY, tuesday, carrier_error=6, model_error=2, compared=4)],
+                       WEEKDAYS).prefers_model()
+    assert not build_model("k", 2, [observed(MONDAY, tuesday)], WEEKDAYS).prefers_model()  # never compared
+
+
+# --- in the order rules ----------------------------------------------------------------
+
+def models_with(counts: list[int], carrier_error: float | None = None, model_error: float | None = None) -> LaneModels:
+    return LaneModels().updated(LaneModelsUpdated(models=[lane(
+        counts, carrier_error_days=carrier_error, model_error_days=model_error)]))
+
+
+def apply_with(models: LaneModels, events, state=None):
+    from models.order import apply
+
+    effects = []
+    for event in events:
+        state, produced = apply(state, event, models=models)
+        effects.extend(produced)
+    return state, effects
+
+
+def test_without_a_carrier_date_the_customer_is_shown_the_models_with_its_confidence():
+    models = models_with([0, 10, 30, 10])  # two working days after Monday: Wednesday
+    state, effects = apply_with(models, [placed(), shipped(), scan(S.in_transit, 2 * HOUR)])
+    package = state.packages["P1"]
+    assert (package.estimated_delivery, package.estimate_source, package.estimate_confidence) == \
+        (date(2026, 11, 4), "model", 0.8)
+    shipped_notice = next(c for c in effects if isinstance(c, NotificationCommand) and c.type.value == "shipped")
+    assert (shipped_notice.estimated_delivery, shipped_notice.estimate_source, shipped_notice.estimate_confidence) \
+        == (date(2026, 11, 4), "model", 0.8)
+
+
+def test_the_carriers_date_wins_unless_the_model_was_measured_closer_on_the_lane():
+    scans = [placed(), shipped(), scan(S.in_transit, 2 * HOUR, estimated_delivery=date(2026, 11, 3))]
+    carrier_better, _ = apply_with(models_with([0, 10, 30, 10], carrier_error=0.3, model_error=0.8), scans)
+    assert (carrier_better.packages["P1"].estimated_delivery, carrier_better.packages["P1"].estimate_source) == \
+        (date(2026, 11, 3), "carrier")
+    model_better, effects = apply_with(models_with([0, 10, 30, 10], carrier_error=1.2, model_error=0.5), scans)
+    assert (model_better.packages["P1"].estimated_delivery, model_better.packages["P1"].estimate_source) == \
+        (date(2026, 11, 4), "model")
+
+
+def test_predicted_late_opens_for_ops_while_there_is_time_and_closes_at_delivery():
+    # Most deliveries on this lane take 4 working days: promised Wednesday, likely Friday.
+    models = models_with([0, 1, 1, 2, 36])
+    state, effects = apply_with(models, [placed(), shipped(), scan(S.in_transit, 2 * HOUR)])
+    opened = [a for a in effects if isinstance(a, Alert) and a.state == "open"]
+    assert [(a.alert_kind, a.package_id) for a in opened] == [(AlertKind.predicted_late, "P1")]
+    assert opened[0].at < at(2 * 24 * HOUR)  # two days before the promised day even begins
+    assert "95% likely" in opened[0].detail  # 38 of 40 took longer than 2 working days
+    assert not [c for c in effects if isinstance(c, NotificationCommand) and c.type.value == "delayed"]  # ops only
+    state, delivered = apply_with(models, [scan(S.delivered, 30 * HOUR)], state)
+    closed = [a for a in delivered if isinstance(a, Alert) and a.state == "closed"]
+    assert [(a.alert_kind, a.alert_id) for a in closed] == [(AlertKind.predicted_late, opened[0].alert_id)]
+
+
+def test_a_package_likely_on_time_opens_no_predicted_late():
+    _state, effects = apply_with(models_with([0, 30, 5, 1]), [placed(), shipped(), scan(S.in_transit, 2 * HOUR)])
+    assert [a for a in effects if isinstance(a, Alert)] == []
+
+
+def test_a_delivery_is_observed_for_its_lane_with_how_close_each_source_was():
+    models = models_with([0, 10, 30, 10])  # says Wednesday
+    _state, effects = apply_with(models, [
+        placed(), shipped(), scan(S.in_transit, 2 * HOUR, estimated_delivery=date(2026, 11, 6)),
+        scan(S.in_transit, 20 * HOUR), scan(S.delivered, 2 * 24 * HOUR + 60)])  # Wednesday
+    observations = [e for e in effects if isinstance(e, TransitObserved)]
+    assert len(observations) == 1
+    seen = observations[0]
+    assert (seen.handed_over, seen.delivered, seen.carrier, seen.service_level) == \
+        (MONDAY, date(2026, 11, 4), "ups", "two_day")
+    assert (seen.compared, seen.carrier_error_days, seen.model_error_days) == (2, 4.0, 0.0)
+
+
+def test_a_model_update_applies_from_its_place_in_the_batch_on():
+    """A replay meets each model version at the same point: events before the update are
+    estimated without it, events after it with it, however the batch was cut."""
+    update = LaneModelsUpdated(models=[lane([0, 10, 30, 10])])
+    first = [placed(), shipped(), scan(S.in_transit, 2 * HOUR)]
+    outcome = apply_batch({}, [*first, update, scan(S.in_transit, 3 * HOUR, order_id="ORD-1")])
+    assert outcome.changed["ORD-1"].packages["P1"].estimate_source == "model"
+    assert outcome.models is not None and list(outcome.models.models) == [service_key("ups", "two_day")]
+    before = apply_batch({}, [*first, scan(S.in_transit, 3 * HOUR), update])
+    assert before.changed["ORD-1"].packages["P1"].estimate_source == "promise"
+    # And one event at a time with the same models in force gives the same state.
+    state, _ = run(first)
+    state, _ = apply_with(outcome.models, [scan(S.in_transit, 3 * HOUR)], state)
+    assert state == outcome.changed["ORD-1"]
+
+
+def test_time_in_transit_moves_the_models_date_at_a_tick():
+    models = models_with([0, 10, 30, 10])
+    state, _ = apply_with(models, [placed(), shipped(), scan(S.in_transit, 2 * HOUR)])
+    assert state.packages["P1"].model_estimate == date(2026, 11, 4)
+    # Thursday, not delivered: only the three-day deliveries are like it now.
+    state, effects = apply_with(models, [tick(3 * 24 * HOUR)], state)
+    assert state.packages["P1"].model_estimate == date(2026, 11, 5)
+    revised = [c for c in effects if isinstance(c, NotificationCommand) and c.type.value in
+               ("estimate_revised", "delayed")]
+    assert [c.estimated_delivery for c in revised] == [date(2026, 11, 5)]
