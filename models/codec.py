@@ -17,6 +17,7 @@ from pydantic import BaseModel
 
 from models.formats import keeping_unknown_values
 from models.state import OrderState
+from models.transit import LaneModelsUpdated, LaneWindow, TransitObserved
 
 
 def _encode_other(value: Any) -> Any:
@@ -44,6 +45,28 @@ def decode_state(document: bytes) -> OrderState:
     (``models.formats``). Raises ``msgspec.ValidationError`` for a document that is not a state."""
     with keeping_unknown_values():
         return _STATE.decode(document)
+
+
+_LANE_MODELS = msgspec.json.Decoder(LaneModelsUpdated)
+_OBSERVED = msgspec.json.Decoder(TransitObserved)
+_WINDOW = msgspec.json.Decoder(LaneWindow)
+
+
+def encode(value: msgspec.Struct) -> bytes:
+    """Any of trackline's own records (lane models, observations, windows) as JSON."""
+    return _ENCODER.encode(value)
+
+
+def decode_lane_models(document: bytes) -> LaneModelsUpdated:
+    return _LANE_MODELS.decode(document)
+
+
+def decode_transit_observed(document: bytes) -> TransitObserved:
+    return _OBSERVED.decode(document)
+
+
+def decode_lane_window(document: bytes) -> LaneWindow:
+    return _WINDOW.decode(document)
 
 
 def copy_state(state: OrderState) -> OrderState:

@@ -12,6 +12,11 @@ CUSTOMER_PREFERENCES = "trackline.customer-preferences"  # key: customer id; com
 NOTIFICATION_INTENTS = "trackline.notification-intents"  # key: customer id; internal, before preferences
 NOTIFICATIONS = "trackline.notifications"  # key: order id; NotificationCommand JSON, addressed
 ALERTS = "trackline.alerts"  # key: order id; Alert JSON (opened and closed), for ops tooling
+# Delivered packages, for the lane models of our own estimate (models.transit); internal.
+# The models go back to the order agents on ORDER_EVENTS, one copy per partition, keyed
+# LANE_MODELS_KEY.
+TRANSIT_OBSERVATIONS = "trackline.transit-observations"  # key: carrier
+LANE_MODELS_KEY = b"\x00trackline:lane-models"
 HISTORY = "trackline.history"  # key: order id; HistoryRecord JSON, batched
 DLQ = "trackline.dlq"  # value: the original bytes; headers say why
 # What notification workers did with each (command, channel): sent, failed, or held until due.
@@ -30,6 +35,6 @@ DLQ_ERROR_FRAME_HEADER = "trackline-dlq-error-frame"  # file:line in function, o
 
 # Topics keyed the same way must have the same partition count (co-partitioning).
 PARTITIONED = [FC_EVENTS, CARRIER_SCANS_RAW, CARRIER_SCANS_REKEYED, TRACKING_LINKS, ORDER_EVENTS, CUSTOMER_PREFERENCES,
-               NOTIFICATION_INTENTS, NOTIFICATIONS, ALERTS, HISTORY]
+               NOTIFICATION_INTENTS, NOTIFICATIONS, ALERTS, HISTORY, TRANSIT_OBSERVATIONS]
 COMPACTED = {CUSTOMER_PREFERENCES, DELIVERY_LEDGER}  # the latest value per key is the truth
 ALL = [*PARTITIONED, DELIVERY_LEDGER, DLQ]

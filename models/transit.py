@@ -133,6 +133,63 @@ class LaneModels:
         return None
 
 
+class LaneWindow(Struct, kw_only=True):
+    """What the lane-model agent keeps per key: the last deliveries, and for a carrier's key
+    the weekdays of its last deliveries (its working days are learned from them)."""
+
+    key: str
+    version: int = 0
+    observations: list[TransitObserved] = field(default_factory=list)
+    delivered_weekdays: list[int] = field(default_factory=list)
+    # Packages counted lately, beyond the window too: a replayed batch is not counted twice.
+    counted: list[str] = field(default_factory=list)
+
+
+WEEKDAYS_KEPT = 1000  # a carrier's last deliveries whose weekdays say when it works
+WEEKDAYS_MIN_DELIVERIES = 50
+COUNTED_BEYOND_WINDOW = 1000
+
+
+def learn(windows: dict[str, LaneWindow], observed: list[TransitObserved], window: int) -> list[LaneModel]:
+    """Add deliveries to their keys' windows (``windows`` is changed in place; missing keys are
+    started); returns the new model of every key that changed, in key order.
+
+    A package already in a window is not counted again: the order agent re-emits its
+    observation when it replays a batch after a crash.
+    """
+    changed: set[str] = set()
+    for seen in observed:
+        weekdays = windows.setdefault(carrier_key(seen.carrier), LaneWindow(key=carrier_key(seen.carrier)))
+        for key in seen.keys():
+            found = windows.setdefault(key, LaneWindow(key=key))
+            if seen.package_id in found.counted:
+                continue
+            found.counted.append(seen.package_id)
+            del found.counted[:-(window + COUNTED_BEYOND_WINDOW)]
+            found.observations.append(seen)
+            del found.observations[:-window]
+            found.version += 1
+            changed.add(key)
+            if key.startswith(SERVICE):  # each package once in its carrier's weekdays
+                weekdays.delivered_weekdays.append(seen.delivered.weekday())
+                del weekdays.delivered_weekdays[:-WEEKDAYS_KEPT]
+                changed.add(weekdays.key)
+    models = []
+    for key in sorted(changed):
+        if key.startswith(CARRIER):
+            continue
+        carrier = key.split("|")[1]
+        found = windows[key]
+        days = learned_weekdays(windows[carrier_key(carrier)].delivered_weekdays, WEEKDAYS_MIN_DELIVERIES)
+        models.append(build_model(key, found.version, found.observations, days))
+    return models
+
+
+def changed_windows(models: list[LaneModel], observed: list[TransitObserved]) -> set[str]:
+    """The window keys a ``learn`` call changed: the models' keys and their carriers'."""
+    return {m.key for m in models} | {carrier_key(o.carrier) for o in observed}
+
+
 # --- working days ----------------------------------------------------------------------
 
 def working_days_between(start: date, end: date, weekdays: tuple[int, ...]) -> int:

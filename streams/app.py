@@ -15,7 +15,7 @@ from streams.bulk import RECORD_BATCH, bulk_transport
 # Topics whose fetched batches reach the agents as one message each (see streams.bulk).
 BULK_TOPICS = {topics.FC_EVENTS, topics.CARRIER_SCANS_RAW, topics.CARRIER_SCANS_REKEYED, topics.TRACKING_LINKS,
                topics.ORDER_EVENTS,
-               topics.CUSTOMER_PREFERENCES, topics.NOTIFICATION_INTENTS}
+               topics.CUSTOMER_PREFERENCES, topics.NOTIFICATION_INTENTS, topics.TRANSIT_OBSERVATIONS}
 
 
 def store_options() -> dict:
@@ -74,7 +74,7 @@ def create_app(settings: Settings, bootstrap: str, tansu: bool = False) -> faust
         # "ahead" of the topic. The check is right on Kafka; on Tansu it is a false alarm.
         recovery_consistency_check=not tansu,
     )
-    from streams import lookup, notification_policy, orders, router, watermark
+    from streams import lane_models, lookup, notification_policy, orders, router, watermark
 
     watermark.PROGRESS.clock = settings.watermark_clock
 
@@ -84,6 +84,7 @@ def create_app(settings: Settings, bootstrap: str, tansu: bool = False) -> faust
     orders_table = orders.register(app, channels, rules, settings.tick_interval)
     lookup.register(app, orders_table, settings)
     notification_policy.register(app, channels, settings.tracking_page_link)
+    lane_models.register(app, channels, rules)
     return app
 
 
@@ -103,4 +104,5 @@ class Channels:
                                           topics.TRACKING_LINKS)
         self.orders_input = batched_topic(topics.FC_EVENTS, topics.ORDER_EVENTS)
         self.policy_input = batched_topic(topics.CUSTOMER_PREFERENCES, topics.NOTIFICATION_INTENTS)
+        self.transit_input = batched_topic(topics.TRANSIT_OBSERVATIONS)
 

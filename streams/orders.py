@@ -18,6 +18,7 @@ import faust
 from pydantic import ValidationError
 
 from models import topics
+from models.codec import decode_lane_models, encode
 from models.effects import Alert, Effect, HistoryRecord, NotificationCommand, TrackingLink
 from models.errors import InvalidPayload
 from models.events import ClockTick, order_events_batch_adapter
@@ -27,6 +28,7 @@ from models.fulfillment import parse_fulfillment_event
 from models.order import Event, OrderState, apply_batch
 from models.retention import marker_expires_at, refused_for_expired
 from models.thresholds import Thresholds
+from models.transit import LaneModels, LaneModelsUpdated, TransitObserved
 from streams import clock, failpoints, order_store, watermark
 from streams.app import Channels, store_options
 from streams.batch_io import Outbox, deliver, whole_batch_or_exit
@@ -35,6 +37,7 @@ from streams.decoded import DecodedValues
 from trackline.metrics import STAGE
 
 log = logging.getLogger(__name__)
+Item = Event | LaneModelsUpdated  # what an order partition carries: order events, and lane models for all
 FEED_LATENCY_KEY = b"\x00trackline:feed-latency"  # per partition, beside the orders it measured
 
 
@@ -46,6 +49,7 @@ def register(app: faust.App, ch: Channels, rules: Thresholds, tick_interval: flo
     decoded = DecodedStates(orders)
     deadlines = clock.PartitionDeadlines()
     latencies: dict[int, FeedLatency] = {}
+    lane_models: dict[int, LaneModels] = {}  # the models in force per partition (models.transit)
     clock.register(app, orders, deadlines, tick_interval)
 
     @app.on_partitions_revoked.connect
@@ -53,6 +57,7 @@ def register(app: faust.App, ch: Channels, rules: Thresholds, tick_interval: flo
         decoded.clear()  # another worker may change them now
         deadlines.clear()  # rebuilt from the table once this worker owns partitions again
         latencies.clear()
+        lane_models.clear()
         watermark.PROGRESS.forget()
 
     def stored_state(order_id: str) -> OrderState | None:
@@ -78,12 +83,16 @@ def register(app: faust.App, ch: Channels, rules: Thresholds, tick_interval: flo
                         log.error("partition %s: stored feed latencies do not decode; starting afresh", partition)
                         latencies[partition] = FeedLatency(rules)
                 latency = latencies[partition]
+                if partition not in lane_models:
+                    lane_models[partition] = _stored_models(orders.get(topics.LANE_MODELS_KEY), partition)
+                models = lane_models[partition]
                 generation = decoded.generation
                 applied: dict[str, Any] = {}
 
                 async def apply_and_publish(outbox: Outbox, records: list[Any] = records,
-                                            applied: dict[str, Any] = applied, latency: FeedLatency = latency) -> None:
-                    events: list[Event] = []
+                                            applied: dict[str, Any] = applied, latency: FeedLatency = latency,
+                                            models: LaneModels = models) -> None:
+                    events: list[Item] = []
                     origins: list[Any] = []
                     started = time.perf_counter()
                     for record in records:
@@ -97,7 +106,8 @@ def register(app: faust.App, ch: Channels, rules: Thresholds, tick_interval: flo
                     # A retry starts again from the stored states: take() reads what the cache lost.
                     taking = time.perf_counter()
                     STAGE["order_decode"].inc(taking - started)
-                    states, markers, unreadable = decoded.take({event.order_id for event in events})
+                    states, markers, unreadable = decoded.take({event.order_id for event in events
+                                                                if not isinstance(event, LaneModelsUpdated)})
                     STAGE["state_decode"].inc(time.perf_counter() - taking)
                     if unreadable:  # this order alone waits in the DLQ; the batch goes on
                         events, origins = await _refuse_unreadable(outbox, events, origins, unreadable)
@@ -107,12 +117,14 @@ def register(app: faust.App, ch: Channels, rules: Thresholds, tick_interval: flo
                     else:
                         removed = {}
                     applying = time.perf_counter()
-                    outcome = apply_batch(states, events, rules, reload=stored_state, latency=latency)
+                    outcome = apply_batch(states, events, rules, reload=stored_state, latency=latency, models=models)
                     STAGE["apply"].inc(time.perf_counter() - applying)
                     for index, exc in outcome.failed:  # the failing event alone, not its envelope
-                        await send_to_dlq(outbox, origins[index], exc, value=events[index].model_dump_json().encode())
+                        failed = events[index]
+                        assert not isinstance(failed, LaneModelsUpdated)  # never applied to an order
+                        await send_to_dlq(outbox, origins[index], exc, value=failed.model_dump_json().encode())
                     await _publish(outbox, outcome.effects, partitions)
-                    applied.update(states=states, changed=outcome.changed, removed=removed)
+                    applied.update(states=states, changed=outcome.changed, removed=removed, models=outcome.models)
 
                 # Effects reach the broker before the state that remembers them is stored:
                 # a crash in between replays the batch and re-emits the same command ids,
@@ -129,6 +141,9 @@ def register(app: faust.App, ch: Channels, rules: Thresholds, tick_interval: flo
                 if latency.changed:
                     encoded[FEED_LATENCY_KEY] = latency.dump()
                     latency.changed = False
+                new_models: LaneModels | None = applied["models"]
+                if new_models is not None and new_models is not models:
+                    encoded[topics.LANE_MODELS_KEY] = encode(LaneModelsUpdated(models=list(new_models.models.values())))
                 STAGE["state_encode"].inc(time.perf_counter() - encoding)
 
                 async def store(outbox: Outbox, p: int = partition, e: dict = encoded) -> None:
@@ -140,6 +155,8 @@ def register(app: faust.App, ch: Channels, rules: Thresholds, tick_interval: flo
                 for order_id in applied["removed"]:
                     deadlines.schedule(partition, order_id, None)
                 decoded.keep(applied["states"], generation)
+                if new_models is not None:
+                    lane_models[partition] = new_models
                 watermark.processed(message, records)
 
     return orders
@@ -183,7 +200,20 @@ class DecodedStates(DecodedValues[str, OrderState]):
                       if state is not None and state.expired_at is None}, generation)
 
 
-def _decode(record: Any) -> list[Event]:
+def _stored_models(stored: bytes | None, partition: int) -> LaneModels:
+    try:
+        return LaneModels().updated(decode_lane_models(stored)) if stored else LaneModels()
+    except Exception:  # a damaged value: the next update brings the models back
+        log.error("partition %s: stored lane models do not decode; estimating without them", partition)
+        return LaneModels()
+
+
+def _decode(record: Any) -> list[Item]:
+    if record.key == topics.LANE_MODELS_KEY and record.topic == topics.ORDER_EVENTS:
+        try:
+            return [decode_lane_models(record.value or b"")]
+        except Exception as exc:  # only the lane-model agent writes these: a bug, not input
+            raise InvalidPayload("invalid_internal_event", f"lane models: {exc}"[:500]) from None
     if record.topic == topics.FC_EVENTS:
         event = parse_fulfillment_event(record.value or b"")
         if (record.key or b"") != event.order_id.encode():
@@ -198,18 +228,22 @@ def _decode(record: Any) -> list[Event]:
         raise InvalidPayload("invalid_internal_event", str(exc)[:500]) from None
 
 
-async def _refuse_expired(outbox: Outbox, events: list[Event], origins: list[Any],
+async def _refuse_expired(outbox: Outbox, events: list[Item], origins: list[Any],
                           markers: dict[str, order_store.Marker], rules: Thresholds, partitions: int
-                          ) -> tuple[list[Event], list[Any], dict[str, order_store.Marker]]:
+                          ) -> tuple[list[Item], list[Any], dict[str, order_store.Marker]]:
     """Take the events of removed orders out of the batch: a late one goes to history and the
     DLQ (``order_expired``), the order is not started again. A tick at a marker's end removes
     the marker and the order's tracking entries. Returns the rest, their origins and the
     markers that end now."""
-    kept: list[Event] = []
+    kept: list[Item] = []
     kept_origins: list[Any] = []
     ending: dict[str, order_store.Marker] = {}
     rows: list[tuple[str, bytes]] = []
     for event, origin in zip(events, origins, strict=True):
+        if isinstance(event, LaneModelsUpdated):  # for every order of the partition
+            kept.append(event)
+            kept_origins.append(origin)
+            continue
         found = markers.get(event.order_id)
         if found is None:
             kept.append(event)
@@ -231,14 +265,18 @@ async def _refuse_expired(outbox: Outbox, events: list[Event], origins: list[Any
     return kept, kept_origins, ending
 
 
-async def _refuse_unreadable(outbox: Outbox, events: list[Event], origins: list[Any], unreadable: dict[str, str]
-                             ) -> tuple[list[Event], list[Any]]:
+async def _refuse_unreadable(outbox: Outbox, events: list[Item], origins: list[Any], unreadable: dict[str, str]
+                             ) -> tuple[list[Item], list[Any]]:
     """Take the events of orders whose stored state does not decode out of the batch. Each one
     goes to the DLQ (``unreadable_order_state``), to be replayed once the state is repaired or
     removed; a clock tick for such an order is dropped (the next event schedules it again)."""
-    kept: list[Event] = []
+    kept: list[Item] = []
     kept_origins: list[Any] = []
     for event, origin in zip(events, origins, strict=True):
+        if isinstance(event, LaneModelsUpdated):  # for every order of the partition
+            kept.append(event)
+            kept_origins.append(origin)
+            continue
         why = unreadable.get(event.order_id)
         if why is None:
             kept.append(event)
@@ -258,6 +296,7 @@ async def _publish(outbox: Outbox, effects: list[Effect], partitions: int) -> No
     intents: list[tuple[str, bytes]] = []
     alerts: list[tuple[str, bytes]] = []
     links: list[tuple[str, bytes]] = []
+    observed: list[tuple[str, bytes]] = []
     for effect in effects:
         if isinstance(effect, HistoryRecord):
             history.append((effect.order_id, effect.model_dump_json().encode()))
@@ -268,8 +307,11 @@ async def _publish(outbox: Outbox, effects: list[Effect], partitions: int) -> No
             alerts.append((effect.order_id, effect.model_dump_json().encode()))
         elif isinstance(effect, TrackingLink):
             links.append((effect.tracking_number, effect.model_dump_json().encode()))
+        elif isinstance(effect, TransitObserved):
+            observed.append((effect.carrier, encode(effect)))
     STAGE["effect_encode"].inc(time.perf_counter() - started)
     await outbox.keyed(topics.TRACKING_LINKS, partitions, links)
     await outbox.keyed(topics.NOTIFICATION_INTENTS, partitions, intents)
     await outbox.keyed(topics.ALERTS, partitions, alerts)
     await outbox.envelopes(topics.HISTORY, partitions, history)
+    await outbox.keyed(topics.TRANSIT_OBSERVATIONS, partitions, observed)

@@ -218,3 +218,19 @@ def test_time_in_transit_moves_the_models_date_at_a_tick():
     revised = [c for c in effects if isinstance(c, NotificationCommand) and c.type.value in
                ("estimate_revised", "delayed")]
     assert [c.estimated_delivery for c in revised] == [date(2026, 11, 5)]
+
+
+def test_the_lane_agent_counts_each_delivery_once_and_keeps_a_window():
+    from models.transit import LaneWindow, carrier_key, learn
+
+    windows: dict[str, LaneWindow] = {}
+    first = [observed(MONDAY, date(2026, 11, 3), package=f"P{i}") for i in range(3)]
+    models = learn(windows, first, window=2)
+    assert [(m.key, m.version, m.transit_days) for m in models] == [
+        (lane_key("ups", "two_day", "FC-A", "US-CA"), 3, [0, 2]),  # the window: the last two
+        (service_key("ups", "two_day"), 3, [0, 2])]
+    # The order agent replaying its batch after a crash sends the same deliveries again.
+    assert learn(windows, first, window=2) == []
+    assert windows[carrier_key("ups")].delivered_weekdays == [1, 1, 1]  # Tuesday, once per package
+    later = learn(windows, [observed(MONDAY, date(2026, 11, 5), package="P9")], window=2)
+    assert [(m.version, m.transit_days) for m in later] == [(4, [0, 1, 0, 1])] * 2
