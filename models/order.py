@@ -444,6 +444,7 @@ def _refresh_estimate(state: OrderState, package: PackageState, event: Event, ef
     Each change is a history row, so estimates can be followed over time.
     """
     before = (package.estimated_delivery, package.estimate_source)
+    model_before = package.model_estimate_recorded
     package.estimate_confidence = None
     if package.model_estimate is not None and (package.model_preferred or package.carrier_current_estimate is None):
         package.estimated_delivery, package.estimate_source = package.model_estimate, "model"
@@ -452,7 +453,10 @@ def _refresh_estimate(state: OrderState, package: PackageState, event: Event, ef
         package.estimated_delivery, package.estimate_source = package.carrier_current_estimate, "carrier"
     elif state.promised_delivery_date is not None:
         package.estimated_delivery, package.estimate_source = state.promised_delivery_date, "promise"
-    if (package.estimated_delivery, package.estimate_source) != before and package.estimated_delivery:
+    # A row when the date shown changes, or our model's date does (measured by make quality).
+    package.model_estimate_recorded = package.model_estimate
+    if ((package.estimated_delivery, package.estimate_source) != before or package.model_estimate != model_before) \
+            and package.estimated_delivery:
         effects.append(HistoryRecord(
             record_id=stable_id(event.event_id, "estimate", package.package_id), record_type="estimate",
             order_id=state.order_id, package_id=package.package_id, event_id=event.event_id,
@@ -914,6 +918,12 @@ def order_view(state: OrderState) -> dict:
                 "exception_reason": p.exception_reason,
                 "estimated_delivery": p.estimated_delivery,
                 "estimate_source": p.estimate_source,
+                "estimate_confidence": p.estimate_confidence,
+                # Our lane model's own view, whichever date is shown (models.transit).
+                "model_estimate": p.model_estimate,
+                "model_confidence": p.model_confidence,
+                "model": p.model_key,
+                "late_probability": p.late_probability,
                 "carrier_original_estimate": p.carrier_original_estimate,
                 "carrier_current_estimate": p.carrier_current_estimate,
                 "delivered_at": p.delivered_at,

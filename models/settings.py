@@ -61,6 +61,12 @@ class Settings(BaseSettings):
     # traffic), or the newest record time processed anywhere ("records": replays and backfills
     # of history, make quality; time then stands still while nothing arrives).
     watermark_clock: Literal["wall", "records"] = "wall"
+    # Our own estimate (models.transit): lanes learn from delivered packages and the customer
+    # sees the model's date where it was measured closer than the carrier's. Off: the carrier's
+    # date or the promise only, and no predicted_late alerts. Runs compared with the oracle
+    # (make chaos, make bench) turn it off: when a model version reaches each order partition
+    # depends on the run's timing, which a one-process oracle cannot know.
+    own_estimate: bool = True
     # Support agents' bearer token (order lookup, support tracking page).
     support_token: SecretStr | None = None
     secret_aftership: list[SecretStr] = Field(default_factory=list)

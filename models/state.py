@@ -73,6 +73,7 @@ class PackageState(Struct, kw_only=True):
     model_estimate: date | None = None
     model_confidence: float | None = None
     model_key: str = ""  # "<lane key>@<version>" of the model it came from
+    model_estimate_recorded: date | None = None  # the model's date in the last estimate history row
     model_preferred: bool = False  # that model was measured more accurate than the carrier on its lane
     late_probability: float | None = None  # of arriving after the promise, by the model
     predicted_late_since: datetime | None = None  # when that passed the threshold (predicted_late alert)

@@ -16,8 +16,9 @@ A package not yet delivered is estimated from the deliveries that took at least 
 has been travelling (the histogram conditioned on time in transit): its p50 date, the
 confidence that it arrives by then, and the probability it arrives after the promise.
 
-Sparse lanes borrow: a lane with fewer than ``lane_model_min_deliveries`` uses the model of
-(carrier, service level) over every lane.
+Sparse lanes borrow: a lane's histogram is added to that of (carrier, service level) over
+every lane, scaled to ``LANE_PRIOR_DELIVERIES`` deliveries, so a handful of deliveries moves a
+lane's estimate only as far as they justify (``LaneModels.for_lane``).
 
 Models are built by the lane-model agent and reach the order agents as versioned events on
 the order-events topic, one copy per partition: a replay applies each version at the same
@@ -31,6 +32,7 @@ from datetime import date, timedelta
 from msgspec import Struct, field
 
 ALL_WEEKDAYS = (0, 1, 2, 3, 4, 5, 6)
+LANE_PRIOR_DELIVERIES = 5  # how many deliveries the carrier's model on the service level weighs in a lane
 LANE = "lane"
 SERVICE = "service"
 CARRIER = "carrier"
@@ -77,7 +79,7 @@ class LaneModel(Struct, kw_only=True):
 
     key: str
     version: int  # deliveries this key has seen: grows with each; a replay meets the same one
-    transit_days: list[int] = field(default_factory=list)  # deliveries by working days after hand-over
+    transit_days: list[float] = field(default_factory=list)  # deliveries by working days after hand-over
     working_weekdays: tuple[int, ...] = ALL_WEEKDAYS  # 0 = Monday; when the carrier delivers
     # Mean absolute error in days of each source on this key's deliveries (at their scans):
     # the customer-facing estimate comes from the better one.
@@ -85,7 +87,7 @@ class LaneModel(Struct, kw_only=True):
     model_error_days: float | None = None
 
     @property
-    def deliveries(self) -> int:
+    def deliveries(self) -> float:
         return sum(self.transit_days)
 
     def prefers_model(self) -> bool:
@@ -125,12 +127,31 @@ class LaneModels:
 
     def for_lane(self, carrier: str, service_level: str, origin: str, destination_region: str,
                  min_deliveries: int) -> LaneModel | None:
-        """The lane's own model if it saw enough deliveries, else the carrier's on this service level."""
-        for key in (lane_key(carrier, service_level, origin, destination_region), service_key(carrier, service_level)):
-            model = self.models.get(key)
-            if model is not None and model.deliveries >= min_deliveries:
-                return model
-        return None
+        """The lane's model, leaning on its carrier's model on this service level while sparse.
+
+        A lane's histogram is added to the carrier's (over every lane, scaled to
+        ``LANE_PRIOR_DELIVERIES`` deliveries): a lane with a handful of deliveries moves the
+        estimate only as far as they justify; one with hundreds is its own. With neither seen
+        ``min_deliveries`` times there is no model. The accuracy that decides between carrier
+        and model is the lane's own once it has enough deliveries, else the carrier's.
+        """
+        lane = self.models.get(lane_key(carrier, service_level, origin, destination_region))
+        wide = self.models.get(service_key(carrier, service_level))
+        if wide is None or not wide.deliveries:
+            return lane if lane is not None and lane.deliveries >= min_deliveries else None
+        if lane is None or not lane.deliveries:
+            return wide if wide.deliveries >= min_deliveries else None
+        if lane.deliveries < min_deliveries and wide.deliveries < min_deliveries:
+            return None
+        scale = LANE_PRIOR_DELIVERIES / wide.deliveries
+        cells = max(len(lane.transit_days), len(wide.transit_days))
+        own = lane.deliveries >= min_deliveries
+        return LaneModel(
+            key=lane.key, version=lane.version, working_weekdays=(lane if own else wide).working_weekdays,
+            transit_days=[(lane.transit_days[i] if i < len(lane.transit_days) else 0)
+                          + scale * (wide.transit_days[i] if i < len(wide.transit_days) else 0) for i in range(cells)],
+            carrier_error_days=(lane if own else wide).carrier_error_days,
+            model_error_days=(lane if own else wide).model_error_days)
 
 
 class LaneWindow(Struct, kw_only=True):
@@ -140,13 +161,14 @@ class LaneWindow(Struct, kw_only=True):
     key: str
     version: int = 0
     observations: list[TransitObserved] = field(default_factory=list)
-    delivered_weekdays: list[int] = field(default_factory=list)
+    delivered_days: list[date] = field(default_factory=list)
     # Packages counted lately, beyond the window too: a replayed batch is not counted twice.
     counted: list[str] = field(default_factory=list)
 
 
 WEEKDAYS_KEPT = 1000  # a carrier's last deliveries whose weekdays say when it works
 WEEKDAYS_MIN_DELIVERIES = 50
+WEEKDAYS_MIN_WEEKS = 3  # fewer weeks seen: a weekday without deliveries may just not have come yet
 COUNTED_BEYOND_WINDOW = 1000
 
 
@@ -171,8 +193,8 @@ def learn(windows: dict[str, LaneWindow], observed: list[TransitObserved], windo
             found.version += 1
             changed.add(key)
             if key.startswith(SERVICE):  # each package once in its carrier's weekdays
-                weekdays.delivered_weekdays.append(seen.delivered.weekday())
-                del weekdays.delivered_weekdays[:-WEEKDAYS_KEPT]
+                weekdays.delivered_days.append(seen.delivered)
+                del weekdays.delivered_days[:-WEEKDAYS_KEPT]
                 changed.add(weekdays.key)
     models = []
     for key in sorted(changed):
@@ -180,7 +202,7 @@ def learn(windows: dict[str, LaneWindow], observed: list[TransitObserved], windo
             continue
         carrier = key.split("|")[1]
         found = windows[key]
-        days = learned_weekdays(windows[carrier_key(carrier)].delivered_weekdays, WEEKDAYS_MIN_DELIVERIES)
+        days = learned_weekdays(windows[carrier_key(carrier)].delivered_days, WEEKDAYS_MIN_DELIVERIES)
         models.append(build_model(key, found.version, found.observations, days))
     return models
 
@@ -218,26 +240,29 @@ def nth_working_day(start: date, n: int, weekdays: tuple[int, ...]) -> date:
     return day
 
 
-def learned_weekdays(delivered_weekdays: list[int], min_deliveries: int) -> tuple[int, ...]:
-    """The weekdays a carrier delivers on, from the weekdays of its deliveries.
+def learned_weekdays(delivered: list[date], min_deliveries: int, min_weeks: int = WEEKDAYS_MIN_WEEKS
+                     ) -> tuple[int, ...]:
+    """The weekdays a carrier delivers on, from the dates of its deliveries.
 
     A weekday counts once it holds at least a quarter of an even share (1/28 of all). Before
-    ``min_deliveries`` every day counts: nothing is known to be a day off yet.
+    ``min_deliveries`` spread over ``min_weeks`` weeks every day counts: a weekday without a
+    delivery yet is not known to be a day off (the first days of a new carrier's history see
+    only a few weekdays).
     """
-    if len(delivered_weekdays) < min_deliveries:
+    if len(delivered) < min_deliveries or (max(delivered) - min(delivered)).days < 7 * min_weeks - 1:
         return ALL_WEEKDAYS
     counts = [0] * 7
-    for weekday in delivered_weekdays:
-        counts[weekday] += 1
-    found = tuple(d for d in ALL_WEEKDAYS if counts[d] * 28 >= len(delivered_weekdays))
+    for day in delivered:
+        counts[day.weekday()] += 1
+    found = tuple(d for d in ALL_WEEKDAYS if counts[d] * 28 >= len(delivered))
     return found or ALL_WEEKDAYS
 
 
 # --- the model -------------------------------------------------------------------------
 
-def histogram(observations: list[tuple[date, date]], weekdays: tuple[int, ...]) -> list[int]:
+def histogram(observations: list[tuple[date, date]], weekdays: tuple[int, ...]) -> list[float]:
     """Deliveries by working days after hand-over, from (handed over, delivered) dates."""
-    counts: list[int] = []
+    counts: list[float] = []
     for handed_over, delivered in observations:
         days = working_days_between(handed_over, delivered, weekdays)
         if days >= len(counts):
@@ -278,9 +303,9 @@ def estimate(model: LaneModel, handed_over: date, today: date, promised: date | 
         reached = 0
     counts = model.transit_days
     remaining = sum(counts[reached:])
-    if remaining == 0:
+    if remaining <= 1e-9:
         return None
-    cumulative = 0
+    cumulative = 0.0
     p50 = reached
     for days in range(reached, len(counts)):
         cumulative += counts[days]

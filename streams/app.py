@@ -81,10 +81,11 @@ def create_app(settings: Settings, bootstrap: str, tansu: bool = False) -> faust
     channels = Channels(app)
     rules = detection_rules(settings)
     router.register(app, channels, rules, settings.tick_interval)
-    orders_table = orders.register(app, channels, rules, settings.tick_interval)
+    orders_table = orders.register(app, channels, rules, settings.tick_interval, settings.own_estimate)
     lookup.register(app, orders_table, settings)
     notification_policy.register(app, channels, settings.tracking_page_link)
-    lane_models.register(app, channels, rules)
+    if settings.own_estimate:
+        lane_models.register(app, channels, rules)
     return app
 
 

@@ -41,7 +41,8 @@ Item = Event | LaneModelsUpdated  # what an order partition carries: order event
 FEED_LATENCY_KEY = b"\x00trackline:feed-latency"  # per partition, beside the orders it measured
 
 
-def register(app: faust.App, ch: Channels, rules: Thresholds, tick_interval: float = clock.TICK_INTERVAL) -> Any:
+def register(app: faust.App, ch: Channels, rules: Thresholds, tick_interval: float = clock.TICK_INTERVAL,
+             own_estimate: bool = True) -> Any:
     """The order tracker; returns its orders table (the order lookup reads it)."""
     partitions = app.conf.topic_partitions
     orders = app.Table("orders", default=None, key_type=bytes, value_type=bytes, partitions=partitions,
@@ -96,6 +97,8 @@ def register(app: faust.App, ch: Channels, rules: Thresholds, tick_interval: flo
                     origins: list[Any] = []
                     started = time.perf_counter()
                     for record in records:
+                        if not own_estimate and record.key == topics.LANE_MODELS_KEY:
+                            continue  # our own estimate is off (TRACKLINE_OWN_ESTIMATE)
                         try:
                             found = _decode(record)
                         except Exception as error:  # InvalidPayload, or a bug: this record alone
@@ -123,7 +126,8 @@ def register(app: faust.App, ch: Channels, rules: Thresholds, tick_interval: flo
                         failed = events[index]
                         assert not isinstance(failed, LaneModelsUpdated)  # never applied to an order
                         await send_to_dlq(outbox, origins[index], exc, value=failed.model_dump_json().encode())
-                    await _publish(outbox, outcome.effects, partitions)
+                    await _publish(outbox, outcome.effects if own_estimate else
+                                   [e for e in outcome.effects if not isinstance(e, TransitObserved)], partitions)
                     applied.update(states=states, changed=outcome.changed, removed=removed, models=outcome.models)
 
                 # Effects reach the broker before the state that remembers them is stored:

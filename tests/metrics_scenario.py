@@ -15,8 +15,9 @@ from datetime import UTC, date, datetime, timedelta
 import orjson
 
 from models.effects import HistoryRecord
-from models.events import CarrierScan, ClockTick, OrderItem, OrderPlaced, PackageShipped, PackageStatus
+from models.events import CarrierScan, ClockTick, Destination, OrderItem, OrderPlaced, PackageShipped, PackageStatus
 from models.order import apply
+from models.transit import LaneModel, LaneModels, LaneModelsUpdated, service_key
 
 
 def t(day: int, hour: float) -> datetime:
@@ -37,6 +38,10 @@ SHIPMENTS = [
     ("O5", "S2", "FC-B", "fedex", "standard", "UTC", date(2026, 10, 12), t(5, 17), None, [], None),
 ]
 SHIP_BY = t(5, 20)
+# The ups two-day lane model in force: 4 of 20 deliveries took 1 day, 16 took 2. O2, shipped
+# the day before its promise, is 80% likely late: a predicted_late alert at its shipping.
+MODELS = LaneModels().updated(LaneModelsUpdated(models=[
+    LaneModel(key=service_key("ups", "two_day"), version=1, transit_days=[0, 4, 16])]))
 
 
 def history() -> list[HistoryRecord]:
@@ -46,13 +51,14 @@ def history() -> list[HistoryRecord]:
 
         def feed(event) -> None:  # type: ignore[no-untyped-def]
             nonlocal state
-            state, effects = apply(state, event)
+            state, effects = apply(state, event, models=MODELS)
             records.extend(e for e in effects if isinstance(e, HistoryRecord))
 
         feed(OrderPlaced(event_id=f"{order}-p", order_id=order, occurred_at=t(5, 8), ingested_at=t(5, 8),
                          customer_id="C", seller_id=seller, fulfillment_center=fc, service_level=level,
                          promised_delivery_date=promise, ship_by=SHIP_BY, items=[OrderItem(sku="A", quantity=1)],
-                         delivery_time_zone=zone))
+                         delivery_time_zone=zone,
+                         destination=Destination(country="US", region="CA") if order == "O2" else None))
         steps = [(shipped, "ship")] + ([(accepted, "in_transit")] if accepted else [])
         steps += [(when, status) for status, when in attempts] + [(t(5, 21), "tick")]
         for when, step in sorted(steps, key=lambda s: s[0]):

@@ -85,7 +85,9 @@ class Cluster:
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.ports: dict[str, int] = {}
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1", "TRACKLINE_PUSH_URL": push_url,
-                    "TRACKLINE_NOTIFIER_HTTP_SECRET": SECRET, "TRACKLINE_FAILPOINTS": ""}
+                    "TRACKLINE_NOTIFIER_HTTP_SECRET": SECRET, "TRACKLINE_FAILPOINTS": "",
+                    # Compared with a one-process oracle: no learned model (models.settings).
+                    "TRACKLINE_OWN_ESTIMATE": "false"}
         self.restarts: Counter[str] = Counter()  # by the supervisor, after a failpoint or a crash
         self.stopped: set[str] = set()  # stopped on purpose: not restarted
 

@@ -59,6 +59,13 @@ def test_scan_gaps_and_failed_attempt_rate(panels):
     assert panels["Exception and failed-attempt rates by carrier"] == [("fedex", 0.0, 0.0, 2), ("ups", 0.0, 50.0, 2)]
 
 
+def test_predicted_late_by_carrier_and_lane(panels):
+    # O2 was shipped the day before its promise on a lane where 80% take two days: flagged at
+    # shipping, closed at delivery (after the promise: the alert was right).
+    [(carrier, lane, flagged, open_now, turned_late, _first)] = panels["Predicted late by carrier and lane"]
+    assert (carrier, lane, flagged, open_now, turned_late) == ("ups", "FC-A -> US-CA", 1, 0, 1)
+
+
 def test_seller_metrics_as_amazon_defines_them(panels):
     # S1: O2 shipped the morning after its ship-by; S2 shipped all three on time.
     assert panels["Late shipment rate by seller"] == [("S1", 50.0, 2), ("S2", 0.0, 3)]

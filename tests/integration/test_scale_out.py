@@ -19,6 +19,7 @@ def test_three_workers_each_answer_for_every_order(pipeline):
     traffic = list(TrafficSimulator(seed=31, mix=STEADY).stream(orders_per_second=5, duration=6))
     orders = sorted({m.key.decode() for m in traffic if m.topic.endswith("fc-events")})
     expected = expected_notifications(traffic)
+    pipeline.env["TRACKLINE_OWN_ESTIMATE"] = "false"  # compared with a one-process oracle: no learned model
     pipeline.start(*WORKERS, "notifier")
     logs = [pipeline.logs / f"{name}.log" for name in WORKERS]
     # Each of the three holds partitions (3 partitions, 3 workers: one each once settled).

@@ -120,7 +120,7 @@ def journey(tmp_path_factory) -> dict:
                 shipped("ORD-J", "J-P1", "OT1", ["SKU-1"]),
                 shipped("ORD-K", "K-P1", "OT9", []), scans("OT9", ("in_transit", "DEP", "Departed facility", {})),
                 scans("OT1", ("in_transit", "DEP", "Departed facility", {}),
-                      estimate=(today + timedelta(days=2)).isoformat()),
+                      estimate=(today + timedelta(days=1)).isoformat()),  # two days early: news
             ])
             wait_for_command(run, "ORD-J", "estimate_revised")
             produce(run.bootstrap, [scans("OT1", ("out_for_delivery", "OFD", "Out for delivery", {}))])
@@ -288,7 +288,7 @@ def test_clickhouse_tables_carry_each_record_type_typed(journey):
     p1 = {e["source"]: e["estimate"] for e in tables["estimates"] if e["package_id"] == "J-P1"}
     today = journey["today"]
     assert p1 == {"promise": (today + timedelta(days=3)).isoformat(),
-                  "carrier": (today + timedelta(days=2)).isoformat()}
+                  "carrier": (today + timedelta(days=1)).isoformat()}
     metrics = {m["metric"]: m["total"] for m in tables["metrics"]}
     assert metrics["rows_written"] > 0 and "history_lag_seconds" in metrics
     assert tables["contacts"] == [{"n": 0}]

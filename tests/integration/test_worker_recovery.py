@@ -21,6 +21,7 @@ STEADY = TrafficMix(trouble=0, preferences=0, late_feed=0, unannounced=0, old_bu
 def test_kill_9_and_restart_loses_and_repeats_nothing(pipeline):
     traffic = list(TrafficSimulator(seed=11, mix=STEADY).stream(orders_per_second=10, duration=25))
     expected = expected_notifications(traffic)
+    pipeline.env["TRACKLINE_OWN_ESTIMATE"] = "false"  # compared with a one-process oracle: no learned model
     assert len(expected) > 500
 
     pipeline.start("worker", "notifier")
@@ -43,6 +44,7 @@ def test_a_batch_that_fails_outside_any_record_is_replayed_not_skipped(pipeline)
 
     traffic = list(TrafficSimulator(seed=13, mix=STEADY).stream(orders_per_second=10, duration=10))
     expected = expected_notifications(traffic)
+    pipeline.env["TRACKLINE_OWN_ESTIMATE"] = "false"  # compared with a one-process oracle: no learned model
     pipeline.env["TRACKLINE_FAILPOINTS"] = "batch_error:1"  # the first batch any agent processes
     pipeline.start("worker", "notifier")
     produce(pipeline.bootstrap, [(m.topic, m.key, m.value, m.headers) for m in traffic])
@@ -75,6 +77,7 @@ def test_partitions_moving_between_workers_and_back_keep_state_exact(pipeline):
     first, second = traffic[:half], traffic[half:]
     as_messages = [(m.topic, m.key, m.value, m.headers) for m in traffic]
     expected = expected_notifications(traffic)
+    pipeline.env["TRACKLINE_OWN_ESTIMATE"] = "false"  # compared with a one-process oracle: no learned model
 
     pipeline.start("worker", "notifier")
     produce(pipeline.bootstrap, as_messages[:half])
@@ -143,6 +146,7 @@ def test_a_fresh_node_restores_every_order_in_bulk_and_carries_on_exactly(pipeli
     half = len(traffic) // 2
     first, second = traffic[:half], traffic[half:]
     expected = expected_notifications(traffic)
+    pipeline.env["TRACKLINE_OWN_ESTIMATE"] = "false"  # compared with a one-process oracle: no learned model
 
     pipeline.start("worker", "notifier")
     produce(pipeline.bootstrap, [(m.topic, m.key, m.value, m.headers) for m in first])

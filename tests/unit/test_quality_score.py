@@ -63,7 +63,8 @@ def test_estimates_are_judged_at_shipping_and_at_each_scan_with_what_was_known_t
     table = score.estimates_table({"E": t}, [command("E", "order_confirmed", T0 - timedelta(hours=2),
                                                      estimate=date(2026, 11, 6))])
     assert table["at shipping"]["carrier"]["coverage"] == 0.0  # nothing from the carrier yet
-    assert table["at shipping"]["trackline"]["mae_days"] == 1.0
+    assert table["at shipping"]["told"]["mae_days"] == 1.0
+    assert table["at shipping"]["shown"]["coverage"] == 0.0  # no estimate rows given
     scans = table["at each scan"]["carrier"]
     # At the first scan the carrier's first date had not arrived (received an hour later); at the
     # second, its revision to the true date had.
@@ -101,3 +102,33 @@ def test_each_alert_counts_once_and_a_stale_alert_is_right_only_during_a_true_si
     row = score.alerts_table({"S": t}, alerts, T0 + timedelta(days=10))["in_transit_stale"]
     assert row["alerts"] == 2 and row["precision"] == 0.5
     assert row["false_hours_open"]["p50"] == pytest.approx(6.0)
+
+
+def alert(order_id: str, kind: str, state: str, at: datetime) -> dict:
+    return {"alert_id": f"{order_id}-{kind}", "alert_kind": kind, "order_id": order_id, "state": state,
+            "at": at.isoformat()}
+
+
+def test_predicted_late_is_judged_by_whether_the_package_missed_and_how_early_it_said_so() -> None:
+    # Promised Friday 2026-11-06 (UTC): the promised day ends Saturday 00:00.
+    truth = {"LATE": journey("LATE", 6.0), "ALSO_LATE": journey("ALSO_LATE", 7.0), "ONTIME": journey("ONTIME", 2.0)}
+    alerts = [alert("LATE", "predicted_late", "open", datetime(2026, 11, 5, tzinfo=UTC)),
+              alert("LATE", "predicted_late", "closed", datetime(2026, 11, 8, 12, tzinfo=UTC)),
+              alert("ONTIME", "predicted_late", "open", datetime(2026, 11, 3, tzinfo=UTC)),
+              alert("ALSO_LATE", "promise_missed", "open", datetime(2026, 11, 7, tzinfo=UTC))]
+    row = score.predicted_late_table(truth, alerts)["standard"]
+    assert (row["alerts"], row["precision"], row["late"], row["recall"]) == (2, 0.5, 2, 0.5)
+    assert row["hours_before_promise"]["p50"] == 48.0 and row["min_hours_before_promise"] == 48.0
+
+
+def test_the_date_shown_is_compared_with_the_carriers_on_the_same_scans() -> None:
+    truth_date = date(2026, 11, 5)
+    t = journey("E", 3.0, estimates=[Estimate(T0 + timedelta(hours=1), T0 + timedelta(hours=1), date(2026, 11, 2))])
+    # Shown: the model's Thursday from the first scan on (carrier said Monday, 3 days off).
+    rows = [{"order_id": "E", "ingested_at": (T0 + timedelta(hours=1)).isoformat(), "detail": "2026-11-05",
+             "attributes": {"model": "2026-11-05"}}]
+    compared = score.compared_with_carrier({"E": t}, rows)
+    assert (compared["points"], compared["shown_mae_days"], compared["carrier_mae_days"]) == (2, 0.0, 3.0)
+    table = score.estimates_table({"E": t}, [], rows)
+    assert table["at each scan"]["model"]["within_0_days"] == 1.0 and truth_date == t.delivered_date
+    assert table["at shipping"]["model"]["coverage"] == 0.0  # nothing shown before the first row

@@ -56,11 +56,16 @@ def test_a_friday_hand_over_to_a_weekday_carrier_delivered_monday_took_one_worki
 
 
 def test_weekdays_are_learned_from_the_deliveries_and_only_once_there_are_enough():
-    weekday_deliveries = [d % 5 for d in range(100)]
+    # Four weeks of deliveries Monday to Friday.
+    weekday_deliveries = [MONDAY + timedelta(days=7 * (n // 25) + n % 5) for n in range(100)]
     assert learned_weekdays(weekday_deliveries, min_deliveries=50) == WEEKDAYS
     assert learned_weekdays(weekday_deliveries[:10], min_deliveries=50) == ALL_WEEKDAYS
     # One Saturday delivery among a hundred is an exception, not a working day.
-    assert learned_weekdays([*weekday_deliveries, 5], min_deliveries=50) == WEEKDAYS
+    assert learned_weekdays([*weekday_deliveries, date(2026, 11, 7)], min_deliveries=50) == WEEKDAYS
+    # Many deliveries, but from the first days of a history only (Tuesday to Thursday):
+    # the other weekdays have not come yet, they are not days off.
+    first_days = [MONDAY + timedelta(days=1 + n % 3) for n in range(60)]
+    assert learned_weekdays(first_days, min_deliveries=50) == ALL_WEEKDAYS
 
 
 def lane(counts: list[int], key: str = service_key("ups", "two_day"), version: int = 1, **extra) -> LaneModel:
@@ -92,14 +97,18 @@ def test_a_weekend_pushes_the_estimate_to_the_next_working_day():
     assert found is not None and found.estimate == date(2026, 11, 9)  # Monday
 
 
-def test_newer_versions_replace_older_ones_and_a_sparse_lane_borrows_its_carriers_model():
+def test_newer_versions_replace_older_ones_and_a_sparse_lane_leans_on_its_carriers_model():
     models = LaneModels().updated(LaneModelsUpdated(models=[lane([0, 30], version=3)]))
     assert models.updated(LaneModelsUpdated(models=[lane([0, 0, 30], version=2)])).models == models.models
+    # Found nowhere else: the carrier's model on the service level.
+    wide = models.for_lane("ups", "two_day", "FC-B", "US-NY", min_deliveries=20)
+    assert wide is not None and wide.key == service_key("ups", "two_day")
+    # A lane with 5 deliveries of 2 days: they weigh as much as the carrier's 30 (scaled to 5).
     own = lane([0, 0, 5], key=lane_key("ups", "two_day", "FC-A", "US-CA"), version=5)
     models = models.updated(LaneModelsUpdated(models=[own]))
-    found = models.for_lane("ups", "two_day", "FC-A", "US-CA", min_deliveries=20)
-    assert found is not None and found.key == service_key("ups", "two_day")  # 5 deliveries are too few
-    assert models.for_lane("ups", "two_day", "FC-A", "US-CA", min_deliveries=5) is own
+    blended = models.for_lane("ups", "two_day", "FC-A", "US-CA", min_deliveries=20)
+    assert blended is not None and (blended.key, blended.version) == (own.key, 5)
+    assert blended.transit_days == [0, 5, 5]
     assert models.for_lane("fedex", "two_day", "FC-A", "US-CA", min_deliveries=1) is None
 
 
@@ -231,6 +240,6 @@ def test_the_lane_agent_counts_each_delivery_once_and_keeps_a_window():
         (service_key("ups", "two_day"), 3, [0, 2])]
     # The order agent replaying its batch after a crash sends the same deliveries again.
     assert learn(windows, first, window=2) == []
-    assert windows[carrier_key("ups")].delivered_weekdays == [1, 1, 1]  # Tuesday, once per package
+    assert windows[carrier_key("ups")].delivered_days == [date(2026, 11, 3)] * 3  # once per package
     later = learn(windows, [observed(MONDAY, date(2026, 11, 5), package="P9")], window=2)
     assert [(m.version, m.transit_days) for m in later] == [(4, [0, 1, 0, 1])] * 2

@@ -110,7 +110,9 @@ def _worker(settings: Settings, bootstrap: str, logs: Path, web_port: int | None
     return subprocess.Popen(
         [sys.executable, "-m", "trackline", "worker", "--kafka", bootstrap, "--data-dir", str(settings.data_dir),
          "--partitions", str(settings.partitions), "--web-port", str(web_port or free_port()), "--log-level", "warn"],
-        stdout=open(logs / "worker.log", "ab"), stderr=subprocess.STDOUT)
+        stdout=open(logs / "worker.log", "ab"), stderr=subprocess.STDOUT,
+        # Counted against the one-process oracle: no learned model (models.settings.own_estimate).
+        env={**os.environ, "TRACKLINE_OWN_ESTIMATE": "false"})
 
 
 def _stage_seconds(port: int, timeout: float = 60) -> dict[str, float]:

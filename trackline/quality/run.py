@@ -57,6 +57,10 @@ def run_quality(partitions: int = 4, pace: float = 7200.0, days: int | None = No
             _committed_to_the_end(broker.bootstrap, partitions, worker)
             notifications = _settled(broker.bootstrap, topics.NOTIFICATIONS, partitions, worker)
             alerts = clients.read_topic(broker.bootstrap, topics.ALERTS, partitions)
+            # History comes in envelopes (JSON arrays): the estimate rows are what was shown.
+            estimates = [row for found in clients.read_topic(broker.bootstrap, topics.HISTORY, partitions)
+                         for row in (found if isinstance(found, list) else [found])
+                         if row.get("record_type") == "estimate"]
         finally:
             worker.terminate()
             try:
@@ -64,7 +68,8 @@ def run_quality(partitions: int = 4, pace: float = 7200.0, days: int | None = No
             except subprocess.TimeoutExpired:  # do not hide the run's own error behind this one
                 worker.kill()
                 worker.wait()
-    for name, rows in (("notifications", notifications), ("alerts", alerts)):  # kept for a closer look
+    kept = (("notifications", notifications), ("alerts", alerts), ("estimates", estimates))
+    for name, rows in kept:  # kept for a closer look
         (workdir / f"{name}.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
     truth = score.scored(world.truth, world.start, scored_days)
     results = {
@@ -72,7 +77,9 @@ def run_quality(partitions: int = 4, pace: float = 7200.0, days: int | None = No
         "lost": sum(t.lost for t in truth.values()), "stale": sum(t.stale is not None for t in truth.values()),
         "notices": score.notices_table(truth, notifications),
         "alerts": score.alerts_table(truth, alerts, last),
-        "estimates": score.estimates_table(truth, notifications),
+        "estimates": score.estimates_table(truth, notifications, estimates),
+        "shown_against_carrier": score.compared_with_carrier(truth, estimates),
+        "predicted_late": score.predicted_late_table(truth, alerts),
         "visibility": score.visibility(truth, notifications),
         "parameters_sha256": parameters_hash(), "pace": pace, "messages": len(messages),
         # The clock the rules ran on: nothing may be decided after the last record's time.
@@ -189,11 +196,22 @@ def print_table(r: dict[str, Any]) -> None:
         for source, s in row.items():
             print(f"  {moment:<13} {source:<10} {_pct(s['coverage']):>15}  {_pct(s['within_0_days']):>13}  "
                   f"{_pct(s['within_1_day']):>12}  {_num(s['mae_days'], 2):>8}")
+    print("  (model: our lane model's p50 date; shown: the date on the lookup and tracking page, the model's\n"
+          "   where the lane measured it closer than the carrier's; told: the date in the customer's last notice)")
+    c = r["shown_against_carrier"]
+    print(f"\nshown against the carrier's date on the same {c['points']:,} scans: mean abs error "
+          f"{_num(c['shown_mae_days'], 2)} against {_num(c['carrier_mae_days'], 2)} days; within 1 day "
+          f"{_pct(c['shown_within_1_day'])} against {_pct(c['carrier_within_1_day'])}")
     v = r["visibility"]
     print(f"\nestimate visible to the customer: {_pct(v['mean'])} of each delivered journey on average, "
           f"lowest decile {_pct(v['lowest_decile'])}")
-    print("our own estimate model and predicted-late alerts: not built yet (issue 13); 'trackline' above is the "
-          "date trackline told the customer (the carrier's when it gave one, else the promise)")
+    print("\npredicted_late alerts (ops)   alerts  precision  late  recall   hours before the promise ended "
+          "p50 / p90 / min")
+    for level, row in r["predicted_late"].items():
+        h = row["hours_before_promise"]
+        print(f"  {level:<28} {row['alerts']:>6}  {_pct(row['precision']):>9}  {row['late']:>4}  "
+              f"{_pct(row['recall']):>6}   {_num(h['p50'])} / {_num(h['p90'])} / "
+              f"{_num(row['min_hours_before_promise'])}")
 
 
 def main() -> int:

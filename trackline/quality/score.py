@@ -10,9 +10,12 @@ the alerts ops saw go in; figures come out. Every time here is event time: a not
   the true moment (the end of the promised day) the customer heard; negative is before it.
 - Ops alerts the same way, with how long the false ones stayed open.
 - Estimates, measured at shipping and at each later scan of each delivered package: the
-  promise, the carrier's latest estimate received by then, and the date trackline last told
-  the customer; the share within 0 and within 1 day of the true delivery date, and the mean
-  absolute error in days.
+  promise, the carrier's latest estimate received by then, our model's date (models.transit),
+  the date trackline showed (the lookup and tracking page: model or carrier, whichever the lane
+  measured closer) and the date it last told the customer; the share within 0 and within 1
+  day of the true delivery date, and the mean absolute error in days.
+- Predicted-late alerts per service level: precision, the share of late packages they caught,
+  and how long before the end of the promised day they opened.
 - Visibility: the share of each delivered journey (order placed -> delivered) during which the
   customer had been told a delivery date.
 """
@@ -158,30 +161,101 @@ class EstimateScore:
                 "within_1_day": _ratio(self.within_1, n), "mae_days": self.abs_days / n if n else None}
 
 
-def estimates_table(truth: dict[str, PackageTruth], commands: list[dict[str, Any]]
+ESTIMATE_SOURCES = ("promise", "carrier", "model", "shown", "told")
+
+
+def estimates_table(truth: dict[str, PackageTruth], commands: list[dict[str, Any]],
+                    estimates: list[dict[str, Any]] | None = None
                     ) -> dict[str, dict[str, dict[str, float | int | None]]]:
-    """Promise, carrier and trackline's told estimate at shipping and at each later scan."""
+    """Promise, carrier, our model, the date shown and the date told, at shipping and at each
+    later scan. ``estimates`` are the history rows of record type "estimate": each change of the
+    date shown (detail) or of the model's date (attribute "model"), at its ingest time."""
     told: dict[str, list[tuple[datetime, date]]] = defaultdict(list)
     for c in commands:
         if c.get("estimated_delivery") and c["order_id"] in truth:
             told[c["order_id"]].append((moment(c["caused_by_ingested_at"]),
                                         date.fromisoformat(c["estimated_delivery"])))
+    shown: dict[str, list[tuple[datetime, date | None, date | None]]] = defaultdict(list)
+    for row in estimates or []:
+        if row["order_id"] in truth:
+            model = (row.get("attributes") or {}).get("model")
+            shown[row["order_id"]].append((moment(row["ingested_at"]), date.fromisoformat(row["detail"]),
+                                           date.fromisoformat(model) if model else None))
     for dates in told.values():
         dates.sort()
-    scores = {point: {source: EstimateScore() for source in ("promise", "carrier", "trackline")}
+    for rows in shown.values():
+        rows.sort(key=lambda r: r[0])
+    scores = {point: {source: EstimateScore() for source in ESTIMATE_SOURCES}
               for point in ("at shipping", "at each scan")}
     for t in truth.values():
         if t.delivered_date is None:
             continue
-        moments = [("at shipping", t.shipped_at)] + [("at each scan", at) for at, _ in t.scans
+        # At shipping: once the shipment is known (its event arrives within 90 s of it).
+        moments = [("at shipping", t.shipped_at + timedelta(minutes=2))] + [("at each scan", at) for at, _ in t.scans
                                                      if t.shipped_at <= at < (t.delivered_at or at)]
         for point, at in moments:
             carrier = [e.delivery_date for e in t.estimates if e.received_at <= at]
             ours = [d for when, d in told.get(t.order_id, []) if when <= at]
+            rows = [r for r in shown.get(t.order_id, []) if r[0] <= at]
             scores[point]["promise"].add(t.promised, t.delivered_date)
             scores[point]["carrier"].add(carrier[-1] if carrier else None, t.delivered_date)
-            scores[point]["trackline"].add(ours[-1] if ours else None, t.delivered_date)
+            scores[point]["model"].add(rows[-1][2] if rows else None, t.delivered_date)
+            scores[point]["shown"].add(rows[-1][1] if rows else None, t.delivered_date)
+            scores[point]["told"].add(ours[-1] if ours else None, t.delivered_date)
     return {point: {source: s.row() for source, s in row.items()} for point, row in scores.items()}
+
+
+def compared_with_carrier(truth: dict[str, PackageTruth], estimates: list[dict[str, Any]]
+                          ) -> dict[str, float | int | None]:
+    """The date shown against the carrier's on the same points: each scan of a delivered package
+    at which both had a date (the target: a lower mean absolute error than the carrier's)."""
+    shown: dict[str, list[tuple[datetime, date]]] = defaultdict(list)
+    for row in estimates:
+        if row["order_id"] in truth:
+            shown[row["order_id"]].append((moment(row["ingested_at"]), date.fromisoformat(row["detail"])))
+    ours, theirs = EstimateScore(), EstimateScore()
+    for t in truth.values():
+        if t.delivered_date is None:
+            continue
+        rows = sorted(shown.get(t.order_id, []))
+        for at, _ in t.scans:
+            if not t.shipped_at <= at < (t.delivered_at or at):
+                continue
+            carrier = [e.delivery_date for e in t.estimates if e.received_at <= at]
+            mine = [d for when, d in rows if when <= at]
+            if carrier and mine:
+                ours.add(mine[-1], t.delivered_date)
+                theirs.add(carrier[-1], t.delivered_date)
+    return {"points": ours.points, "shown_mae_days": ours.row()["mae_days"],
+            "carrier_mae_days": theirs.row()["mae_days"], "shown_within_1_day": ours.row()["within_1_day"],
+            "carrier_within_1_day": theirs.row()["within_1_day"]}
+
+
+def predicted_late_table(truth: dict[str, PackageTruth], alerts: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """predicted_late alerts per service level: precision (the package did miss its promise),
+    recall (late packages with one opened before the promised day ended) and the hours from
+    opening to the end of the promised day (the time left to act)."""
+    first: dict[str, datetime] = {}  # order -> first predicted_late opened
+    for a in alerts:
+        if a["alert_kind"] == "predicted_late" and a["state"] == "open" and a["order_id"] in truth:
+            at = moment(a["at"])
+            first[a["order_id"]] = min(first.get(a["order_id"], at), at)
+    table: dict[str, dict[str, Any]] = {}
+    for level in sorted({t.service_level for t in truth.values()}):
+        journeys = [t for t in truth.values() if t.service_level == level]
+        flagged = [t for t in journeys if t.order_id in first]
+        late = [t for t in journeys if t.late]
+        lead = [(_promise_end(t) - first[t.order_id]).total_seconds() / 3600 for t in flagged if t.late]
+        table[level] = {"alerts": len(flagged), "precision": _ratio(sum(t.late for t in flagged), len(flagged)),
+                        "late": len(late), "recall": _ratio(sum(1 for t in late if t.order_id in first
+                                                                 and first[t.order_id] < _promise_end(t)), len(late)),
+                        "hours_before_promise": _hours(lead),
+                        "min_hours_before_promise": min(lead) if lead else None}
+    return table
+
+
+def _promise_end(t: PackageTruth) -> datetime:
+    return datetime.combine(t.promised + timedelta(days=1), datetime.min.time(), ZoneInfo(t.time_zone))
 
 
 def visibility(truth: dict[str, PackageTruth], commands: list[dict[str, Any]]) -> dict[str, float | None]:

@@ -1,0 +1,122 @@
+"""Our own estimate on the real embedded broker: a lane's estimate moves as its delivered
+history arrives (issue 13).
+
+Deliveries on one lane (OnTrac two-day, FC-A -> US-CA) go through the real worker: the order
+agent observes each delivery, the lane-model agent learns it and broadcasts a new model version
+to every order partition, and an order shipped on that lane is shown the model's date. Slower
+deliveries then move the lane's median, and the same package's next scan moves its date, told
+to the customer as ``estimate_revised`` from the model.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+import orjson
+
+from broker import clients
+from models import topics
+from models.codec import decode_lane_models
+from tests.integration.conftest import PARTITIONS, Pipeline
+from tests.integration.test_real_traffic import GENERIC, carrier_events, iso, package_shipped, produce_at
+
+LANE = "lane|ontrac|two_day|FC-A|US-CA"
+
+
+def placed(order_id: str, at: datetime) -> bytes:
+    return orjson.dumps({
+        "type": "order_placed", "event_id": f"{order_id}-placed", "order_id": order_id, "occurred_at": iso(at),
+        "customer_id": f"CUST-{order_id}", "seller_id": "SELLER-1", "fulfillment_center": "FC-A",
+        "service_level": "two_day", "promised_delivery_date": (at + timedelta(days=5)).date().isoformat(),
+        "ship_by": iso(at + timedelta(hours=12)), "items": [{"sku": "SKU-1", "quantity": 1}],
+        "destination": {"country": "US", "region": "CA", "postal_code": "94103"}})
+
+
+def delivered_history(first: int, count: int, transit_days: int, start: datetime) -> list:
+    """Orders shipped days ago on the lane, each delivered ``transit_days`` after it was shipped."""
+    messages = []
+    for n in range(first, first + count):
+        order_id, tracking = f"HIST-{n}", f"OT-HIST-{n}"
+        shipped = start + timedelta(hours=n)
+        messages += [
+            (topics.FC_EVENTS, order_id.encode(), placed(order_id, shipped - timedelta(hours=1)), [], None),
+            (topics.FC_EVENTS, order_id.encode(), package_shipped(order_id, tracking, shipped), [], None),
+            (topics.CARRIER_SCANS_RAW, tracking.encode(), carrier_events(tracking, [
+                ("in_transit", shipped + timedelta(hours=2)),
+                ("delivered", shipped + timedelta(days=transit_days))]), GENERIC, None)]
+    return messages
+
+
+def lane_versions_everywhere(bootstrap: str, version: int, timeout: float = 90) -> None:
+    """Wait until every order-events partition holds the lane's model at ``version`` or later."""
+    reader = clients.consumer(bootstrap, f"models-{time.monotonic_ns()}", log_level=0)
+    from confluent_kafka import TopicPartition
+    reader.assign([TopicPartition(topics.ORDER_EVENTS, p, 0) for p in range(PARTITIONS)])
+    reached: set[int] = set()
+    deadline = time.monotonic() + timeout
+    try:
+        while len(reached) < PARTITIONS:
+            assert time.monotonic() < deadline, f"lane model version {version} reached partitions {sorted(reached)}"
+            for message in reader.consume(1000, timeout=1.0):
+                if message.error() or message.key() != topics.LANE_MODELS_KEY:
+                    continue
+                update = decode_lane_models(message.value())
+                if any(m.key == LANE and m.version >= version for m in update.models):
+                    reached.add(message.partition())
+    finally:
+        reader.close()
+
+
+def package_view(pipeline: Pipeline, order_id: str, until, what: str) -> dict:
+    found: dict = {}
+
+    def ready() -> bool:
+        status, body = pipeline.lookup(order_id)
+        if status == 200 and body["packages"] and until(body["packages"][0]):
+            found.update(body["packages"][0])
+            return True
+        return False
+
+    pipeline.wait_for(ready, 60, what)
+    return found
+
+
+def test_a_lanes_estimate_moves_as_delivered_history_arrives(broker: str, pipeline: Pipeline, tmp_path) -> None:
+    thresholds = tmp_path / "thresholds.toml"
+    thresholds.write_text("lane_model_min_deliveries = 3\n")  # a small lane: three deliveries make a model
+    pipeline.env["TRACKLINE_THRESHOLDS"] = str(thresholds)
+    pipeline.start("worker")
+    now = datetime.now(UTC)
+    # Three packages that each took one day.
+    produce_at(broker, delivered_history(0, 3, transit_days=1, start=now - timedelta(days=20)))
+    lane_versions_everywhere(broker, 3)
+
+    # A new order on the lane, shipped now, no carrier date: shown the model's date, one working
+    # day after shipping (every day counts until the carrier's days off are learned).
+    produce_at(broker, [(topics.FC_EVENTS, b"NEW", placed("NEW", now - timedelta(minutes=5)), [], None),
+                        (topics.FC_EVENTS, b"NEW", package_shipped("NEW", "OT-NEW", now - timedelta(minutes=2)),
+                         [], None)])
+    first = package_view(pipeline, "NEW", lambda p: p["estimate_source"] == "model", "the model's first date")
+    shipped_day = (now - timedelta(minutes=2)).date()
+    assert first["estimated_delivery"] == (shipped_day + timedelta(days=1)).isoformat()
+    assert first["model"] == f"{LANE}@3" and first["estimate_confidence"] == 1.0
+
+    # Five more that took three days: the lane's median is now three days.
+    produce_at(broker, delivered_history(3, 5, transit_days=3, start=now - timedelta(days=15)))
+    lane_versions_everywhere(broker, 8)
+    produce_at(broker, [(topics.CARRIER_SCANS_RAW, b"OT-NEW", carrier_events("OT-NEW", [
+        ("in_transit", datetime.now(UTC) - timedelta(minutes=1))]), GENERIC, None)])
+    moved = package_view(pipeline, "NEW", lambda p: p["model"] == f"{LANE}@8", "the model's new date")
+    assert moved["estimated_delivery"] == (shipped_day + timedelta(days=3)).isoformat()
+    assert moved["estimate_source"] == "model" and moved["model_confidence"] == 1.0
+
+    # The customer is told the later date, and where it comes from.
+    def revisions() -> list[dict]:
+        return [c for c in clients.read_topic(broker, topics.NOTIFICATIONS, PARTITIONS)
+                if c["order_id"] == "NEW" and c["type"] == "estimate_revised"]
+
+    pipeline.wait_for(lambda: bool(revisions()), 60, "estimate_revised")
+    [told] = revisions()
+    assert (told["estimated_delivery"], told["estimate_source"]) == (moved["estimated_delivery"], "model")
+    assert told["previous_estimate"] == first["estimated_delivery"]
