@@ -64,7 +64,7 @@ from models.feed_latency import FULFILLMENT, FeedLatency
 from models.retention import expires_at, expiry_record, marker_expires_at
 from models.state import AlertState, OrderState, OrderStatus, PackageState, TimelineEntry
 from models.thresholds import Thresholds
-from models.transit import LaneModels, LaneModelsUpdated, TransitObserved
+from models.transit import LaneModels, LaneModelsUpdated, TransitObserved, carrier_misses
 from models.transit import estimate as lane_estimate
 
 __all__ = ["OrderState", "OrderStatus", "PackageState", "apply", "apply_batch", "apply_in_place", "order_view"]
@@ -487,8 +487,9 @@ def _estimate_in_transit(state: OrderState, event: Event, now: datetime, rules: 
             continue
         _model_estimate(state, package, models, now, rules)
         _refresh_estimate(state, package, event, effects)
-        if isinstance(event, CarrierScan) and len(package.scan_estimates) < SCAN_ESTIMATES_KEPT:
-            package.scan_estimates.append((package.carrier_current_estimate, package.model_estimate))
+        today = local_date(now, state.delivery_time_zone)
+        if isinstance(event, CarrierScan) and today is not None and len(package.scan_estimates) < SCAN_ESTIMATES_KEPT:
+            package.scan_estimates.append((today, package.carrier_current_estimate, package.model_estimate))
 
 
 def _model_estimate(state: OrderState, package: PackageState, models: LaneModels | None, now: datetime,
@@ -497,7 +498,8 @@ def _model_estimate(state: OrderState, package: PackageState, models: LaneModels
     model = models.for_lane(package.carrier, state.service_level, state.fulfillment_center, state.destination_region,
                             rules.lane_model_min_deliveries) if models is not None and handed_over else None
     found = lane_estimate(model, handed_over, local_date(now, state.delivery_time_zone) or handed_over,
-                          state.promised_delivery_date) if model is not None and handed_over else None
+                          state.promised_delivery_date, package.carrier_current_estimate,
+                          ) if model is not None and handed_over else None
     if found is None:  # no model yet, or the package took longer than any delivery it knows
         package.model_estimate = package.model_confidence = package.late_probability = None
         package.model_key, package.model_preferred = "", False
@@ -523,13 +525,14 @@ def _transit_observed(state: OrderState, package: PackageState) -> TransitObserv
     delivered = local_date(package.delivered_at, zone)
     if handed_over is None or delivered is None or not state.service_level or not package.carrier:
         return None
-    pairs = [(c, m) for c, m in package.scan_estimates if c is not None and m is not None]
+    pairs = [(c, m) for _, c, m in package.scan_estimates if c is not None and m is not None]
     return TransitObserved(
         package_id=package.package_id, order_id=state.order_id, carrier=package.carrier,
         service_level=state.service_level, origin=state.fulfillment_center,
         destination_region=state.destination_region, handed_over=handed_over, delivered=delivered,
         carrier_error_days=float(sum(abs((c - delivered).days) for c, _ in pairs)),
-        model_error_days=float(sum(abs((m - delivered).days) for _, m in pairs)), compared=len(pairs))
+        model_error_days=float(sum(abs((m - delivered).days) for _, m in pairs)), compared=len(pairs),
+        carrier_misses=carrier_misses([(day, c) for day, c, _ in package.scan_estimates if c is not None], delivered))
 
 
 def _dates(**values: date | datetime | None) -> dict[str, str]:

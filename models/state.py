@@ -77,8 +77,9 @@ class PackageState(Struct, kw_only=True):
     model_preferred: bool = False  # that model was measured more accurate than the carrier on its lane
     late_probability: float | None = None  # of arriving after the promise, by the model
     predicted_late_since: datetime | None = None  # when that passed the threshold (predicted_late alert)
-    # (carrier's date, model's date) at each scan before delivery: measures both at delivery.
-    scan_estimates: list[tuple[date | None, date | None]] = field(default_factory=list)
+    # (the scan's local date, the carrier's date, the model's date) at each scan before delivery:
+    # measures both at delivery, and how the carrier misses at each lead.
+    scan_estimates: list[tuple[date, date | None, date | None]] = field(default_factory=list)
     # Where the package waits to be collected, while it does (the tracking page shows it).
     pickup_location: str = ""
     pickup_code: str = ""

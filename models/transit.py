@@ -32,6 +32,11 @@ from datetime import date, timedelta
 from msgspec import Struct, field
 
 ALL_WEEKDAYS = (0, 1, 2, 3, 4, 5, 6)
+# The carrier's misses: leads 0, 1, 2 and 3+ days (scan to the carrier's date), misses -3..+3 days.
+LEADS = 4
+MISS_RANGE = 3
+MISSES = 2 * MISS_RANGE + 1
+CORRECTION_MIN_SCANS = 20
 LANE_PRIOR_DELIVERIES = 5  # how many deliveries the carrier's model on the service level weighs in a lane
 LANE = "lane"
 SERVICE = "service"
@@ -66,6 +71,8 @@ class TransitObserved(Struct, kw_only=True, tag="transit_observed"):
     carrier_error_days: float = 0.0
     model_error_days: float = 0.0
     compared: int = 0
+    # How the carrier's date missed the delivery at each scan, by lead (``carrier_misses``).
+    carrier_misses: list[int] = field(default_factory=list)
 
     def keys(self) -> list[str]:
         keys = [service_key(self.carrier, self.service_level)]
@@ -85,6 +92,23 @@ class LaneModel(Struct, kw_only=True):
     # the customer-facing estimate comes from the better one.
     carrier_error_days: float | None = None
     model_error_days: float | None = None
+    # By how many days the carrier's date missed on this key, by lead (``carrier_misses``).
+    carrier_misses: list[float] = field(default_factory=list)
+
+    def carrier_correction(self, lead_days: int) -> int:
+        """The carrier's usual miss at this lead (days from the scan to its date): the median of
+        (delivered - carrier's date) over this key's scans, 0 until ``CORRECTION_MIN_SCANS``."""
+        lead = min(max(lead_days, 0), LEADS - 1)
+        cells = self.carrier_misses[lead * MISSES:(lead + 1) * MISSES]
+        total = sum(cells)
+        if total < CORRECTION_MIN_SCANS:
+            return 0
+        cumulative = 0.0
+        for index, count in enumerate(cells):
+            cumulative += count
+            if cumulative * 2 >= total:
+                return index - MISS_RANGE
+        return 0
 
     @property
     def deliveries(self) -> float:
@@ -151,7 +175,8 @@ class LaneModels:
             transit_days=[(lane.transit_days[i] if i < len(lane.transit_days) else 0)
                           + scale * (wide.transit_days[i] if i < len(wide.transit_days) else 0) for i in range(cells)],
             carrier_error_days=(lane if own else wide).carrier_error_days,
-            model_error_days=(lane if own else wide).model_error_days)
+            model_error_days=(lane if own else wide).model_error_days,
+            carrier_misses=(lane if own else wide).carrier_misses)
 
 
 class LaneWindow(Struct, kw_only=True):
@@ -168,7 +193,6 @@ class LaneWindow(Struct, kw_only=True):
 
 WEEKDAYS_KEPT = 1000  # a carrier's last deliveries whose weekdays say when it works
 WEEKDAYS_MIN_DELIVERIES = 50
-WEEKDAYS_MIN_WEEKS = 3  # fewer weeks seen: a weekday without deliveries may just not have come yet
 COUNTED_BEYOND_WINDOW = 1000
 
 
@@ -212,6 +236,25 @@ def changed_windows(models: list[LaneModel], observed: list[TransitObserved]) ->
     return {m.key for m in models} | {carrier_key(o.carrier) for o in observed}
 
 
+def carrier_misses(dated: list[tuple[date, date]], delivered: date) -> list[int]:
+    """Counts of (lead, miss) over a package's scans: lead = the carrier's date - the scan's date
+    (0..3+ days), miss = delivered - the carrier's date (clamped to -3..+3)."""
+    counts = [0] * (LEADS * MISSES)
+    for scanned, promised in dated:
+        lead = min(max((promised - scanned).days, 0), LEADS - 1)
+        miss = min(max((delivered - promised).days, -MISS_RANGE), MISS_RANGE)
+        counts[lead * MISSES + miss + MISS_RANGE] += 1
+    return counts
+
+
+def summed(rows: list[list[int]]) -> list[float]:
+    total = [0.0] * (LEADS * MISSES)
+    for row in rows:
+        for index, count in enumerate(row[:LEADS * MISSES]):
+            total[index] += count
+    return total
+
+
 # --- working days ----------------------------------------------------------------------
 
 def working_days_between(start: date, end: date, weekdays: tuple[int, ...]) -> int:
@@ -240,21 +283,26 @@ def nth_working_day(start: date, n: int, weekdays: tuple[int, ...]) -> date:
     return day
 
 
-def learned_weekdays(delivered: list[date], min_deliveries: int, min_weeks: int = WEEKDAYS_MIN_WEEKS
-                     ) -> tuple[int, ...]:
+def learned_weekdays(delivered: list[date], min_deliveries: int) -> tuple[int, ...]:
     """The weekdays a carrier delivers on, from the dates of its deliveries.
 
-    A weekday counts once it holds at least a quarter of an even share (1/28 of all). Before
-    ``min_deliveries`` spread over ``min_weeks`` weeks every day counts: a weekday without a
-    delivery yet is not known to be a day off (the first days of a new carrier's history see
-    only a few weekdays).
+    A weekday is a day off once it came round at least twice within the span of the deliveries
+    and drew less than a tenth of an average day's deliveries each time. Before
+    ``min_deliveries`` every day counts, and so does a weekday that has not come round yet (a
+    new carrier's first days see only a few weekdays).
     """
-    if len(delivered) < min_deliveries or (max(delivered) - min(delivered)).days < 7 * min_weeks - 1:
+    if len(delivered) < min_deliveries:
         return ALL_WEEKDAYS
+    first, last = min(delivered), max(delivered)
+    span = (last - first).days + 1
+    came_round = [0] * 7
+    for offset in range(min(span, 7)):
+        came_round[(first + timedelta(days=offset)).weekday()] = len(range(offset, span, 7))
     counts = [0] * 7
     for day in delivered:
         counts[day.weekday()] += 1
-    found = tuple(d for d in ALL_WEEKDAYS if counts[d] * 28 >= len(delivered))
+    per_day = len(delivered) / span
+    found = tuple(d for d in ALL_WEEKDAYS if came_round[d] < 2 or counts[d] >= 0.1 * per_day * came_round[d])
     return found or ALL_WEEKDAYS
 
 
@@ -286,13 +334,19 @@ def build_model(key: str, version: int, observations: list[TransitObserved],
                      transit_days=histogram([(o.handed_over, o.delivered) for o in observations], weekdays),
                      working_weekdays=weekdays,
                      carrier_error_days=mean_error(observations, "carrier"),
-                     model_error_days=mean_error(observations, "model"))
+                     model_error_days=mean_error(observations, "model"),
+                     carrier_misses=summed([o.carrier_misses for o in observations]))
 
 
-def estimate(model: LaneModel, handed_over: date, today: date, promised: date | None) -> ModelEstimate | None:
+def estimate(model: LaneModel, handed_over: date, today: date, promised: date | None,
+             carrier_date: date | None = None) -> ModelEstimate | None:
     """The p50 delivery date of a package handed over on ``handed_over`` and not delivered by
     the start of ``today`` (both local dates), with its confidence and the probability of
-    arriving after ``promised``. None when no delivery in the model took that long."""
+    arriving after ``promised``. None when no delivery in the model took that long.
+
+    With the carrier's date, once enough scans on this key measured how the carrier misses, the
+    date is the carrier's moved by its usual miss at this lead (an optimistic carrier's date is
+    pushed back); the confidence is then the histogram's share delivered by that date."""
     weekdays = model.working_weekdays
     # The first working-day count the package can still reach: today if the carrier works
     # today, else its next working day.
@@ -317,6 +371,11 @@ def estimate(model: LaneModel, handed_over: date, today: date, promised: date | 
         by_promise = working_days_between(handed_over, promised, weekdays) if promised >= handed_over else -1
         on_time = sum(counts[reached:by_promise + 1]) if by_promise >= reached else 0
         late = 1 - on_time / remaining
-    return ModelEstimate(key=f"{model.key}@{model.version}",
-                         estimate=max(nth_working_day(handed_over, p50, weekdays), today),
-                         confidence=cumulative / remaining, late_probability=late)
+    day = max(nth_working_day(handed_over, p50, weekdays), today)
+    confidence = cumulative / remaining
+    if carrier_date is not None and sum(model.carrier_misses) >= CORRECTION_MIN_SCANS:
+        day = max(carrier_date + timedelta(days=model.carrier_correction((carrier_date - today).days)), today)
+        shown = working_days_between(handed_over, day, weekdays)
+        confidence = sum(counts[reached:shown + 1]) / remaining if shown >= reached else 0.0
+    return ModelEstimate(key=f"{model.key}@{model.version}", estimate=day,
+                         confidence=confidence, late_probability=late)

@@ -243,3 +243,22 @@ def test_the_lane_agent_counts_each_delivery_once_and_keeps_a_window():
     assert windows[carrier_key("ups")].delivered_days == [date(2026, 11, 3)] * 3  # once per package
     later = learn(windows, [observed(MONDAY, date(2026, 11, 5), package="P9")], window=2)
     assert [(m.version, m.transit_days) for m in later] == [(4, [0, 1, 0, 1])] * 2
+
+
+def test_an_optimistic_carriers_date_is_pushed_back_by_its_usual_miss_at_that_lead():
+    from models.transit import carrier_misses, summed
+
+    # On this key the carrier's date, given two days ahead, was a day early at 30 scans; on
+    # the day itself it was right (carriers revise late).
+    two_days_ahead = [carrier_misses([(MONDAY, date(2026, 11, 4))], date(2026, 11, 5))] * 30
+    same_day = [carrier_misses([(date(2026, 11, 5), date(2026, 11, 5))], date(2026, 11, 5))] * 30
+    model = lane([0, 10, 30, 10], carrier_misses=summed(two_days_ahead + same_day))
+    assert (model.carrier_correction(2), model.carrier_correction(0)) == (1, 0)
+    pushed = estimate(model, MONDAY, MONDAY, promised=None, carrier_date=date(2026, 11, 4))
+    assert pushed is not None and pushed.estimate == date(2026, 11, 5)
+    assert pushed.confidence == 50 / 50  # the share of the lane's deliveries made by that Thursday
+    same = estimate(model, MONDAY, date(2026, 11, 5), promised=None, carrier_date=date(2026, 11, 5))
+    assert same is not None and same.estimate == date(2026, 11, 5)
+    # Too few scans measured: the histogram's own date, not a guess at the carrier's habits.
+    fresh = estimate(lane([0, 10, 30, 10]), MONDAY, MONDAY, promised=None, carrier_date=date(2026, 11, 6))
+    assert fresh is not None and fresh.estimate == date(2026, 11, 4)
