@@ -91,6 +91,9 @@ DELAY_REASONS = {
     AlertKind.promise_missed: "Your order missed its promised delivery date.",
     AlertKind.out_for_delivery_overdue: "The carrier could not deliver today; it will try on the next delivery day.",
 }
+# Told only on the service levels a deployment lists in ``predicted_late_notice_levels`` (off by
+# default): make quality must first measure predicted_late at 99% precision there.
+PREDICTED_LATE_REASON = "Your package is likely to arrive after the promised date."
 _FEEDBACK_MILESTONE = f":{NotificationType.feedback_request.value}"
 ATTEMPT_FAILED_NEXT_STEP = ("The carrier will try again on the next delivery day, "
                             "or you can collect it from the pickup point named in the notice.")
@@ -632,6 +635,16 @@ def _notice_milestone(condition: Condition) -> str:
 def _tell_customer_about_alert(state: OrderState, condition: Condition, event: Event, now: datetime,
                                effects: list[Effect]) -> bool:
     package = state.packages.get(condition.package_id)
+    if condition.kind is AlertKind.predicted_late:
+        if package is None or state.service_level not in _RULES_IN_FORCE.get().predicted_late_notice_levels:
+            return False  # ops only
+        told = _notify(state, effects, NotificationType.delayed, event, package=package,
+                       instance=condition.kind.value, reason=PREDICTED_LATE_REASON,
+                       estimated_delivery=package.model_estimate, previous_estimate=package.notified_estimate,
+                       occurred_at=condition.due_at, now=now)
+        if told:
+            package.notified_estimate = package.model_estimate or package.notified_estimate
+        return told
     if condition.kind in DELAY_REASONS:
         new_date = package.estimated_delivery if package else None
         if condition.kind is AlertKind.promise_missed and new_date and state.promised_delivery_date \

@@ -262,3 +262,22 @@ def test_an_optimistic_carriers_date_is_pushed_back_by_its_usual_miss_at_that_le
     # Too few scans measured: the histogram's own date, not a guess at the carrier's habits.
     fresh = estimate(lane([0, 10, 30, 10]), MONDAY, MONDAY, promised=None, carrier_date=date(2026, 11, 6))
     assert fresh is not None and fresh.estimate == date(2026, 11, 4)
+
+
+def test_customers_hear_of_predicted_late_only_on_the_levels_a_deployment_enables():
+    from models.order import PREDICTED_LATE_REASON, apply
+    from models.thresholds import Thresholds
+
+    models = models_with([0, 1, 1, 2, 36])  # 95% likely after Wednesday's promise
+
+    def delays(rules: Thresholds) -> list:
+        state, effects = None, []
+        for event in [placed(), shipped(), scan(S.in_transit, 2 * HOUR)]:
+            state, produced = apply(state, event, rules, models=models)
+            effects.extend(produced)
+        return [(c.reason, c.estimated_delivery, c.estimate_source) for c in effects
+                if isinstance(c, NotificationCommand) and c.type.value == "delayed"]
+
+    assert delays(Thresholds()) == []  # off by default: ops only
+    enabled = Thresholds(predicted_late_notice_levels=["two_day"])
+    assert delays(enabled) == [(PREDICTED_LATE_REASON, date(2026, 11, 6), "model")]  # Friday, four days

@@ -29,10 +29,11 @@ from statistics import mean, quantiles
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from models.order import DELAY_REASONS
+from models.order import DELAY_REASONS, PREDICTED_LATE_REASON
 from trackline.quality.world import PackageTruth
 
-_KIND_OF_REASON = {reason: kind.value for kind, reason in DELAY_REASONS.items()}
+_KIND_OF_REASON = {reason: kind.value for kind, reason in DELAY_REASONS.items()} | {
+    PREDICTED_LATE_REASON: "predicted_late"}
 LOST = "presumed_lost"
 
 
