@@ -461,7 +461,9 @@ def _refresh_estimate(state: OrderState, package: PackageState, event: Event, ef
     if ((package.estimated_delivery, package.estimate_source) != before or package.model_estimate != model_before) \
             and package.estimated_delivery:
         effects.append(HistoryRecord(
-            record_id=stable_id(event.event_id, "estimate", package.package_id), record_type="estimate",
+            # One event may change the date twice (the carrier's, then the model's): one row each.
+            record_id=stable_id(event.event_id, "estimate", package.package_id, package.estimated_delivery.isoformat(),
+                                package.estimate_source, str(package.model_estimate)), record_type="estimate",
             order_id=state.order_id, package_id=package.package_id, event_id=event.event_id,
             carrier=package.carrier, tracking_number=package.tracking_number, status=package.estimate_source,
             detail=package.estimated_delivery.isoformat(), occurred_at=event.occurred_at,
@@ -506,6 +508,7 @@ def _model_estimate(state: OrderState, package: PackageState, models: LaneModels
     if found is None:  # no model yet, or the package took longer than any delivery it knows
         package.model_estimate = package.model_confidence = package.late_probability = None
         package.model_key, package.model_preferred = "", False
+        package.predicted_late_since = None
         return
     assert model is not None
     package.model_estimate, package.model_confidence = found.estimate, round(found.confidence, 3)
@@ -513,7 +516,10 @@ def _model_estimate(state: OrderState, package: PackageState, models: LaneModels
     package.late_probability = None if found.late_probability is None else round(found.late_probability, 3)
     promise_end = (end_of_local_day(state.promised_delivery_date, state.delivery_time_zone)
                    if state.promised_delivery_date else None)
-    if package.late_probability is not None and package.late_probability >= rules.predicted_late_probability:
+    # Likely late, and our own date says so too (a corrected carrier date within the promise
+    # outweighs the lane's history).
+    if package.late_probability is not None and package.late_probability >= rules.predicted_late_probability \
+            and state.promised_delivery_date is not None and found.estimate > state.promised_delivery_date:
         if package.predicted_late_since is None and promise_end is not None and now < promise_end:
             package.predicted_late_since = now  # still time to act: ops hear now
     elif promise_end is None or now < promise_end:
@@ -641,6 +647,7 @@ def _tell_customer_about_alert(state: OrderState, condition: Condition, event: E
         told = _notify(state, effects, NotificationType.delayed, event, package=package,
                        instance=condition.kind.value, reason=PREDICTED_LATE_REASON,
                        estimated_delivery=package.model_estimate, previous_estimate=package.notified_estimate,
+                       estimate_source="model", estimate_confidence=package.model_confidence,
                        occurred_at=condition.due_at, now=now)
         if told:
             package.notified_estimate = package.model_estimate or package.notified_estimate

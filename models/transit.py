@@ -95,14 +95,15 @@ class LaneModel(Struct, kw_only=True):
     # By how many days the carrier's date missed on this key, by lead (``carrier_misses``).
     carrier_misses: list[float] = field(default_factory=list)
 
-    def carrier_correction(self, lead_days: int) -> int:
+    def carrier_correction(self, lead_days: int) -> int | None:
         """The carrier's usual miss at this lead (days from the scan to its date): the median of
-        (delivered - carrier's date) over this key's scans, 0 until ``CORRECTION_MIN_SCANS``."""
+        (delivered - carrier's date) over this key's scans at that lead; None until
+        ``CORRECTION_MIN_SCANS`` of them measured it."""
         lead = min(max(lead_days, 0), LEADS - 1)
         cells = self.carrier_misses[lead * MISSES:(lead + 1) * MISSES]
         total = sum(cells)
         if total < CORRECTION_MIN_SCANS:
-            return 0
+            return None
         cumulative = 0.0
         for index, count in enumerate(cells):
             cumulative += count
@@ -186,25 +187,29 @@ class LaneWindow(Struct, kw_only=True):
     key: str
     version: int = 0
     observations: list[TransitObserved] = field(default_factory=list)
-    delivered_days: list[date] = field(default_factory=list)
+    delivered_per_day: list[tuple[date, int]] = field(default_factory=list)  # carrier key: last weeks
     # Packages counted lately, beyond the window too: a replayed batch is not counted twice.
     counted: list[str] = field(default_factory=list)
 
 
-WEEKDAYS_KEPT = 1000  # a carrier's last deliveries whose weekdays say when it works
+WEEKDAYS_KEPT_DAYS = 56  # the days of a carrier's deliveries counted to learn when it works
 WEEKDAYS_MIN_DELIVERIES = 50
 COUNTED_BEYOND_WINDOW = 1000
 
 
-def learn(windows: dict[str, LaneWindow], observed: list[TransitObserved], window: int) -> list[LaneModel]:
+def learn(windows: dict[str, LaneWindow], observed: list[TransitObserved], window: int,
+          offsets: list[int] | None = None) -> list[LaneModel]:
     """Add deliveries to their keys' windows (``windows`` is changed in place; missing keys are
     started); returns the new model of every key that changed, in key order.
 
     A package already in a window is not counted again: the order agent re-emits its
-    observation when it replays a batch after a crash.
+    observation when it replays a batch after a crash. ``offsets``: each observation's offset
+    on its topic partition (a carrier's keys all live on one), which becomes the version of
+    the keys it changes: it only grows, a replay gives the same one, and a window lost or
+    damaged and started afresh still publishes versions the order partitions accept.
     """
     changed: set[str] = set()
-    for seen in observed:
+    for index, seen in enumerate(observed):
         weekdays = windows.setdefault(carrier_key(seen.carrier), LaneWindow(key=carrier_key(seen.carrier)))
         for key in seen.keys():
             found = windows.setdefault(key, LaneWindow(key=key))
@@ -214,11 +219,10 @@ def learn(windows: dict[str, LaneWindow], observed: list[TransitObserved], windo
             del found.counted[:-(window + COUNTED_BEYOND_WINDOW)]
             found.observations.append(seen)
             del found.observations[:-window]
-            found.version += 1
+            found.version = max(found.version + 1, offsets[index] if offsets else 0)
             changed.add(key)
             if key.startswith(SERVICE):  # each package once in its carrier's weekdays
-                weekdays.delivered_days.append(seen.delivered)
-                del weekdays.delivered_days[:-WEEKDAYS_KEPT]
+                _count_day(weekdays.delivered_per_day, seen.delivered)
                 changed.add(weekdays.key)
     models = []
     for key in sorted(changed):
@@ -226,9 +230,18 @@ def learn(windows: dict[str, LaneWindow], observed: list[TransitObserved], windo
             continue
         carrier = key.split("|")[1]
         found = windows[key]
-        days = learned_weekdays(windows[carrier_key(carrier)].delivered_days, WEEKDAYS_MIN_DELIVERIES)
+        days = learned_weekdays(windows[carrier_key(carrier)].delivered_per_day, WEEKDAYS_MIN_DELIVERIES)
         models.append(build_model(key, found.version, found.observations, days))
     return models
+
+
+RECORD_MODELS = 300  # models per record: about 100 KiB, well under a broker's 1 MiB message limit
+
+
+def in_records(models: list[LaneModel]) -> list[list[LaneModel]]:
+    """Models split into records of at most ``RECORD_MODELS``: a set of thousands of lanes
+    must not become one record the broker refuses."""
+    return [models[i:i + RECORD_MODELS] for i in range(0, len(models), RECORD_MODELS)]
 
 
 def changed_windows(models: list[LaneModel], observed: list[TransitObserved]) -> set[str]:
@@ -283,26 +296,40 @@ def nth_working_day(start: date, n: int, weekdays: tuple[int, ...]) -> date:
     return day
 
 
-def learned_weekdays(delivered: list[date], min_deliveries: int) -> tuple[int, ...]:
-    """The weekdays a carrier delivers on, from the dates of its deliveries.
+def _count_day(per_day: list[tuple[date, int]], day: date) -> None:
+    """One more delivery on ``day``; days older than ``WEEKDAYS_KEPT_DAYS`` before the newest go."""
+    for index, (known, count) in enumerate(per_day):
+        if known == day:
+            per_day[index] = (day, count + 1)
+            break
+    else:
+        per_day.append((day, 1))
+        per_day.sort()
+        newest = per_day[-1][0]
+        per_day[:] = [(d, c) for d, c in per_day if (newest - d).days < WEEKDAYS_KEPT_DAYS]
+
+
+def learned_weekdays(per_day: list[tuple[date, int]], min_deliveries: int) -> tuple[int, ...]:
+    """The weekdays a carrier delivers on, from its deliveries per date (the last 8 weeks).
 
     A weekday is a day off once it came round at least twice within the span of the deliveries
     and drew less than a tenth of an average day's deliveries each time. Before
     ``min_deliveries`` every day counts, and so does a weekday that has not come round yet (a
     new carrier's first days see only a few weekdays).
     """
-    if len(delivered) < min_deliveries:
+    total = sum(count for _, count in per_day)
+    if total < min_deliveries or not per_day:
         return ALL_WEEKDAYS
-    first, last = min(delivered), max(delivered)
+    first, last = min(d for d, _ in per_day), max(d for d, _ in per_day)
     span = (last - first).days + 1
     came_round = [0] * 7
     for offset in range(min(span, 7)):
         came_round[(first + timedelta(days=offset)).weekday()] = len(range(offset, span, 7))
     counts = [0] * 7
-    for day in delivered:
-        counts[day.weekday()] += 1
-    per_day = len(delivered) / span
-    found = tuple(d for d in ALL_WEEKDAYS if came_round[d] < 2 or counts[d] >= 0.1 * per_day * came_round[d])
+    for day, count in per_day:
+        counts[day.weekday()] += count
+    per_day_mean = total / span
+    found = tuple(d for d in ALL_WEEKDAYS if came_round[d] < 2 or counts[d] >= 0.1 * per_day_mean * came_round[d])
     return found or ALL_WEEKDAYS
 
 
@@ -373,8 +400,9 @@ def estimate(model: LaneModel, handed_over: date, today: date, promised: date | 
         late = 1 - on_time / remaining
     day = max(nth_working_day(handed_over, p50, weekdays), today)
     confidence = cumulative / remaining
-    if carrier_date is not None and sum(model.carrier_misses) >= CORRECTION_MIN_SCANS:
-        day = max(carrier_date + timedelta(days=model.carrier_correction((carrier_date - today).days)), today)
+    correction = model.carrier_correction((carrier_date - today).days) if carrier_date is not None else None
+    if carrier_date is not None and correction is not None:
+        day = max(carrier_date + timedelta(days=correction), today)
         shown = working_days_between(handed_over, day, weekdays)
         confidence = sum(counts[reached:shown + 1]) / remaining if shown >= reached else 0.0
     return ModelEstimate(key=f"{model.key}@{model.version}", estimate=day,

@@ -28,6 +28,7 @@ from models.transit import (
     TransitObserved,
     carrier_key,
     changed_windows,
+    in_records,
     learn,
 )
 from streams.app import Channels, store_options
@@ -51,18 +52,21 @@ def register(app: faust.App, ch: Channels, rules: Thresholds) -> Any:
 
                 async def publish(outbox: Outbox, records: list[Any] = records, learned: dict = learned) -> None:
                     observed: list[TransitObserved] = []
+                    offsets: list[int] = []
                     for record in records:
                         try:
                             observed.append(decode_transit_observed(record.value or b""))
+                            offsets.append(record.offset)
                         except Exception as error:  # only our order agent writes here: a bug, not input
                             await send_to_dlq(outbox, record, InvalidPayload(
                                 "invalid_internal_event", f"not a transit observation: {error}"[:500]))
                     windows = _windows(windows_table, observed)
-                    models: list[LaneModel] = learn(windows, observed, rules.lane_model_window)
-                    if models:
-                        update = encode(LaneModelsUpdated(models=models, published_at=datetime.now(UTC).isoformat()))
-                        for target in range(partitions):  # a broadcast: every order partition
-                            await outbox.records(topics.ORDER_EVENTS, target, [(topics.LANE_MODELS_KEY, update)])
+                    models: list[LaneModel] = learn(windows, observed, rules.lane_model_window, offsets)
+                    published = datetime.now(UTC).isoformat()
+                    updates = [(topics.LANE_MODELS_KEY, encode(LaneModelsUpdated(models=part, published_at=published)))
+                               for part in in_records(models)]
+                    for target in range(partitions):  # a broadcast: every order partition
+                        await outbox.records(topics.ORDER_EVENTS, target, updates)
                     learned["windows"] = {key.encode(): encode(windows[key])
                                           for key in changed_windows(models, observed) if key in windows}
 

@@ -28,7 +28,7 @@ from models.fulfillment import parse_fulfillment_event
 from models.order import Event, OrderState, apply_batch
 from models.retention import marker_expires_at, refused_for_expired
 from models.thresholds import Thresholds
-from models.transit import LaneModels, LaneModelsUpdated, TransitObserved
+from models.transit import LaneModels, LaneModelsUpdated, TransitObserved, in_records
 from streams import clock, failpoints, order_store, watermark
 from streams.app import Channels, store_options
 from streams.batch_io import Outbox, deliver, whole_batch_or_exit
@@ -85,8 +85,9 @@ def register(app: faust.App, ch: Channels, rules: Thresholds, tick_interval: flo
                         latencies[partition] = FeedLatency(rules)
                 latency = latencies[partition]
                 if partition not in lane_models:
-                    lane_models[partition] = _stored_models(orders.get(topics.LANE_MODELS_KEY), partition)
-                models = lane_models[partition]
+                    lane_models[partition] = _stored_models(orders, partition)
+                # Off: no model at all, not the last ones stored (they would never change again).
+                models = lane_models[partition] if own_estimate else LaneModels()
                 generation = decoded.generation
                 applied: dict[str, Any] = {}
 
@@ -147,7 +148,10 @@ def register(app: faust.App, ch: Channels, rules: Thresholds, tick_interval: flo
                     latency.changed = False
                 new_models: LaneModels | None = applied["models"]
                 if new_models is not None and new_models is not models:
-                    encoded[topics.LANE_MODELS_KEY] = encode(LaneModelsUpdated(models=list(new_models.models.values())))
+                    parts = in_records(list(new_models.models.values()))
+                    encoded[topics.LANE_MODELS_KEY] = str(len(parts)).encode()  # how many parts follow
+                    encoded.update({_part_key(i): encode(LaneModelsUpdated(models=part))
+                                    for i, part in enumerate(parts)})
                 STAGE["state_encode"].inc(time.perf_counter() - encoding)
 
                 async def store(outbox: Outbox, p: int = partition, e: dict = encoded) -> None:
@@ -159,7 +163,7 @@ def register(app: faust.App, ch: Channels, rules: Thresholds, tick_interval: flo
                 for order_id in applied["removed"]:
                     deadlines.schedule(partition, order_id, None)
                 decoded.keep(applied["states"], generation)
-                if new_models is not None:
+                if new_models is not None and generation == decoded.generation:  # not revoked meanwhile
                     lane_models[partition] = new_models
                 watermark.processed(message, records)
 
@@ -204,12 +208,21 @@ class DecodedStates(DecodedValues[str, OrderState]):
                       if state is not None and state.expired_at is None}, generation)
 
 
-def _stored_models(stored: bytes | None, partition: int) -> LaneModels:
+def _part_key(index: int) -> bytes:
+    return topics.LANE_MODELS_KEY + f":{index}".encode()
+
+
+def _stored_models(orders: Any, partition: int) -> LaneModels:
+    """The lane models stored beside the partition's orders: a count, then that many parts."""
+    models = LaneModels()
     try:
-        return LaneModels().updated(decode_lane_models(stored)) if stored else LaneModels()
-    except Exception:  # a damaged value: the next update brings the models back
+        count = int(orders.get(topics.LANE_MODELS_KEY) or b"0")
+        for index in range(count):
+            models = models.updated(decode_lane_models(orders.get(_part_key(index)) or b""))
+    except Exception:  # a damaged value: the next updates bring the models back
         log.error("partition %s: stored lane models do not decode; estimating without them", partition)
         return LaneModels()
+    return models
 
 
 def _decode(record: Any) -> list[Item]:

@@ -55,17 +55,33 @@ def test_a_friday_hand_over_to_a_weekday_carrier_delivered_monday_took_one_worki
     assert histogram([(friday, friday + timedelta(days=3))], ALL_WEEKDAYS) == [0, 0, 0, 1]
 
 
+def per_day(days: list[date]) -> list[tuple[date, int]]:
+    from collections import Counter
+    return sorted(Counter(days).items())
+
+
 def test_weekdays_are_learned_from_the_deliveries_and_only_once_there_are_enough():
     # Four weeks of deliveries Monday to Friday.
     weekday_deliveries = [MONDAY + timedelta(days=7 * (n // 25) + n % 5) for n in range(100)]
-    assert learned_weekdays(weekday_deliveries, min_deliveries=50) == WEEKDAYS
-    assert learned_weekdays(weekday_deliveries[:10], min_deliveries=50) == ALL_WEEKDAYS
+    assert learned_weekdays(per_day(weekday_deliveries), min_deliveries=50) == WEEKDAYS
+    assert learned_weekdays(per_day(weekday_deliveries[:10]), min_deliveries=50) == ALL_WEEKDAYS
     # One Saturday delivery among a hundred is an exception, not a working day.
-    assert learned_weekdays([*weekday_deliveries, date(2026, 11, 7)], min_deliveries=50) == WEEKDAYS
+    assert learned_weekdays(per_day([*weekday_deliveries, date(2026, 11, 7)]), min_deliveries=50) == WEEKDAYS
     # Many deliveries, but from the first days of a history only (Tuesday to Thursday):
     # the other weekdays have not come yet, they are not days off.
     first_days = [MONDAY + timedelta(days=1 + n % 3) for n in range(60)]
-    assert learned_weekdays(first_days, min_deliveries=50) == ALL_WEEKDAYS
+    assert learned_weekdays(per_day(first_days), min_deliveries=50) == ALL_WEEKDAYS
+
+
+def test_a_busy_carrier_keeps_weeks_of_days_however_many_deliveries_a_day():
+    from models.transit import LaneWindow, carrier_key, learn
+
+    windows: dict[str, LaneWindow] = {}
+    weeks = [MONDAY + timedelta(days=d) for d in range(28) if (MONDAY + timedelta(days=d)).weekday() < 5]
+    seen = [observed(day - timedelta(days=1), day, package=f"P{day}-{n}") for day in weeks for n in range(300)]
+    models = learn(windows, seen, window=200)
+    assert windows[carrier_key("ups")].delivered_per_day == [(day, 300) for day in weeks]
+    assert {m.working_weekdays for m in models} == {WEEKDAYS}
 
 
 def lane(counts: list[int], key: str = service_key("ups", "two_day"), version: int = 1, **extra) -> LaneModel:
@@ -240,7 +256,7 @@ def test_the_lane_agent_counts_each_delivery_once_and_keeps_a_window():
         (service_key("ups", "two_day"), 3, [0, 2])]
     # The order agent replaying its batch after a crash sends the same deliveries again.
     assert learn(windows, first, window=2) == []
-    assert windows[carrier_key("ups")].delivered_days == [date(2026, 11, 3)] * 3  # once per package
+    assert windows[carrier_key("ups")].delivered_per_day == [(date(2026, 11, 3), 3)]  # once per package
     later = learn(windows, [observed(MONDAY, date(2026, 11, 5), package="P9")], window=2)
     assert [(m.version, m.transit_days) for m in later] == [(4, [0, 1, 0, 1])] * 2
 
@@ -281,3 +297,28 @@ def test_customers_hear_of_predicted_late_only_on_the_levels_a_deployment_enable
     assert delays(Thresholds()) == []  # off by default: ops only
     enabled = Thresholds(predicted_late_notice_levels=["two_day"])
     assert delays(enabled) == [(PREDICTED_LATE_REASON, date(2026, 11, 6), "model")]  # Friday, four days
+
+
+def test_versions_come_from_the_topic_offsets_so_a_lost_window_still_publishes_newer_ones():
+    from models.transit import LaneWindow, learn
+
+    windows: dict[str, LaneWindow] = {}
+    models = learn(windows, [observed(MONDAY, date(2026, 11, 3), package=f"P{i}") for i in range(3)],
+                   window=200, offsets=[300, 301, 302])
+    assert {m.version for m in models} == {302}
+    known = LaneModels().updated(LaneModelsUpdated(models=models))
+    # The lane-model agent's stored windows are lost: it starts afresh from the next delivery.
+    fresh = learn({}, [observed(MONDAY, date(2026, 11, 4), package="P9")], window=200, offsets=[303])
+    after = known.updated(LaneModelsUpdated(models=fresh))
+    assert after.models[service_key("ups", "two_day")].version == 303  # accepted, not frozen at 302
+
+
+def test_thousands_of_lanes_go_out_in_records_a_broker_accepts():
+    from models.codec import encode
+    from models.transit import RECORD_MODELS, in_records
+
+    models = [lane([0, 10, 30, 10], key=lane_key("ups", "two_day", f"FC-{n}", "US-CA"))
+              for n in range(2 * RECORD_MODELS + 1)]
+    parts = in_records(models)
+    assert [len(p) for p in parts] == [RECORD_MODELS, RECORD_MODELS, 1]
+    assert max(len(encode(LaneModelsUpdated(models=p))) for p in parts) < 512 * 1024
