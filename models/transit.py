@@ -371,9 +371,9 @@ def estimate(model: LaneModel, handed_over: date, today: date, promised: date | 
     the start of ``today`` (both local dates), with its confidence and the probability of
     arriving after ``promised``. None when no delivery in the model took that long.
 
-    With the carrier's date, once enough scans on this key measured how the carrier misses, the
-    date is the carrier's moved by its usual miss at this lead (an optimistic carrier's date is
-    pushed back); the confidence is then the histogram's share delivered by that date."""
+    With the carrier's date, the date is the carrier's, moved by its usual miss on this key at
+    this lead once enough scans measured it (an optimistic carrier's date is pushed back); the
+    confidence is then the histogram's share delivered by that date."""
     weekdays = model.working_weekdays
     # The first working-day count the package can still reach: today if the carrier works
     # today, else its next working day.
@@ -400,8 +400,8 @@ def estimate(model: LaneModel, handed_over: date, today: date, promised: date | 
         late = 1 - on_time / remaining
     day = max(nth_working_day(handed_over, p50, weekdays), today)
     confidence = cumulative / remaining
-    correction = model.carrier_correction((carrier_date - today).days) if carrier_date is not None else None
-    if carrier_date is not None and correction is not None:
+    if carrier_date is not None:  # measured as closer than the histogram's own date (make quality)
+        correction = model.carrier_correction((carrier_date - today).days) or 0
         day = max(carrier_date + timedelta(days=correction), today)
         shown = working_days_between(handed_over, day, weekdays)
         confidence = sum(counts[reached:shown + 1]) / remaining if shown >= reached else 0.0

@@ -149,9 +149,18 @@ def test_the_lane_prefers_whichever_source_was_closer_on_its_deliveries():
 
 # --- in the order rules ----------------------------------------------------------------
 
-def models_with(counts: list[int], carrier_error: float | None = None, model_error: float | None = None) -> LaneModels:
+def models_with(counts: list[int], carrier_error: float | None = None, model_error: float | None = None,
+                misses: list[float] | None = None) -> LaneModels:
     return LaneModels().updated(LaneModelsUpdated(models=[lane(
-        counts, carrier_error_days=carrier_error, model_error_days=model_error)]))
+        counts, carrier_error_days=carrier_error, model_error_days=model_error, carrier_misses=misses or [])]))
+
+
+def carrier_misses_by(days: int, lead: int, scans: int = 20) -> list[float]:
+    """A key on which the carrier's date, ``lead`` days ahead, missed by ``days`` at ``scans`` scans."""
+    from models.transit import carrier_misses, summed
+
+    return summed([carrier_misses([(MONDAY, MONDAY + timedelta(days=lead))],
+                                  MONDAY + timedelta(days=lead + days))] * scans)
 
 
 def apply_with(models: LaneModels, events, state=None):
@@ -180,7 +189,9 @@ def test_the_carriers_date_wins_unless_the_model_was_measured_closer_on_the_lane
     carrier_better, _ = apply_with(models_with([0, 10, 30, 10], carrier_error=0.3, model_error=0.8), scans)
     assert (carrier_better.packages["P1"].estimated_delivery, carrier_better.packages["P1"].estimate_source) == \
         (date(2026, 11, 3), "carrier")
-    model_better, effects = apply_with(models_with([0, 10, 30, 10], carrier_error=1.2, model_error=0.5), scans)
+    # On this lane the carrier's date a day ahead was a day early: ours is the day after it.
+    model_better, effects = apply_with(models_with([0, 10, 30, 10], carrier_error=1.2, model_error=0.5,
+                                                   misses=carrier_misses_by(1, lead=1)), scans)
     assert (model_better.packages["P1"].estimated_delivery, model_better.packages["P1"].estimate_source) == \
         (date(2026, 11, 4), "model")
 
@@ -205,7 +216,8 @@ def test_a_package_likely_on_time_opens_no_predicted_late():
 
 
 def test_a_delivery_is_observed_for_its_lane_with_how_close_each_source_was():
-    models = models_with([0, 10, 30, 10])  # says Wednesday
+    # The carrier's dates three days or more ahead came two days early on this lane.
+    models = models_with([0, 10, 30, 10], misses=carrier_misses_by(-2, lead=3))
     _state, effects = apply_with(models, [
         placed(), shipped(), scan(S.in_transit, 2 * HOUR, estimated_delivery=date(2026, 11, 6)),
         scan(S.in_transit, 20 * HOUR), scan(S.delivered, 2 * 24 * HOUR + 60)])  # Wednesday
@@ -275,9 +287,9 @@ def test_an_optimistic_carriers_date_is_pushed_back_by_its_usual_miss_at_that_le
     assert pushed.confidence == 50 / 50  # the share of the lane's deliveries made by that Thursday
     same = estimate(model, MONDAY, date(2026, 11, 5), promised=None, carrier_date=date(2026, 11, 5))
     assert same is not None and same.estimate == date(2026, 11, 5)
-    # Too few scans measured: the histogram's own date, not a guess at the carrier's habits.
+    # Too few scans measured at that lead: the carrier's date as it is, not a guess at its habits.
     fresh = estimate(lane([0, 10, 30, 10]), MONDAY, MONDAY, promised=None, carrier_date=date(2026, 11, 6))
-    assert fresh is not None and fresh.estimate == date(2026, 11, 4)
+    assert fresh is not None and fresh.estimate == date(2026, 11, 6)
 
 
 def test_customers_hear_of_predicted_late_only_on_the_levels_a_deployment_enables():
