@@ -226,7 +226,8 @@ def _on_shipped(state: OrderState, event: PackageShipped, effects: list[Effect])
     package.shipped_at = event.occurred_at
     state.packages[event.package_id] = package
     # The shipped notice gives the date: our model's from today, where it has one.
-    _model_estimate(state, package, _MODELS_IN_FORCE.get(), _ingested_at(event), _RULES_IN_FORCE.get())
+    _model_estimate(state, package, _MODELS_IN_FORCE.get(), min(event.occurred_at, _ingested_at(event)),
+                    _ingested_at(event), _RULES_IN_FORCE.get())
     _refresh_estimate(state, package, event, effects)
     package.notified_estimate = package.notified_estimate or package.estimated_delivery
     effects.append(_shipment_record(state, package, "shipped", event))
@@ -477,32 +478,39 @@ def _refresh_estimate(state: OrderState, package: PackageState, event: Event, ef
 
 def _estimate_in_transit(state: OrderState, event: Event, now: datetime, rules: Thresholds,
                          effects: list[Effect]) -> None:
-    """Our model's estimate for the packages the event concerns, from their time in transit
-    at ``now`` (the event's receipt time, or the tick's watermark), and the choice of the
-    date the customer is shown. A scan records what each source said, to measure them at
-    delivery."""
+    """Our model's estimate for the packages the event concerns, and the choice of the date
+    the customer is shown. A scan records what each source said, to measure them at delivery.
+
+    Time in transit is counted to the event's own time (a tick's is the watermark), not its
+    receipt: a backlog of old scans read at once must not look days longer on the road than
+    it was when scanned. Nothing to do without models (own estimate off, or the oracle)."""
+    models = _MODELS_IN_FORCE.get()
+    if models is None:
+        return
     if isinstance(event, CarrierScan):
         package = state.packages.get(event.package_id)
         packages = [package] if package is not None and not package.is_return else []
     else:
         packages = state.outbound()
-    models = _MODELS_IN_FORCE.get()
+    moment = min(event.occurred_at, now)  # and a carrier clock running ahead does not push it on
     for package in packages:
         if package.delivered_at is not None:
             continue
-        _model_estimate(state, package, models, now, rules)
+        _model_estimate(state, package, models, moment, now, rules)
         _refresh_estimate(state, package, event, effects)
-        today = local_date(now, state.delivery_time_zone)
+        today = local_date(moment, state.delivery_time_zone)
         if isinstance(event, CarrierScan) and today is not None and len(package.scan_estimates) < SCAN_ESTIMATES_KEPT:
             package.scan_estimates.append((today, package.carrier_current_estimate, package.model_estimate))
 
 
-def _model_estimate(state: OrderState, package: PackageState, models: LaneModels | None, now: datetime,
-                    rules: Thresholds) -> None:
+def _model_estimate(state: OrderState, package: PackageState, models: LaneModels | None, moment: datetime,
+                    now: datetime, rules: Thresholds) -> None:
+    """``moment``: the event time the package's time in transit counts to; ``now``: its receipt
+    (a predicted_late opens only while the promised day is not over then)."""
     handed_over = local_date(package.shipped_at or package.accepted_at, state.delivery_time_zone)
     model = models.for_lane(package.carrier, state.service_level, state.fulfillment_center, state.destination_region,
                             rules.lane_model_min_deliveries) if models is not None and handed_over else None
-    found = lane_estimate(model, handed_over, local_date(now, state.delivery_time_zone) or handed_over,
+    found = lane_estimate(model, handed_over, local_date(moment, state.delivery_time_zone) or handed_over,
                           state.promised_delivery_date, package.carrier_current_estimate,
                           ) if model is not None and handed_over else None
     if found is None:  # no model yet, or the package took longer than any delivery it knows
@@ -521,7 +529,7 @@ def _model_estimate(state: OrderState, package: PackageState, models: LaneModels
     if package.late_probability is not None and package.late_probability >= rules.predicted_late_probability \
             and state.promised_delivery_date is not None and found.estimate > state.promised_delivery_date:
         if package.predicted_late_since is None and promise_end is not None and now < promise_end:
-            package.predicted_late_since = now  # still time to act: ops hear now
+            package.predicted_late_since = moment  # still time to act: ops hear now
     elif promise_end is None or now < promise_end:
         package.predicted_late_since = None  # recovered
 

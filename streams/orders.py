@@ -86,14 +86,15 @@ def register(app: faust.App, ch: Channels, rules: Thresholds, tick_interval: flo
                 latency = latencies[partition]
                 if partition not in lane_models:
                     lane_models[partition] = _stored_models(orders, partition)
-                # Off: no model at all, not the last ones stored (they would never change again).
-                models = lane_models[partition] if own_estimate else LaneModels()
+                # Off: no model at all, not the last ones stored (they would never change again),
+                # and no estimate work per event.
+                models = lane_models[partition] if own_estimate else None
                 generation = decoded.generation
                 applied: dict[str, Any] = {}
 
                 async def apply_and_publish(outbox: Outbox, records: list[Any] = records,
                                             applied: dict[str, Any] = applied, latency: FeedLatency = latency,
-                                            models: LaneModels = models) -> None:
+                                            models: LaneModels | None = models) -> None:
                     events: list[Item] = []
                     origins: list[Any] = []
                     started = time.perf_counter()

@@ -334,3 +334,15 @@ def test_thousands_of_lanes_go_out_in_records_a_broker_accepts():
     parts = in_records(models)
     assert [len(p) for p in parts] == [RECORD_MODELS, RECORD_MODELS, 1]
     assert max(len(encode(LaneModelsUpdated(models=p))) for p in parts) < 512 * 1024
+
+
+def test_a_backlog_of_old_scans_is_estimated_as_of_when_they_were_scanned():
+    """Scans read two days late (an outage, then a backlog) count the package's time in
+    transit to their own time: the package is not days longer on the road than when scanned,
+    and ops get no predicted_late for the outage."""
+    models = models_with([0, 30, 1, 5])  # mostly one working day; a few take three
+    on_time, _ = apply_with(models, [placed(), shipped(), scan(S.in_transit, 2 * HOUR)])
+    late_scan = scan(S.in_transit, 2 * HOUR).model_copy(update={"ingested_at": at(2 * 24 * HOUR)})
+    backlog, effects = apply_with(models, [placed(), shipped(), late_scan])
+    assert backlog.packages["P1"].model_estimate == on_time.packages["P1"].model_estimate == date(2026, 11, 3)
+    assert [a for a in effects if isinstance(a, Alert)] == []
