@@ -37,8 +37,9 @@ def iso(moment: datetime) -> str:
     return moment.isoformat().replace("+00:00", "Z")
 
 
-def order_placed(order_id: str, placed: datetime, ship_by: datetime, promised: datetime) -> bytes:
-    return orjson.dumps({
+def order_placed(order_id: str, placed: datetime, ship_by: datetime, promised: datetime,
+                 zone: str | None = None) -> bytes:
+    return orjson.dumps(({"delivery_time_zone": zone} if zone else {}) | {
         "type": "order_placed", "event_id": f"{order_id}-placed", "order_id": order_id, "occurred_at": iso(placed),
         "customer_id": f"CUST-{order_id}", "seller_id": "SELLER-1", "fulfillment_center": "FC-A",
         "service_level": "two_day", "promised_delivery_date": promised.date().isoformat(),
@@ -55,6 +56,12 @@ def carrier_events(tracking: str, events: list[tuple[str, datetime]], carrier: s
     return orjson.dumps({"carrier": carrier, "tracking_number": tracking, "events": [
         {"status": status, "code": status.upper(), "message": status, "occurred_at": iso(at)}
         for status, at in events]})
+
+
+def afternoon_zone(now: datetime) -> str:
+    """A fixed-offset zone in which ``now`` is about 15:00 (Etc/GMT-N is UTC+N)."""
+    offset = max(-12, min(14, 15 - now.hour))
+    return f"Etc/GMT{-offset:+d}" if offset else "UTC"
 
 
 def worker_crashes(run: Pipeline) -> list[str]:
@@ -357,8 +364,11 @@ def test_webhooks_that_resend_the_whole_history_tell_each_scan_once(broker: str,
 
     pipeline.start("worker", "notifier")
     produce_at(broker, [
+        # A customer whose clock reads mid-afternoon now: the journey's hours stay on one local
+        # date whenever the test runs (after midnight UTC an out-for-delivery scan of hours ago
+        # would be yesterday's, rightly not announced as news).
         (topics.FC_EVENTS, b"ORD-W", order_placed("ORD-W", now - timedelta(hours=6), now + timedelta(days=1),
-                                                  now + timedelta(days=3)), [], None),
+                                                  now + timedelta(days=3), zone=afternoon_zone(now)), [], None),
         (topics.FC_EVENTS, b"ORD-W", package_shipped("ORD-W", number, now - timedelta(hours=5), carrier), [], None)])
     pipeline.wait_for(lambda: any(c["order_id"] == "ORD-W" and c["type"] == "shipped" for c in pipeline.delivered()),
                       60, "the shipment")
