@@ -149,6 +149,10 @@ def end_of_local_day(day: date, time_zone: str) -> datetime:
     return datetime.combine(day + timedelta(days=1), time(0), tzinfo=zone).astimezone(UTC)
 
 
+def local_hour(moment: datetime, time_zone: str) -> int:
+    return moment.astimezone(_zone(time_zone)).hour
+
+
 def local_date(moment: datetime | None, time_zone: str) -> date | None:
     return moment.astimezone(_zone(time_zone)).date() if moment else None
 

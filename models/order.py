@@ -33,6 +33,7 @@ from models.detection import (
     end_of_local_day,
     feedback_due,
     local_date,
+    local_hour,
 )
 from models.effects import (
     Alert,
@@ -64,7 +65,14 @@ from models.feed_latency import FULFILLMENT, FeedLatency
 from models.retention import expires_at, expiry_record, marker_expires_at
 from models.state import AlertState, OrderState, OrderStatus, PackageState, TimelineEntry
 from models.thresholds import Thresholds
-from models.transit import LaneModels, LaneModelsUpdated, TransitObserved, carrier_misses
+from models.transit import (
+    AFTERNOON_HOUR,
+    LaneModels,
+    LaneModelsUpdated,
+    TransitObserved,
+    carrier_misses,
+    late_given_carrier_date,
+)
 from models.transit import estimate as lane_estimate
 
 __all__ = ["OrderState", "OrderStatus", "PackageState", "apply", "apply_batch", "apply_in_place", "order_view"]
@@ -94,6 +102,9 @@ DELAY_REASONS = {
 # Told only on the service levels a deployment lists in ``predicted_late_notice_levels`` (off by
 # default): make quality must first measure predicted_late at 99% precision there.
 PREDICTED_LATE_REASON = "Your package is likely to arrive after the promised date."
+# An open predicted_late closes only once the probability fell this far below the threshold,
+# so a package hovering at it does not open and close (with a new alert id) at every scan.
+PREDICTED_LATE_CLOSE_MARGIN = 0.1
 _FEEDBACK_MILESTONE = f":{NotificationType.feedback_request.value}"
 ATTEMPT_FAILED_NEXT_STEP = ("The carrier will try again on the next delivery day, "
                             "or you can collect it from the pickup point named in the notice.")
@@ -512,7 +523,7 @@ def _model_estimate(state: OrderState, package: PackageState, models: LaneModels
                             rules.lane_model_min_deliveries) if models is not None and handed_over else None
     found = lane_estimate(model, handed_over, local_date(moment, state.delivery_time_zone) or handed_over,
                           state.promised_delivery_date, package.carrier_current_estimate,
-                          ) if model is not None and handed_over else None
+                          _handed_over_afternoon(state, package)) if model is not None and handed_over else None
     if found is None:  # no model yet, or the package took longer than any delivery it knows
         package.model_estimate = package.model_confidence = package.late_probability = None
         package.model_key, package.model_preferred = "", False
@@ -530,8 +541,20 @@ def _model_estimate(state: OrderState, package: PackageState, models: LaneModels
             and state.promised_delivery_date is not None and found.estimate > state.promised_delivery_date:
         if package.predicted_late_since is None and promise_end is not None and now < promise_end:
             package.predicted_late_since = moment  # still time to act: ops hear now
-    elif promise_end is None or now < promise_end:
-        package.predicted_late_since = None  # recovered
+    elif promise_end is None:
+        package.predicted_late_since = None
+    elif now < promise_end and (package.late_probability is None or state.promised_delivery_date is None
+                                or found.estimate <= state.promised_delivery_date
+                                or package.late_probability
+                                < rules.predicted_late_probability - PREDICTED_LATE_CLOSE_MARGIN):
+        package.predicted_late_since = None  # recovered; one hovering at the threshold stays open
+
+
+def _handed_over_afternoon(state: OrderState, package: PackageState) -> bool | None:
+    handed_over = package.shipped_at or package.accepted_at
+    if handed_over is None:
+        return None
+    return local_hour(handed_over, state.delivery_time_zone) >= AFTERNOON_HOUR
 
 
 def _transit_observed(state: OrderState, package: PackageState) -> TransitObserved | None:
@@ -547,6 +570,7 @@ def _transit_observed(state: OrderState, package: PackageState) -> TransitObserv
         package_id=package.package_id, order_id=state.order_id, carrier=package.carrier,
         service_level=state.service_level, origin=state.fulfillment_center,
         destination_region=state.destination_region, handed_over=handed_over, delivered=delivered,
+        handed_over_afternoon=_handed_over_afternoon(state, package),
         carrier_error_days=float(sum(abs((c - delivered).days) for c, _ in pairs)),
         model_error_days=float(sum(abs((m - delivered).days) for _, m in pairs)), compared=len(pairs),
         carrier_misses=carrier_misses([(day, c) for day, c, _ in package.scan_estimates if c is not None], delivered))
@@ -600,7 +624,7 @@ def _run_delay_rules(state: OrderState, event: Event, now: datetime, current: di
             alert = state.alerts[key] = AlertState(alert_kind=condition.kind, package_id=condition.package_id,
                                                    due_at=condition.due_at, opened_at=now, detail=condition.detail)
             effects.extend(_alert_effects(state, alert, "open", now))
-        elif known.closed_at is not None or not deadline:
+        elif known.closed_at is not None or (not deadline and not _held(state, condition, now)):
             continue  # closed for this very deadline, or a finding already told
         if deadline and _notice_due(state, key, condition, allowance) > now:
             continue  # a late record may still show the deadline was met: wait to tell the customer
@@ -636,6 +660,33 @@ def _notice_due(state: OrderState, key: str, condition: Condition,
     return max(condition.due_at, opened) + allowance(condition)
 
 
+def _held(state: OrderState, condition: Condition, now: datetime) -> bool:
+    """An open estimate_after_promise whose customer notice waits for the carrier's date to be
+    likely late enough; asked again at each event until the promised day is over."""
+    return (condition.kind is AlertKind.estimate_after_promise and state.promised_delivery_date is not None
+            and now < end_of_local_day(state.promised_delivery_date, state.delivery_time_zone)
+            and _notice_milestone(condition) not in state.notified)
+
+
+def _carrier_date_likely_late(state: OrderState, package: PackageState, now: datetime) -> bool:
+    """Whether the carrier's date after the promise is late often enough on this lane, by its
+    measured misses (models.transit), to tell the customer; unmeasured: yes, as ops hear it."""
+    rules, models = _RULES_IN_FORCE.get(), _MODELS_IN_FORCE.get()
+    promised, carrier_date = state.promised_delivery_date, package.carrier_current_estimate
+    if models is None or promised is None or carrier_date is None \
+            or rules.estimate_after_promise_notice_probability <= 0:
+        return True
+    model = models.for_lane(package.carrier, state.service_level, state.fulfillment_center, state.destination_region,
+                            rules.lane_model_min_deliveries)
+    today = local_date(now, state.delivery_time_zone)
+    handed_over = local_date(package.shipped_at or package.accepted_at, state.delivery_time_zone)
+    if model is None or today is None or handed_over is None:
+        return True
+    late = late_given_carrier_date(model, handed_over, today, promised, carrier_date,
+                                   _handed_over_afternoon(state, package))
+    return late is None or late >= rules.estimate_after_promise_notice_probability
+
+
 def _tells_customer(condition: Condition) -> bool:
     return condition.kind in DELAY_REASONS or condition.kind is AlertKind.presumed_lost
 
@@ -660,6 +711,9 @@ def _tell_customer_about_alert(state: OrderState, condition: Condition, event: E
         if told:
             package.notified_estimate = package.model_estimate or package.notified_estimate
         return told
+    if condition.kind is AlertKind.estimate_after_promise and package is not None \
+            and not _carrier_date_likely_late(state, package, now):
+        return False  # ops hear it; the customer only when the lane measured such dates late
     if condition.kind in DELAY_REASONS:
         new_date = package.estimated_delivery if package else None
         if condition.kind is AlertKind.promise_missed and new_date and state.promised_delivery_date \

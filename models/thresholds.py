@@ -93,6 +93,14 @@ class Thresholds(BaseModel):
     # the model's date). Empty by default: enable a level only where make quality measured
     # predicted_late's precision at 99% or more.
     predicted_late_notice_levels: list[ServiceLevel] = Field(default_factory=list)
+    # A carrier's date after the promise opens estimate_after_promise for ops at once; the
+    # customer hears of it only when a delivery after the promise is at least this likely,
+    # weighing the lane's transit times (from the time already in transit) against how the
+    # carrier's dates at this lead missed on the lane (models.transit.late_given_carrier_date).
+    # Until they are measured (a young lane, or our own estimate off) the customer hears it at
+    # once, as ops do; 0 always does. A held notice is told when a later scan makes it likely
+    # enough before the promised day is over; after that promise_missed speaks.
+    estimate_after_promise_notice_probability: float = Field(default=0.95, ge=0, le=1)
     # Hysteresis of estimate_revised: a later date is always told; an earlier one only when it
     # is at least this many days earlier than the date told (or that date has passed), so a
     # date flipping between two days does not notify each time.

@@ -28,8 +28,9 @@ point and gives the same estimates and command ids. Everything here is pure: dat
 from __future__ import annotations
 
 from datetime import date, timedelta
+from typing import Annotated
 
-from msgspec import Struct, field
+from msgspec import Meta, Struct, field
 
 ALL_WEEKDAYS = (0, 1, 2, 3, 4, 5, 6)
 # The carrier's misses: leads 0, 1, 2 and 3+ days (scan to the carrier's date), misses -3..+3 days.
@@ -37,6 +38,8 @@ LEADS = 4
 MISS_RANGE = 3
 MISSES = 2 * MISS_RANGE + 1
 CORRECTION_MIN_SCANS = 20
+HALF_DAY_MIN_DELIVERIES = 10  # a lane's morning or afternoon hand-overs, before they count apart
+AFTERNOON_HOUR = 12  # local hour from which a hand-over is an afternoon one
 LANE_PRIOR_DELIVERIES = 5  # how many deliveries the carrier's model on the service level weighs in a lane
 LANE = "lane"
 SERVICE = "service"
@@ -65,6 +68,9 @@ class TransitObserved(Struct, kw_only=True, tag="transit_observed"):
     origin: str  # fulfillment center
     destination_region: str  # "US-CA"; "" when the order did not say
     handed_over: date  # local date the carrier got it (shipped, else its acceptance scan)
+    # Handed over after noon, local: such a package often reaches the next sort a day later.
+    # None: not known (records of an older worker).
+    handed_over_afternoon: bool | None = None
     delivered: date  # local date of the delivery scan
     # How far off each source was at the package's scans, in days (absolute), and at how many
     # scans both gave a date: the lane's choice between them is made from these.
@@ -81,19 +87,28 @@ class TransitObserved(Struct, kw_only=True, tag="transit_observed"):
         return keys
 
 
+# Bounds checked when a model is decoded: a record that holds nonsense (a negative count, a
+# carrier working only on a weekday that does not exist, where counting working days never
+# ends) is refused as a whole, not applied to every order of the partition.
+Count = Annotated[float, Meta(ge=0)]
+Weekday = Annotated[int, Meta(ge=0, le=6)]
+
+
 class LaneModel(Struct, kw_only=True):
     """What the order agents estimate from, for one lane (or one carrier and service level)."""
 
     key: str
-    version: int  # deliveries this key has seen: grows with each; a replay meets the same one
-    transit_days: list[float] = field(default_factory=list)  # deliveries by working days after hand-over
-    working_weekdays: tuple[int, ...] = ALL_WEEKDAYS  # 0 = Monday; when the carrier delivers
+    version: Annotated[int, Meta(ge=0)]  # deliveries this key has seen: grows with each; a replay meets the same one
+    transit_days: list[Count] = field(default_factory=list)  # deliveries by working days after hand-over
+    # The same, of the deliveries handed over in the afternoon (the morning's are the rest).
+    afternoon_transit_days: list[Count] = field(default_factory=list)
+    working_weekdays: Annotated[tuple[Weekday, ...], Meta(min_length=1, max_length=7)] = ALL_WEEKDAYS  # 0 = Monday
     # Mean absolute error in days of each source on this key's deliveries (at their scans):
     # the customer-facing estimate comes from the better one.
-    carrier_error_days: float | None = None
-    model_error_days: float | None = None
+    carrier_error_days: Count | None = None
+    model_error_days: Count | None = None
     # By how many days the carrier's date missed on this key, by lead (``carrier_misses``).
-    carrier_misses: list[float] = field(default_factory=list)
+    carrier_misses: Annotated[list[Count], Meta(max_length=LEADS * MISSES)] = field(default_factory=list)
 
     def carrier_correction(self, lead_days: int) -> int | None:
         """The carrier's usual miss at this lead (days from the scan to its date): the median of
@@ -110,6 +125,16 @@ class LaneModel(Struct, kw_only=True):
             if cumulative * 2 >= total:
                 return index - MISS_RANGE
         return 0
+
+    def transit_days_for(self, afternoon: bool | None) -> list[float]:
+        """The histogram of packages handed over in the same half of the day, once it holds
+        ``HALF_DAY_MIN_DELIVERIES``; else of all of them."""
+        if afternoon is None:
+            return self.transit_days
+        later = self.afternoon_transit_days
+        half = later if afternoon else [total - (later[i] if i < len(later) else 0)
+                                         for i, total in enumerate(self.transit_days)]
+        return half if sum(half) >= HALF_DAY_MIN_DELIVERIES else self.transit_days
 
     @property
     def deliveries(self) -> float:
@@ -170,11 +195,15 @@ class LaneModels:
             return None
         scale = LANE_PRIOR_DELIVERIES / wide.deliveries
         cells = max(len(lane.transit_days), len(wide.transit_days))
+
+        def blended(own_cells: list[float], wide_cells: list[float]) -> list[float]:
+            return [(own_cells[i] if i < len(own_cells) else 0) + scale * (wide_cells[i] if i < len(wide_cells) else 0)
+                    for i in range(cells)]
         own = lane.deliveries >= min_deliveries
         return LaneModel(
             key=lane.key, version=lane.version, working_weekdays=(lane if own else wide).working_weekdays,
-            transit_days=[(lane.transit_days[i] if i < len(lane.transit_days) else 0)
-                          + scale * (wide.transit_days[i] if i < len(wide.transit_days) else 0) for i in range(cells)],
+            transit_days=blended(lane.transit_days, wide.transit_days),
+            afternoon_transit_days=blended(lane.afternoon_transit_days, wide.afternoon_transit_days),
             carrier_error_days=(lane if own else wide).carrier_error_days,
             model_error_days=(lane if own else wide).model_error_days,
             carrier_misses=(lane if own else wide).carrier_misses)
@@ -359,14 +388,64 @@ def build_model(key: str, version: int, observations: list[TransitObserved],
     """A key's model from its window of deliveries and its carrier's working weekdays."""
     return LaneModel(key=key, version=version,
                      transit_days=histogram([(o.handed_over, o.delivered) for o in observations], weekdays),
+                     afternoon_transit_days=histogram([(o.handed_over, o.delivered) for o in observations
+                                                       if o.handed_over_afternoon], weekdays),
                      working_weekdays=weekdays,
                      carrier_error_days=mean_error(observations, "carrier"),
                      model_error_days=mean_error(observations, "model"),
                      carrier_misses=summed([o.carrier_misses for o in observations]))
 
 
+def _reached(model: LaneModel, handed_over: date, today: date) -> int:
+    """The first working-day count a package handed over then can still reach today: today's
+    if the carrier works today, else its next working day's."""
+    weekdays = model.working_weekdays
+    reached = working_days_between(handed_over, today, weekdays)
+    if today > handed_over and today.weekday() not in weekdays:
+        reached += 1
+    elif today < handed_over:
+        reached = 0
+    return reached
+
+
+def late_given_carrier_date(model: LaneModel, handed_over: date, today: date, promised: date,
+                            carrier_date: date, afternoon: bool | None = None) -> float | None:
+    """The probability of a delivery after ``promised`` once the carrier dated it
+    ``carrier_date``: the lane's deliveries that took at least this long (the prior), each
+    weighed by how often the carrier's dates at this lead missed by that much (the likelihood).
+
+    A carrier date past the promise is more often one of its wrong ones than its dates in
+    general are (the selection the plain miss rate ignores): where the lane's history puts most
+    packages on time and the carrier's dates scatter by a day, one day late is weak evidence.
+    None until ``CORRECTION_MIN_SCANS`` scans measured the carrier at that lead."""
+    lead = min(max((carrier_date - today).days, 0), LEADS - 1)
+    misses = model.carrier_misses[lead * MISSES:(lead + 1) * MISSES]
+    measured = sum(misses)
+    if measured < CORRECTION_MIN_SCANS:
+        return None
+    reached = _reached(model, handed_over, today)
+    counts, weekdays = model.transit_days_for(afternoon), model.working_weekdays
+    # Half a delivery on each day up to past the carrier's date: a delay longer than any the
+    # lane has seen stays possible.
+    beyond = working_days_between(handed_over, carrier_date, weekdays) + MISS_RANGE + 1
+    late = weight = 0.0
+    for days in range(reached, max(len(counts), beyond)):
+        prior = (counts[days] if days < len(counts) else 0.0) + 0.5
+        day = max(nth_working_day(handed_over, days, weekdays), today)
+        # Half a scan keeps an unseen miss possible; misses past the range were counted at its
+        # ends, and each day further is taken as ten times rarer.
+        miss = (day - carrier_date).days
+        cell = min(max(miss, -MISS_RANGE), MISS_RANGE) + MISS_RANGE
+        further = max(abs(miss) - MISS_RANGE, 0)
+        joint = prior * (misses[cell] + 0.5) / (measured + 0.5 * MISSES) * 0.1 ** further
+        weight += joint
+        if day > promised:
+            late += joint
+    return late / weight
+
+
 def estimate(model: LaneModel, handed_over: date, today: date, promised: date | None,
-             carrier_date: date | None = None) -> ModelEstimate | None:
+             carrier_date: date | None = None, afternoon: bool | None = None) -> ModelEstimate | None:
     """The p50 delivery date of a package handed over on ``handed_over`` and not delivered by
     the start of ``today`` (both local dates), with its confidence and the probability of
     arriving after ``promised``. None when no delivery in the model took that long.
@@ -375,14 +454,8 @@ def estimate(model: LaneModel, handed_over: date, today: date, promised: date | 
     this lead once enough scans measured it (an optimistic carrier's date is pushed back); the
     confidence is then the histogram's share delivered by that date."""
     weekdays = model.working_weekdays
-    # The first working-day count the package can still reach: today if the carrier works
-    # today, else its next working day.
-    reached = working_days_between(handed_over, today, weekdays)
-    if today > handed_over and today.weekday() not in weekdays:
-        reached += 1
-    elif today < handed_over:
-        reached = 0
-    counts = model.transit_days
+    reached = _reached(model, handed_over, today)
+    counts = model.transit_days_for(afternoon)  # handed over in the same half of the day
     remaining = sum(counts[reached:])
     if remaining <= 1e-9:
         return None

@@ -210,6 +210,21 @@ def test_predicted_late_opens_for_ops_while_there_is_time_and_closes_at_delivery
     assert [(a.alert_kind, a.alert_id) for a in closed] == [(AlertKind.predicted_late, opened[0].alert_id)]
 
 
+def test_a_probability_hovering_at_the_threshold_keeps_one_predicted_late_open():
+    # 95% likely late, then 75% (below the 0.8 threshold, within the margin), then 60%: one
+    # alert, open until the probability clearly fell.
+    likely, hovering, recovered = models_with([0, 1, 1, 2, 36]), models_with([0, 5, 5, 30]), \
+        models_with([0, 8, 8, 24])
+    state, effects = apply_with(likely, [placed(), shipped(), scan(S.in_transit, 2 * HOUR)])
+    state, still = apply_with(hovering, [scan(S.in_transit, 3 * HOUR)], state)
+    assert state.packages["P1"].late_probability == 0.75
+    state, fell = apply_with(recovered, [scan(S.in_transit, 4 * HOUR)], state)
+    changes = [(a.state, a.alert_id) for a in effects + still + fell
+               if isinstance(a, Alert) and a.alert_kind is AlertKind.predicted_late]
+    assert [c for c, _ in changes] == ["open", "closed"] and len({i for _, i in changes}) == 1
+    assert [a for a in still if isinstance(a, Alert)] == []
+
+
 def test_a_package_likely_on_time_opens_no_predicted_late():
     _state, effects = apply_with(models_with([0, 30, 5, 1]), [placed(), shipped(), scan(S.in_transit, 2 * HOUR)])
     assert [a for a in effects if isinstance(a, Alert)] == []
@@ -311,6 +326,51 @@ def test_customers_hear_of_predicted_late_only_on_the_levels_a_deployment_enable
     assert delays(enabled) == [(PREDICTED_LATE_REASON, date(2026, 11, 6), "model")]  # Friday, four days
 
 
+def test_a_carrier_date_after_the_promise_reaches_the_customer_only_where_such_dates_were_late():
+    from models.order import DELAY_REASONS
+
+    warned = DELAY_REASONS[AlertKind.estimate_after_promise]
+    # Promised Wednesday; on Monday the carrier says Thursday, on Tuesday Friday.
+    thursday = scan(S.in_transit, 2 * HOUR, estimated_delivery=date(2026, 11, 5))
+    friday = scan(S.in_transit, 26 * HOUR, estimated_delivery=date(2026, 11, 6))
+
+    def told(misses: list[float]) -> tuple[list, list]:
+        _state, effects = apply_with(models_with([0, 10, 30, 10], misses=misses),
+                                     [placed(), shipped(), thursday, friday])
+        alerts = [a.at for a in effects if isinstance(a, Alert) and a.alert_kind is AlertKind.estimate_after_promise
+                  and a.state == "open"]
+        notices = [c.occurred_at for c in effects if isinstance(c, NotificationCommand) and c.reason == warned]
+        return alerts, notices
+
+    # On this lane the carrier's dates three days ahead came a day early at 100 scans: Thursday
+    # meant Wednesday, on time. Ops hear at once; the customer only once Friday makes it late.
+    pessimistic = carrier_misses_by(-1, lead=3, scans=100)
+    assert told(pessimistic) == ([thursday.ingested_at], [friday.occurred_at])
+    # A carrier whose dates were right there: Thursday is late, told at once.
+    assert told(carrier_misses_by(0, lead=3, scans=100)) == ([thursday.ingested_at], [thursday.occurred_at])
+    # A lane that has not measured the carrier's dates yet: told at once, as ops hear it.
+    assert told([]) == ([thursday.ingested_at], [thursday.occurred_at])
+
+
+def test_a_carrier_date_past_the_promise_weighs_against_the_lanes_history():
+    from models.transit import late_given_carrier_date
+
+    wednesday, thursday, friday = date(2026, 11, 4), date(2026, 11, 5), date(2026, 11, 6)
+    # Dates that scatter a day either way (60% right): one day past a promise the lane almost
+    # always keeps is more likely a wrong date than a late package.
+    misses = [carrier_misses_by(-1, lead=3, scans=20), carrier_misses_by(0, lead=3, scans=60),
+              carrier_misses_by(1, lead=3, scans=20)]
+    scattered = lane([0, 10, 80, 0], carrier_misses=[sum(cells) for cells in zip(*misses, strict=True)])
+    one_day = late_given_carrier_date(scattered, MONDAY, MONDAY, wednesday, thursday)
+    assert one_day is not None and one_day < 0.5
+    # Three working days past it is news: the carrier is never that far off.
+    three_days = late_given_carrier_date(scattered, MONDAY, MONDAY, wednesday, date(2026, 11, 9))
+    assert three_days is not None and three_days > 0.95
+    # Further than any delivery the lane has seen is still possible, not ruled out.
+    assert late_given_carrier_date(scattered, MONDAY, MONDAY, wednesday, friday) > one_day
+    assert late_given_carrier_date(lane([0, 10, 80, 0]), MONDAY, MONDAY, wednesday, thursday) is None
+
+
 def test_versions_come_from_the_topic_offsets_so_a_lost_window_still_publishes_newer_ones():
     from models.transit import LaneWindow, learn
 
@@ -346,3 +406,40 @@ def test_a_backlog_of_old_scans_is_estimated_as_of_when_they_were_scanned():
     backlog, effects = apply_with(models, [placed(), shipped(), late_scan])
     assert backlog.packages["P1"].model_estimate == on_time.packages["P1"].model_estimate == date(2026, 11, 3)
     assert [a for a in effects if isinstance(a, Alert)] == []
+
+
+def test_a_lane_model_record_holding_nonsense_is_refused_whole_when_read():
+    import msgspec
+    import pytest
+
+    from models.codec import decode_lane_models, encode
+
+    good = msgspec.json.decode(encode(LaneModelsUpdated(models=[lane([0, 10, 30, 10])])))
+    assert decode_lane_models(msgspec.json.encode(good)).models[0].transit_days == [0, 10, 30, 10]
+    nonsense = [("transit_days", [0, -10, 30]), ("working_weekdays", []), ("working_weekdays", [7]),
+                ("carrier_misses", [1.0] * 100), ("version", -1), ("carrier_error_days", -0.5)]
+    for name, value in nonsense:
+        damaged = {**good, "models": [{**good["models"][0], name: value}]}
+        # Refused (a dead letter of the order agent), not applied to every order of a partition:
+        # counting working days on a weekday 7 would never end.
+        with pytest.raises(msgspec.ValidationError):
+            decode_lane_models(msgspec.json.encode(damaged))
+
+
+def test_a_package_handed_over_in_the_afternoon_is_estimated_from_the_afternoons_deliveries():
+    # Morning hand-overs arrive the next working day, afternoon ones a day later.
+    seen = [TransitObserved(package_id=f"AM{n}", order_id="O", carrier="ups", service_level="one_day", origin="",
+                            destination_region="", handed_over=MONDAY, delivered=MONDAY + timedelta(days=1),
+                            handed_over_afternoon=False) for n in range(20)]
+    seen += [TransitObserved(package_id=f"PM{n}", order_id="O", carrier="ups", service_level="one_day", origin="",
+                             destination_region="", handed_over=MONDAY, delivered=MONDAY + timedelta(days=2),
+                             handed_over_afternoon=True) for n in range(20)]
+    model = build_model(service_key("ups", "one_day"), 40, seen, WEEKDAYS)
+    by_half = {afternoon: estimate(model, MONDAY, MONDAY, promised=None, afternoon=afternoon)
+               for afternoon in (False, True, None)}
+    assert {half: found.estimate for half, found in by_half.items() if found} == {
+        False: date(2026, 11, 3), True: date(2026, 11, 4), None: date(2026, 11, 3)}
+    assert by_half[True] is not None and by_half[True].confidence == 1.0
+    # Too few afternoon hand-overs yet: all deliveries speak.
+    few = build_model(service_key("ups", "one_day"), 25, seen[:20] + seen[20:25], WEEKDAYS)
+    assert few.transit_days_for(True) == few.transit_days
