@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from datetime import date, datetime, timedelta
 from enum import StrEnum
+from itertools import pairwise
 from typing import NamedTuple
 
 from models.codec import as_dict, copy_state
@@ -550,6 +551,13 @@ def _model_estimate(state: OrderState, package: PackageState, models: LaneModels
         package.predicted_late_since = None  # recovered; one hovering at the threshold stays open
 
 
+def _longest_silence_hours(package: PackageState) -> float:
+    """The longest time between two scans after the carrier accepted the package."""
+    accepted = package.accepted_at
+    times = [e.occurred_at for e in package.timeline if accepted is not None and e.occurred_at >= accepted]
+    return max(((later - earlier).total_seconds() / 3600 for earlier, later in pairwise(times)), default=0.0)
+
+
 def _handed_over_afternoon(state: OrderState, package: PackageState) -> bool | None:
     handed_over = package.shipped_at or package.accepted_at
     if handed_over is None:
@@ -571,6 +579,7 @@ def _transit_observed(state: OrderState, package: PackageState) -> TransitObserv
         service_level=state.service_level, origin=state.fulfillment_center,
         destination_region=state.destination_region, handed_over=handed_over, delivered=delivered,
         handed_over_afternoon=_handed_over_afternoon(state, package),
+        longest_silence_hours=_longest_silence_hours(package),
         carrier_error_days=float(sum(abs((c - delivered).days) for c, _ in pairs)),
         model_error_days=float(sum(abs((m - delivered).days) for _, m in pairs)), compared=len(pairs),
         carrier_misses=carrier_misses([(day, c) for day, c, _ in package.scan_estimates if c is not None], delivered))
@@ -657,7 +666,22 @@ def _notice_due(state: OrderState, key: str, condition: Condition,
     after trackline learned it was past (a backlog, a burst), whichever is later."""
     known = state.alerts.get(key)
     opened = known.opened_at if known is not None and known.closed_at is None else condition.due_at
-    return max(condition.due_at, opened) + allowance(condition)
+    return max(condition.due_at, opened, _lost_notice_due(state, condition)) + allowance(condition)
+
+
+def _lost_notice_due(state: OrderState, condition: Condition) -> datetime:
+    """A customer hears "lost" only after a silence longer than any a delivered package on its
+    lane came back from (models.transit); ops hear presumed_lost at the threshold as before."""
+    package = state.packages.get(condition.package_id)
+    models = _MODELS_IN_FORCE.get()
+    if condition.kind is not AlertKind.presumed_lost or package is None or package.last_scan_at is None \
+            or models is None:
+        return condition.due_at
+    model = models.for_lane(package.carrier, state.service_level, state.fulfillment_center, state.destination_region,
+                            _RULES_IN_FORCE.get().lane_model_min_deliveries)
+    if model is None or model.longest_silence_hours is None:
+        return condition.due_at
+    return max(condition.due_at, package.last_scan_at + timedelta(hours=model.longest_silence_hours))
 
 
 def _held(state: OrderState, condition: Condition, now: datetime) -> bool:

@@ -79,6 +79,8 @@ class TransitObserved(Struct, kw_only=True, tag="transit_observed"):
     compared: int = 0
     # How the carrier's date missed the delivery at each scan, by lead (``carrier_misses``).
     carrier_misses: list[int] = field(default_factory=list)
+    # The longest time between two of its scans after acceptance: a silence it came back from.
+    longest_silence_hours: float = 0.0
 
     def keys(self) -> list[str]:
         keys = [service_key(self.carrier, self.service_level)]
@@ -109,6 +111,9 @@ class LaneModel(Struct, kw_only=True):
     model_error_days: Count | None = None
     # By how many days the carrier's date missed on this key, by lead (``carrier_misses``).
     carrier_misses: Annotated[list[Count], Meta(max_length=LEADS * MISSES)] = field(default_factory=list)
+    # The longest silence a delivered package on this key came back from (hours between two
+    # scans after acceptance): the customer hears "lost" only after a longer one.
+    longest_silence_hours: Count | None = None
 
     def carrier_correction(self, lead_days: int) -> int | None:
         """The carrier's usual miss at this lead (days from the scan to its date): the median of
@@ -206,7 +211,9 @@ class LaneModels:
             afternoon_transit_days=blended(lane.afternoon_transit_days, wide.afternoon_transit_days),
             carrier_error_days=(lane if own else wide).carrier_error_days,
             model_error_days=(lane if own else wide).model_error_days,
-            carrier_misses=(lane if own else wide).carrier_misses)
+            carrier_misses=(lane if own else wide).carrier_misses,
+            longest_silence_hours=max(filter(None, [lane.longest_silence_hours, wide.longest_silence_hours]),
+                                      default=None))
 
 
 class LaneWindow(Struct, kw_only=True):
@@ -393,7 +400,8 @@ def build_model(key: str, version: int, observations: list[TransitObserved],
                      working_weekdays=weekdays,
                      carrier_error_days=mean_error(observations, "carrier"),
                      model_error_days=mean_error(observations, "model"),
-                     carrier_misses=summed([o.carrier_misses for o in observations]))
+                     carrier_misses=summed([o.carrier_misses for o in observations]),
+                     longest_silence_hours=max((o.longest_silence_hours for o in observations), default=None))
 
 
 def _reached(model: LaneModel, handed_over: date, today: date) -> int:

@@ -443,3 +443,36 @@ def test_a_package_handed_over_in_the_afternoon_is_estimated_from_the_afternoons
     # Too few afternoon hand-overs yet: all deliveries speak.
     few = build_model(service_key("ups", "one_day"), 25, seen[:20] + seen[20:25], WEEKDAYS)
     assert few.transit_days_for(True) == few.transit_days
+
+
+def test_a_customer_hears_lost_only_after_a_silence_longer_than_any_the_lane_came_back_from():
+    # Two-day service: ops presume a package lost after 168 h without a scan. On this lane a
+    # delivered package was once silent for 200 h and still arrived.
+    models = LaneModels().updated(LaneModelsUpdated(models=[lane([0, 10, 30, 10], longest_silence_hours=200)]))
+    last_scan = 2 * HOUR
+
+    def lost(models: LaneModels | None, *ticks: float) -> tuple[list, list, object]:
+        state, effects = apply_with(models, [placed(), shipped(), scan(S.in_transit, last_scan),
+                                             *[tick(last_scan + t * HOUR) for t in ticks]])
+        opened = [a.at for a in effects if isinstance(a, Alert) and a.alert_kind is AlertKind.presumed_lost]
+        told = [c.occurred_at for c in effects if isinstance(c, NotificationCommand) and c.reason == "lost"]
+        return opened, told, state.next_deadline
+
+    # (The tick half an hour later tells the missed promise, after the feed's allowance.)
+    opened, told, next_look = lost(models, 169, 169.5)
+    assert opened == [at(last_scan + 169 * HOUR)] and told == []  # ops hear at 168 h; the customer waits
+    assert next_look == at(last_scan + 200 * HOUR + 30)  # past 200 h, after the feed's allowance
+    assert lost(models, 169, 200)[1] == [] and lost(models, 169, 200.6)[1] != []
+    # Without a lane model: "lost" at 168 h and the allowance, as before.
+    assert lost(None, 169, 169.5)[1] != []
+
+
+def test_a_delivered_package_reports_its_longest_silence_after_acceptance():
+    from models.order import _transit_observed
+
+    state, _ = apply_with(None, [placed(), shipped(), scan(S.in_transit, 2 * HOUR), scan(S.in_transit, 30 * HOUR),
+                                 scan(S.out_for_delivery, 40 * HOUR), scan(S.delivered, 41 * HOUR)])
+    seen = _transit_observed(state, state.packages["P1"])
+    assert seen is not None and seen.longest_silence_hours == 28
+    model = build_model(service_key("ups", "two_day"), 2, [seen, observed(MONDAY, date(2026, 11, 3))], WEEKDAYS)
+    assert model.longest_silence_hours == 28
