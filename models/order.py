@@ -554,8 +554,11 @@ def _model_estimate(state: OrderState, package: PackageState, models: LaneModels
 def _longest_silence_hours(package: PackageState) -> float:
     """The longest time between two scans after the carrier accepted the package."""
     accepted = package.accepted_at
-    times = [e.occurred_at for e in package.timeline if accepted is not None and e.occurred_at >= accepted]
-    return max(((later - earlier).total_seconds() / 3600 for earlier, later in pairwise(times)), default=0.0)
+    scans = [e for e in package.timeline if accepted is not None and e.occurred_at >= accepted]
+    # Waiting at a pickup point is not silence (presumed_lost does not run then either).
+    return max(((later.occurred_at - earlier.occurred_at).total_seconds() / 3600
+                for earlier, later in pairwise(scans) if earlier.status is not PackageStatus.available_for_pickup),
+               default=0.0)
 
 
 def _handed_over_afternoon(state: OrderState, package: PackageState) -> bool | None:
@@ -681,7 +684,10 @@ def _lost_notice_due(state: OrderState, condition: Condition) -> datetime:
                             _RULES_IN_FORCE.get().lane_model_min_deliveries)
     if model is None or model.longest_silence_hours is None:
         return condition.due_at
-    return max(condition.due_at, package.last_scan_at + timedelta(hours=model.longest_silence_hours))
+    # At most twice the lost threshold: one odd package (a feed gap) must not silence "lost".
+    lost_after = _RULES_IN_FORCE.get().level(state.service_level).lost_after_hours
+    silence = min(model.longest_silence_hours, 2 * lost_after)
+    return max(condition.due_at, package.last_scan_at + timedelta(hours=silence))
 
 
 def _held(state: OrderState, condition: Condition, now: datetime) -> bool:
@@ -690,6 +696,14 @@ def _held(state: OrderState, condition: Condition, now: datetime) -> bool:
     return (condition.kind is AlertKind.estimate_after_promise and state.promised_delivery_date is not None
             and now < end_of_local_day(state.promised_delivery_date, state.delivery_time_zone)
             and _notice_milestone(condition) not in state.notified)
+
+
+def _late_date_held(state: OrderState, package: PackageState) -> bool:
+    """The package's estimate_after_promise is open and its customer notice still held."""
+    milestone = f"{package.package_id}:{NotificationType.delayed.value}:{AlertKind.estimate_after_promise.value}"
+    return milestone not in state.notified and any(
+        a.alert_kind is AlertKind.estimate_after_promise and a.package_id == package.package_id
+        and a.closed_at is None for a in state.alerts.values())
 
 
 def _carrier_date_likely_late(state: OrderState, package: PackageState, now: datetime) -> bool:
@@ -702,7 +716,10 @@ def _carrier_date_likely_late(state: OrderState, package: PackageState, now: dat
         return True
     model = models.for_lane(package.carrier, state.service_level, state.fulfillment_center, state.destination_region,
                             rules.lane_model_min_deliveries)
-    today = local_date(now, state.delivery_time_zone)
+    # Judged as of the scan that gave the date (its lead, its time in transit), as the misses
+    # were measured; a backlog read later does not shorten the lead.
+    given = min(package.carrier_estimate_at or now, now)
+    today = local_date(given, state.delivery_time_zone)
     handed_over = local_date(package.shipped_at or package.accepted_at, state.delivery_time_zone)
     if model is None or today is None or handed_over is None:
         return True
@@ -775,6 +792,9 @@ def _revise_estimates(state: OrderState, event: Event, effects: list[Effect], de
         if package.package_id in delays_told:  # the delay notice gave the new date (or none yet)
             package.notified_estimate = new
             continue
+        if state.promised_delivery_date is not None and new > state.promised_delivery_date \
+                and _late_date_held(state, package):
+            continue  # the carrier's late date is weighed first: the delay notice will carry it
         # Hysteresis: a later date is always news; an earlier one only when clearly earlier or
         # when the date told has passed, so a date flipping between two days is told once.
         if told is not None and new < told and (told - new).days < rules.estimate_earlier_days \

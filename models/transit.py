@@ -40,6 +40,7 @@ MISSES = 2 * MISS_RANGE + 1
 CORRECTION_MIN_SCANS = 20
 HALF_DAY_MIN_DELIVERIES = 10  # a lane's morning or afternoon hand-overs, before they count apart
 AFTERNOON_HOUR = 12  # local hour from which a hand-over is an afternoon one
+BEYOND_LONGEST_DAYS = 60  # working days past a lane's longest delivery still weighed as possible
 LANE_PRIOR_DELIVERIES = 5  # how many deliveries the carrier's model on the service level weighs in a lane
 LANE = "lane"
 SERVICE = "service"
@@ -114,6 +115,10 @@ class LaneModel(Struct, kw_only=True):
     # The longest silence a delivered package on this key came back from (hours between two
     # scans after acceptance): the customer hears "lost" only after a longer one.
     longest_silence_hours: Count | None = None
+
+    def __post_init__(self) -> None:
+        if len(self.carrier_misses) not in (0, LEADS * MISSES):  # refused on decode (a ValidationError)
+            raise ValueError(f"carrier_misses holds {len(self.carrier_misses)} cells, not 0 or {LEADS * MISSES}")
 
     def carrier_correction(self, lead_days: int) -> int | None:
         """The carrier's usual miss at this lead (days from the scan to its date): the median of
@@ -212,8 +217,7 @@ class LaneModels:
             carrier_error_days=(lane if own else wide).carrier_error_days,
             model_error_days=(lane if own else wide).model_error_days,
             carrier_misses=(lane if own else wide).carrier_misses,
-            longest_silence_hours=max(filter(None, [lane.longest_silence_hours, wide.longest_silence_hours]),
-                                      default=None))
+            longest_silence_hours=(lane if own else wide).longest_silence_hours)
 
 
 class LaneWindow(Struct, kw_only=True):
@@ -426,6 +430,8 @@ def late_given_carrier_date(model: LaneModel, handed_over: date, today: date, pr
     general are (the selection the plain miss rate ignores): where the lane's history puts most
     packages on time and the carrier's dates scatter by a day, one day late is weak evidence.
     None until ``CORRECTION_MIN_SCANS`` scans measured the carrier at that lead."""
+    if today > promised:
+        return 1.0  # whatever day it comes now is after the promise
     lead = min(max((carrier_date - today).days, 0), LEADS - 1)
     misses = model.carrier_misses[lead * MISSES:(lead + 1) * MISSES]
     measured = sum(misses)
@@ -434,8 +440,11 @@ def late_given_carrier_date(model: LaneModel, handed_over: date, today: date, pr
     reached = _reached(model, handed_over, today)
     counts, weekdays = model.transit_days_for(afternoon), model.working_weekdays
     # Half a delivery on each day up to past the carrier's date: a delay longer than any the
-    # lane has seen stays possible.
+    # lane has seen stays possible. A date weeks past the longest delivery is late whatever
+    # the carrier's habits (and a placeholder years out is not walked day by day).
     beyond = working_days_between(handed_over, carrier_date, weekdays) + MISS_RANGE + 1
+    if beyond > len(counts) + BEYOND_LONGEST_DAYS:
+        return 1.0
     late = weight = 0.0
     for days in range(reached, max(len(counts), beyond)):
         prior = (counts[days] if days < len(counts) else 0.0) + 0.5
@@ -449,7 +458,7 @@ def late_given_carrier_date(model: LaneModel, handed_over: date, today: date, pr
         weight += joint
         if day > promised:
             late += joint
-    return late / weight
+    return late / weight if weight > 0 else None
 
 
 def estimate(model: LaneModel, handed_over: date, today: date, promised: date | None,

@@ -340,6 +340,11 @@ def test_a_carrier_date_after_the_promise_reaches_the_customer_only_where_such_d
         alerts = [a.at for a in effects if isinstance(a, Alert) and a.alert_kind is AlertKind.estimate_after_promise
                   and a.state == "open"]
         notices = [c.occurred_at for c in effects if isinstance(c, NotificationCommand) and c.reason == warned]
+        # Nor does the late date reach the customer another way while the notice is held.
+        revised = [c for c in effects if isinstance(c, NotificationCommand) and c.type.value == "estimate_revised"
+                   and c.estimated_delivery is not None and c.estimated_delivery > date(2026, 11, 4)
+                   and (not notices or c.caused_by_ingested_at < min(notices))]
+        assert revised == []
         return alerts, notices
 
     # On this lane the carrier's dates three days ahead came a day early at 100 scans: Thursday
@@ -369,6 +374,16 @@ def test_a_carrier_date_past_the_promise_weighs_against_the_lanes_history():
     # Further than any delivery the lane has seen is still possible, not ruled out.
     assert late_given_carrier_date(scattered, MONDAY, MONDAY, wednesday, friday) > one_day
     assert late_given_carrier_date(lane([0, 10, 80, 0]), MONDAY, MONDAY, wednesday, thursday) is None
+    # Judged once the promised day is over, or with the package out longer than any delivery
+    # and the carrier's date long past: an answer, not a division by nothing.
+    assert late_given_carrier_date(scattered, MONDAY, date(2026, 11, 12), wednesday, thursday) == 1.0
+    # Through the rules: Monday's scan dated Thursday, read ten days later (a backlog).
+    late_scan = scan(S.in_transit, 2 * HOUR, estimated_delivery=thursday, ingested_at=at(10 * 24 * HOUR))
+    state, _effects = apply_with(LaneModels().updated(LaneModelsUpdated(models=[scattered])),
+                                 [placed(), shipped(), late_scan])
+    assert state.packages["P1"].carrier_current_estimate == thursday
+    # A placeholder date years out is weighed within weeks, not walked day by day.
+    assert late_given_carrier_date(scattered, MONDAY, MONDAY, wednesday, date(2199, 1, 1)) == 1.0
 
 
 def test_versions_come_from_the_topic_offsets_so_a_lost_window_still_publishes_newer_ones():
@@ -417,7 +432,8 @@ def test_a_lane_model_record_holding_nonsense_is_refused_whole_when_read():
     good = msgspec.json.decode(encode(LaneModelsUpdated(models=[lane([0, 10, 30, 10])])))
     assert decode_lane_models(msgspec.json.encode(good)).models[0].transit_days == [0, 10, 30, 10]
     nonsense = [("transit_days", [0, -10, 30]), ("working_weekdays", []), ("working_weekdays", [7]),
-                ("carrier_misses", [1.0] * 100), ("version", -1), ("carrier_error_days", -0.5)]
+                ("carrier_misses", [1.0] * 100), ("carrier_misses", [1.0] * 9), ("version", -1),
+                ("carrier_error_days", -0.5)]
     for name, value in nonsense:
         damaged = {**good, "models": [{**good["models"][0], name: value}]}
         # Refused (a dead letter of the order agent), not applied to every order of a partition:
@@ -474,5 +490,10 @@ def test_a_delivered_package_reports_its_longest_silence_after_acceptance():
                                  scan(S.out_for_delivery, 40 * HOUR), scan(S.delivered, 41 * HOUR)])
     seen = _transit_observed(state, state.packages["P1"])
     assert seen is not None and seen.longest_silence_hours == 28
+    # A week waiting at a pickup point is not a silence the carrier came back from.
+    state, _ = apply_with(None, [placed(), shipped(), scan(S.in_transit, 2 * HOUR),
+                                 scan(S.available_for_pickup, 20 * HOUR), scan(S.delivered, 200 * HOUR)])
+    pickup = _transit_observed(state, state.packages["P1"])
+    assert pickup is not None and pickup.longest_silence_hours == 18
     model = build_model(service_key("ups", "two_day"), 2, [seen, observed(MONDAY, date(2026, 11, 3))], WEEKDAYS)
     assert model.longest_silence_hours == 28
