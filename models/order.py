@@ -68,6 +68,7 @@ from models.state import AlertState, OrderState, OrderStatus, PackageState, Time
 from models.thresholds import Thresholds
 from models.transit import (
     AFTERNOON_HOUR,
+    LaneModel,
     LaneModels,
     LaneModelsUpdated,
     TransitObserved,
@@ -520,8 +521,7 @@ def _model_estimate(state: OrderState, package: PackageState, models: LaneModels
     """``moment``: the event time the package's time in transit counts to; ``now``: its receipt
     (a predicted_late opens only while the promised day is not over then)."""
     handed_over = local_date(package.shipped_at or package.accepted_at, state.delivery_time_zone)
-    model = models.for_lane(package.carrier, state.service_level, state.fulfillment_center, state.destination_region,
-                            rules.lane_model_min_deliveries) if models is not None and handed_over else None
+    model = _lane_model(state, package, models, rules) if models is not None and handed_over else None
     found = lane_estimate(model, handed_over, local_date(moment, state.delivery_time_zone) or handed_over,
                           state.promised_delivery_date, package.carrier_current_estimate,
                           _handed_over_afternoon(state, package)) if model is not None and handed_over else None
@@ -549,6 +549,11 @@ def _model_estimate(state: OrderState, package: PackageState, models: LaneModels
                                 or package.late_probability
                                 < rules.predicted_late_probability - PREDICTED_LATE_CLOSE_MARGIN):
         package.predicted_late_since = None  # recovered; one hovering at the threshold stays open
+
+
+def _lane_model(state: OrderState, package: PackageState, models: LaneModels, rules: Thresholds) -> LaneModel | None:
+    return models.for_lane(package.carrier, state.service_level, state.fulfillment_center, state.destination_region,
+                           rules.lane_model_min_deliveries)
 
 
 def _longest_silence_hours(package: PackageState) -> float:
@@ -680,8 +685,7 @@ def _lost_notice_due(state: OrderState, condition: Condition) -> datetime:
     if condition.kind is not AlertKind.presumed_lost or package is None or package.last_scan_at is None \
             or models is None:
         return condition.due_at
-    model = models.for_lane(package.carrier, state.service_level, state.fulfillment_center, state.destination_region,
-                            _RULES_IN_FORCE.get().lane_model_min_deliveries)
+    model = _lane_model(state, package, models, _RULES_IN_FORCE.get())
     if model is None or model.longest_silence_hours is None:
         return condition.due_at
     # At most twice the lost threshold: one odd package (a feed gap) must not silence "lost".
@@ -700,7 +704,7 @@ def _held(state: OrderState, condition: Condition, now: datetime) -> bool:
 
 def _late_date_held(state: OrderState, package: PackageState) -> bool:
     """The package's estimate_after_promise is open and its customer notice still held."""
-    milestone = f"{package.package_id}:{NotificationType.delayed.value}:{AlertKind.estimate_after_promise.value}"
+    milestone = _delay_milestone(package.package_id, AlertKind.estimate_after_promise)
     return milestone not in state.notified and any(
         a.alert_kind is AlertKind.estimate_after_promise and a.package_id == package.package_id
         and a.closed_at is None for a in state.alerts.values())
@@ -714,8 +718,7 @@ def _carrier_date_likely_late(state: OrderState, package: PackageState, now: dat
     if models is None or promised is None or carrier_date is None \
             or rules.estimate_after_promise_notice_probability <= 0:
         return True
-    model = models.for_lane(package.carrier, state.service_level, state.fulfillment_center, state.destination_region,
-                            rules.lane_model_min_deliveries)
+    model = _lane_model(state, package, models, rules)
     # Judged as of the scan that gave the date (its lead, its time in transit), as the misses
     # were measured; a backlog read later does not shorten the lead.
     given = min(package.carrier_estimate_at or now, now)
@@ -735,7 +738,11 @@ def _tells_customer(condition: Condition) -> bool:
 def _notice_milestone(condition: Condition) -> str:
     if condition.kind is AlertKind.presumed_lost:
         return f"{condition.package_id}:{NotificationType.exception.value}:{ExceptionReason.lost.value}"
-    return f"{condition.package_id}:{NotificationType.delayed.value}:{condition.kind.value}"
+    return _delay_milestone(condition.package_id, condition.kind)
+
+
+def _delay_milestone(package_id: str, kind: AlertKind) -> str:
+    return f"{package_id}:{NotificationType.delayed.value}:{kind.value}"
 
 
 def _tell_customer_about_alert(state: OrderState, condition: Condition, event: Event, now: datetime,
