@@ -32,6 +32,7 @@ from models.transit import LaneModels, LaneModelsUpdated, TransitObserved, in_re
 from streams import clock, failpoints, order_store, watermark
 from streams.app import Channels, store_options
 from streams.batch_io import Outbox, deliver, whole_batch_or_exit
+from streams.bulk import PartitionStep, partition_steps
 from streams.dead_letters import send_to_dlq
 from streams.decoded import DecodedValues
 from trackline.metrics import STAGE
@@ -69,104 +70,107 @@ def register(app: faust.App, ch: Channels, rules: Thresholds, tick_interval: flo
             raise InvalidPayload("unreadable_order_state",
                                  f"order {order_id[:64]}: its stored state does not decode ({exc})") from None
 
+    async def track(step: PartitionStep) -> None:
+        records = step.records
+        partition = step.partition
+        if partition not in latencies:
+            try:
+                latencies[partition] = FeedLatency.load(orders.get(FEED_LATENCY_KEY), rules)
+            except Exception:  # a damaged value: measured again from the configured start
+                log.error("partition %s: stored feed latencies do not decode; starting afresh", partition)
+                latencies[partition] = FeedLatency(rules)
+        latency = latencies[partition]
+        if partition not in lane_models:
+            lane_models[partition] = _stored_models(orders, partition)
+        # Off: no model at all, not the last ones stored (they would never change again),
+        # and no estimate work per event.
+        models = lane_models[partition] if own_estimate else None
+        generation = decoded.generation
+        applied: dict[str, Any] = {}
+
+        async def apply_and_publish(outbox: Outbox, records: list[Any] = records,
+                                    applied: dict[str, Any] = applied, latency: FeedLatency = latency,
+                                    models: LaneModels | None = models) -> None:
+            events: list[Item] = []
+            origins: list[Any] = []
+            started = time.perf_counter()
+            for record in records:
+                if not own_estimate and record.key == topics.LANE_MODELS_KEY:
+                    continue  # our own estimate is off (TRACKLINE_OWN_ESTIMATE)
+                try:
+                    found = _decode(record)
+                except Exception as error:  # InvalidPayload, or a bug: this record alone
+                    await send_to_dlq(outbox, record, error)
+                    continue
+                events.extend(found)
+                origins.extend([record] * len(found))
+            # A retry starts again from the stored states: take() reads what the cache lost.
+            taking = time.perf_counter()
+            STAGE["order_decode"].inc(taking - started)
+            states, markers, unreadable = decoded.take({event.order_id for event in events
+                                                        if not isinstance(event, LaneModelsUpdated)})
+            STAGE["state_decode"].inc(time.perf_counter() - taking)
+            if unreadable:  # this order alone waits in the DLQ; the batch goes on
+                events, origins = await _refuse_unreadable(outbox, events, origins, unreadable)
+            if markers:  # orders removed by retention: their late events are refused
+                events, origins, removed = await _refuse_expired(outbox, events, origins, markers, rules,
+                                                                 partitions)
+            else:
+                removed = {}
+            applying = time.perf_counter()
+            outcome = apply_batch(states, events, rules, reload=stored_state, latency=latency, models=models)
+            STAGE["apply"].inc(time.perf_counter() - applying)
+            for index, exc in outcome.failed:  # the failing event alone, not its envelope
+                failed = events[index]
+                assert not isinstance(failed, LaneModelsUpdated)  # never applied to an order
+                await send_to_dlq(outbox, origins[index], exc, value=failed.model_dump_json().encode())
+            await _publish(outbox, outcome.effects if own_estimate else
+                           [e for e in outcome.effects if not isinstance(e, TransitObserved)], partitions)
+            applied.update(states=states, changed=outcome.changed, removed=removed, models=outcome.models)
+
+        # Effects reach the broker before the state that remembers them is stored:
+        # a crash in between replays the batch and re-emits the same command ids,
+        # where the other order would remember milestones no customer was told.
+        await deliver(app, "order tracker: effects", apply_and_publish)
+        failpoints.kill_if("kill_after_send")
+        changed: dict[str, OrderState] = applied["changed"]
+        encoding = time.perf_counter()
+        encoded: dict[bytes, bytes | None] = {
+            order_id.encode(): order_store.encode_marker(state, state.next_deadline)
+            if state.expired_at is not None and state.next_deadline is not None else order_store.encode(state)
+            for order_id, state in changed.items()}
+        encoded.update({order_id.encode(): None for order_id in applied["removed"]})  # markers' ends
+        if latency.changed:
+            encoded[FEED_LATENCY_KEY] = latency.dump()
+            latency.changed = False
+        new_models: LaneModels | None = applied["models"]
+        if new_models is not None and new_models is not models:
+            parts = in_records(list(new_models.models.values()))
+            encoded[topics.LANE_MODELS_KEY] = str(len(parts)).encode()  # how many parts follow
+            encoded.update({_part_key(i): encode(LaneModelsUpdated(models=part))
+                            for i, part in enumerate(parts)})
+        STAGE["state_encode"].inc(time.perf_counter() - encoding)
+
+        async def store(outbox: Outbox, p: int = partition, e: dict = encoded) -> None:
+            await outbox.write_table(orders, p, e)
+
+        await deliver(app, "order tracker: state", store)
+        for order_id, state in changed.items():
+            deadlines.schedule(partition, order_id, state.next_deadline)
+        for order_id in applied["removed"]:
+            deadlines.schedule(partition, order_id, None)
+        decoded.keep(applied["states"], generation)
+        if new_models is not None and generation == decoded.generation:  # not revoked meanwhile
+            lane_models[partition] = new_models
+        step.processed()
+
     @app.agent(ch.orders_input, name="order-tracker")
     async def track_orders(batches: faust.StreamT) -> None:
-        async for records in batches:
-            async with whole_batch_or_exit("order tracker"):
-                current = batches.current_event
-                assert current is not None  # a topic's stream: Faust sets each value's event before yielding it
-                message = current.message
-                partition = message.partition
-                if partition not in latencies:
-                    try:
-                        latencies[partition] = FeedLatency.load(orders.get(FEED_LATENCY_KEY), rules)
-                    except Exception:  # a damaged value: measured again from the configured start
-                        log.error("partition %s: stored feed latencies do not decode; starting afresh", partition)
-                        latencies[partition] = FeedLatency(rules)
-                latency = latencies[partition]
-                if partition not in lane_models:
-                    lane_models[partition] = _stored_models(orders, partition)
-                # Off: no model at all, not the last ones stored (they would never change again),
-                # and no estimate work per event.
-                models = lane_models[partition] if own_estimate else None
-                generation = decoded.generation
-                applied: dict[str, Any] = {}
-
-                async def apply_and_publish(outbox: Outbox, records: list[Any] = records,
-                                            applied: dict[str, Any] = applied, latency: FeedLatency = latency,
-                                            models: LaneModels | None = models) -> None:
-                    events: list[Item] = []
-                    origins: list[Any] = []
-                    started = time.perf_counter()
-                    for record in records:
-                        if not own_estimate and record.key == topics.LANE_MODELS_KEY:
-                            continue  # our own estimate is off (TRACKLINE_OWN_ESTIMATE)
-                        try:
-                            found = _decode(record)
-                        except Exception as error:  # InvalidPayload, or a bug: this record alone
-                            await send_to_dlq(outbox, record, error)
-                            continue
-                        events.extend(found)
-                        origins.extend([record] * len(found))
-                    # A retry starts again from the stored states: take() reads what the cache lost.
-                    taking = time.perf_counter()
-                    STAGE["order_decode"].inc(taking - started)
-                    states, markers, unreadable = decoded.take({event.order_id for event in events
-                                                                if not isinstance(event, LaneModelsUpdated)})
-                    STAGE["state_decode"].inc(time.perf_counter() - taking)
-                    if unreadable:  # this order alone waits in the DLQ; the batch goes on
-                        events, origins = await _refuse_unreadable(outbox, events, origins, unreadable)
-                    if markers:  # orders removed by retention: their late events are refused
-                        events, origins, removed = await _refuse_expired(outbox, events, origins, markers, rules,
-                                                                         partitions)
-                    else:
-                        removed = {}
-                    applying = time.perf_counter()
-                    outcome = apply_batch(states, events, rules, reload=stored_state, latency=latency, models=models)
-                    STAGE["apply"].inc(time.perf_counter() - applying)
-                    for index, exc in outcome.failed:  # the failing event alone, not its envelope
-                        failed = events[index]
-                        assert not isinstance(failed, LaneModelsUpdated)  # never applied to an order
-                        await send_to_dlq(outbox, origins[index], exc, value=failed.model_dump_json().encode())
-                    await _publish(outbox, outcome.effects if own_estimate else
-                                   [e for e in outcome.effects if not isinstance(e, TransitObserved)], partitions)
-                    applied.update(states=states, changed=outcome.changed, removed=removed, models=outcome.models)
-
-                # Effects reach the broker before the state that remembers them is stored:
-                # a crash in between replays the batch and re-emits the same command ids,
-                # where the other order would remember milestones no customer was told.
-                await deliver(app, "order tracker: effects", apply_and_publish)
-                failpoints.kill_if("kill_after_send")
-                changed: dict[str, OrderState] = applied["changed"]
-                encoding = time.perf_counter()
-                encoded: dict[bytes, bytes | None] = {
-                    order_id.encode(): order_store.encode_marker(state, state.next_deadline)
-                    if state.expired_at is not None and state.next_deadline is not None else order_store.encode(state)
-                    for order_id, state in changed.items()}
-                encoded.update({order_id.encode(): None for order_id in applied["removed"]})  # markers' ends
-                if latency.changed:
-                    encoded[FEED_LATENCY_KEY] = latency.dump()
-                    latency.changed = False
-                new_models: LaneModels | None = applied["models"]
-                if new_models is not None and new_models is not models:
-                    parts = in_records(list(new_models.models.values()))
-                    encoded[topics.LANE_MODELS_KEY] = str(len(parts)).encode()  # how many parts follow
-                    encoded.update({_part_key(i): encode(LaneModelsUpdated(models=part))
-                                    for i, part in enumerate(parts)})
-                STAGE["state_encode"].inc(time.perf_counter() - encoding)
-
-                async def store(outbox: Outbox, p: int = partition, e: dict = encoded) -> None:
-                    await outbox.write_table(orders, p, e)
-
-                await deliver(app, "order tracker: state", store)
-                for order_id, state in changed.items():
-                    deadlines.schedule(partition, order_id, state.next_deadline)
-                for order_id in applied["removed"]:
-                    deadlines.schedule(partition, order_id, None)
-                decoded.keep(applied["states"], generation)
-                if new_models is not None and generation == decoded.generation:  # not revoked meanwhile
-                    lane_models[partition] = new_models
-                watermark.processed(message, records)
+        async for steps in partition_steps(batches):
+            for step in steps:
+                with step.current():
+                    async with whole_batch_or_exit("order tracker"):
+                        await track(step)
 
     return orders
 

@@ -37,9 +37,9 @@ from models.routing import (
     update_entry,
 )
 from models.thresholds import Thresholds
-from streams import watermark
 from streams.app import Channels, store_options
 from streams.batch_io import Outbox, deliver, whole_batch_or_exit
+from streams.bulk import PartitionStep, partition_steps
 from streams.clock import PartitionDeadlines, due_at_watermark
 from streams.dead_letters import header, send_to_dlq
 from streams.decoded import DecodedValues
@@ -82,80 +82,84 @@ def register(app: faust.App, ch: Channels, rules: Thresholds, tick_interval: flo
                 headers=[(CHECK_HEADER, header_value)]))
             held_deadlines.acknowledge(due)
 
+    async def route_step(step: PartitionStep) -> None:
+        records = step.records
+        partition = step.partition
+        generation = entries.generation
+        changed: dict[bytes, bytes | None] = {}
+        updated: dict[bytes, TrackingEntry] = {}
+        sent: list[tuple[str, str]] = []
+        prints: dict[str, bytes] = {}  # sent_key -> fingerprint of the history entry it came from
+
+        async def route(outbox: Outbox, records: list[Any] = records, changed: dict = changed,
+                        updated: dict = updated, sent: list = sent, prints: dict = prints) -> None:
+            changed.clear()  # a retry routes the batch again from the stored entries
+            updated.clear()
+            sent.clear()
+            prints.clear()
+            by_key: dict[bytes, list[tuple[Any, list[Item]]]] = defaultdict(list)
+            started = time.perf_counter()
+            # A link in this batch may send the number's scans to another order: parse all.
+            relinked = {record.key for record in records if record.topic == topics.TRACKING_LINKS}
+            for record in records:
+                try:
+                    known = None if record.key in relinked else _known_entries(
+                        entries.get(record.key or b""), routed_entries)
+                    incoming = await _decode(outbox, record, partitions, bound, known, prints)
+                except Exception as error:  # InvalidPayload, or a bug: this record alone
+                    await send_to_dlq(outbox, record, error)
+                    continue
+                if incoming:
+                    by_key[record.key or b""].append((record, incoming))
+            routing = time.perf_counter()
+            STAGE["parse"].inc(routing - started)
+            matched: list[CarrierScan] = []
+            given_up: list[Any] = []
+            for key, arrivals in by_key.items():
+                entry, released, expired, entry_changed = await _route_key(
+                    outbox, entries.get, key, arrivals, bound, forwarded.sent)
+                matched.extend(released)
+                given_up.extend(expired)
+                if entry_changed:  # an entry left with nothing is removed (a tombstone)
+                    changed[key] = encode_entry(entry, bound) if entry.links or entry.held else None
+                    updated[key] = entry
+            # A webhook that repeats the package's history (EasyPost, AfterShip, Shippo) repeats
+            # scans this router already sent to their order (left out above, before a copy);
+            # one batch can repeat a scan too.
+            # A repeat is the same scan with the same estimate as the one kept before it.
+            last: dict[tuple[str, str], str] = {}
+            fresh: list[CarrierScan] = []
+            for scan in matched:
+                if last.get((scan.event_id, scan.order_id)) != (as_news := sent_key(scan)):
+                    last[(scan.event_id, scan.order_id)] = as_news
+                    fresh.append(scan)
+            sent.extend((sent_key(scan), scan.order_id) for scan in fresh)
+            scans = [(scan.order_id, scan.model_dump_json().encode()) for scan in fresh]
+            STAGE["route"].inc(time.perf_counter() - routing)
+            await outbox.envelopes(topics.ORDER_EVENTS, partitions, scans)
+            await _publish_unmatched(outbox, given_up, partitions)
+
+        # Matched scans reach the broker before the entries that released them are stored.
+        await deliver(app, "scan router: scans", route)
+        forwarded.add(sent)  # only once the broker has them: a retried batch sends them again
+        routed_entries.add([(prints[scan_id], order_id) for scan_id, order_id in sent if scan_id in prints])
+
+        async def store(outbox: Outbox, p: int = partition, c: dict = changed) -> None:
+            await outbox.write_table(tracking, p, c)
+
+        await deliver(app, "scan router: entries", store)
+        entries.keep(updated, generation)
+        for key, value in changed.items():
+            held_deadlines.schedule(partition, key.decode(errors="replace"), _due(value))
+        step.processed()
+
     @app.agent(ch.router_input, name="scan-router")
     async def route_scans(batches: faust.StreamT) -> None:
-        async for records in batches:
-            async with whole_batch_or_exit("scan router"):
-                current = batches.current_event
-                assert current is not None  # a topic's stream: Faust sets each value's event before yielding it
-                message = current.message
-                generation = entries.generation
-                changed: dict[bytes, bytes | None] = {}
-                updated: dict[bytes, TrackingEntry] = {}
-                sent: list[tuple[str, str]] = []
-                prints: dict[str, bytes] = {}  # sent_key -> fingerprint of the history entry it came from
-
-                async def route(outbox: Outbox, records: list[Any] = records, changed: dict = changed,
-                                updated: dict = updated, sent: list = sent, prints: dict = prints) -> None:
-                    changed.clear()  # a retry routes the batch again from the stored entries
-                    updated.clear()
-                    sent.clear()
-                    prints.clear()
-                    by_key: dict[bytes, list[tuple[Any, list[Item]]]] = defaultdict(list)
-                    started = time.perf_counter()
-                    # A link in this batch may send the number's scans to another order: parse all.
-                    relinked = {record.key for record in records if record.topic == topics.TRACKING_LINKS}
-                    for record in records:
-                        try:
-                            known = None if record.key in relinked else _known_entries(
-                                entries.get(record.key or b""), routed_entries)
-                            incoming = await _decode(outbox, record, partitions, bound, known, prints)
-                        except Exception as error:  # InvalidPayload, or a bug: this record alone
-                            await send_to_dlq(outbox, record, error)
-                            continue
-                        if incoming:
-                            by_key[record.key or b""].append((record, incoming))
-                    routing = time.perf_counter()
-                    STAGE["parse"].inc(routing - started)
-                    matched: list[CarrierScan] = []
-                    given_up: list[Any] = []
-                    for key, arrivals in by_key.items():
-                        entry, released, expired, entry_changed = await _route_key(
-                            outbox, entries.get, key, arrivals, bound, forwarded.sent)
-                        matched.extend(released)
-                        given_up.extend(expired)
-                        if entry_changed:  # an entry left with nothing is removed (a tombstone)
-                            changed[key] = encode_entry(entry, bound) if entry.links or entry.held else None
-                            updated[key] = entry
-                    # A webhook that repeats the package's history (EasyPost, AfterShip, Shippo) repeats
-                    # scans this router already sent to their order (left out above, before a copy);
-                    # one batch can repeat a scan too.
-                    # A repeat is the same scan with the same estimate as the one kept before it.
-                    last: dict[tuple[str, str], str] = {}
-                    fresh: list[CarrierScan] = []
-                    for scan in matched:
-                        if last.get((scan.event_id, scan.order_id)) != (as_news := sent_key(scan)):
-                            last[(scan.event_id, scan.order_id)] = as_news
-                            fresh.append(scan)
-                    sent.extend((sent_key(scan), scan.order_id) for scan in fresh)
-                    scans = [(scan.order_id, scan.model_dump_json().encode()) for scan in fresh]
-                    STAGE["route"].inc(time.perf_counter() - routing)
-                    await outbox.envelopes(topics.ORDER_EVENTS, partitions, scans)
-                    await _publish_unmatched(outbox, given_up, partitions)
-
-                # Matched scans reach the broker before the entries that released them are stored.
-                await deliver(app, "scan router: scans", route)
-                forwarded.add(sent)  # only once the broker has them: a retried batch sends them again
-                routed_entries.add([(prints[scan_id], order_id) for scan_id, order_id in sent if scan_id in prints])
-
-                async def store(outbox: Outbox, p: int = message.partition, c: dict = changed) -> None:
-                    await outbox.write_table(tracking, p, c)
-
-                await deliver(app, "scan router: entries", store)
-                entries.keep(updated, generation)
-                for key, value in changed.items():
-                    held_deadlines.schedule(message.partition, key.decode(errors="replace"), _due(value))
-                watermark.processed(message, records)
+        async for steps in partition_steps(batches):
+            for step in steps:
+                with step.current():
+                    async with whole_batch_or_exit("scan router"):
+                        await route_step(step)
 
 
 class DecodedEntries(DecodedValues[bytes, TrackingEntry]):
