@@ -40,63 +40,67 @@ def register(app: faust.App, ch: Channels, page_link: Callable[[str], str] = lam
     preferences = app.Table("customer-preferences", default=None, key_type=bytes, value_type=bytes,
                             partitions=partitions, options=store_options())
 
-    async def decide_step(step: PartitionStep) -> None:
-        records = step.records
-        partition = step.partition
-        updated: dict[bytes, bytes | None] = {}  # to store
-
-        async def decide(outbox: Outbox, records: list[Any] = records,
-                         updated: dict[bytes, bytes | None] = updated) -> None:
-            updated.clear()
-            started = time.perf_counter()
-            known: dict[bytes, CustomerPreferences | None] = {}  # decoded once per customer and batch
-            outgoing: list[tuple[str, bytes]] = []
-            history: list[tuple[str, bytes]] = []
-            decided_at = _now()  # when these commands leave trackline: for the latency panels
-            for record in records:
-                key = record.key or b""
-                try:
-                    if record.topic == topics.CUSTOMER_PREFERENCES:
-                        # A tombstone forgets the customer's preferences: defaults apply.
-                        # Stored without the contact fields: only notification workers read those.
-                        known[key] = kept = None if record.value is None else without_contact(
-                            parse_preferences(record.value))
-                        updated[key] = kept.model_dump_json().encode() if kept else None
-                        continue
-                    command = _intent(record.value or b"")
-                    if key not in known:
-                        stored = preferences.get(key)
-                        known[key] = stored_preferences(stored) if stored else None
-                    sent, row = address(command, known[key])
-                except Exception as error:  # InvalidPayload, or a bug: this record alone
-                    # A customer's record may hold contact data: the DLQ keeps it without.
-                    await send_to_dlq(outbox, record, error, value=contact_free_copy(record.value)
-                                      if record.topic == topics.CUSTOMER_PREFERENCES and record.value else None)
+    async def decide(outbox: Outbox, records: list[Any], updated: dict[bytes, bytes | None]) -> None:
+        """Address one partition's commands (the partition's database is current)."""
+        started = time.perf_counter()
+        known: dict[bytes, CustomerPreferences | None] = {}  # decoded once per customer and batch
+        outgoing: list[tuple[str, bytes]] = []
+        history: list[tuple[str, bytes]] = []
+        decided_at = _now()  # when these commands leave trackline: for the latency panels
+        for record in records:
+            key = record.key or b""
+            try:
+                if record.topic == topics.CUSTOMER_PREFERENCES:
+                    # A tombstone forgets the customer's preferences: defaults apply.
+                    # Stored without the contact fields: only notification workers read those.
+                    known[key] = kept = None if record.value is None else without_contact(
+                        parse_preferences(record.value))
+                    updated[key] = kept.model_dump_json().encode() if kept else None
                     continue
-                row = row.model_copy(update={"attributes": {**row.attributes, "decided_at": decided_at}})
-                if sent is not None:
-                    if link := page_link(sent.order_id):
-                        sent = sent.model_copy(update={"tracking_page_url": link})
-                    outgoing.append((sent.order_id, sent.model_dump_json().encode()))
-                history.append((row.order_id, row.model_dump_json().encode()))
-            STAGE["policy"].inc(time.perf_counter() - started)
-            await outbox.keyed(topics.NOTIFICATIONS, partitions, outgoing)
-            await outbox.envelopes(topics.HISTORY, partitions, history)
+                command = _intent(record.value or b"")
+                if key not in known:
+                    stored = preferences.get(key)
+                    known[key] = stored_preferences(stored) if stored else None
+                sent, row = address(command, known[key])
+            except Exception as error:  # InvalidPayload, or a bug: this record alone
+                # A customer's record may hold contact data: the DLQ keeps it without.
+                await send_to_dlq(outbox, record, error, value=contact_free_copy(record.value)
+                                  if record.topic == topics.CUSTOMER_PREFERENCES and record.value else None)
+                continue
+            row = row.model_copy(update={"attributes": {**row.attributes, "decided_at": decided_at}})
+            if sent is not None:
+                if link := page_link(sent.order_id):
+                    sent = sent.model_copy(update={"tracking_page_url": link})
+                outgoing.append((sent.order_id, sent.model_dump_json().encode()))
+            history.append((row.order_id, row.model_dump_json().encode()))
+        STAGE["policy"].inc(time.perf_counter() - started)
+        await outbox.keyed(topics.NOTIFICATIONS, partitions, outgoing)
+        await outbox.envelopes(topics.HISTORY, partitions, history)
 
-        await deliver(app, "notification policy: commands", decide)
+    async def decide_steps(steps: list[PartitionStep]) -> None:
+        """One agent step, every partition in it together: two waits for the broker's acks per step."""
+        updated: dict[int, dict[bytes, bytes | None]] = {step.partition: {} for step in steps}  # to store
 
-        async def store(outbox: Outbox, p: int = partition, u: dict = updated) -> None:
-            await outbox.write_table(preferences, p, u)
+        async def commands(outbox: Outbox) -> None:
+            for step in steps:
+                updated[step.partition].clear()  # a retry decides again
+                with step.current():
+                    await decide(outbox, step.records, updated[step.partition])
+
+        await deliver(app, "notification policy: commands", commands)
+
+        async def store(outbox: Outbox) -> None:
+            for step in steps:
+                with step.current():
+                    await outbox.write_table(preferences, step.partition, updated[step.partition])
 
         await deliver(app, "notification policy: preferences", store)
 
     @app.agent(ch.policy_input, name="notification-policy")
     async def address_commands(batches: faust.StreamT) -> None:
         async for steps in partition_steps(batches):
-            for step in steps:
-                with step.current():
-                    async with whole_batch_or_exit("notification policy"):
-                        await decide_step(step)
+            async with whole_batch_or_exit("notification policy"):
+                await decide_steps(steps)
 
 
 def _now() -> str:

@@ -70,71 +70,63 @@ def register(app: faust.App, ch: Channels, rules: Thresholds, tick_interval: flo
             raise InvalidPayload("unreadable_order_state",
                                  f"order {order_id[:64]}: its stored state does not decode ({exc})") from None
 
-    async def track(step: PartitionStep) -> None:
-        records = step.records
-        partition = step.partition
+    def partition_context(partition: int) -> tuple[FeedLatency, LaneModels | None]:
+        """The partition's feed latencies and the lane models in force (read once per assignment)."""
         if partition not in latencies:
             try:
                 latencies[partition] = FeedLatency.load(orders.get(FEED_LATENCY_KEY), rules)
             except Exception:  # a damaged value: measured again from the configured start
                 log.error("partition %s: stored feed latencies do not decode; starting afresh", partition)
                 latencies[partition] = FeedLatency(rules)
-        latency = latencies[partition]
         if partition not in lane_models:
             lane_models[partition] = _stored_models(orders, partition)
         # Off: no model at all, not the last ones stored (they would never change again),
         # and no estimate work per event.
-        models = lane_models[partition] if own_estimate else None
-        generation = decoded.generation
-        applied: dict[str, Any] = {}
+        return latencies[partition], lane_models[partition] if own_estimate else None
 
-        async def apply_and_publish(outbox: Outbox, records: list[Any] = records,
-                                    applied: dict[str, Any] = applied, latency: FeedLatency = latency,
-                                    models: LaneModels | None = models) -> None:
-            events: list[Item] = []
-            origins: list[Any] = []
-            started = time.perf_counter()
-            for record in records:
-                if not own_estimate and record.key == topics.LANE_MODELS_KEY:
-                    continue  # our own estimate is off (TRACKLINE_OWN_ESTIMATE)
-                try:
-                    found = _decode(record)
-                except Exception as error:  # InvalidPayload, or a bug: this record alone
-                    await send_to_dlq(outbox, record, error)
-                    continue
-                events.extend(found)
-                origins.extend([record] * len(found))
-            # A retry starts again from the stored states: take() reads what the cache lost.
-            taking = time.perf_counter()
-            STAGE["order_decode"].inc(taking - started)
-            states, markers, unreadable = decoded.take({event.order_id for event in events
-                                                        if not isinstance(event, LaneModelsUpdated)})
-            STAGE["state_decode"].inc(time.perf_counter() - taking)
-            if unreadable:  # this order alone waits in the DLQ; the batch goes on
-                events, origins = await _refuse_unreadable(outbox, events, origins, unreadable)
-            if markers:  # orders removed by retention: their late events are refused
-                events, origins, removed = await _refuse_expired(outbox, events, origins, markers, rules,
-                                                                 partitions)
-            else:
-                removed = {}
-            applying = time.perf_counter()
-            outcome = apply_batch(states, events, rules, reload=stored_state, latency=latency, models=models)
-            STAGE["apply"].inc(time.perf_counter() - applying)
-            for index, exc in outcome.failed:  # the failing event alone, not its envelope
-                failed = events[index]
-                assert not isinstance(failed, LaneModelsUpdated)  # never applied to an order
-                await send_to_dlq(outbox, origins[index], exc, value=failed.model_dump_json().encode())
-            await _publish(outbox, outcome.effects if own_estimate else
-                           [e for e in outcome.effects if not isinstance(e, TransitObserved)], partitions)
-            applied.update(states=states, changed=outcome.changed, removed=removed, models=outcome.models)
+    async def apply_and_publish(outbox: Outbox, records: list[Any], applied: dict[str, Any], latency: FeedLatency,
+                                models: LaneModels | None) -> None:
+        events: list[Item] = []
+        origins: list[Any] = []
+        started = time.perf_counter()
+        for record in records:
+            if not own_estimate and record.key == topics.LANE_MODELS_KEY:
+                continue  # our own estimate is off (TRACKLINE_OWN_ESTIMATE)
+            try:
+                found = _decode(record)
+            except Exception as error:  # InvalidPayload, or a bug: this record alone
+                await send_to_dlq(outbox, record, error)
+                continue
+            events.extend(found)
+            origins.extend([record] * len(found))
+        # A retry starts again from the stored states: take() reads what the cache lost.
+        taking = time.perf_counter()
+        STAGE["order_decode"].inc(taking - started)
+        states, markers, unreadable = decoded.take({event.order_id for event in events
+                                                    if not isinstance(event, LaneModelsUpdated)})
+        STAGE["state_decode"].inc(time.perf_counter() - taking)
+        if unreadable:  # this order alone waits in the DLQ; the batch goes on
+            events, origins = await _refuse_unreadable(outbox, events, origins, unreadable)
+        if markers:  # orders removed by retention: their late events are refused
+            events, origins, removed = await _refuse_expired(outbox, events, origins, markers, rules,
+                                                             partitions)
+        else:
+            removed = {}
+        applying = time.perf_counter()
+        outcome = apply_batch(states, events, rules, reload=stored_state, latency=latency, models=models)
+        STAGE["apply"].inc(time.perf_counter() - applying)
+        for index, exc in outcome.failed:  # the failing event alone, not its envelope
+            failed = events[index]
+            assert not isinstance(failed, LaneModelsUpdated)  # never applied to an order
+            await send_to_dlq(outbox, origins[index], exc, value=failed.model_dump_json().encode())
+        await _publish(outbox, outcome.effects if own_estimate else
+                       [e for e in outcome.effects if not isinstance(e, TransitObserved)], partitions)
+        applied.update(states=states, changed=outcome.changed, removed=removed, models=outcome.models)
 
-        # Effects reach the broker before the state that remembers them is stored:
-        # a crash in between replays the batch and re-emits the same command ids,
-        # where the other order would remember milestones no customer was told.
-        await deliver(app, "order tracker: effects", apply_and_publish)
-        failpoints.kill_if("kill_after_send")
+    def encode_partition(applied: dict[str, Any], latency: FeedLatency, models: LaneModels | None
+                         ) -> dict[bytes, bytes | None]:
+        """The table values a partition's applied batch writes (None: a tombstone)."""
         changed: dict[str, OrderState] = applied["changed"]
-        encoding = time.perf_counter()
         encoded: dict[bytes, bytes | None] = {
             order_id.encode(): order_store.encode_marker(state, state.next_deadline)
             if state.expired_at is not None and state.next_deadline is not None else order_store.encode(state)
@@ -149,28 +141,54 @@ def register(app: faust.App, ch: Channels, rules: Thresholds, tick_interval: flo
             encoded[topics.LANE_MODELS_KEY] = str(len(parts)).encode()  # how many parts follow
             encoded.update({_part_key(i): encode(LaneModelsUpdated(models=part))
                             for i, part in enumerate(parts)})
+        return encoded
+
+    async def track(steps: list[PartitionStep]) -> None:
+        """One agent step, every partition in it together: two waits for the broker's acks
+        per step (effects, then state), not per partition."""
+        generation = decoded.generation
+        work: list[tuple[PartitionStep, FeedLatency, LaneModels | None, dict[str, Any]]] = []
+        for step in steps:
+            with step.current():
+                work.append((step, *partition_context(step.partition), {}))
+
+        async def effects(outbox: Outbox) -> None:
+            for step, latency, models, applied in work:
+                with step.current():
+                    await apply_and_publish(outbox, step.records, applied, latency, models)
+
+        # Effects reach the broker before the state that remembers them is stored:
+        # a crash in between replays the batch and re-emits the same command ids,
+        # where the other order would remember milestones no customer was told.
+        await deliver(app, "order tracker: effects", effects)
+        failpoints.kill_if("kill_after_send")
+        encoding = time.perf_counter()
+        encoded = [encode_partition(applied, latency, models) for _, latency, models, applied in work]
         STAGE["state_encode"].inc(time.perf_counter() - encoding)
 
-        async def store(outbox: Outbox, p: int = partition, e: dict = encoded) -> None:
-            await outbox.write_table(orders, p, e)
+        async def store(outbox: Outbox) -> None:
+            for (step, *_), values in zip(work, encoded, strict=True):
+                with step.current():
+                    await outbox.write_table(orders, step.partition, values)
 
         await deliver(app, "order tracker: state", store)
-        for order_id, state in changed.items():
-            deadlines.schedule(partition, order_id, state.next_deadline)
-        for order_id in applied["removed"]:
-            deadlines.schedule(partition, order_id, None)
-        decoded.keep(applied["states"], generation)
-        if new_models is not None and generation == decoded.generation:  # not revoked meanwhile
-            lane_models[partition] = new_models
-        step.processed()
+        for step, _, models, applied in work:
+            changed: dict[str, OrderState] = applied["changed"]
+            for order_id, state in changed.items():
+                deadlines.schedule(step.partition, order_id, state.next_deadline)
+            for order_id in applied["removed"]:
+                deadlines.schedule(step.partition, order_id, None)
+            decoded.keep(applied["states"], generation)
+            new_models: LaneModels | None = applied["models"]
+            if new_models is not None and new_models is not models and generation == decoded.generation:
+                lane_models[step.partition] = new_models  # not revoked meanwhile
+            step.processed()
 
     @app.agent(ch.orders_input, name="order-tracker")
     async def track_orders(batches: faust.StreamT) -> None:
         async for steps in partition_steps(batches):
-            for step in steps:
-                with step.current():
-                    async with whole_batch_or_exit("order tracker"):
-                        await track(step)
+            async with whole_batch_or_exit("order tracker"):
+                await track(steps)
 
     return orders
 

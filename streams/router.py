@@ -82,84 +82,92 @@ def register(app: faust.App, ch: Channels, rules: Thresholds, tick_interval: flo
                 headers=[(CHECK_HEADER, header_value)]))
             held_deadlines.acknowledge(due)
 
-    async def route_step(step: PartitionStep) -> None:
-        records = step.records
-        partition = step.partition
+    async def route(outbox: Outbox, records: list[Any], changed: dict[bytes, bytes | None],
+                    updated: dict[bytes, TrackingEntry], sent: list[tuple[str, str]], prints: dict[str, bytes]
+                    ) -> None:
+        """Route one partition's records (the partition's database is current)."""
+        by_key: dict[bytes, list[tuple[Any, list[Item]]]] = defaultdict(list)
+        started = time.perf_counter()
+        # A link in this batch may send the number's scans to another order: parse all.
+        relinked = {record.key for record in records if record.topic == topics.TRACKING_LINKS}
+        for record in records:
+            try:
+                known = None if record.key in relinked else _known_entries(
+                    entries.get(record.key or b""), routed_entries)
+                incoming = await _decode(outbox, record, partitions, bound, known, prints)
+            except Exception as error:  # InvalidPayload, or a bug: this record alone
+                await send_to_dlq(outbox, record, error)
+                continue
+            if incoming:
+                by_key[record.key or b""].append((record, incoming))
+        routing = time.perf_counter()
+        STAGE["parse"].inc(routing - started)
+        matched: list[CarrierScan] = []
+        given_up: list[Any] = []
+        for key, arrivals in by_key.items():
+            entry, released, expired, entry_changed = await _route_key(
+                outbox, entries.get, key, arrivals, bound, forwarded.sent)
+            matched.extend(released)
+            given_up.extend(expired)
+            if entry_changed:  # an entry left with nothing is removed (a tombstone)
+                changed[key] = encode_entry(entry, bound) if entry.links or entry.held else None
+                updated[key] = entry
+        # A webhook that repeats the package's history (EasyPost, AfterShip, Shippo) repeats
+        # scans this router already sent to their order (left out above, before a copy);
+        # one batch can repeat a scan too.
+        # A repeat is the same scan with the same estimate as the one kept before it.
+        last: dict[tuple[str, str], str] = {}
+        fresh: list[CarrierScan] = []
+        for scan in matched:
+            if last.get((scan.event_id, scan.order_id)) != (as_news := sent_key(scan)):
+                last[(scan.event_id, scan.order_id)] = as_news
+                fresh.append(scan)
+        sent.extend((sent_key(scan), scan.order_id) for scan in fresh)
+        scans = [(scan.order_id, scan.model_dump_json().encode()) for scan in fresh]
+        STAGE["route"].inc(time.perf_counter() - routing)
+        await outbox.envelopes(topics.ORDER_EVENTS, partitions, scans)
+        await _publish_unmatched(outbox, given_up, partitions)
+
+    async def route_steps(steps: list[PartitionStep]) -> None:
+        """One agent step, every partition in it together: two waits for the broker's acks
+        per step (scans, then entries), not per partition."""
         generation = entries.generation
-        changed: dict[bytes, bytes | None] = {}
+        changed: dict[int, dict[bytes, bytes | None]] = {step.partition: {} for step in steps}
         updated: dict[bytes, TrackingEntry] = {}
         sent: list[tuple[str, str]] = []
         prints: dict[str, bytes] = {}  # sent_key -> fingerprint of the history entry it came from
 
-        async def route(outbox: Outbox, records: list[Any] = records, changed: dict = changed,
-                        updated: dict = updated, sent: list = sent, prints: dict = prints) -> None:
-            changed.clear()  # a retry routes the batch again from the stored entries
-            updated.clear()
+        async def scans(outbox: Outbox) -> None:
+            updated.clear()  # a retry routes the step again from the stored entries
             sent.clear()
             prints.clear()
-            by_key: dict[bytes, list[tuple[Any, list[Item]]]] = defaultdict(list)
-            started = time.perf_counter()
-            # A link in this batch may send the number's scans to another order: parse all.
-            relinked = {record.key for record in records if record.topic == topics.TRACKING_LINKS}
-            for record in records:
-                try:
-                    known = None if record.key in relinked else _known_entries(
-                        entries.get(record.key or b""), routed_entries)
-                    incoming = await _decode(outbox, record, partitions, bound, known, prints)
-                except Exception as error:  # InvalidPayload, or a bug: this record alone
-                    await send_to_dlq(outbox, record, error)
-                    continue
-                if incoming:
-                    by_key[record.key or b""].append((record, incoming))
-            routing = time.perf_counter()
-            STAGE["parse"].inc(routing - started)
-            matched: list[CarrierScan] = []
-            given_up: list[Any] = []
-            for key, arrivals in by_key.items():
-                entry, released, expired, entry_changed = await _route_key(
-                    outbox, entries.get, key, arrivals, bound, forwarded.sent)
-                matched.extend(released)
-                given_up.extend(expired)
-                if entry_changed:  # an entry left with nothing is removed (a tombstone)
-                    changed[key] = encode_entry(entry, bound) if entry.links or entry.held else None
-                    updated[key] = entry
-            # A webhook that repeats the package's history (EasyPost, AfterShip, Shippo) repeats
-            # scans this router already sent to their order (left out above, before a copy);
-            # one batch can repeat a scan too.
-            # A repeat is the same scan with the same estimate as the one kept before it.
-            last: dict[tuple[str, str], str] = {}
-            fresh: list[CarrierScan] = []
-            for scan in matched:
-                if last.get((scan.event_id, scan.order_id)) != (as_news := sent_key(scan)):
-                    last[(scan.event_id, scan.order_id)] = as_news
-                    fresh.append(scan)
-            sent.extend((sent_key(scan), scan.order_id) for scan in fresh)
-            scans = [(scan.order_id, scan.model_dump_json().encode()) for scan in fresh]
-            STAGE["route"].inc(time.perf_counter() - routing)
-            await outbox.envelopes(topics.ORDER_EVENTS, partitions, scans)
-            await _publish_unmatched(outbox, given_up, partitions)
+            for step in steps:
+                changed[step.partition].clear()
+                with step.current():
+                    await route(outbox, step.records, changed[step.partition], updated, sent, prints)
 
         # Matched scans reach the broker before the entries that released them are stored.
-        await deliver(app, "scan router: scans", route)
+        await deliver(app, "scan router: scans", scans)
         forwarded.add(sent)  # only once the broker has them: a retried batch sends them again
         routed_entries.add([(prints[scan_id], order_id) for scan_id, order_id in sent if scan_id in prints])
 
-        async def store(outbox: Outbox, p: int = partition, c: dict = changed) -> None:
-            await outbox.write_table(tracking, p, c)
+        async def store(outbox: Outbox) -> None:
+            for step in steps:
+                with step.current():
+                    await outbox.write_table(tracking, step.partition, changed[step.partition])
 
         await deliver(app, "scan router: entries", store)
         entries.keep(updated, generation)
-        for key, value in changed.items():
-            held_deadlines.schedule(partition, key.decode(errors="replace"), _due(value))
-        step.processed()
+        for step in steps:
+            for key, value in changed[step.partition].items():
+                held_deadlines.schedule(step.partition, key.decode(errors="replace"), _due(value))
+            step.processed()
 
     @app.agent(ch.router_input, name="scan-router")
     async def route_scans(batches: faust.StreamT) -> None:
         async for steps in partition_steps(batches):
-            for step in steps:
-                with step.current():
-                    async with whole_batch_or_exit("scan router"):
-                        await route_step(step)
+            async with whole_batch_or_exit("scan router"):
+                await route_steps(steps)
 
 
 class DecodedEntries(DecodedValues[bytes, TrackingEntry]):
