@@ -48,43 +48,58 @@ class SendFailed(Exception):
 
 
 class Outbox:
-    """The record batches one agent batch sends, and their delivery futures."""
+    """The records one agent step sends, and their delivery futures.
+
+    Records are gathered per partition and handed to the producer at ``confirm``, one record
+    batch per partition (more only when one is full): aiokafka keeps one produce request in
+    flight per broker and holds a second batch for a partition until the first has left, so a
+    step that sent each partition's records as they came waited a round trip per repeat.
+    """
 
     def __init__(self, app: faust.App) -> None:
         self.app = app
         self.futures: list[asyncio.Future] = []
-        self.on_stored: list[Callable[[], None]] = []
+        self.pending: dict[tuple[str, int], list[tuple[bytes | None, bytes | None, Headers]]] = {}
+        self.changelogs: list[tuple[Any, TP]] = []  # (table, changelog partition) written by this step
+        self.on_stored: list[Callable[[], None]] = []  # run once every record batch is stored
 
     async def records(self, topic: str, partition: int, records: Iterable[Record],
-                      headers: Headers | None = None) -> list[tuple[asyncio.Future, int]]:
-        """Queue records for one partition; returns (future, record count) per record batch."""
+                      headers: Headers | None = None) -> None:
+        """Queue records for one partition (sent at ``confirm``)."""
+        headers = RECORD_HEADERS if headers is None else headers  # every record says its format
+        self.pending.setdefault((topic, partition), []).extend((key, value, headers) for key, value in records)
+
+    async def send(self) -> dict[tuple[str, int], tuple[asyncio.Future, int]]:
+        """Hand the queued records to the producer; returns each partition's last record batch
+        (future, record count)."""
         started = time.perf_counter()
         try:
-            return await self._records(topic, partition, records, headers)
-        except KafkaError as error:  # a full queue, a closed producer: the batch is retried, not lost
-            raise SendFailed(f"{topic}[{partition}]: {error!r}") from error
+            return await self._send()
+        except KafkaError as error:  # a full queue, a closed producer: the step is retried, not lost
+            raise SendFailed(f"send: {error!r}") from error
         finally:
             STAGE["produce"].inc(time.perf_counter() - started)
 
-    async def _records(self, topic: str, partition: int, records: Iterable[Record],
-                       headers: Headers | None) -> list[tuple[asyncio.Future, int]]:
+    async def _send(self) -> dict[tuple[str, int], tuple[asyncio.Future, int]]:
         producer = self.app.producer._ensure_producer()  # type: ignore[attr-defined]  # Faust's aiokafka producer
-        sent: list[tuple[asyncio.Future, int]] = []
-        batch, count = producer.create_batch(), 0
-        headers = RECORD_HEADERS if headers is None else headers  # every record says its format
-        for key, value in records:
-            if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
-                if count == 0:
-                    raise SendFailed(f"a record of {len(value or b'')} bytes does not fit in a batch for {topic}")
-                sent.append((await producer.send_batch(batch, topic, partition=partition), count))
-                batch, count = producer.create_batch(), 0
+        last: dict[tuple[str, int], tuple[asyncio.Future, int]] = {}
+        for (topic, partition), records in self.pending.items():
+            batch, count = producer.create_batch(), 0
+            for key, value, headers in records:
                 if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
-                    raise SendFailed(f"a record of {len(value or b'')} bytes does not fit in a batch for {topic}")
-            count += 1
-        if count:
-            sent.append((await producer.send_batch(batch, topic, partition=partition), count))
-        self.futures.extend(future for future, _ in sent)
-        return sent
+                    if count == 0:
+                        raise SendFailed(f"a record of {len(value or b'')} bytes does not fit in a batch for {topic}")
+                    self.futures.append(await producer.send_batch(batch, topic, partition=partition))
+                    batch, count = producer.create_batch(), 0
+                    if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
+                        raise SendFailed(f"a record of {len(value or b'')} bytes does not fit in a batch for {topic}")
+                count += 1
+            if count:
+                future = await producer.send_batch(batch, topic, partition=partition)
+                self.futures.append(future)
+                last[(topic, partition)] = (future, count)
+        self.pending.clear()
+        return last
 
     async def keyed(self, topic: str, partitions: int, keyed: Iterable[tuple[str, bytes]]) -> None:
         """Send keyed records to the partitions Kafka's default partitioner would pick."""
@@ -126,15 +141,12 @@ class Outbox:
             else:
                 table.data[key] = value
         tp = TP(table.changelog_topic.get_topic_name(), partition)
-        for future, count in await self.records(tp.topic, partition, list(items.items())):
-            # A def, not a lambda: mypy cannot type a lambda with default arguments.
-            def persisted(f: asyncio.Future = future, n: int = count) -> None:
-                table.data.set_persisted_offset(tp, f.result().offset + n - 1)
-
-            self.on_stored.append(persisted)
+        await self.records(tp.topic, partition, list(items.items()))
+        self.changelogs.append((table, tp))
 
     async def confirm(self) -> None:
-        """Flush, then raise ``SendFailed`` unless every record batch was stored."""
+        """Send, flush, then raise ``SendFailed`` unless every record batch was stored."""
+        last = await self.send()
         started = time.perf_counter()
         try:
             await self.app.producer.flush()
@@ -147,9 +159,14 @@ class Outbox:
             failed.append(SendFailed("injected by failpoint produce_error"))
         if failed:
             raise SendFailed(f"{len(failed)} of {len(results)} record batches not stored: {failed[0]!r}")
+        for table, tp in self.changelogs:
+            # The changelog offset is remembered for recovery only once the broker stored it.
+            future, count = last[(tp.topic, tp.partition)]
+            table.data.set_persisted_offset(tp, future.result().offset + count - 1)
         for stored in self.on_stored:
             stored()
         self.futures.clear()
+        self.changelogs.clear()
         self.on_stored.clear()
 
 
