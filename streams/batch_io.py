@@ -127,7 +127,7 @@ class Outbox:
             await self.records(topic, partition, [(None, envelope) for envelope in pack(documents)])
 
     async def write_table(self, table: Any, partition: int, items: dict[bytes, bytes | None]) -> None:
-        """``table[key] = value`` for many keys of one partition, inside stream iteration.
+        """``table[key] = value`` for many keys of one partition, with its database current.
 
         A value of None deletes the key (a tombstone in the changelog). The changelog
         offset is remembered for recovery only once the broker stored it.
@@ -192,10 +192,10 @@ EXIT_BATCH_FAILED = 70
 
 @asynccontextmanager
 async def whole_batch_or_exit(what: str) -> AsyncIterator[None]:
-    """Process one fetched batch, or end the process before Faust acknowledges it.
+    """Process one agent step, or end the process before Faust acknowledges it.
 
-    When an agent raises, Faust's stream acknowledges the event it was processing (the
-    ``finally`` of its iterator) and commits it within a second: a batch that failed outside
+    When an agent raises, Faust acknowledges the step's events (the ``finally`` of
+    ``Stream.take_events``) and commits them within a second: a batch that failed outside
     any one record (a bug between records, a local store error) would be skipped for good.
     Bad input never gets here (each record is dead-lettered alone); what does ends the
     process, unacknowledged, and the restarted worker replays the batch from the last commit.

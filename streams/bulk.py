@@ -5,8 +5,8 @@ stream, event, ack): about 110 microseconds a record here, which caps an agent n
 9,000 events/s whatever the settings. For the topics named in ``BULK_TOPICS`` this
 transport hands over each fetched batch of one partition as a single message whose
 value is the list of records. An agent then parses, routes and applies thousands of
-records per step, and table reads and writes still happen inside stream iteration, in
-the batch's own partition.
+records per step (``partition_steps``: every message queued for it, grouped by partition),
+and table reads and writes happen with each partition's own database current.
 
 Offsets: a batch message carries the offset of its *last* record, and a partition's
 committable offset is the highest acked batch's last offset + 1. Batches of a
@@ -172,7 +172,10 @@ class BulkConsumer(aiokafka_driver.Consumer):
 # twice (effects, then state). One message per step let a queue form that never shrank
 # (order hop p50 1.3 s at 1,000 scans/s: batches of 1 to 3 envelopes, 15 ms each); the
 # queue now becomes one larger step. Idle, a step waits at most STEP_WAIT for company.
-STEP_MAX_BATCHES = 64
+# The bound keeps a step short: a rebalance waits for the step in hand (and its acks)
+# within broker_rebalance_timeout (5 s). A poll brings at most 5,000 records
+# (broker_max_poll_records) as one message per partition, so 8 messages is about two polls.
+STEP_MAX_BATCHES = 8
 STEP_WAIT = 0.005
 
 

@@ -1,7 +1,7 @@
 """Order agent: fulfillment events, matched scans and clock ticks -> order state and effects.
 
-Each stream event is a batch of records of one partition: every order in it is read
-from the table once, has all its events applied, and is written back once. Commands go
+Each agent step is a set of record batches grouped by partition (``streams.bulk``): every
+order in it is read from the table once, has all its events applied, and is written back once. Commands go
 to the notification policy (keyed by customer), alerts to ops, history to the sink, and
 each changed order's next deadline to the deadline index.
 """

@@ -3,8 +3,8 @@
 Reads ``carrier-scans.raw`` (external formats only), ``carrier-scans.rekeyed`` (scans this
 router moved to their own tracking number) and ``tracking-links``, all keyed by tracking
 number, so co-partitioned. Keeps, per tracking number, the links to orders and the scans
-that came before their link. Each stream event is a batch of records of one partition;
-a record that cannot be read or routed goes to the DLQ alone and the batch goes on.
+that came before their link. Each agent step is a set of record batches grouped by partition
+(``streams.bulk``); a record that cannot be read or routed goes to the DLQ alone and the step goes on.
 """
 
 from __future__ import annotations
