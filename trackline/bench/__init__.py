@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -178,25 +179,33 @@ def bench_trackline(settings: Settings, bootstrap: str, orders: int, scans: int,
     worker = _worker(settings, bootstrap, logs, port)
     notify.first_ts = None
     # From the worker's first answer on /metrics (its start-up done): its stage counters and CPU.
-    stages_before, cpu_before, wall_before = _stage_seconds(port), _cpu_seconds(worker.pid), time.monotonic()
-    broker_before = _cpu_seconds(broker_pid) if broker_pid else 0.0
+    stages_before = _stage_seconds(port)
+    worker_cpu_samples = CpuSampler(worker.pid)
+    broker_cpu_samples = CpuSampler(broker_pid) if broker_pid else None
     notify.until(JOURNEY * orders, 900)
-    worker_cpu, wall = _cpu_seconds(worker.pid) - cpu_before, time.monotonic() - wall_before
-    broker_cpu = _cpu_seconds(broker_pid) - broker_before if broker_pid else None
     stages_after = _stage_seconds(port)
     notify.drain(3.0)
     routed.until(1, 60)
     assert routed.first_ts is not None  # until(1, ...) returned: it read a message
     seconds = notify.last_ts - routed.first_ts
+    # CPU over the window the rate is measured on: first scan routed to last command.
+    worker_cpu_samples.stop()
+    worker_cpu = worker_cpu_samples.between(routed.first_ts, notify.last_ts)
+    broker_cpu = None
+    if broker_cpu_samples:
+        broker_cpu_samples.stop()
+        broker_cpu = broker_cpu_samples.between(routed.first_ts, notify.last_ts)
     events = orders * per_order
     result: dict = {"events": events, "seconds": seconds,
               # Each webhook adds one new scan; with histories it repeats the older ones too.
               "new_scans": events,
               "tracking_details": orders * (per_order * (per_order + 1) // 2 if full_history else per_order),
               "us_per_scan": breakdown(stages_before, stages_after, events, worker_cpu),
-              # Cores busy over the scan phase (CPU seconds / wall seconds, Linux /proc).
-              "worker_cores": round(worker_cpu / wall, 2),
-              "broker_cores": round(broker_cpu / wall, 2) if broker_cpu is not None else None,
+              # Cores busy from the first scan routed to the last command (CPU seconds over
+              # that window / its seconds, Linux /proc, every thread of the process).
+              "worker_cpu_seconds": round(worker_cpu, 2),
+              "worker_cores": round(worker_cpu / seconds, 2),
+              "broker_cores": round(broker_cpu / seconds, 2) if broker_cpu is not None else None,
               # Every command the journeys call for, none twice: the count above is the oracle's set.
               "commands_exact": len(notify.ids) == len(set(notify.ids)) == JOURNEY * orders}
     if not latency:
@@ -258,9 +267,47 @@ def bench_recovery(settings: Settings, workdir: Path, logs: Path, orders: int) -
 
 
 def _cpu_seconds(pid: int) -> float:
-    """User and system CPU seconds a process has used so far (Linux /proc)."""
+    """User and system CPU seconds a process has used so far, all its threads (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuSampler:
+    """A process's CPU seconds sampled against wall-clock time, so its CPU can be read for the
+    exact window the event rate is measured over (first scan routed to last command, broker
+    timestamps), not from its start-up on: the group join and restore before the first scan
+    are mostly idle and would make it look cheaper per event."""
+
+    INTERVAL = 0.05
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.samples: list[tuple[float, float]] = [(time.time(), _cpu_seconds(pid))]
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.done.wait(self.INTERVAL):
+            try:
+                self.samples.append((time.time(), _cpu_seconds(self.pid)))
+            except OSError:  # the process has ended
+                return
+
+    def stop(self) -> None:
+        self.done.set()
+        self.thread.join()
+
+    def at(self, when: float) -> float:
+        """CPU seconds used by ``when`` (epoch seconds), interpolated between samples."""
+        before = max((s for s in self.samples if s[0] <= when), default=self.samples[0])
+        after = min((s for s in self.samples if s[0] >= when), default=self.samples[-1])
+        if after[0] <= before[0]:
+            return before[1]
+        return before[1] + (after[1] - before[1]) * (when - before[0]) / (after[0] - before[0])
+
+    def between(self, start: float, end: float) -> float:
+        return self.at(end) - self.at(start)
 
 
 def bench_scaling(settings: Settings, workdir: Path, logs: Path, counts: tuple[int, ...] = (1, 2, 3)) -> dict:
@@ -496,14 +543,21 @@ def _rate(result: dict) -> float:
     return result["events"] / result["seconds"]
 
 
+def _per_core(result: dict) -> float | None:
+    """Events per CPU second of the contender's own process: events/s per core it kept busy."""
+    cpu = result.get("worker_cpu_seconds", result.get("cpu_seconds"))
+    return result["events"] / cpu if cpu else None
+
+
 def _stages(result: dict) -> None:
     print(f"  {result['new_scans'] / result['seconds']:,.0f} new canonical scans/s "
           f"({result['new_scans']:,} new scans in {result['tracking_details']:,} tracking details)", flush=True)
     stages = result["us_per_scan"]
     print("  per scan, us: " + ", ".join(f"{stage} {us:g}" for stage, us in stages.items())
           + " (flush_wait is waiting, not CPU; other_cpu: the worker's CPU the stages do not cover)", flush=True)
-    print(f"  cores busy in the scan phase: worker {result['worker_cores']}, broker {result['broker_cores']} "
-          f"(broker not counted as trackline's)", flush=True)
+    print(f"  cores busy from the first scan routed to the last command: worker {result['worker_cores']}, "
+          f"broker {result['broker_cores']} (broker not counted as trackline's); worker CPU per event "
+          f"{1e6 * result['worker_cpu_seconds'] / result['events']:,.0f} us", flush=True)
 
 
 def _line(name: str, results: dict) -> None:
@@ -522,13 +576,18 @@ def _summary(results: dict, settings: Settings) -> None:
         ratio = f"{_rate(result) / _rate(base):.2f}x" if base else "-"
         print(f"{name:<28}{_rate(result):>12,.0f}{ratio:>22}")
     if base:
-        per_core = _rate(base) / base["worker_cores"] if base.get("worker_cores") else None
+        per_core = _per_core(base)
         if per_core:
             quix = results.get("quix")
-            against = f"; Quix Streams' count (one process, about one core) is {_rate(quix) / per_core:.1f}x that" \
-                if quix else ""
-            print(f"trackline per core used: {per_core:,.0f} events/s (the worker kept {base['worker_cores']} cores "
-                  f"busy; the broker, {base.get('broker_cores')} cores, is not counted){against}")
+            against = ""
+            quix_per_core = _per_core(quix) if quix else None
+            if quix and quix_per_core:
+                against = (f"; Quix Streams' count: {quix_per_core:,.0f} events per CPU second "
+                           f"({quix['cpu_seconds'] / quix['seconds']:.2f} cores busy), "
+                           f"{quix_per_core / per_core:.1f}x trackline's")
+            print(f"trackline per core used: {per_core:,.0f} events per CPU second of the worker "
+                  f"({base['worker_cores']} cores busy; the broker, {base.get('broker_cores')} cores, "
+                  f"is not counted){against}")
         for point in base.get("latency", []):
             print(f"trackline latency at {point['rate']:,.0f} scans/s: p50 {point['p50_ms']:,.0f} ms, "
                   f"p99 {point['p99_ms']:,.0f} ms (scan produced -> command produced)")
