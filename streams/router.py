@@ -85,33 +85,47 @@ def register(app: faust.App, ch: Channels, rules: Thresholds, tick_interval: flo
     async def route(outbox: Outbox, records: list[Any], changed: dict[bytes, bytes | None],
                     updated: dict[bytes, TrackingEntry], sent: list[tuple[str, str]], prints: dict[str, bytes]
                     ) -> None:
-        """Route one partition's records (the partition's database is current)."""
-        by_key: dict[bytes, list[tuple[Any, list[Item]]]] = defaultdict(list)
-        started = time.perf_counter()
+        """Route one partition's records (the partition's database is current), one record at a
+        time, so a history entry routed by an earlier webhook of this step is left out of the
+        later ones before it is parsed again."""
+        parsing = routing = 0.0
         # A link in this batch may send the number's scans to another order: parse all.
         relinked = {record.key for record in records if record.topic == topics.TRACKING_LINKS}
-        for record in records:
-            try:
-                known = None if record.key in relinked else _known_entries(
-                    entries.get(record.key or b""), routed_entries)
-                incoming = await _decode(outbox, record, partitions, bound, known, prints)
-            except Exception as error:  # InvalidPayload, or a bug: this record alone
-                await send_to_dlq(outbox, record, error)
-                continue
-            if incoming:
-                by_key[record.key or b""].append((record, incoming))
-        routing = time.perf_counter()
-        STAGE["parse"].inc(routing - started)
+        running: dict[bytes, TrackingEntry] = {}  # each number's entry as this step left it
+        routed_here: set[tuple[bytes, str]] = set()  # (fingerprint, order id) routed by this step
         matched: list[CarrierScan] = []
         given_up: list[Any] = []
-        for key, arrivals in by_key.items():
-            entry, released, expired, entry_changed = await _route_key(
-                outbox, entries.get, key, arrivals, bound, forwarded.sent)
-            matched.extend(released)
-            given_up.extend(expired)
-            if entry_changed:  # an entry left with nothing is removed (a tombstone)
-                changed[key] = encode_entry(entry, bound) if entry.links or entry.held else None
-                updated[key] = entry
+        for record in records:
+            started = time.perf_counter()
+            key = record.key or b""
+            entry = running[key] if key in running else entries.get(key)
+            record_prints: dict[str, bytes] = {}
+            try:
+                known = None if key in relinked else _known_entries(entry, routed_entries, routed_here)
+                incoming = await _decode(outbox, record, partitions, bound, known, prints, record_prints)
+            except Exception as error:  # InvalidPayload, or a bug: this record alone
+                await send_to_dlq(outbox, record, error)
+                parsing += time.perf_counter() - started
+                continue
+            decoded = time.perf_counter()
+            parsing += decoded - started
+            if incoming:
+                try:  # a record that breaks the rules leaves the entry as it was before it
+                    entry, released, expired, entry_changed = _route_items(entry, incoming, forwarded.sent)
+                except Exception as error:
+                    await send_to_dlq(outbox, record, error)
+                else:
+                    running[key] = entry
+                    matched.extend(released)
+                    given_up.extend(expired)
+                    if entry_changed:  # an entry left with nothing is removed (a tombstone)
+                        changed[key] = encode_entry(entry, bound) if entry.links or entry.held else None
+                        updated[key] = entry
+                    for scan in released if record_prints else ():  # these entries went to their order
+                        if (fingerprint := record_prints.get(sent_key(scan))) is not None:
+                            routed_here.add((fingerprint, scan.order_id))
+            routing += time.perf_counter() - decoded
+        started = time.perf_counter()
         # A webhook that repeats the package's history (EasyPost, AfterShip, Shippo) repeats
         # scans this router already sent to their order (left out above, before a copy);
         # one batch can repeat a scan too.
@@ -124,7 +138,8 @@ def register(app: faust.App, ch: Channels, rules: Thresholds, tick_interval: flo
                 fresh.append(scan)
         sent.extend((sent_key(scan), scan.order_id) for scan in fresh)
         scans = [(scan.order_id, scan.model_dump_json().encode()) for scan in fresh]
-        STAGE["route"].inc(time.perf_counter() - routing)
+        STAGE["parse"].inc(parsing)
+        STAGE["route"].inc(routing + time.perf_counter() - started)
         await outbox.envelopes(topics.ORDER_EVENTS, partitions, scans)
         await _publish_unmatched(outbox, given_up, partitions)
 
@@ -266,50 +281,41 @@ async def _publish_unmatched(outbox: Outbox, expired: list[tuple[CarrierScan, Un
                                                    for e in effects if isinstance(e, Alert)))
 
 
-async def _route_key(outbox: Outbox, stored_entry: Any, key: bytes, arrivals: list[tuple[Any, list[Item]]],
-                     bound: timedelta, sent: Sent) -> tuple[TrackingEntry, list[CarrierScan], list[Any], bool]:
-    """Apply one tracking number's arrivals to its entry. If one breaks the rules, start again
-    from the stored entry without it, so the others still count and nothing half-applied stays.
-    Returns the entry, the scans matched to orders, the (scan, check) pairs that gave up
-    waiting, and whether the entry changed."""
-    skipped: set[int] = set()
-    while True:
-        entry = stored_entry(key)
-        released: list[CarrierScan] = []
-        expired: list[tuple[CarrierScan, UnmatchedCheck]] = []
-        changed = False
-        for index, (record, items) in enumerate(arrivals):
-            if index in skipped:
-                continue
-            try:
-                for item in items:
-                    if isinstance(item, UnmatchedCheck):
-                        entry, gone = expire_held(entry, item)
-                        expired.extend((scan, item) for scan in gone)
-                        changed = changed or bool(gone)
-                        continue
-                    entry, matched, item_changed = update_entry(entry, item, sent)
-                    changed = changed or item_changed
-                    released.extend(matched)
-            except Exception as error:
-                await send_to_dlq(outbox, record, error)
-                skipped.add(index)
-                break
-        else:
-            return entry, released, expired, changed
+def _route_items(entry: TrackingEntry, items: list[Item], sent: Sent
+                 ) -> tuple[TrackingEntry, list[CarrierScan], list[Any], bool]:
+    """Apply one record's items to its tracking number's entry. Returns the entry, the scans
+    matched to orders, the (scan, check) pairs that gave up waiting, and whether the entry
+    changed. Entries are never changed in place, so a record that raises leaves none half-applied."""
+    released: list[CarrierScan] = []
+    expired: list[tuple[CarrierScan, UnmatchedCheck]] = []
+    changed = False
+    for item in items:
+        if isinstance(item, UnmatchedCheck):
+            entry, gone = expire_held(entry, item)
+            expired.extend((scan, item) for scan in gone)
+            changed = changed or bool(gone)
+            continue
+        entry, matched, item_changed = update_entry(entry, item, sent)
+        changed = changed or item_changed
+        released.extend(matched)
+    return entry, released, expired, changed
 
 
-def _known_entries(entry: TrackingEntry, routed: RecentScans) -> Known | None:
-    """Which history entries of this tracking number went to its order already; None while the
-    number is not linked to exactly one order (held scans, or several carriers' numbers)."""
+def _known_entries(entry: TrackingEntry, routed: RecentScans, routed_here: set[tuple[bytes, str]]) -> Known | None:
+    """Which history entries of this tracking number went to its order already (in an earlier
+    step, or by an earlier record of this one); None while the number is not linked to exactly
+    one order (held scans, or several carriers' numbers)."""
     if len(entry.links) != 1:
         return None
     order_id = next(iter(entry.links.values())).order_id
-    return lambda fingerprint: (fingerprint, order_id) in routed
+    return lambda fingerprint: (fingerprint, order_id) in routed or (fingerprint, order_id) in routed_here
 
 
 async def _decode(outbox: Outbox, record: Any, partitions: int, bound: timedelta, known: Known | None = None,
-                  prints: dict[str, bytes] | None = None) -> list[Item]:
+                  prints: dict[str, bytes] | None = None, kept: dict[str, bytes] | None = None) -> list[Item]:
+    """The record's items. ``prints`` (the step's) and ``kept`` (this record's) get each kept
+    history entry's fingerprint by its scan's ``sent_key``, when every entry kept is a scan of
+    the key's number."""
     if record.topic == topics.TRACKING_LINKS:
         return [TrackingLink.model_validate_json(record.value)]
     ingested_at = datetime.fromtimestamp(record.timestamp / 1000, tz=timezone.utc)
@@ -332,11 +338,15 @@ async def _decode(outbox: Outbox, record: Any, partitions: int, bound: timedelta
         # The error as the carrier's own payload gives it (which entry, by its index there).
         scans, rejected = parse_payload(named, raw, ingested_at)
         new = None
-    if new is not None and prints is not None and len(scans) == len(new.fingerprints):
-        prints.update(zip((sent_key(scan) for scan in scans), new.fingerprints, strict=True))
     for error, part in rejected:  # one shipment of an interchange: the others go on
         await send_to_dlq(outbox, record, error, value=part)
-    return await _rekey_foreign(outbox, record.key or b"", scans, partitions)
+    own = await _rekey_foreign(outbox, record.key or b"", scans, partitions)
+    if new is not None and len(own) == len(scans) == len(new.fingerprints):
+        by_scan = dict(zip((sent_key(scan) for scan in scans), new.fingerprints, strict=True))
+        for found in (prints, kept):
+            if found is not None:
+                found.update(by_scan)
+    return own
 
 
 async def _rekey_foreign(outbox: Outbox, key: bytes, scans: list[CarrierScan], partitions: int) -> list[Item]:
