@@ -26,10 +26,14 @@ class FeedLatency:
         self.rules = rules
         self.delays: dict[tuple[str, str], deque[float]] = {}
         self.changed = False
+        self.undo: dict[tuple[str, str], list[float] | None] = {}  # see begin()
+        self.undo_changed = False
 
     def observe(self, source: str, carrier: str, delay_seconds: float) -> None:
         key = (source, carrier)
         window = self.delays.get(key)
+        if key not in self.undo:
+            self.undo[key] = None if window is None else list(window)
         if window is None:
             window = self.delays[key] = deque(maxlen=self.rules.feed_latency_samples)
         window.append(max(0.0, delay_seconds))
@@ -53,6 +57,21 @@ class FeedLatency:
             minutes = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] / 60
         minutes = min(max(minutes, rules.feed_allowance_floor_minutes), rules.feed_allowance_cap_minutes)
         return timedelta(minutes=minutes)
+
+    def begin(self) -> None:
+        """Remember each window as it is before its first change from here: ``rollback`` goes
+        back to that point when a batch is applied again after a failed send."""
+        self.undo = {}
+        self.undo_changed = self.changed
+
+    def rollback(self) -> None:
+        for key, delays in self.undo.items():
+            if delays is None:
+                self.delays.pop(key, None)
+            else:
+                self.delays[key] = deque(delays, maxlen=self.rules.feed_latency_samples)
+        self.changed = self.undo_changed
+        self.undo = {}
 
     def dump(self) -> bytes:
         return orjson.dumps([[source, carrier, list(window)] for (source, carrier), window in self.delays.items()])

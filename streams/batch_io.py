@@ -86,13 +86,12 @@ class Outbox:
         for (topic, partition), records in self.pending.items():
             batch, count = producer.create_batch(), 0
             for key, value, headers in records:
+                # A full batch goes and the record starts the next one. aiokafka takes any record
+                # into an empty batch, however large: past the broker's limit, the send fails.
                 if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
-                    if count == 0:
-                        raise SendFailed(f"a record of {len(value or b'')} bytes does not fit in a batch for {topic}")
                     self.futures.append(await producer.send_batch(batch, topic, partition=partition))
                     batch, count = producer.create_batch(), 0
-                    if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
-                        raise SendFailed(f"a record of {len(value or b'')} bytes does not fit in a batch for {topic}")
+                    batch.append(key=key, value=value, timestamp=None, headers=headers)
                 count += 1
             if count:
                 future = await producer.send_batch(batch, topic, partition=partition)

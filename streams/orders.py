@@ -152,8 +152,14 @@ def register(app: faust.App, ch: Channels, rules: Thresholds, tick_interval: flo
             with step.current():
                 work.append((step, *partition_context(step.partition), {}))
 
+        # A retried step is applied again from the stored states: its feed delays must not be
+        # counted twice, or the retry's allowances (and deadlines) would differ from the first try's.
+        for _, latency, _, _ in work:
+            latency.begin()
+
         async def effects(outbox: Outbox) -> None:
             for step, latency, models, applied in work:
+                latency.rollback()  # nothing to undo on the first try
                 with step.current():
                     await apply_and_publish(outbox, step.records, applied, latency, models)
 

@@ -129,6 +129,40 @@ def test_the_allowance_learns_a_feed_an_hour_late_and_is_clamped():
     assert restored.allowance("x12-214", "odfl") == timedelta(hours=1)
 
 
+def test_a_batch_applied_again_after_a_failed_send_does_not_count_its_feed_delays_twice():
+    # The order tracker applies a batch, its send fails, it applies the same batch again: the
+    # allowance must be what one application gives, or the retry's deadlines differ from the first's.
+    rules = Thresholds(feed_allowance_start_minutes=30, feed_allowance_floor_minutes=1,
+                       feed_allowance_cap_minutes=600, feed_latency_min_samples=20, feed_latency_samples=100)
+    latency = FeedLatency(rules)
+    for _ in range(80):
+        latency.observe("easypost", "ups", 600)  # earlier batches: ten minutes late
+    latency.changed = False  # stored
+    stored = latency.dump()
+
+    def apply_batch() -> None:
+        for _ in range(30):
+            latency.observe("easypost", "ups", 4 * 3600)  # this batch: four hours late
+        latency.observe("shippo", "usps", 60)  # a feed first seen in this batch
+
+    once = FeedLatency.load(stored, rules)
+    for _ in range(30):
+        once.observe("easypost", "ups", 4 * 3600)
+    once.observe("shippo", "usps", 60)
+
+    latency.begin()
+    apply_batch()
+    latency.rollback()  # the send failed: apply again
+    apply_batch()
+    assert latency.dump() == once.dump()
+    assert latency.allowance("easypost", "ups") == once.allowance("easypost", "ups") == timedelta(hours=4)
+    assert latency.changed
+
+    latency.begin()
+    latency.rollback()  # a retry of a batch that observed nothing: as stored
+    assert latency.dump() == once.dump()
+
+
 def test_an_hour_late_feed_does_not_tell_a_customer_of_a_promise_it_met():
     # Delivered 23:30 on the promised day; the carrier's feed reports it an hour later.
     rules = Thresholds(feed_allowance_start_minutes=90)
