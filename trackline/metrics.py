@@ -57,8 +57,12 @@ DEADLINE_DUE = Gauge("trackline_deadline_due", "Deadlines found due at the last 
 DEADLINE_TICKS = Counter("trackline_deadline_ticks", "Deadlines found due (each sends a tick)", ["index"])
 
 
-STAGE_SECONDS = Counter("trackline_stage_seconds", "Time the worker spent in each stage of its batches "
-                        "(flush_wait: waiting for the broker's acknowledgements, the loop free meanwhile)",
+# The CPU stages count the event loop thread's CPU time (time.thread_time: not the waits for
+# the GIL while the consumer thread holds it, which wall time would add); produce and flush_wait
+# are wall time (they await the producer).
+STAGE_SECONDS = Counter("trackline_stage_seconds", "Time the worker spent in each stage of its batches: "
+                        "CPU time of the event loop's thread, except produce and flush_wait (wall time; "
+                        "flush_wait: waiting for the broker's acknowledgements, the loop free meanwhile)",
                         ["stage"])
 # The stages `make bench` breaks a scan's cost into (per scan: the delta over the scans processed).
 STAGES = ("parse", "route", "order_decode", "state_decode", "apply", "state_encode", "effect_encode", "policy",

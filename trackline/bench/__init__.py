@@ -20,6 +20,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import orjson
 from confluent_kafka import Consumer, TopicPartition
@@ -28,7 +29,7 @@ from broker import clients
 from broker.embedded import EmbeddedBroker, free_port
 from models import topics
 from models.settings import Settings
-from trackline.bench import workload
+from trackline.bench import hops, workload
 
 SCANS_PER_ORDER = 10
 LATENCY_SECONDS = 10.0
@@ -48,6 +49,7 @@ class TopicWatch:
         self.first_ts: float | None = None
         self.last_ts = 0.0
         self.latencies: list[float] = []
+        self.tracked: list[dict] = []  # the tracked commands, with their record time (bench/hops.py)
         self.track_latency_prefix: bytes | None = None
         self.keep_ids = False  # keep every command id seen (the scaling bench compares the sets)
         self.ids: list[str] = []
@@ -77,9 +79,10 @@ class TopicWatch:
                 self.ids.append(orjson.loads(m.value())["command_id"])
             if self.track_latency_prefix and m.key().startswith(self.track_latency_prefix):
                 command = orjson.loads(m.value())
-                if command["type"] in ("out_for_delivery", "delivered"):
+                if command["type"] in hops.TRACKED:
                     caused = _epoch(command["caused_by_ingested_at"])
                     self.latencies.append(ts - caused)
+                    self.tracked.append({**command, "_ts": ts})
 
 
 def _epoch(iso: str) -> float:
@@ -137,13 +140,13 @@ def _stage_seconds(port: int, timeout: float = 60) -> dict[str, float]:
 
 
 def breakdown(before: dict[str, float], after: dict[str, float], scans: int, worker_cpu: float) -> dict[str, float]:
-    """Microseconds per scan in each stage, and what the stages do not account for of the worker's
-    CPU time (fetching, Faust's stream machinery, the event loop). ``flush_wait`` is waiting for the
-    broker, not CPU: it is left out of the sum."""
+    """Microseconds per scan in each stage, and what the CPU stages do not account for of the
+    worker's CPU time (fetching, Faust's stream machinery, the event loop, handing records to the
+    producer). ``produce`` and ``flush_wait`` are wall time, mostly waiting: left out of the sum."""
     from trackline.metrics import STAGES
 
     per_scan = {stage: 1e6 * (after.get(stage, 0.0) - before.get(stage, 0.0)) / scans for stage in STAGES}
-    counted = sum(us for stage, us in per_scan.items() if stage != "flush_wait")
+    counted = sum(us for stage, us in per_scan.items() if stage not in ("produce", "flush_wait"))
     per_scan["other_cpu"] = max(0.0, 1e6 * worker_cpu / scans - counted)
     return {stage: round(us, 1) for stage, us in per_scan.items()}
 
@@ -218,20 +221,29 @@ def bench_trackline(settings: Settings, bootstrap: str, orders: int, scans: int,
     rates = [latency_rate] if latency_rate else [events / seconds / 2, *LATENCY_RATES]
     done = orders
     result["latency"] = []
+    hop_reader = hops.Hops(bootstrap, settings.partitions)
     for step, rate in enumerate(rates):
         fresh = max(100, int(rate * LATENCY_SECONDS / per_order))
         prefix = f"L{step}"
         _produce(bootstrap, workload.order_messages(done, fresh, prefix=prefix))
         notify.until(JOURNEY * done + ANNOUNCED * fresh, 300)
         notify.track_latency_prefix = f"ORD-{prefix}".encode()
-        notify.latencies = []
+        notify.latencies, notify.tracked = [], []
+        hop_reader.mark()
         _produce(bootstrap, workload.scan_messages(done, fresh, per_order, seed=43 + step, prefix=prefix,
                                                    full_history=full_history), rate=rate)
         done += fresh
         notify.until(JOURNEY * done, 600)
         latencies = sorted(notify.latencies)
-        result["latency"].append({"rate": rate, "p50_ms": 1000 * latencies[len(latencies) // 2],
-                                  "p99_ms": 1000 * latencies[int(len(latencies) * 0.99)]})
+        point: dict[str, Any] = {"rate": rate, "p50_ms": 1000 * latencies[len(latencies) // 2],
+                 "p99_ms": 1000 * latencies[int(len(latencies) * 0.99)]}
+        # Where it went: the router, order and policy hops (p50, p99), read after the point.
+        for hop, seconds_each in hop_reader.split(notify.tracked, f"ORD-{prefix}").items():
+            ordered = sorted(seconds_each)
+            if ordered:
+                point[f"{hop}_ms"] = (1000 * ordered[len(ordered) // 2], 1000 * ordered[int(len(ordered) * 0.99)])
+        result["latency"].append(point)
+    hop_reader.close()
     _stop(worker)
     # The first point, half the measured rate, is the headline figure.
     result.update(latency_rate=rates[0], p50_ms=result["latency"][0]["p50_ms"], p99_ms=result["latency"][0]["p99_ms"])
@@ -554,7 +566,9 @@ def _stages(result: dict) -> None:
           f"({result['new_scans']:,} new scans in {result['tracking_details']:,} tracking details)", flush=True)
     stages = result["us_per_scan"]
     print("  per scan, us: " + ", ".join(f"{stage} {us:g}" for stage, us in stages.items())
-          + " (flush_wait is waiting, not CPU; other_cpu: the worker's CPU the stages do not cover)", flush=True)
+          + " (CPU time of the worker's event loop thread, except produce and flush_wait: wall time, mostly "
+            "waiting; other_cpu: the worker's CPU the stages do not cover, such as Faust's and aiokafka's own "
+            "work and the consumer thread)", flush=True)
     print(f"  cores busy from the first scan routed to the last command: worker {result['worker_cores']}, "
           f"broker {result['broker_cores']} (broker not counted as trackline's); worker CPU per event "
           f"{1e6 * result['worker_cpu_seconds'] / result['events']:,.0f} us", flush=True)
@@ -589,7 +603,10 @@ def _summary(results: dict, settings: Settings) -> None:
                   f"({base['worker_cores']} cores busy; the broker, {base.get('broker_cores')} cores, "
                   f"is not counted){against}")
         for point in base.get("latency", []):
+            split = ", ".join(f"{hop} {point[f'{hop}_ms'][0]:,.0f} / {point[f'{hop}_ms'][1]:,.0f}"
+                              for hop in ("router", "order", "policy") if f"{hop}_ms" in point)
             print(f"trackline latency at {point['rate']:,.0f} scans/s: p50 {point['p50_ms']:,.0f} ms, "
-                  f"p99 {point['p99_ms']:,.0f} ms (scan produced -> command produced)")
+                  f"p99 {point['p99_ms']:,.0f} ms (scan produced -> command produced)"
+                  + (f"; by hop, p50 / p99 ms: {split}" if split else ""))
         print(f"commands exactly the oracle's set (each order's {JOURNEY}, none twice): "
               f"{base.get('commands_exact')}")
