@@ -19,9 +19,9 @@ import logging
 import os
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import faust
 from aiokafka.errors import KafkaError
@@ -31,6 +31,9 @@ from models.formats import RECORD_HEADERS
 from models.routing import partition_for
 from streams import failpoints
 from trackline.metrics import BATCH_SECONDS, STAGE
+
+if TYPE_CHECKING:
+    from streams.bulk import PartitionStep
 
 log = logging.getLogger("trackline.send")
 
@@ -232,3 +235,15 @@ async def deliver(app: faust.App, what: str, produce: Callable[[Outbox], Awaitab
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
             attempt += 1
+
+
+async def store_steps(app: faust.App, what: str, table: Any, steps: list[PartitionStep],
+                      values: Mapping[int, dict[bytes, bytes | None]]) -> None:
+    """Write each partition's table values with its database current (local store and changelog
+    together), and return once the broker stored the changelog; a failed send is retried."""
+    async def store(outbox: Outbox) -> None:
+        for step in steps:
+            with step.current():
+                await outbox.write_table(table, step.partition, values[step.partition])
+
+    await deliver(app, what, store)

@@ -28,7 +28,7 @@ from models.preferences import (
     without_contact,
 )
 from streams.app import Channels, store_options
-from streams.batch_io import Outbox, deliver, whole_batch_or_exit
+from streams.batch_io import Outbox, deliver, store_steps, whole_batch_or_exit
 from streams.bulk import PartitionStep, partition_steps
 from streams.dead_letters import send_to_dlq
 from trackline.metrics import STAGE
@@ -89,12 +89,7 @@ def register(app: faust.App, ch: Channels, page_link: Callable[[str], str] = lam
 
         await deliver(app, "notification policy: commands", commands)
 
-        async def store(outbox: Outbox) -> None:
-            for step in steps:
-                with step.current():
-                    await outbox.write_table(preferences, step.partition, updated[step.partition])
-
-        await deliver(app, "notification policy: preferences", store)
+        await store_steps(app, "notification policy: preferences", preferences, steps, updated)
 
     @app.agent(ch.policy_input, name="notification-policy")
     async def address_commands(batches: faust.StreamT) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -31,7 +32,7 @@ from models.thresholds import Thresholds
 from models.transit import LaneModels, LaneModelsUpdated, TransitObserved, in_records
 from streams import clock, failpoints, order_store, watermark
 from streams.app import Channels, store_options
-from streams.batch_io import Outbox, deliver, whole_batch_or_exit
+from streams.batch_io import Outbox, deliver, store_steps, whole_batch_or_exit
 from streams.bulk import PartitionStep, partition_steps
 from streams.dead_letters import send_to_dlq
 from streams.decoded import DecodedValues
@@ -84,7 +85,7 @@ def register(app: faust.App, ch: Channels, rules: Thresholds, tick_interval: flo
         # and no estimate work per event.
         return latencies[partition], lane_models[partition] if own_estimate else None
 
-    async def apply_and_publish(outbox: Outbox, records: list[Any], applied: dict[str, Any], latency: FeedLatency,
+    async def apply_and_publish(outbox: Outbox, records: list[Any], applied: Applied, latency: FeedLatency,
                                 models: LaneModels | None) -> None:
         events: list[Item] = []
         origins: list[Any] = []
@@ -121,21 +122,22 @@ def register(app: faust.App, ch: Channels, rules: Thresholds, tick_interval: flo
             await send_to_dlq(outbox, origins[index], exc, value=failed.model_dump_json().encode())
         await _publish(outbox, outcome.effects if own_estimate else
                        [e for e in outcome.effects if not isinstance(e, TransitObserved)], partitions)
-        applied.update(states=states, changed=outcome.changed, removed=removed, models=outcome.models)
+        applied.states, applied.changed, applied.removed, applied.models = \
+            states, outcome.changed, removed, outcome.models
 
-    def encode_partition(applied: dict[str, Any], latency: FeedLatency, models: LaneModels | None
+    def encode_partition(applied: Applied, latency: FeedLatency, models: LaneModels | None
                          ) -> dict[bytes, bytes | None]:
         """The table values a partition's applied batch writes (None: a tombstone)."""
-        changed: dict[str, OrderState] = applied["changed"]
+        changed = applied.changed
         encoded: dict[bytes, bytes | None] = {
             order_id.encode(): order_store.encode_marker(state, state.next_deadline)
             if state.expired_at is not None and state.next_deadline is not None else order_store.encode(state)
             for order_id, state in changed.items()}
-        encoded.update({order_id.encode(): None for order_id in applied["removed"]})  # markers' ends
+        encoded.update({order_id.encode(): None for order_id in applied.removed})  # markers' ends
         if latency.changed:
             encoded[FEED_LATENCY_KEY] = latency.dump()
             latency.changed = False
-        new_models: LaneModels | None = applied["models"]
+        new_models = applied.models
         if new_models is not None and new_models is not models:
             parts = in_records(list(new_models.models.values()))
             encoded[topics.LANE_MODELS_KEY] = str(len(parts)).encode()  # how many parts follow
@@ -147,10 +149,10 @@ def register(app: faust.App, ch: Channels, rules: Thresholds, tick_interval: flo
         """One agent step, every partition in it together: two waits for the broker's acks
         per step (effects, then state), not per partition."""
         generation = decoded.generation
-        work: list[tuple[PartitionStep, FeedLatency, LaneModels | None, dict[str, Any]]] = []
+        work: list[tuple[PartitionStep, FeedLatency, LaneModels | None, Applied]] = []
         for step in steps:
             with step.current():
-                work.append((step, *partition_context(step.partition), {}))
+                work.append((step, *partition_context(step.partition), Applied()))
 
         # A retried step is applied again from the stored states: its feed delays must not be
         # counted twice, or the retry's allowances (and deadlines) would differ from the first try's.
@@ -172,20 +174,15 @@ def register(app: faust.App, ch: Channels, rules: Thresholds, tick_interval: flo
         encoded = [encode_partition(applied, latency, models) for _, latency, models, applied in work]
         STAGE["state_encode"].inc(time.thread_time() - encoding)
 
-        async def store(outbox: Outbox) -> None:
-            for (step, *_), values in zip(work, encoded, strict=True):
-                with step.current():
-                    await outbox.write_table(orders, step.partition, values)
-
-        await deliver(app, "order tracker: state", store)
+        await store_steps(app, "order tracker: state", orders, steps,
+                          {step.partition: values for (step, *_), values in zip(work, encoded, strict=True)})
         for step, _, models, applied in work:
-            changed: dict[str, OrderState] = applied["changed"]
-            for order_id, state in changed.items():
+            for order_id, state in applied.changed.items():
                 deadlines.schedule(step.partition, order_id, state.next_deadline)
-            for order_id in applied["removed"]:
+            for order_id in applied.removed:
                 deadlines.schedule(step.partition, order_id, None)
-            decoded.keep(applied["states"], generation)
-            new_models: LaneModels | None = applied["models"]
+            decoded.keep(applied.states, generation)
+            new_models = applied.models
             if new_models is not None and new_models is not models and generation == decoded.generation:
                 lane_models[step.partition] = new_models  # not revoked meanwhile
             step.processed()
@@ -197,6 +194,16 @@ def register(app: faust.App, ch: Channels, rules: Thresholds, tick_interval: flo
                 await track(steps)
 
     return orders
+
+
+@dataclass
+class Applied:
+    """What applying one partition's records gave, kept for storing it once the effects are sent."""
+
+    states: dict[str, OrderState | None] = field(default_factory=dict)  # every order taken, as applied
+    changed: dict[str, OrderState] = field(default_factory=dict)  # the ones to write back
+    removed: dict[str, order_store.Marker] = field(default_factory=dict)  # markers whose time is up
+    models: LaneModels | None = None  # the lane models in force after the records
 
 
 class DecodedStates(DecodedValues[str, OrderState]):

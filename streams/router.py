@@ -38,7 +38,7 @@ from models.routing import (
 )
 from models.thresholds import Thresholds
 from streams.app import Channels, store_options
-from streams.batch_io import Outbox, deliver, whole_batch_or_exit
+from streams.batch_io import Outbox, deliver, store_steps, whole_batch_or_exit
 from streams.bulk import PartitionStep, partition_steps
 from streams.clock import PartitionDeadlines, due_at_watermark
 from streams.dead_letters import header, send_to_dlq
@@ -166,12 +166,7 @@ def register(app: faust.App, ch: Channels, rules: Thresholds, tick_interval: flo
         forwarded.add(sent)  # only once the broker has them: a retried batch sends them again
         routed_entries.add([(prints[scan_id], order_id) for scan_id, order_id in sent if scan_id in prints])
 
-        async def store(outbox: Outbox) -> None:
-            for step in steps:
-                with step.current():
-                    await outbox.write_table(tracking, step.partition, changed[step.partition])
-
-        await deliver(app, "scan router: entries", store)
+        await store_steps(app, "scan router: entries", tracking, steps, changed)
         entries.keep(updated, generation)
         for step in steps:
             for key, value in changed[step.partition].items():
