@@ -94,7 +94,8 @@ class Outbox:
                 if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
                     self.futures.append(await producer.send_batch(batch, topic, partition=partition))
                     batch, count = producer.create_batch(), 0
-                    batch.append(key=key, value=value, timestamp=None, headers=headers)
+                    if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
+                        raise SendFailed(f"an empty batch refused a record of {len(value or b'')} bytes for {topic}")
                 count += 1
             if count:
                 future = await producer.send_batch(batch, topic, partition=partition)

@@ -180,11 +180,12 @@ def bench_trackline(settings: Settings, bootstrap: str, orders: int, scans: int,
     routed = TopicWatch(bootstrap, settings.partitions, topics.ORDER_EVENTS)
     port = free_port()
     worker = _worker(settings, bootstrap, logs, port)
-    notify.first_ts = None
-    # From the worker's first answer on /metrics (its start-up done): its stage counters and CPU.
-    stages_before = _stage_seconds(port)
+    # CPU sampled from the start: it is read for the rate's window only (below).
     worker_cpu_samples = CpuSampler(worker.pid)
     broker_cpu_samples = CpuSampler(broker_pid) if broker_pid else None
+    notify.first_ts = None
+    # From the worker's first answer on /metrics (its start-up done): its stage counters.
+    stages_before = _stage_seconds(port)
     notify.until(JOURNEY * orders, 900)
     stages_after = _stage_seconds(port)
     notify.drain(3.0)

@@ -65,9 +65,14 @@ class Hops:
         scans: dict[tuple[str, float], float] = {}  # (order id, scan time) -> envelope's record time
         intents: dict[str, float] = {}  # command id -> intent's record time
         left = {tp for tp, end in ends.items() if end > self.start[tp]}
+        # Tansu reports a partition's end as its last record batch's first offset + 1: past the
+        # ends, read on until a poll comes back empty, so that batch is read whole.
+        quiet = 0
         deadline = time.monotonic() + 120
-        while left and time.monotonic() < deadline:
-            for m in self.reader.consume(10000, timeout=0.5):
+        while (left or quiet < 1) and time.monotonic() < deadline:
+            messages = self.reader.consume(10000, timeout=0.5)
+            quiet = 0 if messages else quiet + 1
+            for m in messages:
                 if m.error():
                     continue
                 ts = m.timestamp()[1] / 1000
