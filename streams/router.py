@@ -102,13 +102,14 @@ def register(app: faust.App, ch: Channels, rules: Thresholds, tick_interval: flo
             record_prints: dict[str, bytes] = {}
             try:
                 known = None if key in relinked else _known_entries(entry, routed_entries, routed_here)
-                incoming = await _decode(outbox, record, partitions, bound, known, prints, record_prints)
+                incoming = await _decode(outbox, record, partitions, bound, known, record_prints)
             except Exception as error:  # InvalidPayload, or a bug: this record alone
                 await send_to_dlq(outbox, record, error)
                 parsing += time.thread_time() - started
                 continue
             decoded = time.thread_time()
             parsing += decoded - started
+            prints.update(record_prints)
             if incoming:
                 try:  # a record that breaks the rules leaves the entry as it was before it
                     entry, released, expired, entry_changed = _route_items(entry, incoming, forwarded.sent)
@@ -307,10 +308,9 @@ def _known_entries(entry: TrackingEntry, routed: RecentScans, routed_here: set[t
 
 
 async def _decode(outbox: Outbox, record: Any, partitions: int, bound: timedelta, known: Known | None = None,
-                  prints: dict[str, bytes] | None = None, kept: dict[str, bytes] | None = None) -> list[Item]:
-    """The record's items. ``prints`` (the step's) and ``kept`` (this record's) get each kept
-    history entry's fingerprint by its scan's ``sent_key``, when every entry kept is a scan of
-    the key's number."""
+                  prints: dict[str, bytes] | None = None) -> list[Item]:
+    """The record's items. ``prints`` gets each kept history entry's fingerprint by its scan's
+    ``sent_key``, when every entry kept is a scan of the key's number."""
     if record.topic == topics.TRACKING_LINKS:
         return [TrackingLink.model_validate_json(record.value)]
     ingested_at = datetime.fromtimestamp(record.timestamp / 1000, tz=timezone.utc)
@@ -336,11 +336,8 @@ async def _decode(outbox: Outbox, record: Any, partitions: int, bound: timedelta
     for error, part in rejected:  # one shipment of an interchange: the others go on
         await send_to_dlq(outbox, record, error, value=part)
     own = await _rekey_foreign(outbox, record.key or b"", scans, partitions)
-    if new is not None and len(own) == len(scans) == len(new.fingerprints):
-        by_scan = dict(zip((sent_key(scan) for scan in scans), new.fingerprints, strict=True))
-        for found in (prints, kept):
-            if found is not None:
-                found.update(by_scan)
+    if new is not None and prints is not None and len(own) == len(scans) == len(new.fingerprints):
+        prints.update(zip((sent_key(scan) for scan in scans), new.fingerprints, strict=True))
     return own
 
 

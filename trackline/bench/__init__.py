@@ -80,15 +80,9 @@ class TopicWatch:
             if self.track_latency_prefix and m.key().startswith(self.track_latency_prefix):
                 command = orjson.loads(m.value())
                 if command["type"] in hops.TRACKED:
-                    caused = _epoch(command["caused_by_ingested_at"])
+                    caused = hops.epoch(command["caused_by_ingested_at"])
                     self.latencies.append(ts - caused)
                     self.tracked.append({**command, "_ts": ts})
-
-
-def _epoch(iso: str) -> float:
-    from datetime import datetime
-
-    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
 def _produce(bootstrap: str, messages: list, rate: float | None = None) -> float:
