@@ -98,9 +98,9 @@ def register(app: faust.App, ch: Channels, rules: Thresholds, tick_interval: flo
         for record in records:
             started = time.thread_time()
             key = record.key or b""
-            entry = running[key] if key in running else entries.get(key)
             record_prints: dict[str, bytes] = {}
-            try:
+            try:  # a stored entry that does not decode sends this record to the DLQ, not the step
+                entry = running[key] if key in running else entries.get(key)
                 known = None if key in relinked else _known_entries(entry, routed_entries, routed_here)
                 incoming = await _decode(outbox, record, partitions, bound, known, record_prints)
             except Exception as error:  # InvalidPayload, or a bug: this record alone
