@@ -426,3 +426,96 @@ def test_a_webhook_that_changes_only_the_estimate_reaches_the_customer(broker: s
     settle(pipeline, "resent")
     assert revisions() == [sooner.date().isoformat()]
     assert worker_crashes(pipeline) == []
+
+
+def test_bursts_of_whole_history_webhooks_reach_each_scan_once(broker: str, pipeline: Pipeline) -> None:
+    """Hostile variants of EasyPost's documented tracker.updated, all sent at once so that one
+    router step reads several webhooks of a package: histories growing, repeated, arriving out of
+    order, their entries shuffled, the tracker's estimate moving and going back. Every scan
+    reaches its order's timeline once, no scan goes to its order twice with the same estimate,
+    and the carrier's last word on the date is the one the order holds."""
+    import random
+
+    now = datetime.now(UTC)
+    document = orjson.loads((PAYLOADS / "easypost_tracker_updated.json").read_bytes())
+    template = document["result"]["tracking_details"][0]
+    statuses = ["pre_transit", "in_transit", "in_transit", "in_transit", "out_for_delivery"]
+    earlier, later = (now + timedelta(days=2)).date(), (now + timedelta(days=4)).date()
+    rng = random.Random(20261206)
+    packages = 8
+    setup, burst, last_estimate = [], [], {}
+    for p in range(packages):
+        order_id, number = f"ORD-BURST-{p}", f"94001108988250225{p:05d}"
+        details = [{**template, "status": status, "message": f"{status} {i}",
+                    "datetime": iso(now - timedelta(hours=10 - i))} for i, status in enumerate(statuses)]
+        webhooks = []
+        for k in range(1, len(details) + 1):
+            entries = list(details[:k])
+            if rng.random() < 0.3:  # a feed that does not keep its history in order
+                rng.shuffle(entries)
+            estimate = rng.choice([earlier, later])
+            for _ in range(2 if rng.random() < 0.3 else 1):  # resent as it was
+                webhooks.append((entries, estimate))
+        if p % 2:  # arriving out of order (the full history is not necessarily the last)
+            rng.shuffle(webhooks)
+        # Then only the tracker's estimate changes, and goes back: the whole history resent.
+        final = max(webhooks, key=lambda w: len(w[0]))[1]
+        for estimate in (later if final == earlier else earlier, final):
+            entries = list(details)
+            if rng.random() < 0.5:
+                rng.shuffle(entries)
+            webhooks.append((entries, estimate))
+        last_estimate[order_id] = webhooks[-1][1]
+        for entries, estimate in webhooks:
+            body = {**document, "result": {**document["result"], "tracking_code": number, "carrier": "USPS",
+                                           "tracking_details": entries, "est_delivery_date": f"{estimate}T17:00:00Z"}}
+            burst.append((order_id, (topics.CARRIER_SCANS_RAW, number.encode(), orjson.dumps(body),
+                                     [(topics.SOURCE_HEADER, b"easypost")], None)))
+        setup += [(topics.FC_EVENTS, order_id.encode(), order_placed(order_id, now - timedelta(hours=12),
+                                                                     now + timedelta(days=1), now + timedelta(days=3),
+                                                                     zone=afternoon_zone(now)), [], None),
+                  (topics.FC_EVENTS, order_id.encode(), package_shipped(order_id, number, now - timedelta(hours=11),
+                                                                        "USPS"), [], None)]
+    # Interleaved across packages, each package's own order kept (one partition keeps it too).
+    interleaved = []
+    queues = {p: [m for o, m in burst if o == f"ORD-BURST-{p}"] for p in range(packages)}
+    while any(queues.values()):
+        p = rng.choice([p for p, q in queues.items() if q])
+        interleaved.append(queues[p].pop(0))
+
+    def package(order_id: str) -> dict:
+        try:
+            status, view = pipeline.lookup(order_id)
+        except (OSError, ValueError):  # the worker is not up, or owns no partitions yet
+            return {}
+        return view["packages"][0] if status == 200 and view["packages"] else {}
+
+    def timeline(order_id: str) -> list[dict]:
+        return package(order_id).get("timeline", [])
+
+    pipeline.start("worker", "notifier")
+    produce_at(broker, setup)
+    pipeline.wait_for(lambda: all(package(f"ORD-BURST-{p}") for p in range(packages)), 90, "every shipment")
+    produce_at(broker, interleaved)
+    pipeline.wait_for(lambda: all(len(timeline(f"ORD-BURST-{p}")) >= len(statuses) for p in range(packages)),
+                      120, "every scan on its order's timeline")
+    settle(pipeline, "burst")
+    forwarded: dict[str, list[tuple[str, str | None]]] = {}
+    for envelope in clients.read_topic(broker, topics.ORDER_EVENTS, PARTITIONS):
+        for doc in envelope if isinstance(envelope, list) else [envelope]:
+            if isinstance(doc, dict) and doc.get("order_id", "").startswith("ORD-BURST-") and "tracking_number" in doc:
+                forwarded.setdefault(doc["order_id"], []).append((doc["event_id"], doc.get("estimated_delivery")))
+    for p in range(packages):
+        order_id = f"ORD-BURST-{p}"
+        shown = timeline(order_id)
+        assert sorted(e["message"] for e in shown) == sorted(f"{s} {i}" for i, s in enumerate(statuses)), order_id
+        sent = forwarded[order_id]
+        assert len({event_id for event_id, _ in sent}) == len(statuses), order_id
+        # A scan goes to its order again only with another estimate than it went with before.
+        by_scan: dict[str, list[str | None]] = {}
+        for event_id, estimate in sent:
+            by_scan.setdefault(event_id, []).append(estimate)
+        for event_id, estimates in by_scan.items():
+            assert all(a != b for a, b in zip(estimates, estimates[1:], strict=False)), (order_id, event_id, estimates)
+        assert package(order_id)["carrier_current_estimate"] == last_estimate[order_id].isoformat(), order_id
+    assert worker_crashes(pipeline) == []

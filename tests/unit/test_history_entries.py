@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from models.carriers import parse_payload
-from models.carriers.history import HISTORIES, fingerprint, leave_out
+from models.carriers.history import ENTRY_TIMES, HISTORIES, fingerprint, leave_out, newest
 from models.errors import InvalidPayload
 
 PAYLOADS = Path(__file__).parents[1] / "payloads"
@@ -47,10 +47,34 @@ def test_the_entries_left_out_are_exactly_the_known_ones(source: str, data: st.D
     known = set(data.draw(st.sets(st.sampled_from(prints))))
     new = leave_out(source, raw, known.__contains__)
     assert new is not None
-    kept = [i for i, p in enumerate(prints) if p not in known] or [len(entries) - 1]  # the envelope is still read
+    # The envelope is still read, with the newest entry (the estimate goes with it).
+    kept = [i for i, p in enumerate(prints) if p not in known] or [newest(entries, ENTRY_TIMES[source])]
     assert new.fingerprints == [prints[i] for i in kept]
     assert new.left_out == len(entries) - len(kept)
     assert parse_payload(source, new.document, NOW).scans == [everything[i] for i in kept]
+
+
+@pytest.mark.parametrize("source", sorted(DOCUMENTED))
+@given(data=st.data())
+def test_with_every_entry_known_the_newest_scan_carries_the_envelope(source: str, data: st.DataObject) -> None:
+    """An estimate-only webhook (every entry routed) from a feed that lists its history in any
+    order: the entry kept is the newest scan, which is the one the order takes an estimate from."""
+    holder_field, entries_field, _ = HISTORIES[source]
+    document = orjson.loads(DOCUMENTED[source])
+    document[holder_field][entries_field] = data.draw(st.permutations(document[holder_field][entries_field]))
+    raw = orjson.dumps(document)
+    _, prints = entries_and_prints(source, raw)
+    new = leave_out(source, raw, lambda _: True)
+    assert new is not None and new.left_out == len(prints) - 1
+    everything = parse_payload(source, raw, NOW).scans
+    kept = parse_payload(source, new.document, NOW).scans
+    assert [scan.occurred_at for scan in kept] == [max(scan.occurred_at for scan in everything)]
+
+
+def test_an_entry_time_that_does_not_read_keeps_the_last_entry() -> None:
+    entries = [{"datetime": "2026-11-02T10:00:00Z"}, {"datetime": "yesterday"}, {"datetime": "2026-11-01T10:00:00Z"}]
+    assert newest(entries, "datetime") == 2
+    assert newest([{"datetime": "2026-11-02T10:00:00"}, {"datetime": "2026-11-01T10:00:00+00:00"}], "datetime") == 0
 
 
 def test_a_bad_entry_is_kept_and_still_refused() -> None:
