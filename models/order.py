@@ -712,7 +712,7 @@ def _late_date_held(state: OrderState, package: PackageState) -> bool:
 
 def _carrier_date_likely_late(state: OrderState, package: PackageState, now: datetime) -> bool:
     """Whether the carrier's date after the promise is late often enough on this lane, by its
-    measured misses (models.transit), to tell the customer; unmeasured: yes, as ops hear it."""
+    measured misses (models.transit), to tell the customer; unmeasured: as configured."""
     rules, models = _RULES_IN_FORCE.get(), _MODELS_IN_FORCE.get()
     promised, carrier_date = state.promised_delivery_date, package.carrier_current_estimate
     if models is None or promised is None or carrier_date is None \
@@ -724,11 +724,13 @@ def _carrier_date_likely_late(state: OrderState, package: PackageState, now: dat
     given = min(package.carrier_estimate_at or now, now)
     today = local_date(given, state.delivery_time_zone)
     handed_over = local_date(package.shipped_at or package.accepted_at, state.delivery_time_zone)
-    if model is None or today is None or handed_over is None:
+    if today is None or handed_over is None:
         return True
-    late = late_given_carrier_date(model, handed_over, today, promised, carrier_date,
-                                   _handed_over_afternoon(state, package))
-    return late is None or late >= rules.estimate_after_promise_notice_probability
+    late = None if model is None else late_given_carrier_date(model, handed_over, today, promised, carrier_date,
+                                                              _handed_over_afternoon(state, package))
+    if late is None:
+        return not rules.estimate_after_promise_hold_unmeasured
+    return late >= rules.estimate_after_promise_notice_probability
 
 
 def _tells_customer(condition: Condition) -> bool:

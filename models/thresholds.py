@@ -97,10 +97,14 @@ class Thresholds(BaseModel):
     # customer hears of it only when a delivery after the promise is at least this likely,
     # weighing the lane's transit times (from the time already in transit) against how the
     # carrier's dates at this lead missed on the lane (models.transit.late_given_carrier_date).
-    # Until they are measured (a young lane, or our own estimate off) the customer hears it at
-    # once, as ops do; 0 always does. A held notice is told when a later scan makes it likely
-    # enough before the promised day is over; after that promise_missed speaks.
+    # A held notice is told when a later scan makes it likely enough before the promised day
+    # is over; after that promise_missed speaks. 0: told at once, as ops hear it.
     estimate_after_promise_notice_probability: float = Field(default=0.95, ge=0, le=1)
+    # Where the carrier's dates at this lead are not measured yet (a young lane whose carrier
+    # has no measured lane either): true holds the customer's notice as above (make quality:
+    # most wrong notices came from such lanes), false tells it at once. With our own estimate
+    # off there is nothing to weigh it with, and it is told at once.
+    estimate_after_promise_hold_unmeasured: bool = True
     # Hysteresis of estimate_revised: a later date is always told; an earlier one only when it
     # is at least this many days earlier than the date told (or that date has passed), so a
     # date flipping between two days does not notify each time.

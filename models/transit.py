@@ -151,9 +151,13 @@ class LaneModel(Struct, kw_only=True):
         return sum(self.transit_days)
 
     def prefers_model(self) -> bool:
+        """The model's date, unless the carrier's was measured closer on this key's deliveries.
+
+        A tie goes to the model: at the scans of a young lane the model's date was the carrier's
+        own (no miss measured yet), so a tie says nothing against the correction measured since."""
         if self.model_error_days is None:
             return False
-        return self.carrier_error_days is None or self.model_error_days < self.carrier_error_days
+        return self.carrier_error_days is None or self.model_error_days <= self.carrier_error_days
 
 
 class LaneModelsUpdated(Struct, kw_only=True, tag="lane_models"):
@@ -193,7 +197,9 @@ class LaneModels:
         ``LANE_PRIOR_DELIVERIES`` deliveries): a lane with a handful of deliveries moves the
         estimate only as far as they justify; one with hundreds is its own. With neither seen
         ``min_deliveries`` times there is no model. The accuracy that decides between carrier
-        and model is the lane's own once it has enough deliveries, else the carrier's.
+        and model is the lane's own once it has enough deliveries, else the carrier's; so are
+        the carrier's measured misses, lead by lead (a lead the lane has not measured yet
+        takes the carrier's misses over every lane).
         """
         lane = self.models.get(lane_key(carrier, service_level, origin, destination_region))
         wide = self.models.get(service_key(carrier, service_level))
@@ -216,8 +222,21 @@ class LaneModels:
             afternoon_transit_days=blended(lane.afternoon_transit_days, wide.afternoon_transit_days),
             carrier_error_days=(lane if own else wide).carrier_error_days,
             model_error_days=(lane if own else wide).model_error_days,
-            carrier_misses=(lane if own else wide).carrier_misses,
+            carrier_misses=_misses_by_lead(lane.carrier_misses, wide.carrier_misses) if own else wide.carrier_misses,
             longest_silence_hours=(lane if own else wide).longest_silence_hours)
+
+
+def _misses_by_lead(own: list[float], wide: list[float]) -> list[float]:
+    """The lane's carrier misses at each lead it measured (``CORRECTION_MIN_SCANS``), the
+    carrier's over every lane at the others: a lane that has seen its carrier's dates 3 days
+    ahead but seldom 1 day ahead still corrects both."""
+    if not own or not wide:
+        return own or wide
+    rows = []
+    for lead in range(LEADS):
+        row = own[lead * MISSES:(lead + 1) * MISSES]
+        rows.extend(row if sum(row) >= CORRECTION_MIN_SCANS else wide[lead * MISSES:(lead + 1) * MISSES])
+    return rows
 
 
 class LaneWindow(Struct, kw_only=True):

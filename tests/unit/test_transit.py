@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from models.effects import Alert, AlertKind, NotificationCommand
 from models.events import PackageStatus
 from models.order import apply_batch
+from models.thresholds import Thresholds
 from models.transit import (
     ALL_WEEKDAYS,
     LaneModel,
@@ -128,6 +129,25 @@ def test_newer_versions_replace_older_ones_and_a_sparse_lane_leans_on_its_carrie
     assert models.for_lane("fedex", "two_day", "FC-A", "US-CA", min_deliveries=1) is None
 
 
+def test_a_lane_corrects_the_carriers_dates_at_leads_it_has_not_measured_from_the_carrier_over_every_lane():
+    # The carrier's dates one day ahead came a day late on 40 scans over every lane; the lane
+    # (its own 30 deliveries) measured them only three days ahead, right on 25 scans.
+    wide = lane([0, 30], carrier_misses=carrier_misses_by(1, lead=1, scans=40))
+    own = lane([0, 0, 30], key=lane_key("ups", "two_day", "FC-A", "US-CA"),
+               carrier_misses=carrier_misses_by(0, lead=3, scans=25))
+    found = LaneModels().updated(LaneModelsUpdated(models=[wide, own])).for_lane(
+        "ups", "two_day", "FC-A", "US-CA", min_deliveries=20)
+    assert found is not None
+    assert (found.carrier_correction(1), found.carrier_correction(3)) == (1, 0)
+    # Dated Tuesday on Monday: the lane's model shows Wednesday, as the carrier's such dates came.
+    dated = estimate(found, MONDAY, MONDAY, promised=None, carrier_date=date(2026, 11, 3))
+    assert dated is not None and dated.estimate == date(2026, 11, 4)
+    # Without the carrier's measure, the lane (which never saw that lead) would keep Tuesday.
+    alone = LaneModels().updated(LaneModelsUpdated(models=[lane([0, 30]), own])).for_lane(
+        "ups", "two_day", "FC-A", "US-CA", min_deliveries=20)
+    assert alone is not None and alone.carrier_correction(1) is None
+
+
 def observed(handed_over: date, delivered: date, carrier_error: float = 0, model_error: float = 0,
              compared: int = 0, package: str = "P") -> TransitObserved:
     return TransitObserved(package_id=package, order_id="O", carrier="ups", service_level="two_day",
@@ -145,6 +165,10 @@ def test_the_lane_prefers_whichever_source_was_closer_on_its_deliveries():
     assert build_model("k", 2, [observed(MONDAY, tuesday, carrier_error=6, model_error=2, compared=4)],
                        WEEKDAYS).prefers_model()
     assert not build_model("k", 2, [observed(MONDAY, tuesday)], WEEKDAYS).prefers_model()  # never compared
+    # Equally close (the model's date was the carrier's own, before any miss was measured): the
+    # model's, which now carries the correction measured since.
+    assert build_model("k", 2, [observed(MONDAY, tuesday, carrier_error=3, model_error=3, compared=4)],
+                       WEEKDAYS).prefers_model()
 
 
 # --- in the order rules ----------------------------------------------------------------
@@ -163,12 +187,12 @@ def carrier_misses_by(days: int, lead: int, scans: int = 20) -> list[float]:
                                   MONDAY + timedelta(days=lead + days))] * scans)
 
 
-def apply_with(models: LaneModels, events, state=None):
+def apply_with(models: LaneModels, events, state=None, rules: Thresholds | None = None):
     from models.order import apply
 
     effects = []
     for event in events:
-        state, produced = apply(state, event, models=models)
+        state, produced = apply(state, event, models=models, rules=rules or Thresholds())
         effects.extend(produced)
     return state, effects
 
@@ -309,7 +333,6 @@ def test_an_optimistic_carriers_date_is_pushed_back_by_its_usual_miss_at_that_le
 
 def test_customers_hear_of_predicted_late_only_on_the_levels_a_deployment_enables():
     from models.order import PREDICTED_LATE_REASON, apply
-    from models.thresholds import Thresholds
 
     models = models_with([0, 1, 1, 2, 36])  # 95% likely after Wednesday's promise
 
@@ -334,9 +357,9 @@ def test_a_carrier_date_after_the_promise_reaches_the_customer_only_where_such_d
     thursday = scan(S.in_transit, 2 * HOUR, estimated_delivery=date(2026, 11, 5))
     friday = scan(S.in_transit, 26 * HOUR, estimated_delivery=date(2026, 11, 6))
 
-    def told(misses: list[float]) -> tuple[list, list]:
+    def told(misses: list[float], rules: Thresholds | None = None) -> tuple[list, list]:
         _state, effects = apply_with(models_with([0, 10, 30, 10], misses=misses),
-                                     [placed(), shipped(), thursday, friday])
+                                     [placed(), shipped(), thursday, friday], rules=rules)
         alerts = [a.at for a in effects if isinstance(a, Alert) and a.alert_kind is AlertKind.estimate_after_promise
                   and a.state == "open"]
         notices = [c.occurred_at for c in effects if isinstance(c, NotificationCommand) and c.reason == warned]
@@ -353,8 +376,11 @@ def test_a_carrier_date_after_the_promise_reaches_the_customer_only_where_such_d
     assert told(pessimistic) == ([thursday.ingested_at], [friday.occurred_at])
     # A carrier whose dates were right there: Thursday is late, told at once.
     assert told(carrier_misses_by(0, lead=3, scans=100)) == ([thursday.ingested_at], [thursday.occurred_at])
-    # A lane that has not measured the carrier's dates yet: told at once, as ops hear it.
-    assert told([]) == ([thursday.ingested_at], [thursday.occurred_at])
+    # A lane that has not measured the carrier's dates yet: held (promise_missed speaks once the
+    # promised day is over), unless the deployment tells such dates at once, as ops hear them.
+    assert told([]) == ([thursday.ingested_at], [])
+    assert told([], Thresholds(estimate_after_promise_hold_unmeasured=False)) == \
+        ([thursday.ingested_at], [thursday.occurred_at])
 
 
 def test_a_carrier_date_past_the_promise_weighs_against_the_lanes_history():
