@@ -533,7 +533,11 @@ def _model_estimate(state: OrderState, package: PackageState, models: LaneModels
     assert model is not None
     package.model_estimate, package.model_confidence = found.estimate, round(found.confidence, 3)
     package.model_key, package.model_preferred = found.key, model.prefers_model()
-    package.late_probability = None if found.late_probability is None else round(found.late_probability, 3)
+    # With the carrier's date, the lane's history weighed by how that carrier's dates missed
+    # (as the customer's delay notice is); without, the history alone.
+    weighed = _late_given_carrier_date(state, package, model, now)
+    late = weighed if weighed is not None else found.late_probability
+    package.late_probability = None if late is None else round(late, 3)
     promise_end = (end_of_local_day(state.promised_delivery_date, state.delivery_time_zone)
                    if state.promised_delivery_date else None)
     # Likely late, and our own date says so too (a corrected carrier date within the promise
@@ -718,19 +722,31 @@ def _carrier_date_likely_late(state: OrderState, package: PackageState, now: dat
     if models is None or promised is None or carrier_date is None \
             or rules.estimate_after_promise_notice_probability <= 0:
         return True
-    model = _lane_model(state, package, models, rules)
-    # Judged as of the scan that gave the date (its lead, its time in transit), as the misses
-    # were measured; a backlog read later does not shorten the lead.
-    given = min(package.carrier_estimate_at or now, now)
-    today = local_date(given, state.delivery_time_zone)
-    handed_over = local_date(package.shipped_at or package.accepted_at, state.delivery_time_zone)
-    if today is None or handed_over is None:
+    if local_date(package.shipped_at or package.accepted_at, state.delivery_time_zone) is None:
         return True
-    late = None if model is None else late_given_carrier_date(model, handed_over, today, promised, carrier_date,
-                                                              _handed_over_afternoon(state, package))
+    model = _lane_model(state, package, models, rules)
+    late = None if model is None else _late_given_carrier_date(state, package, model, now)
     if late is None:
         return not rules.estimate_after_promise_hold_unmeasured
     return late >= rules.estimate_after_promise_notice_probability
+
+
+def _late_given_carrier_date(state: OrderState, package: PackageState, model: LaneModel, now: datetime
+                             ) -> float | None:
+    """The probability of missing the promise once the carrier gave its current date, weighed
+    by the lane's history and the carrier's measured misses (models.transit); None without a
+    promise or a carrier date, or while those misses are not measured.
+
+    Judged as of the scan that gave the date (its lead, its time in transit), as the misses
+    were measured; a backlog read later does not shorten the lead."""
+    promised, carrier_date = state.promised_delivery_date, package.carrier_current_estimate
+    given = min(package.carrier_estimate_at or now, now)
+    today = local_date(given, state.delivery_time_zone)
+    handed_over = local_date(package.shipped_at or package.accepted_at, state.delivery_time_zone)
+    if promised is None or carrier_date is None or today is None or handed_over is None:
+        return None
+    return late_given_carrier_date(model, handed_over, today, promised, carrier_date,
+                                   _handed_over_afternoon(state, package))
 
 
 def _tells_customer(condition: Condition) -> bool:

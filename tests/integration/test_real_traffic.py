@@ -519,3 +519,48 @@ def test_bursts_of_whole_history_webhooks_reach_each_scan_once(broker: str, pipe
             assert all(a != b for a, b in zip(estimates, estimates[1:], strict=False)), (order_id, event_id, estimates)
         assert package(order_id)["carrier_current_estimate"] == last_estimate[order_id].isoformat(), order_id
     assert worker_crashes(pipeline) == []
+
+
+def test_a_stored_tracking_entry_that_does_not_decode_costs_only_its_own_records(broker: str,
+                                                                                 pipeline: Pipeline) -> None:
+    """A tracking number's stored entry is damaged (a disk fault, a hand edit, a bad release's
+    write): it reaches the router's table through the table's changelog while the worker is
+    down, as a restore would bring it back. A scan of that number goes to the DLQ with its
+    original bytes; the worker keeps running and the scan of another number reaches its order."""
+    now = datetime.now(UTC)
+    good_scan = carrier_events("TGOOD", [("in_transit", now - timedelta(minutes=5))])
+    damaged_scan = carrier_events("TDAMAGED", [("in_transit", now - timedelta(minutes=5))])
+
+    def timeline(order_id: str) -> list[dict]:
+        try:
+            status, view = pipeline.lookup(order_id)
+        except (OSError, ValueError):  # the worker is not up, or owns no partitions yet
+            return []
+        return view["packages"][0]["timeline"] if status == 200 and view["packages"] else []
+
+    def shipped(order_id: str) -> bool:
+        try:
+            status, view = pipeline.lookup(order_id)
+        except (OSError, ValueError):
+            return False
+        return status == 200 and bool(view["packages"])
+
+    pipeline.start("worker")
+    produce_at(broker, [
+        (topics.FC_EVENTS, b"ORD-GOOD", order_placed("ORD-GOOD", now - timedelta(hours=3), now + timedelta(days=1),
+                                                     now + timedelta(days=3)), [], None),
+        (topics.FC_EVENTS, b"ORD-GOOD", package_shipped("ORD-GOOD", "TGOOD", now - timedelta(hours=2)), [], None)])
+    pipeline.wait_for(lambda: shipped("ORD-GOOD"), 90, "the shipment")
+    pipeline.stop("worker")
+    # Faust names a table's changelog "<app id>-<table>-changelog"; the same key lands on the
+    # same partition as the raw scans (murmur2), where the router reads it.
+    produce_at(broker, [("trackline-tracking-changelog", b"TDAMAGED", b"0|1|{\"links\": 42", [], None)])
+    pipeline.start("worker")
+    pipeline.wait_for(lambda: shipped("ORD-GOOD"), 90, "the restarted worker")
+    produce_at(broker, [(topics.CARRIER_SCANS_RAW, b"TDAMAGED", damaged_scan, GENERIC, None),
+                        (topics.CARRIER_SCANS_RAW, b"TGOOD", good_scan, GENERIC, None)])
+    pipeline.wait_for(lambda: len(timeline("ORD-GOOD")) == 1, 90, "the good scan on its order's timeline")
+    letters = dead_letters(broker, 1)
+    assert letters[b"TDAMAGED"] == ("internal_error", damaged_scan)
+    assert worker_crashes(pipeline) == []
+    assert pipeline.processes["worker"].poll() is None  # still running

@@ -71,6 +71,20 @@ def test_estimates_are_judged_at_shipping_and_at_each_scan_with_what_was_known_t
     assert scans["points"] == 2 and scans["coverage"] == 0.5 and scans["within_0_days"] == 1.0
 
 
+def test_from_day_7_scores_only_the_packages_shipped_once_lanes_had_a_week_of_history() -> None:
+    import dataclasses
+
+    first = journey("FIRST", 3.0)
+    later = journey("LATER", 3.0)
+    week = timedelta(days=7)
+    later = dataclasses.replace(later, placed_at=later.placed_at + week, shipped_at=later.shipped_at + week,
+                                delivered_at=later.delivered_at + week,  # type: ignore[operator]
+                                scans=[(at + week, status) for at, status in later.scans])
+    table = score.estimates_table({"FIRST": first, "LATER": later}, [])
+    assert table["at each scan"]["promise"]["points"] == 4
+    assert table["from day 7"]["promise"]["points"] == 2
+
+
 def test_visibility_is_the_share_of_the_journey_after_the_first_date_told() -> None:
     t = journey("V", 3.0)
     span = t.delivered_at - t.placed_at  # type: ignore[operator]

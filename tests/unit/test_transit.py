@@ -331,6 +331,22 @@ def test_an_optimistic_carriers_date_is_pushed_back_by_its_usual_miss_at_that_le
     assert fresh is not None and fresh.estimate == date(2026, 11, 6)
 
 
+def test_a_carrier_date_past_the_promise_counts_in_the_chance_of_missing_it():
+    """Promised Wednesday on a lane that keeps it (history alone: 3% late); on Monday a carrier
+    whose dates three days ahead were right at 100 scans says next Monday. Ops hear
+    predicted_late with that weighed chance; a carrier never measured there moves nothing."""
+    history = [0, 20, 10, 1]
+    late_date = scan(S.in_transit, 2 * HOUR, estimated_delivery=date(2026, 11, 9))
+    state, effects = apply_with(models_with(history, misses=carrier_misses_by(0, lead=3, scans=100)),
+                                [placed(), shipped(), late_date])
+    predicted = [a for a in effects if isinstance(a, Alert) and a.alert_kind is AlertKind.predicted_late]
+    assert [a.state for a in predicted] == ["open"]
+    assert state.packages["P1"].late_probability is not None and state.packages["P1"].late_probability > 0.95
+    unmeasured, effects = apply_with(models_with(history), [placed(), shipped(), late_date])
+    assert [a for a in effects if isinstance(a, Alert) and a.alert_kind is AlertKind.predicted_late] == []
+    assert unmeasured.packages["P1"].late_probability == round(1 / 31, 3)
+
+
 def test_customers_hear_of_predicted_late_only_on_the_levels_a_deployment_enables():
     from models.order import PREDICTED_LATE_REASON, apply
 

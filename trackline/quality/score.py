@@ -187,13 +187,19 @@ def estimates_table(truth: dict[str, PackageTruth], commands: list[dict[str, Any
     for rows in shown.values():
         rows.sort(key=lambda r: r[0])
     scores = {point: {source: EstimateScore() for source in ESTIMATE_SOURCES}
-              for point in ("at shipping", "at each scan")}
+              for point in ("at shipping", "at each scan", "from day 7")}
+    # The first week is a cold start (no lane has delivered history yet); from day 7 on is
+    # what a deployment with a week of history shows.
+    warm = min((t.placed_at for t in truth.values()), default=None)
+    warm = warm + timedelta(days=7) if warm is not None else None
     for t in truth.values():
         if t.delivered_date is None:
             continue
         # At shipping: once the shipment is known (its event arrives within 90 s of it).
         moments = [("at shipping", t.shipped_at + timedelta(minutes=2))] + [("at each scan", at) for at, _ in t.scans
                                                      if t.shipped_at <= at < (t.delivered_at or at)]
+        if warm is not None and t.shipped_at >= warm:
+            moments += [("from day 7", at) for point, at in moments if point == "at each scan"]
         for point, at in moments:
             carrier = [e.delivery_date for e in t.estimates if e.received_at <= at]
             ours = [d for when, d in told.get(t.order_id, []) if when <= at]
