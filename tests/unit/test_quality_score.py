@@ -133,6 +133,10 @@ def test_predicted_late_is_judged_by_whether_the_package_missed_and_how_early_it
     row = score.predicted_late_table(truth, alerts)["standard"]
     assert (row["alerts"], row["precision"], row["late"], row["recall"]) == (2, 0.5, 2, 0.5)
     assert row["hours_before_promise"]["p50"] == 48.0 and row["min_hours_before_promise"] == 48.0
+    assert row["recall_in_time"] == 0.5 and score.predicted_late_table(truth, alerts)["all levels"]["late"] == 2
+    # Opened 12 hours before the promised day ended: in time for nothing on standard service.
+    late_alert = [alert("LATE", "predicted_late", "open", datetime(2026, 11, 6, 12, tzinfo=UTC))]
+    assert score.predicted_late_table(truth, late_alert)["standard"]["recall_in_time"] == 0.0
 
 
 def test_the_date_shown_is_compared_with_the_carriers_on_the_same_scans() -> None:

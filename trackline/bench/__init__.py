@@ -332,29 +332,30 @@ def bench_scaling(settings: Settings, workdir: Path, logs: Path, counts: tuple[i
             notify.keep_ids = True
             workers = [_worker(settings.model_copy(update={"data_dir": workdir / f"scaling-{count}-{n}"}),
                                broker.bootstrap, logs) for n in range(count)]
-            processes = [w.pid for w in workers] + [broker.pid]
+            samplers = [CpuSampler(pid) for pid in [w.pid for w in workers] + [broker.pid]]
             try:
                 _produce(broker.bootstrap, workload.order_messages(0, SCALING_ORDERS))
                 notify.until(ANNOUNCED * SCALING_ORDERS, 300)
                 routed = TopicWatch(broker.bootstrap, settings.partitions, topics.ORDER_EVENTS)
                 notify.first_ts = None
-                cpu_before = [_cpu_seconds(pid) for pid in processes]
                 _produce(broker.bootstrap, workload.scan_messages(0, SCALING_ORDERS, per_order, seed=42))
                 notify.until(JOURNEY * SCALING_ORDERS, 900)
                 routed.until(1, 60)
-                cpu = [_cpu_seconds(pid) - before for pid, before in zip(processes, cpu_before, strict=True)]
+                assert routed.first_ts is not None  # routed.until(1, ...) returned: it read a message
+                # Over the window the rate is measured on, as the main line does (CpuSampler).
+                cpu = [sampler.between(routed.first_ts, notify.last_ts) for sampler in samplers]
             finally:
+                for sampler in samplers:
+                    sampler.stop()
                 for worker in workers:
                     _stop(worker)
             ids = set(notify.ids)
             reference = ids if reference is None else reference
-            assert routed.first_ts is not None  # routed.until(1, ...) returned: it read a message
             seconds = notify.last_ts - routed.first_ts
             results[f"{count} worker{'s' if count > 1 else ''}"] = {
                 "events": SCALING_ORDERS * per_order, "seconds": seconds,
                 "commands": len(ids), "same_commands_as_one_worker": ids == reference,
-                # CPU seconds over the scan phase (it includes the few seconds of producing the scans
-                # and of waiting for the last command): cores busy = CPU seconds / seconds
+                # CPU seconds from the first scan routed to the last command: cores busy = CPU s / s
                 "workers_cpu_seconds": round(sum(cpu[:-1]), 1), "broker_cpu_seconds": round(cpu[-1], 1)}
         name = f"{count} worker{'s' if count > 1 else ''}"
         result = results[name]
