@@ -67,6 +67,10 @@ class TopicWatch:
         while time.monotonic() < deadline:
             self._read()
 
+    def close(self) -> None:
+        """Before the broker stops: a consumer left open logs its refused reconnects."""
+        self.consumer.close()
+
     def _read(self) -> None:
         for m in self.consumer.consume(10000, timeout=0.5):
             if m.error():
@@ -333,6 +337,7 @@ def bench_scaling(settings: Settings, workdir: Path, logs: Path, counts: tuple[i
             workers = [_worker(settings.model_copy(update={"data_dir": workdir / f"scaling-{count}-{n}"}),
                                broker.bootstrap, logs) for n in range(count)]
             samplers = [CpuSampler(pid) for pid in [w.pid for w in workers] + [broker.pid]]
+            routed: TopicWatch | None = None
             try:
                 _produce(broker.bootstrap, workload.order_messages(0, SCALING_ORDERS))
                 notify.until(ANNOUNCED * SCALING_ORDERS, 300)
@@ -349,6 +354,9 @@ def bench_scaling(settings: Settings, workdir: Path, logs: Path, counts: tuple[i
                     sampler.stop()
                 for worker in workers:
                     _stop(worker)
+                notify.close()
+                if routed is not None:
+                    routed.close()
             ids = set(notify.ids)
             reference = ids if reference is None else reference
             seconds = notify.last_ts - routed.first_ts
