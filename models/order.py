@@ -548,11 +548,19 @@ def _model_estimate(state: OrderState, package: PackageState, models: LaneModels
             package.predicted_late_since = moment  # still time to act: ops hear now
     elif promise_end is None:
         package.predicted_late_since = None
-    elif now < promise_end and (package.late_probability is None or state.promised_delivery_date is None
-                                or found.estimate <= state.promised_delivery_date
-                                or package.late_probability
-                                < rules.predicted_late_probability - PREDICTED_LATE_CLOSE_MARGIN):
+    elif now < promise_end and not _late_date_unweighed(state, package, weighed) \
+            and (package.late_probability is None or state.promised_delivery_date is None
+                 or found.estimate <= state.promised_delivery_date
+                 or package.late_probability < rules.predicted_late_probability - PREDICTED_LATE_CLOSE_MARGIN):
         package.predicted_late_since = None  # recovered; one hovering at the threshold stays open
+
+
+def _late_date_unweighed(state: OrderState, package: PackageState, weighed: float | None) -> bool:
+    """The carrier's date past the promise still stands, at a lead its misses have not measured:
+    the history alone (far lower) says nothing of a recovery, so an open predicted_late stays
+    open instead of closing and opening again under a new id as the lead shortens day by day."""
+    promised, carrier_date = state.promised_delivery_date, package.carrier_current_estimate
+    return weighed is None and promised is not None and carrier_date is not None and carrier_date > promised
 
 
 def _lane_model(state: OrderState, package: PackageState, models: LaneModels, rules: Thresholds) -> LaneModel | None:

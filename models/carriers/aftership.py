@@ -151,6 +151,14 @@ def parse(raw: Payload, ingested_at: datetime) -> list[CarrierScan]:
     return [_scan(latest, "msg", carrier, number, estimate, ingested_at)]
 
 
+def entry_time(checkpoint: dict[str, Any], where: str = "checkpoints[]") -> tuple[datetime, list[ScanFlag]]:
+    """When a checkpoint was scanned (an offset-less time in the zone of its place)."""
+    country = optional_str(checkpoint, "country_region", where) or optional_str(checkpoint, "country_iso3", where)
+    state = optional_str(checkpoint, "state", where)
+    return _checkpoint_time(required(checkpoint, "checkpoint_time", where), f"{where}.checkpoint_time",
+                            country, state)
+
+
 def _checkpoint_time(value: Any, where: str, country: str, state: str) -> tuple[datetime, list[ScanFlag]]:
     if isinstance(value, int | float):  # epoch seconds; epoch_time rejects bools, floats and absurd values
         return epoch_time(value, where), []
@@ -162,10 +170,7 @@ def _scan(checkpoint: dict[str, Any], where: str, carrier: str, number: str, est
     tag = required_str(checkpoint, "tag", where)
     subtag = optional_str(checkpoint, "subtag", where)
     message = optional_str(checkpoint, "message", where)
-    country = optional_str(checkpoint, "country_region", where) or optional_str(checkpoint, "country_iso3", where)
-    state = optional_str(checkpoint, "state", where)
-    occurred_at, flags = _checkpoint_time(required(checkpoint, "checkpoint_time", where),
-                                          f"{where}.checkpoint_time", country, state)
+    occurred_at, flags = entry_time(checkpoint, where)
     location = ", ".join(place_parts(checkpoint, ("city", "state", "country_region"), where))
     return CarrierScan(
         event_id=stable_id(SOURCE, carrier, number, occurred_at.isoformat(), tag, subtag, message),

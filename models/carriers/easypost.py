@@ -68,7 +68,7 @@ from models.carriers.json_fields import (
 )
 from models.effects import stable_id
 from models.errors import InvalidPayload
-from models.events import CarrierScan, ExceptionReason, PackageStatus
+from models.events import CarrierScan, ExceptionReason, PackageStatus, ScanFlag
 
 SOURCE = "easypost"
 EVENT_TYPES = {"tracker.updated", "tracker.created"}
@@ -117,15 +117,21 @@ def parse(raw: Payload, ingested_at: datetime) -> list[CarrierScan]:
     return [_scan(latest, "result", carrier, tracking_code, estimate, ingested_at)]
 
 
+def entry_time(detail: dict[str, Any], where: str = "tracking_details[]") -> tuple[datetime, list[ScanFlag]]:
+    """When a tracking detail was scanned (an offset-less time in the zone of its location)."""
+    location = optional_object(detail, "tracking_location", where)
+    loc_where = f"{where}.tracking_location"
+    return scan_time(required(detail, "datetime", where), f"{where}.datetime",
+                     optional_str(location, "country", loc_where), optional_str(location, "state", loc_where))
+
+
 def _scan(detail: dict[str, Any], where: str, carrier: str, tracking_code: str, estimate: date | None,
           ingested_at: datetime) -> CarrierScan:
     raw_status = required_str(detail, "status", where)
     status_detail = optional_str(detail, "status_detail", where)
     location = optional_object(detail, "tracking_location", where)
     loc_where = f"{where}.tracking_location"
-    occurred_at, flags = scan_time(required(detail, "datetime", where), f"{where}.datetime",
-                                   optional_str(location, "country", loc_where),
-                                   optional_str(location, "state", loc_where))
+    occurred_at, flags = entry_time(detail, where)
     message = optional_str(detail, "message", where)
     return CarrierScan(
         event_id=stable_id(SOURCE, carrier, tracking_code, occurred_at.isoformat(), raw_status, message),

@@ -17,10 +17,13 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, NamedTuple
 
 import orjson
+
+from models.carriers import aftership, easypost, shippo
+from models.errors import InvalidPayload
 
 # source -> (the object holding the history, its list of entries, its carrier field)
 HISTORIES = {
@@ -28,8 +31,10 @@ HISTORIES = {
     "aftership": ("msg", "checkpoints", "slug"),
     "shippo": ("data", "tracking_history", "carrier"),
 }
-# source -> each entry's time field: with every entry known, the newest one is kept
-ENTRY_TIMES = {"easypost": "datetime", "aftership": "checkpoint_time", "shippo": "status_date"}
+# source -> when an entry was scanned, read as its adapter reads it: with every entry known,
+# the newest one is kept
+ENTRY_TIMES: dict[str, Callable[[dict[str, Any]], tuple[datetime, Any]]] = {
+    "easypost": easypost.entry_time, "aftership": aftership.entry_time, "shippo": shippo.entry_time}
 
 Known = Callable[[bytes], bool]  # a fingerprint -> the entry was routed to its order already
 
@@ -62,7 +67,10 @@ def leave_out(source: str, raw: bytes, known: Known) -> NewEntries | None:
     assert isinstance(holder, dict)  # for the type checker: entries came from it
     carrier, number = holder.get(carrier_field), holder.get("tracking_number" if source != "easypost"
                                                             else "tracking_code")
-    prints = [fingerprint(source, carrier, number, entry) for entry in entries]
+    try:
+        prints = [fingerprint(source, carrier, number, entry) for entry in entries]
+    except TypeError:  # orjson's JSONEncodeError: nested deeper than it writes; the adapter judges it
+        return None
     keep = [i for i, p in enumerate(prints) if not known(p)] or [newest(entries, ENTRY_TIMES[source])]
     if len(keep) == len(entries):
         return NewEntries(document, prints, 0)
@@ -70,21 +78,21 @@ def leave_out(source: str, raw: bytes, known: Known) -> NewEntries | None:
     return NewEntries(document, [prints[i] for i in keep], len(entries) - len(keep))
 
 
-def newest(entries: list[Any], time_field: str) -> int:
+def newest(entries: list[Any], entry_time: Callable[[dict[str, Any]], tuple[datetime, Any]]) -> int:
     """The index of the entry scanned last; the last one when any time does not read.
 
     A webhook whose every entry is known still carries the tracker's estimate: the order
     takes it only with the package's newest scan, and not every feed lists its history
-    oldest first. A time without an offset counts as UTC, as the adapters read it."""
+    oldest first. Times are read by the adapter's own rules (an offset-less time in the
+    zone of the scan's place, epoch seconds), so the entry kept is the one the order sees
+    as newest."""
     times = []
     for entry in entries:
-        text = entry.get(time_field) if isinstance(entry, dict) else None
-        try:
-            moment = datetime.fromisoformat(text.replace("Z", "+00:00")) if isinstance(text, str) else None
-        except ValueError:
-            moment = None
-        if moment is None:
+        if not isinstance(entry, dict):
             return len(entries) - 1
-        times.append(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
+        try:
+            times.append(entry_time(entry)[0])
+        except (InvalidPayload, ValueError, TypeError, OverflowError):  # the adapter refuses it too
+            return len(entries) - 1
     latest = max(times)
     return max(i for i, moment in enumerate(times) if moment == latest)  # ties: the later-listed

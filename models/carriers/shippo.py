@@ -77,7 +77,7 @@ from models.carriers.json_fields import (
 )
 from models.effects import stable_id
 from models.errors import InvalidPayload
-from models.events import CarrierScan, ExceptionReason, PackageStatus
+from models.events import CarrierScan, ExceptionReason, PackageStatus, ScanFlag
 from models.exception_reasons import exception_reason
 
 SOURCE = "shippo"
@@ -143,6 +143,14 @@ def parse(raw: Payload, ingested_at: datetime) -> list[CarrierScan]:
     return [_scan(latest, "data.tracking_status", carrier, number, estimate, ingested_at)]
 
 
+def entry_time(entry: dict[str, Any], where: str = "tracking_history[]") -> tuple[datetime, list[ScanFlag]]:
+    """When a history entry was scanned (an offset-less time in the zone of its location)."""
+    location = optional_object(entry, "location", where)
+    loc_where = f"{where}.location"
+    return scan_time(required(entry, "status_date", where), f"{where}.status_date",
+                     optional_str(location, "country", loc_where), optional_str(location, "state", loc_where))
+
+
 def _scan(entry: dict[str, Any], where: str, carrier: str, number: str, estimate: date | None,
           ingested_at: datetime) -> CarrierScan:
     status = required_str(entry, "status", where)
@@ -153,9 +161,7 @@ def _scan(entry: dict[str, Any], where: str, carrier: str, number: str, estimate
     action_required = optional_bool(substatus, "action_required", sub_where)
     location = optional_object(entry, "location", where)
     loc_where = f"{where}.location"
-    occurred_at, flags = scan_time(required(entry, "status_date", where), f"{where}.status_date",
-                                   optional_str(location, "country", loc_where),
-                                   optional_str(location, "state", loc_where))
+    occurred_at, flags = entry_time(entry, where)
     message = optional_str(entry, "status_details", where)
     return CarrierScan(
         event_id=stable_id(SOURCE, carrier, number, occurred_at.isoformat(), status, code, message),

@@ -72,9 +72,34 @@ def test_with_every_entry_known_the_newest_scan_carries_the_envelope(source: str
 
 
 def test_an_entry_time_that_does_not_read_keeps_the_last_entry() -> None:
+    from models.carriers import easypost
+
     entries = [{"datetime": "2026-11-02T10:00:00Z"}, {"datetime": "yesterday"}, {"datetime": "2026-11-01T10:00:00Z"}]
-    assert newest(entries, "datetime") == 2
-    assert newest([{"datetime": "2026-11-02T10:00:00"}, {"datetime": "2026-11-01T10:00:00+00:00"}], "datetime") == 0
+    assert newest(entries, easypost.entry_time) == 2
+    assert newest([{"datetime": "2026-11-02T10:00:00Z"}, "not an entry", {"datetime": 7}], easypost.entry_time) == 2
+
+
+def test_an_entry_nested_too_deep_to_fingerprint_is_parsed_as_it_came() -> None:
+    document = orjson.loads(DOCUMENTED["easypost"])
+    deep: dict = {}
+    for _ in range(300):
+        deep = {"x": deep}
+    document["result"]["tracking_details"][-1]["extra"] = deep
+    import json  # orjson writes at most 254 levels; a carrier's bytes may hold more
+
+    assert leave_out("easypost", json.dumps(document).encode(), lambda _: True) is None
+
+
+def test_the_newest_entry_is_read_in_the_zone_of_its_place_as_the_adapter_reads_it() -> None:
+    """AfterShip's checkpoint times are often local without an offset: 21:00 in California is
+    later than 23:00 in New York; epoch seconds count too."""
+    from models.carriers import aftership
+
+    california = {"checkpoint_time": "2026-11-02T21:00:00", "country_region": "US", "state": "CA"}
+    new_york = {"checkpoint_time": "2026-11-02T23:00:00", "country_region": "US", "state": "NY"}
+    assert newest([california, new_york], aftership.entry_time) == 0
+    epoch = {"checkpoint_time": int(datetime(2026, 11, 3, 12, tzinfo=UTC).timestamp())}
+    assert newest([epoch, california, new_york], aftership.entry_time) == 0
 
 
 def test_a_bad_entry_is_kept_and_still_refused() -> None:

@@ -347,6 +347,27 @@ def test_a_carrier_date_past_the_promise_counts_in_the_chance_of_missing_it():
     assert unmeasured.packages["P1"].late_probability == round(1 / 31, 3)
 
 
+def test_a_standing_carrier_date_at_an_unmeasured_lead_keeps_one_predicted_late_open():
+    """Thursday for a Wednesday promise, repeated at each day's scan: three, two and one days
+    ahead. The carrier's dates were measured (right) three and one days ahead, never two: on
+    Tuesday only the lane's history speaks (3% late), which is no recovery. One alert, open."""
+    from models.transit import summed
+
+    misses = summed([carrier_misses_by(0, lead=3, scans=100), carrier_misses_by(0, lead=1, scans=100)])
+    models = models_with([0, 20, 10, 1], misses=misses)
+    thursday = date(2026, 11, 5)
+    state, effects = apply_with(models, [placed(), shipped(),
+                                         scan(S.in_transit, 2 * HOUR, estimated_delivery=thursday)])
+    for day in (1, 2):
+        state, produced = apply_with(models, [scan(S.in_transit, day * 24 * HOUR + 2 * HOUR,
+                                                   estimated_delivery=thursday)], state)
+        effects += produced
+    changes = [(a.state, a.alert_id) for a in effects
+               if isinstance(a, Alert) and a.alert_kind is AlertKind.predicted_late]
+    assert [c for c, _ in changes] == ["open"]
+    assert state.packages["P1"].predicted_late_since is not None
+
+
 def test_customers_hear_of_predicted_late_only_on_the_levels_a_deployment_enables():
     from models.order import PREDICTED_LATE_REASON, apply
 

@@ -268,10 +268,11 @@ def predicted_late_table(truth: dict[str, PackageTruth], alerts: list[dict[str, 
 
 
 def lead_wanted(t: PackageTruth) -> timedelta:
-    """How long before the promised day ends a predicted_late should open (issue 13)."""
-    if t.service_level in ("standard", "two_day"):
-        return timedelta(hours=24)
-    return (_promise_end(t) - t.shipped_at) / 4
+    """How long before the promised day ends a predicted_late should open (issue 13): a quarter
+    of the promised transit time for the levels faster than two-day, else 24 hours."""
+    if t.service_level in ("same_day", "one_day"):
+        return max(timedelta(0), (_promise_end(t) - t.shipped_at) / 4)
+    return timedelta(hours=24)
 
 
 def _promise_end(t: PackageTruth) -> datetime:
