@@ -99,7 +99,7 @@ class Thresholds(BaseModel):
     # carrier's dates at this lead missed on the lane (models.transit.late_given_carrier_date).
     # A held notice is told when a later scan makes it likely enough before the promised day
     # is over; after that promise_missed speaks. 0: told at once, as ops hear it.
-    estimate_after_promise_notice_probability: float = Field(default=0.95, ge=0, le=1)
+    estimate_after_promise_notice_probability: float = Field(default=0.99, ge=0, le=1)
     # Where the carrier's dates at this lead are not measured yet (a young lane whose carrier
     # has no measured lane either): true holds the customer's notice as above (make quality:
     # most wrong notices came from such lanes), false tells it at once. With our own estimate
