@@ -24,6 +24,10 @@ THRESHOLDS = """
 feedback_after_hours = 0.0014   # 5 s
 feed_allowance_start_minutes = 0.0167  # 1 s between the ops alert and the customer's notice
 feed_allowance_floor_minutes = 0.0167
+# A fresh deployment: no lane has measured the carrier's dates yet. The production default
+# holds a late carrier date from the customer until they are (tests/unit/test_transit.py);
+# this journey tells it at once, so that every update type is heard.
+estimate_after_promise_hold_unmeasured = false
 [service_levels.standard]
 pickup_delay_1_hours = 0.0011   # 4 s
 pickup_delay_2_hours = 0.0022   # 8 s
