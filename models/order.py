@@ -528,7 +528,10 @@ def _model_estimate(state: OrderState, package: PackageState, models: LaneModels
     if found is None:  # no model yet, or the package took longer than any delivery it knows
         package.model_estimate = package.model_confidence = package.late_probability = None
         package.model_key, package.model_preferred = "", False
-        package.predicted_late_since = None
+        if model is None:
+            package.predicted_late_since = None
+        # else it outlasted every delivery its lane knows: no recovery, an open predicted_late
+        # stays open (it closed, and opened again under a new id once longer deliveries came)
         return
     assert model is not None
     package.model_estimate, package.model_confidence = found.estimate, round(found.confidence, 3)

@@ -234,6 +234,19 @@ def test_predicted_late_opens_for_ops_while_there_is_time_and_closes_at_delivery
     assert [(a.alert_kind, a.alert_id) for a in closed] == [(AlertKind.predicted_late, opened[0].alert_id)]
 
 
+def test_a_package_travelling_longer_than_any_delivery_it_knows_keeps_its_predicted_late_open():
+    models = models_with([0, 1, 1, 2, 36])  # promised Wednesday; the slowest took 4 working days
+    state, effects = apply_with(models, [placed(), shipped(), scan(S.in_transit, 2 * HOUR)])
+    # The next Tuesday, still travelling: no delivery on the lane took that long (no estimate).
+    state, later = apply_with(models, [scan(S.in_transit, 8 * 24 * HOUR)], state)
+    assert state.packages["P1"].model_estimate is None
+    state, delivered = apply_with(models, [scan(S.delivered, 9 * 24 * HOUR)], state)
+    changes = [(a.state, a.alert_id) for a in effects + later + delivered
+               if isinstance(a, Alert) and a.alert_kind is AlertKind.predicted_late]
+    assert [c for c, _ in changes] == ["open", "closed"] and len({i for _, i in changes}) == 1
+    assert [a for a in later if isinstance(a, Alert)] == []  # closed by the delivery, not before
+
+
 def test_a_probability_hovering_at_the_threshold_keeps_one_predicted_late_open():
     # 95% likely late, then 75% (below the 0.8 threshold, within the margin), then 60%: one
     # alert, open until the probability clearly fell.
