@@ -23,7 +23,6 @@ from typing import Any, NamedTuple
 import orjson
 
 from models.carriers import aftership, easypost, shippo
-from models.errors import InvalidPayload
 
 # source -> (the object holding the history, its list of entries, its carrier field)
 HISTORIES = {
@@ -92,7 +91,7 @@ def newest(entries: list[Any], entry_time: Callable[[dict[str, Any]], tuple[date
             return len(entries) - 1
         try:
             times.append(entry_time(entry)[0])
-        except (InvalidPayload, ValueError, TypeError, OverflowError):  # the adapter refuses it too
+        except Exception:  # noqa: BLE001 - InvalidPayload or a surprise: keep the last, the adapter judges
             return len(entries) - 1
     latest = max(times)
     return max(i for i, moment in enumerate(times) if moment == latest)  # ties: the later-listed

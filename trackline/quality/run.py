@@ -205,15 +205,16 @@ def print_table(r: dict[str, Any]) -> None:
     v = r["visibility"]
     print(f"\nestimate visible to the customer: {_pct(v['mean'])} of each delivered journey on average, "
           f"lowest decile {_pct(v['lowest_decile'])}")
-    print("\npredicted_late alerts (ops)   alerts  precision  late  recall  in time   hours before the promise "
+    print("\npredicted_late alerts (ops)  flagged  precision  late  recall  in time   hours before the promise "
           "ended p50 / p90 / min")
     for level, row in r["predicted_late"].items():
         h = row["hours_before_promise"]
         print(f"  {level:<28} {row['alerts']:>6}  {_pct(row['precision']):>9}  {row['late']:>4}  "
               f"{_pct(row['recall']):>6}  {_pct(row.get('recall_in_time')):>7}   {_num(h['p50'])} / "
               f"{_num(h['p90'])} / {_num(row['min_hours_before_promise'])}")
-    print("  (in time: late packages whose alert opened 24 h before the promised day ended, standard and\n"
-          "   two-day; a quarter of the promised transit time before it, faster levels)")
+    print("  (flagged: packages with at least one alert; in time: late packages whose first alert opened\n"
+          "   24 h before the promised day ended, standard and two-day; a quarter of the promised transit\n"
+          "   time before it, faster levels)")
 
 
 def main() -> int:

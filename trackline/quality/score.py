@@ -198,17 +198,17 @@ def estimates_table(truth: dict[str, PackageTruth], commands: list[dict[str, Any
         # At shipping: once the shipment is known (its event arrives within 90 s of it).
         moments = [("at shipping", t.shipped_at + timedelta(minutes=2))] + [("at each scan", at) for at, _ in t.scans
                                                      if t.shipped_at <= at < (t.delivered_at or at)]
-        if warm is not None and t.shipped_at >= warm:
-            moments += [("from day 7", at) for point, at in moments if point == "at each scan"]
+        warm_package = warm is not None and t.shipped_at >= warm
         for point, at in moments:
             carrier = [e.delivery_date for e in t.estimates if e.received_at <= at]
             ours = [d for when, d in told.get(t.order_id, []) if when <= at]
             rows = [r for r in shown.get(t.order_id, []) if r[0] <= at]
-            scores[point]["promise"].add(t.promised, t.delivered_date)
-            scores[point]["carrier"].add(carrier[-1] if carrier else None, t.delivered_date)
-            scores[point]["model"].add(rows[-1][2] if rows else None, t.delivered_date)
-            scores[point]["shown"].add(rows[-1][1] if rows else None, t.delivered_date)
-            scores[point]["told"].add(ours[-1] if ours else None, t.delivered_date)
+            for counted in [point, "from day 7"] if warm_package and point == "at each scan" else [point]:
+                scores[counted]["promise"].add(t.promised, t.delivered_date)
+                scores[counted]["carrier"].add(carrier[-1] if carrier else None, t.delivered_date)
+                scores[counted]["model"].add(rows[-1][2] if rows else None, t.delivered_date)
+                scores[counted]["shown"].add(rows[-1][1] if rows else None, t.delivered_date)
+                scores[counted]["told"].add(ours[-1] if ours else None, t.delivered_date)
     return {point: {source: s.row() for source, s in row.items()} for point, row in scores.items()}
 
 
