@@ -59,6 +59,7 @@ from models.events import (
     RefundIssued,
     ReturnReceived,
     ReturnRequested,
+    ServiceLevel,
     normalize_carrier,
 )
 from models.exception_reasons import CUSTOMER_WORDS, exception_reason
@@ -74,6 +75,7 @@ from models.transit import (
     TransitObserved,
     carrier_misses,
     late_given_carrier_date,
+    service_key,
 )
 from models.transit import estimate as lane_estimate
 
@@ -693,20 +695,30 @@ def _notice_due(state: OrderState, key: str, condition: Condition,
 
 
 def _lost_notice_due(state: OrderState, condition: Condition) -> datetime:
-    """A customer hears "lost" only after a silence longer than any a delivered package on its
-    lane came back from (models.transit); ops hear presumed_lost at the threshold as before."""
+    """A customer hears "lost" only after the level's minimum silence, and after a silence
+    longer than any a delivered package of the same carrier came back from, on any service
+    level (a silence is the carrier's network, not the speed it sold; models.transit); ops
+    hear presumed_lost at the threshold as before. Event time: silence from the last scan."""
     package = state.packages.get(condition.package_id)
+    if condition.kind is not AlertKind.presumed_lost or package is None or package.last_scan_at is None:
+        return condition.due_at
+    level = _RULES_IN_FORCE.get().level(state.service_level)
+    silence = level.lost_notice_min_hours or 0.0
     models = _MODELS_IN_FORCE.get()
-    if condition.kind is not AlertKind.presumed_lost or package is None or package.last_scan_at is None \
-            or models is None:
-        return condition.due_at
-    model = _lane_model(state, package, models, _RULES_IN_FORCE.get())
-    if model is None or model.longest_silence_hours is None:
-        return condition.due_at
-    # At most twice the lost threshold: one odd package (a feed gap) must not silence "lost".
-    lost_after = _RULES_IN_FORCE.get().level(state.service_level).lost_after_hours
-    silence = min(model.longest_silence_hours, 2 * lost_after)
+    longest = None if models is None else _carrier_longest_silence(models, package.carrier, state.service_level)
+    if longest is not None:
+        # At most twice the lost threshold: one odd package (a feed gap) must not silence "lost".
+        silence = max(silence, min(longest, 2 * level.lost_after_hours))
     return max(condition.due_at, package.last_scan_at + timedelta(hours=silence))
+
+
+def _carrier_longest_silence(models: LaneModels, carrier: str, own_level: str) -> float | None:
+    """The longest silence a delivered package of this carrier came back from, over every
+    service level's model (each holds every lane's deliveries on its level)."""
+    levels = {level.value for level in ServiceLevel} | {own_level}
+    return max((found.longest_silence_hours for level in levels
+                if (found := models.models.get(service_key(carrier, level))) is not None
+                and found.longest_silence_hours is not None), default=None)
 
 
 def _held(state: OrderState, condition: Condition, now: datetime) -> bool:

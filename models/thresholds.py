@@ -21,6 +21,9 @@ class LevelThresholds(BaseModel):
     pickup_delay_2_hours: float = Field(gt=0)
     stale_after_hours: float = Field(gt=0)  # no scan while in the carrier's hands
     lost_after_hours: float = Field(gt=0)  # silence long enough to presume it lost
+    # The customer hears "lost" only after at least this much silence (ops hear at
+    # lost_after_hours); None: at the lost threshold. See models.order._lost_notice_due.
+    lost_notice_min_hours: float | None = Field(default=None, gt=0)
     pickup_hold_days: float = Field(default=7, gt=0)  # how long a pickup point holds it
 
 
@@ -33,10 +36,13 @@ class CarrierThresholds(BaseModel):
 _LEVEL_DEFAULTS = {
     ServiceLevel.same_day: LevelThresholds(pickup_delay_1_hours=2, pickup_delay_2_hours=4,
                                            stale_after_hours=4, lost_after_hours=48),
+    # A carrier's silence does not shorten with the service sold: packages come back from a
+    # week without a scan (USPS takes a Missing Mail search only 7 days after mailing), so a
+    # customer of a fast level hears "lost" after eight days, not at the ops threshold.
     ServiceLevel.one_day: LevelThresholds(pickup_delay_1_hours=8, pickup_delay_2_hours=24,
-                                          stale_after_hours=18, lost_after_hours=96),
+                                          stale_after_hours=18, lost_after_hours=96, lost_notice_min_hours=192),
     ServiceLevel.two_day: LevelThresholds(pickup_delay_1_hours=24, pickup_delay_2_hours=48,
-                                          stale_after_hours=36, lost_after_hours=168),
+                                          stale_after_hours=36, lost_after_hours=168, lost_notice_min_hours=192),
     ServiceLevel.standard: LevelThresholds(pickup_delay_1_hours=48, pickup_delay_2_hours=120,
                                            stale_after_hours=72, lost_after_hours=336),
     ServiceLevel.locker_pickup: LevelThresholds(pickup_delay_1_hours=48, pickup_delay_2_hours=120,

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from models.effects import Alert, AlertKind, NotificationCommand
 from models.events import PackageStatus
 from models.order import apply_batch
-from models.thresholds import Thresholds
+from models.thresholds import Thresholds, parse_thresholds
 from models.transit import (
     ALL_WEEKDAYS,
     LaneModel,
@@ -557,8 +557,30 @@ def test_a_customer_hears_lost_only_after_a_silence_longer_than_any_the_lane_cam
     assert opened == [at(last_scan + 169 * HOUR)] and told == []  # ops hear at 168 h; the customer waits
     assert next_look == at(last_scan + 200 * HOUR + 30)  # past 200 h, after the feed's allowance
     assert lost(models, 169, 200)[1] == [] and lost(models, 169, 200.6)[1] != []
-    # Without a lane model: "lost" at 168 h and the allowance, as before.
-    assert lost(None, 169, 169.5)[1] != []
+    # Without a lane model: "lost" after two-day service's minimum, eight days, and the allowance.
+    assert lost(None, 169, 169.5)[1] == [] and lost(None, 169, 192.6)[1] != []
+
+
+def test_a_silence_the_carrier_came_back_from_on_another_service_level_holds_the_lost_notice():
+    # A two-day order; the level's own eight-day minimum set aside, so the threshold (168 h)
+    # would tell the customer. UPS's standard packages came back from 250 h of silence, another
+    # carrier's from 320 h.
+    rules = parse_thresholds("[service_levels.two_day]\nlost_notice_min_hours = 1\n")
+    ups_standard = lane([0, 10, 30, 10], key=service_key("ups", "standard"), longest_silence_hours=250)
+    fedex = lane([0, 10, 30, 10], key=service_key("fedex", "two_day"), longest_silence_hours=320)
+    last_scan = 2 * HOUR
+
+    def told(models: LaneModels, hours: float) -> bool:
+        _, effects = apply_with(models, [placed(), shipped(), scan(S.in_transit, last_scan),
+                                         tick(last_scan + 169 * HOUR), tick(last_scan + hours * HOUR)], rules=rules)
+        return any(isinstance(c, NotificationCommand) and c.reason == "lost" for c in effects)
+
+    assert told(LaneModels().updated(LaneModelsUpdated(models=[fedex])), 169.6)  # not UPS: at the threshold
+    carrier_wide = LaneModels().updated(LaneModelsUpdated(models=[ups_standard, fedex]))
+    assert not told(carrier_wide, 249) and told(carrier_wide, 250.6)
+    # At most twice the threshold, however long the odd package's silence.
+    odd = lane([0, 10, 30, 10], key=service_key("ups", "standard"), longest_silence_hours=2000)
+    assert told(LaneModels().updated(LaneModelsUpdated(models=[odd])), 336.6)
 
 
 def test_a_delivered_package_reports_its_longest_silence_after_acceptance():
