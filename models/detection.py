@@ -121,10 +121,19 @@ def _package_conditions(state: OrderState, package: PackageState, rules: Thresho
                                 f"carrier estimate {package.carrier_current_estimate}, promised {promised}"))
     if promise_end is not None:
         found.append(_condition(AlertKind.promise_missed, pid, promise_end, "promised {}, not delivered", promised))
-        if package.predicted_late_since is not None:  # our model, while there is time to act (models.transit)
-            found.append(_condition(AlertKind.predicted_late, pid, package.predicted_late_since,
+        # Our model, while there is time to act (models.transit): likely late by the lane's
+        # history, or not out for delivery on the promised day by the hour the carrier's routes
+        # have left by then; whichever came first.
+        since, route = package.predicted_late_since, package.not_out_for_delivery_by
+        if since is not None and (route is None or since <= route):
+            found.append(_condition(AlertKind.predicted_late, pid, since,
                                     f"{round((package.late_probability or 1) * 100)}% likely after the promised "
                                     f"{promised} (model {package.model_key})"))
+        elif route is not None:
+            found.append(_condition(AlertKind.predicted_late, pid, route,
+                                    f"not out for delivery by {{}} on the promised {promised} (model "
+                                    f"{package.model_key})",
+                                    route.astimezone(_zone(state.delivery_time_zone)).strftime("%H:%M")))
     return found
 
 
@@ -147,6 +156,11 @@ def end_of_local_day(day: date, time_zone: str) -> datetime:
     """Midnight after ``day`` where the customer lives, in UTC."""
     zone = _zone(time_zone)
     return datetime.combine(day + timedelta(days=1), time(0), tzinfo=zone).astimezone(UTC)
+
+
+def local_moment(day: date, hour: int, time_zone: str) -> datetime:
+    """``hour`` o'clock on ``day`` where the customer lives, in UTC."""
+    return datetime.combine(day, time(hour), tzinfo=_zone(time_zone)).astimezone(UTC)
 
 
 def local_hour(moment: datetime, time_zone: str) -> int:

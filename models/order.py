@@ -35,6 +35,7 @@ from models.detection import (
     feedback_due,
     local_date,
     local_hour,
+    local_moment,
 )
 from models.effects import (
     Alert,
@@ -69,12 +70,15 @@ from models.state import AlertState, OrderState, OrderStatus, PackageState, Time
 from models.thresholds import Thresholds
 from models.transit import (
     AFTERNOON_HOUR,
+    ROUTE_HOURS,
     LaneModel,
     LaneModels,
     LaneModelsUpdated,
     TransitObserved,
     carrier_misses,
     late_given_carrier_date,
+    late_if_travelling_on,
+    not_out_for_delivery_by,
     service_key,
 )
 from models.transit import estimate as lane_estimate
@@ -531,7 +535,7 @@ def _model_estimate(state: OrderState, package: PackageState, models: LaneModels
         package.model_estimate = package.model_confidence = package.late_probability = None
         package.model_key, package.model_preferred = "", False
         if model is None:
-            package.predicted_late_since = None
+            package.predicted_late_since = package.not_out_for_delivery_by = None
         # else it outlasted every delivery its lane knows: no recovery, an open predicted_late
         # stays open (it closed, and opened again under a new id once longer deliveries came)
         return
@@ -558,6 +562,35 @@ def _model_estimate(state: OrderState, package: PackageState, models: LaneModels
                  or found.estimate <= state.promised_delivery_date
                  or package.late_probability < rules.predicted_late_probability - PREDICTED_LATE_CLOSE_MARGIN):
         package.predicted_late_since = None  # recovered; one hovering at the threshold stays open
+    _route_deadline(state, package, model, now, rules)
+
+
+# A package the carrier still moves toward the customer: the route rule asks when it leaves.
+_ON_THE_ROAD = {PackageStatus.info_received, PackageStatus.picked_up, PackageStatus.in_transit,
+                PackageStatus.exception, PackageStatus.unknown}
+
+
+def _route_deadline(state: OrderState, package: PackageState, model: LaneModel, now: datetime,
+                    rules: Thresholds) -> None:
+    """When, on the promised day, a package not out for delivery yet becomes likely late: the
+    carrier's routes leave in the morning (models.transit.not_out_for_delivery_by). Cleared by
+    an out-for-delivery scan on or after that day; not set once the promised day is over
+    (``now``, the receipt: no time left to act), and kept as it was then."""
+    promised, zone = state.promised_delivery_date, state.delivery_time_zone
+    out_on = local_date(package.out_for_delivery_at, zone)
+    if promised is None or package.status not in _ON_THE_ROAD or (out_on is not None and out_on >= promised):
+        package.not_out_for_delivery_by = None
+        return
+    if now >= end_of_local_day(promised, zone):
+        return
+    if package.not_out_for_delivery_by is not None and package.not_out_for_delivery_by <= now:
+        return  # passed: its alert stays until the route leaves, not moved by the next scan's odds
+    handed_over = local_date(package.shipped_at or package.accepted_at, zone)
+    late = None if handed_over is None else late_if_travelling_on(model, handed_over, promised,
+                                                                   _handed_over_afternoon(state, package))
+    hour = None if late is None else not_out_for_delivery_by(model, late, rules.predicted_late_probability,
+                                                             rules.lane_model_min_deliveries)
+    package.not_out_for_delivery_by = None if hour is None else local_moment(promised, hour, zone)
 
 
 def _late_date_unweighed(state: OrderState, package: PackageState, weighed: float | None) -> bool:
@@ -583,6 +616,13 @@ def _longest_silence_hours(package: PackageState) -> float:
                default=0.0)
 
 
+def _route_hour(package: PackageState, delivered: date, zone: str) -> int:
+    """The local hour of the out-for-delivery scan on the delivery day; ROUTE_HOURS: none then."""
+    hours = [local_hour(e.occurred_at, zone) for e in package.timeline
+             if e.status is PackageStatus.out_for_delivery and local_date(e.occurred_at, zone) == delivered]
+    return min(hours, default=ROUTE_HOURS)
+
+
 def _handed_over_afternoon(state: OrderState, package: PackageState) -> bool | None:
     handed_over = package.shipped_at or package.accepted_at
     if handed_over is None:
@@ -605,6 +645,7 @@ def _transit_observed(state: OrderState, package: PackageState) -> TransitObserv
         destination_region=state.destination_region, handed_over=handed_over, delivered=delivered,
         handed_over_afternoon=_handed_over_afternoon(state, package),
         longest_silence_hours=_longest_silence_hours(package),
+        out_for_delivery_hour=_route_hour(package, delivered, zone),
         carrier_error_days=float(sum(abs((c - delivered).days) for c, _ in pairs)),
         model_error_days=float(sum(abs((m - delivered).days) for _, m in pairs)), compared=len(pairs),
         carrier_misses=carrier_misses([(day, c) for day, c, _ in package.scan_estimates if c is not None], delivered))
@@ -880,6 +921,11 @@ def _next_deadline(state: OrderState, current: dict[str, Condition], feedback: d
                    if c.kind in DEADLINE_KINDS and (known := state.alerts.get(key)) is not None
                    and known.closed_at is None and c.due_at <= known.opened_at
                    and _notice_milestone(c) not in state.notified and _tells_customer(c))
+    # The promised morning's route rule is a deadline too: no scan comes when no route leaves.
+    pending.extend(c.due_at for key, c in current.items()
+                   if c.kind is AlertKind.predicted_late and (package := state.packages.get(c.package_id)) is not None
+                   and c.due_at == package.not_out_for_delivery_by
+                   and ((known := state.alerts.get(key)) is None or known.due_at != c.due_at))
     if feedback is not None:
         pending.append(feedback)
     return min(pending, default=None)

@@ -77,6 +77,9 @@ class PackageState(Struct, kw_only=True):
     model_preferred: bool = False  # that model was measured more accurate than the carrier on its lane
     late_probability: float | None = None  # of arriving after the promise, by the model
     predicted_late_since: datetime | None = None  # when that passed the threshold (predicted_late alert)
+    # On the promised day, the moment from which not being out for delivery yet makes the
+    # package likely late (predicted_late too): models.transit.not_out_for_delivery_by.
+    not_out_for_delivery_by: datetime | None = None
     # (the scan's local date, the carrier's date, the model's date) at each scan before delivery:
     # measures both at delivery, and how the carrier misses at each lead.
     scan_estimates: list[tuple[date, date | None, date | None]] = field(default_factory=list)

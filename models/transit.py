@@ -42,6 +42,10 @@ HALF_DAY_MIN_DELIVERIES = 10  # a lane's morning or afternoon hand-overs, before
 AFTERNOON_HOUR = 12  # local hour from which a hand-over is an afternoon one
 BEYOND_LONGEST_DAYS = 60  # working days past a lane's longest delivery still weighed as possible
 LANE_PRIOR_DELIVERIES = 5  # how many deliveries the carrier's model on the service level weighs in a lane
+# Out-for-delivery hours: 24 cells by the local hour of the delivery day's out-for-delivery scan,
+# and one for deliveries that had none that day.
+ROUTE_HOURS = 24
+ROUTE_CELLS = ROUTE_HOURS + 1
 LANE = "lane"
 SERVICE = "service"
 CARRIER = "carrier"
@@ -82,6 +86,9 @@ class TransitObserved(Struct, kw_only=True, tag="transit_observed"):
     carrier_misses: list[int] = field(default_factory=list)
     # The longest time between two of its scans after acceptance: a silence it came back from.
     longest_silence_hours: float = 0.0
+    # Local hour (0-23) of the out-for-delivery scan on the delivery day; ROUTE_HOURS: none
+    # that day; None: not reported (an observation from an older worker).
+    out_for_delivery_hour: Annotated[int, Meta(ge=0, le=ROUTE_HOURS)] | None = None
 
     def keys(self) -> list[str]:
         keys = [service_key(self.carrier, self.service_level)]
@@ -115,10 +122,17 @@ class LaneModel(Struct, kw_only=True):
     # The longest silence a delivered package on this key came back from (hours between two
     # scans after acceptance): the customer hears "lost" only after a longer one.
     longest_silence_hours: Count | None = None
+    # Deliveries by the local hour their out-for-delivery scan came on the delivery day
+    # (``ROUTE_CELLS``; the last: none that day): how late in the day a package not yet out
+    # for delivery can still arrive (``not_out_for_delivery_by``).
+    out_for_delivery_hours: Annotated[list[Count], Meta(max_length=ROUTE_CELLS)] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if len(self.carrier_misses) not in (0, LEADS * MISSES):  # refused on decode (a ValidationError)
             raise ValueError(f"carrier_misses holds {len(self.carrier_misses)} cells, not 0 or {LEADS * MISSES}")
+        if len(self.out_for_delivery_hours) not in (0, ROUTE_CELLS):
+            raise ValueError(f"out_for_delivery_hours holds {len(self.out_for_delivery_hours)} cells, "
+                             f"not 0 or {ROUTE_CELLS}")
 
     def carrier_correction(self, lead_days: int) -> int | None:
         """The carrier's usual miss at this lead (days from the scan to its date): the median of
@@ -223,7 +237,9 @@ class LaneModels:
             carrier_error_days=(lane if own else wide).carrier_error_days,
             model_error_days=(lane if own else wide).model_error_days,
             carrier_misses=_misses_by_lead(lane.carrier_misses, wide.carrier_misses) if own else wide.carrier_misses,
-            longest_silence_hours=(lane if own else wide).longest_silence_hours)
+            longest_silence_hours=(lane if own else wide).longest_silence_hours,
+            # Routes are the carrier's on the level: every lane's deliveries speak.
+            out_for_delivery_hours=wide.out_for_delivery_hours)
 
 
 def _misses_by_lead(own: list[float], wide: list[float]) -> list[float]:
@@ -424,7 +440,45 @@ def build_model(key: str, version: int, observations: list[TransitObserved],
                      carrier_error_days=mean_error(observations, "carrier"),
                      model_error_days=mean_error(observations, "model"),
                      carrier_misses=summed([o.carrier_misses for o in observations]),
-                     longest_silence_hours=max((o.longest_silence_hours for o in observations), default=None))
+                     longest_silence_hours=max((o.longest_silence_hours for o in observations), default=None),
+                     out_for_delivery_hours=route_hours(observations))
+
+
+def route_hours(observations: list[TransitObserved]) -> list[float]:
+    """Deliveries by their out-for-delivery scan's local hour (``ROUTE_CELLS``); empty when
+    none reported it."""
+    cells = [0.0] * ROUTE_CELLS
+    for seen in observations:
+        if seen.out_for_delivery_hour is not None:
+            cells[seen.out_for_delivery_hour] += 1
+    return cells if any(cells) else []
+
+
+def not_out_for_delivery_by(model: LaneModel, late_probability: float, threshold: float,
+                            min_deliveries: int) -> int | None:
+    """The first local hour of the promised day from which a package not yet out for delivery
+    is late with at least ``threshold`` probability; None if no hour gets there, or while fewer
+    than ``min_deliveries`` reported their route hour.
+
+    Bayes on the day: ``late_probability`` (the lane's, before the day) is the prior, and of
+    the packages delivered that day a share S(h) had no out-for-delivery scan before hour h
+    (those delivered without one count in S at every hour). Late given no scan by h is
+    p / (p + (1 - p) S(h)). S counts one delivery more than seen with a late route, so a
+    short history never makes the morning look certain."""
+    cells = model.out_for_delivery_hours
+    total = sum(cells)
+    if not cells or total < min_deliveries or not 0 < threshold <= 1:
+        return None
+    prior = min(max(late_probability, 0.0), 1.0)
+    if prior >= 1:
+        return 0
+    out_before = 0.0
+    for hour in range(ROUTE_HOURS):
+        silent = (total - out_before + 1) / (total + 1)
+        if prior / (prior + (1 - prior) * silent) >= threshold:
+            return hour
+        out_before += cells[hour]
+    return None
 
 
 def _reached(model: LaneModel, handed_over: date, today: date) -> int:
@@ -437,6 +491,21 @@ def _reached(model: LaneModel, handed_over: date, today: date) -> int:
     elif today < handed_over:
         reached = 0
     return reached
+
+
+def late_if_travelling_on(model: LaneModel, handed_over: date, promised: date, afternoon: bool | None = None
+                          ) -> float | None:
+    """The probability of arriving after ``promised`` of a package still travelling when the
+    promised day begins (the prior of ``not_out_for_delivery_by``); None when no delivery in
+    the model took that long."""
+    reached = _reached(model, handed_over, promised)
+    counts = model.transit_days_for(afternoon)
+    remaining = sum(counts[reached:])
+    if remaining <= 1e-9 or promised < handed_over:
+        return None
+    by_promise = working_days_between(handed_over, promised, model.working_weekdays)
+    on_time = sum(counts[reached:by_promise + 1]) if by_promise >= reached else 0
+    return 1 - on_time / remaining
 
 
 def late_given_carrier_date(model: LaneModel, handed_over: date, today: date, promised: date,

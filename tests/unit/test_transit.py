@@ -18,6 +18,8 @@ from models.order import apply_batch
 from models.thresholds import Thresholds, parse_thresholds
 from models.transit import (
     ALL_WEEKDAYS,
+    ROUTE_CELLS,
+    ROUTE_HOURS,
     LaneModel,
     LaneModels,
     LaneModelsUpdated,
@@ -260,6 +262,69 @@ def test_a_probability_hovering_at_the_threshold_keeps_one_predicted_late_open()
                if isinstance(a, Alert) and a.alert_kind is AlertKind.predicted_late]
     assert [c for c, _ in changes] == ["open", "closed"] and len({i for _, i in changes}) == 1
     assert [a for a in still if isinstance(a, Alert)] == []
+
+
+def route_cells(by_hour: dict[int, int]) -> list[float]:
+    return [float(by_hour.get(hour, 0)) for hour in range(ROUTE_CELLS)]
+
+
+def test_not_out_for_delivery_by_an_hour_most_routes_have_left_is_likely_late():
+    from models.transit import not_out_for_delivery_by
+
+    # 40 deliveries: routes left at 7 (30) and 8 (10). A package 20% likely late when the
+    # promised day begins: by 8 a quarter of the day's deliveries were not out yet (48% late),
+    # by 9 none of 40 (91%: one delivery more than seen is counted as a later route).
+    model = lane([0, 30, 8, 2], out_for_delivery_hours=route_cells({7: 30, 8: 10}))
+    assert not_out_for_delivery_by(model, 0.2, threshold=0.8, min_deliveries=20) == 9
+    assert not_out_for_delivery_by(model, 0.2, threshold=0.95, min_deliveries=20) is None  # 91% is short
+    assert not_out_for_delivery_by(model, 0.85, threshold=0.8, min_deliveries=20) == 0  # likely late already
+    assert not_out_for_delivery_by(model, 0.2, threshold=0.8, min_deliveries=50) is None  # too few deliveries
+    # A carrier that often delivers without an out-for-delivery scan says little by its absence.
+    unscanned = lane([0, 30, 8, 2], out_for_delivery_hours=route_cells({7: 20, 8: 5, ROUTE_HOURS: 15}))
+    assert not_out_for_delivery_by(unscanned, 0.2, threshold=0.8, min_deliveries=20) is None
+
+
+def test_a_package_not_out_for_delivery_on_the_promised_morning_opens_predicted_late_until_it_leaves():
+    # Promised Wednesday; most of the lane's deliveries take one working day, 2 of 40 three. On
+    # Monday 5% likely late: nothing for ops. Still travelling Wednesday at 9:00, when every
+    # route of the lane has left: likely late, with the day still ahead to act.
+    models = LaneModels().updated(LaneModelsUpdated(models=[
+        lane([0, 30, 8, 2], out_for_delivery_hours=route_cells({7: 30, 8: 10}))]))
+    state, effects = apply_with(models, [placed(), shipped(), scan(S.in_transit, 2 * HOUR)])
+    assert [a for a in effects if isinstance(a, Alert) and a.alert_kind is AlertKind.predicted_late] == []
+    wednesday_nine = 2 * 24 * HOUR + HOUR  # T0 is Monday 8:00 UTC, the customer's zone
+    assert state.packages["P1"].not_out_for_delivery_by == at(wednesday_nine)
+    state, _ = apply_with(models, [tick(2 * HOUR + 36 * HOUR)], state)  # the stale deadline
+    assert state.next_deadline == at(wednesday_nine)  # no scan comes when no route leaves: a tick does
+    state, before = apply_with(models, [tick(wednesday_nine - 1)], state)
+    state, opened = apply_with(models, [tick(wednesday_nine)], state)
+    assert [a for a in before if isinstance(a, Alert) and a.alert_kind is AlertKind.predicted_late] == []
+    (alert,) = [a for a in opened if isinstance(a, Alert) and a.alert_kind is AlertKind.predicted_late]
+    assert alert.state == "open" and "not out for delivery by 09:00" in alert.detail
+    assert not [c for c in opened if isinstance(c, NotificationCommand) and c.type.value == "delayed"]  # ops only
+    # A later in-transit scan does not move it; the route leaving at 9:30 closes it.
+    state, later = apply_with(models, [scan(S.in_transit, wednesday_nine + 10)], state)
+    assert [a for a in later if isinstance(a, Alert) and a.alert_kind is AlertKind.predicted_late] == []
+    state, left = apply_with(models, [scan(S.out_for_delivery, wednesday_nine + 30)], state)
+    assert [(a.state, a.alert_id) for a in left if isinstance(a, Alert) and a.alert_kind is AlertKind.predicted_late
+            ] == [("closed", alert.alert_id)]
+
+
+def test_a_delivered_package_reports_the_hour_its_route_left():
+    from models.order import _transit_observed
+
+    state, _ = apply_with(None, [placed(), shipped(), scan(S.in_transit, 2 * HOUR),
+                                 scan(S.out_for_delivery, 24 * HOUR - 30), scan(S.delivered, 24 * HOUR + 3 * HOUR)])
+    seen = _transit_observed(state, state.packages["P1"])
+    assert seen is not None and seen.out_for_delivery_hour == 7  # Tuesday 7:30
+    # Out for delivery Tuesday, delivered Wednesday without a new route scan: none that day.
+    state, _ = apply_with(None, [placed(), shipped(), scan(S.in_transit, 2 * HOUR),
+                                 scan(S.out_for_delivery, 24 * HOUR - 30), scan(S.delivered, 48 * HOUR)])
+    unscanned = _transit_observed(state, state.packages["P1"])
+    assert unscanned is not None and unscanned.out_for_delivery_hour == ROUTE_HOURS
+    model = build_model(service_key("ups", "two_day"), 3, [seen, unscanned, observed(MONDAY, date(2026, 11, 3))],
+                        WEEKDAYS)
+    assert model.out_for_delivery_hours == route_cells({7: 1, ROUTE_HOURS: 1})  # the third did not say
 
 
 def test_a_package_likely_on_time_opens_no_predicted_late():
