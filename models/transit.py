@@ -464,18 +464,21 @@ def not_out_for_delivery_by(model: LaneModel, late_probability: float, threshold
     the packages delivered that day a share S(h) had no out-for-delivery scan before hour h
     (those delivered without one count in S at every hour). Late given no scan by h is
     p / (p + (1 - p) S(h)). S counts one delivery more than seen with a late route, so a
-    short history never makes the morning look certain."""
+    short history never makes the morning look certain.
+
+    The rule speaks only once the routes do: from an hour by which at least ``threshold`` of
+    the day's deliveries were out (S(h) <= 1 - threshold). The prior alone is the history's
+    rule; fired at midnight on it, 32 of 49 such alerts in make quality were packages that came
+    that day."""
     cells = model.out_for_delivery_hours
     total = sum(cells)
     if not cells or total < min_deliveries or not 0 < threshold <= 1:
         return None
     prior = min(max(late_probability, 0.0), 1.0)
-    if prior >= 1:
-        return 0
     out_before = 0.0
     for hour in range(ROUTE_HOURS):
         silent = (total - out_before + 1) / (total + 1)
-        if prior / (prior + (1 - prior) * silent) >= threshold:
+        if silent <= 1 - threshold and prior / (prior + (1 - prior) * silent) >= threshold:
             return hour
         out_before += cells[hour]
     return None
