@@ -286,6 +286,21 @@ def test_not_out_for_delivery_by_an_hour_most_routes_have_left_is_likely_late():
     assert not_out_for_delivery_by(unscanned, 0.2, threshold=0.8, min_deliveries=20) is None
 
 
+@given(st.lists(st.integers(0, 50), min_size=ROUTE_CELLS, max_size=ROUTE_CELLS), st.floats(0, 1), st.floats(0, 1),
+       st.floats(0.5, 1))
+def test_a_likelier_late_package_is_never_flagged_later_in_the_morning(cells, prior, other, threshold):
+    from models.transit import not_out_for_delivery_by
+
+    model = lane([0, 30, 8, 2], out_for_delivery_hours=[float(c) for c in cells])
+    low, high = sorted((prior, other))
+    at_low = not_out_for_delivery_by(model, low, threshold, min_deliveries=1)
+    at_high = not_out_for_delivery_by(model, high, threshold, min_deliveries=1)
+    if at_low is not None:
+        assert at_high is not None and at_high <= at_low
+        # By then at least the threshold's share of the day's deliveries had left on a route.
+        assert sum(cells[:at_low]) / (sum(cells) + 1) >= threshold - 1e-9 or sum(cells) == 0
+
+
 def test_a_package_not_out_for_delivery_on_the_promised_morning_opens_predicted_late_until_it_leaves():
     # Promised Wednesday; most of the lane's deliveries take one working day, 2 of 40 three. On
     # Monday 5% likely late: nothing for ops. Still travelling Wednesday at 9:00, when every
