@@ -150,3 +150,15 @@ def test_the_date_shown_is_compared_with_the_carriers_on_the_same_scans() -> Non
     table = score.estimates_table({"E": t}, [], rows)
     assert table["at each scan"]["model"]["within_0_days"] == 1.0 and truth_date == t.delivered_date
     assert table["at shipping"]["model"]["coverage"] == 0.0  # nothing shown before the first row
+
+
+def test_predicted_late_from_the_route_rule_is_also_scored_on_its_own() -> None:
+    late, on_time = journey("LATE", 6.0), journey("ONTIME", 2.0)
+    truth = {"LATE": late, "ONTIME": on_time}
+    route = {**alert("LATE", "predicted_late", "open", T0 + timedelta(days=4)),
+             "detail": "not out for delivery by 09:00 on the promised 2026-11-06 (model lane|ups@3)"}
+    history = {**alert("ONTIME", "predicted_late", "open", T0 + timedelta(days=1)),
+               "detail": "85% likely after the promised 2026-11-06 (model lane|ups@3)"}
+    table = score.alerts_table(truth, [route, history], T0 + timedelta(days=10))
+    assert (table["predicted_late"]["alerts"], table["predicted_late"]["precision"]) == (2, 0.5)
+    assert (table["predicted_late (route)"]["alerts"], table["predicted_late (route)"]["precision"]) == (1, 1.0)

@@ -35,6 +35,8 @@ from trackline.quality.world import PackageTruth
 _KIND_OF_REASON = {reason: kind.value for kind, reason in DELAY_REASONS.items()} | {
     PREDICTED_LATE_REASON: "predicted_late"}
 LOST = "presumed_lost"
+PREDICTED_LATE = "predicted_late"
+ROUTE_DETAIL = "not out for delivery"  # the route rule's alert detail (models.detection)
 
 
 def moment(value: str) -> datetime:
@@ -108,6 +110,7 @@ def alerts_table(truth: dict[str, PackageTruth], alerts: list[dict[str, Any]], e
     the end of the run)."""
     opened: dict[str, tuple[str, str, datetime]] = {}  # alert id -> (kind, order, opened at)
     closed: dict[str, datetime] = {}
+    route: set[str] = set()  # predicted_late opened by the promised morning's route rule
     for a in alerts:
         if a["order_id"] not in truth:
             continue
@@ -115,15 +118,21 @@ def alerts_table(truth: dict[str, PackageTruth], alerts: list[dict[str, Any]], e
         if a["state"] == "open":
             known = opened.get(a["alert_id"])
             opened[a["alert_id"]] = (a["alert_kind"], a["order_id"], min(known[2], at) if known else at)
+            if a["alert_kind"] == PREDICTED_LATE and str(a.get("detail", "")).startswith(ROUTE_DETAIL):
+                route.add(a["alert_id"])
         else:
             closed[a["alert_id"]] = max(closed.get(a["alert_id"], at), at)
     table: dict[str, dict[str, Any]] = {}
-    for kind in sorted({k for k, _, _ in opened.values()}):
-        ids = [i for i, (k, _, _) in opened.items() if k == kind]
+    rows = [(kind, [i for i, (k, _, _) in opened.items() if k == kind])
+            for kind in sorted({k for k, _, _ in opened.values()})]
+    if route:
+        rows.append((f"{PREDICTED_LATE} (route)", sorted(route)))
+    for label, ids in rows:
+        kind = opened[ids[0]][0]
         right = {i for i in ids if _deserved(kind, truth[opened[i][1]], opened[i][2])}
         false_open = [((closed.get(i) or end) - opened[i][2]).total_seconds() / 3600 for i in ids if i not in right]
-        table[kind] = {"alerts": len(ids), "precision": _ratio(len(right), len(ids)),
-                       "false_hours_open": _hours(false_open)}
+        table[label] = {"alerts": len(ids), "precision": _ratio(len(right), len(ids)),
+                        "false_hours_open": _hours(false_open)}
     return table
 
 
