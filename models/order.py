@@ -577,8 +577,7 @@ def _route_deadline(state: OrderState, package: PackageState, model: LaneModel, 
     an out-for-delivery scan on or after that day; not set once the promised day is over
     (``now``, the receipt: no time left to act), and kept as it was then."""
     promised, zone = state.promised_delivery_date, state.delivery_time_zone
-    out_on = local_date(package.out_for_delivery_at, zone)
-    if promised is None or package.status not in _ON_THE_ROAD or (out_on is not None and out_on >= promised):
+    if promised is None or package.status not in _ON_THE_ROAD or _out_for_delivery_since(package, promised, zone):
         package.not_out_for_delivery_by = None
         return
     if now >= end_of_local_day(promised, zone):
@@ -614,6 +613,13 @@ def _longest_silence_hours(package: PackageState) -> float:
     return max(((later.occurred_at - earlier.occurred_at).total_seconds() / 3600
                 for earlier, later in pairwise(scans) if earlier.status is not PackageStatus.available_for_pickup),
                default=0.0)
+
+
+def _out_for_delivery_since(package: PackageState, day: date, zone: str) -> bool:
+    """Out for delivery on ``day`` or later (local), by any scan, also one that arrived after a
+    newer scan (it did not set the status)."""
+    return any(e.status is PackageStatus.out_for_delivery and (local_date(e.occurred_at, zone) or day) >= day
+               for e in package.timeline)
 
 
 def _route_hour(package: PackageState, delivered: date, zone: str) -> int:
@@ -689,9 +695,12 @@ def _run_delay_rules(state: OrderState, event: Event, now: datetime, current: di
     told: set[str] = set()
     ticked = isinstance(event, ClockTick)
     for key, condition in current.items():
-        if condition.due_at > now:
+        # The promised morning's route rule is a deadline whose feed may still show the route
+        # left: it opens only after the feed's allowance, for ops and customer alike.
+        route = _from_route(state, condition)
+        if condition.due_at + (allowance(condition) if route else _NO_WAIT) > now:
             continue
-        deadline = condition.kind in DEADLINE_KINDS
+        deadline = route or condition.kind in DEADLINE_KINDS
         if deadline and not ticked:
             continue
         known = state.alerts.get(key)
@@ -701,7 +710,7 @@ def _run_delay_rules(state: OrderState, event: Event, now: datetime, current: di
             effects.extend(_alert_effects(state, alert, "open", now))
         elif known.closed_at is not None or (not deadline and not _held(state, condition, now)):
             continue  # closed for this very deadline, or a finding already told
-        if deadline and _notice_due(state, key, condition, allowance) > now:
+        if deadline and not route and _notice_due(state, key, condition, allowance) > now:
             continue  # a late record may still show the deadline was met: wait to tell the customer
         if _tell_customer_about_alert(state, condition, event, now, effects):
             told.add(condition.package_id)
@@ -813,6 +822,18 @@ def _late_given_carrier_date(state: OrderState, package: PackageState, model: La
                                    _handed_over_afternoon(state, package))
 
 
+_NO_WAIT = timedelta(0)
+
+
+def _from_route(state: OrderState, condition: Condition) -> bool:
+    """A predicted_late the promised morning's route rule raised (models.detection)."""
+    if condition.kind is not AlertKind.predicted_late:
+        return False
+    package = state.packages.get(condition.package_id)
+    return package is not None and condition.due_at == package.not_out_for_delivery_by \
+        and condition.due_at != package.predicted_late_since
+
+
 def _tells_customer(condition: Condition) -> bool:
     return condition.kind in DELAY_REASONS or condition.kind is AlertKind.presumed_lost
 
@@ -922,10 +943,10 @@ def _next_deadline(state: OrderState, current: dict[str, Condition], feedback: d
                    and known.closed_at is None and c.due_at <= known.opened_at
                    and _notice_milestone(c) not in state.notified and _tells_customer(c))
     # The promised morning's route rule is a deadline too: no scan comes when no route leaves.
-    pending.extend(c.due_at for key, c in current.items()
-                   if c.kind is AlertKind.predicted_late and (package := state.packages.get(c.package_id)) is not None
-                   and c.due_at == package.not_out_for_delivery_by
-                   and ((known := state.alerts.get(key)) is None or known.due_at != c.due_at))
+    # Not while an alert of its key is open (one the history rule opened stays, under its id).
+    pending.extend(c.due_at + allowance(c) for key, c in current.items()
+                   if _from_route(state, c) and ((known := state.alerts.get(key)) is None
+                                                 or (known.closed_at is not None and known.due_at != c.due_at)))
     if feedback is not None:
         pending.append(feedback)
     return min(pending, default=None)

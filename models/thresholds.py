@@ -22,8 +22,8 @@ class LevelThresholds(BaseModel):
     stale_after_hours: float = Field(gt=0)  # no scan while in the carrier's hands
     lost_after_hours: float = Field(gt=0)  # silence long enough to presume it lost
     # The customer hears "lost" only after at least this much silence (ops hear at
-    # lost_after_hours); None: at the lost threshold. See models.order._lost_notice_due.
-    lost_notice_min_hours: float | None = Field(default=None, gt=0)
+    # lost_after_hours); None or 0: at the lost threshold. See models.order._lost_notice_due.
+    lost_notice_min_hours: float | None = Field(default=None, ge=0)
     pickup_hold_days: float = Field(default=7, gt=0)  # how long a pickup point holds it
 
 
