@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from datetime import date, datetime, timedelta
 from enum import StrEnum
+from functools import lru_cache
 from itertools import pairwise
 from typing import NamedTuple
 
@@ -585,11 +586,24 @@ def _route_deadline(state: OrderState, package: PackageState, model: LaneModel, 
     if package.not_out_for_delivery_by is not None and package.not_out_for_delivery_by <= now:
         return  # passed: its alert stays until the route leaves, not moved by the next scan's odds
     handed_over = local_date(package.shipped_at or package.accepted_at, zone)
-    late = None if handed_over is None else late_if_travelling_on(model, handed_over, promised,
-                                                                   _handed_over_afternoon(state, package))
-    hour = None if late is None else not_out_for_delivery_by(model, late, rules.predicted_late_probability,
-                                                             rules.lane_model_min_deliveries)
+    if handed_over is None:
+        package.not_out_for_delivery_by = None
+        return
+    hour = _route_rule_hour(tuple(model.transit_days_for(_handed_over_afternoon(state, package))),
+                            model.working_weekdays, tuple(model.out_for_delivery_hours), handed_over, promised,
+                            rules.predicted_late_probability, rules.lane_model_min_deliveries)
     package.not_out_for_delivery_by = None if hour is None else local_moment(promised, hour, zone)
+
+
+@lru_cache(maxsize=4096)
+def _route_rule_hour(transit_days: tuple[float, ...], weekdays: tuple[int, ...], routes: tuple[float, ...],
+                     handed_over: date, promised: date, threshold: float, min_deliveries: int) -> int | None:
+    """``not_out_for_delivery_by`` with its prior, kept for the inputs it depends on: every event
+    asks again, and a lane's histograms change only with its deliveries."""
+    model = LaneModel(key="", version=0, transit_days=list(transit_days), working_weekdays=weekdays,
+                      out_for_delivery_hours=list(routes))
+    late = late_if_travelling_on(model, handed_over, promised)
+    return None if late is None else not_out_for_delivery_by(model, late, threshold, min_deliveries)
 
 
 def _late_date_unweighed(state: OrderState, package: PackageState, weighed: float | None) -> bool:
