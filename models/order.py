@@ -866,15 +866,22 @@ def _tell_customer_about_alert(state: OrderState, condition: Condition, event: E
                                effects: list[Effect]) -> bool:
     package = state.packages.get(condition.package_id)
     if condition.kind is AlertKind.predicted_late:
-        if package is None or state.service_level not in _RULES_IN_FORCE.get().predicted_late_notice_levels:
+        rules = _RULES_IN_FORCE.get()
+        if package is None or (state.service_level not in rules.predicted_late_notice_levels and not (
+                state.service_level in rules.predicted_late_route_notice_levels and _from_route(state, condition))):
             return False  # ops only
+        promised = state.promised_delivery_date
+        # A date within the promise would contradict the notice: none until the model has one after it.
+        new_date = package.model_estimate if package.model_estimate and promised and \
+            package.model_estimate > promised else None
         told = _notify(state, effects, NotificationType.delayed, event, package=package,
                        instance=condition.kind.value, reason=PREDICTED_LATE_REASON,
-                       estimated_delivery=package.model_estimate, previous_estimate=package.notified_estimate,
-                       estimate_source="model", estimate_confidence=package.model_confidence,
+                       estimated_delivery=new_date, previous_estimate=package.notified_estimate,
+                       estimate_source="model" if new_date else "",
+                       estimate_confidence=package.model_confidence if new_date else None,
                        occurred_at=condition.due_at, now=now)
         if told:
-            package.notified_estimate = package.model_estimate or package.notified_estimate
+            package.notified_estimate = new_date or package.notified_estimate
         return told
     if condition.kind is AlertKind.estimate_after_promise and package is not None \
             and not _carrier_date_likely_late(state, package, now):

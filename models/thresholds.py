@@ -99,6 +99,9 @@ class Thresholds(BaseModel):
     # the model's date). Empty by default: enable a level only where make quality measured
     # predicted_late's precision at 99% or more.
     predicted_late_notice_levels: list[ServiceLevel] = Field(default_factory=list)
+    # The same for the route rule's predicted_late alone (not out for delivery on the promised
+    # morning by the hour the carrier's routes have left): its own row in make quality.
+    predicted_late_route_notice_levels: list[ServiceLevel] = Field(default_factory=list)
     # A carrier's date after the promise opens estimate_after_promise for ops at once; the
     # customer hears of it only when a delivery after the promise is at least this likely,
     # weighing the lane's transit times (from the time already in transit) against how the

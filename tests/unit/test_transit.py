@@ -339,6 +339,25 @@ def test_a_package_not_out_for_delivery_on_the_promised_morning_opens_predicted_
     assert route_alerts(left) == [("closed", alert.alert_id)]
 
 
+def test_customers_hear_the_route_rule_only_on_the_levels_a_deployment_enables_for_it():
+    from models.order import PREDICTED_LATE_REASON
+
+    def delays(rules: Thresholds, counts: list[int]) -> list:
+        state, effects = apply_with(route_models(counts), [placed(), shipped(), scan(S.in_transit, 2 * HOUR),
+                                                           tick(WEDNESDAY_NINE + ALLOWANCE)], rules=rules)
+        return [(c.reason, c.estimated_delivery, c.occurred_at) for c in effects
+                if isinstance(c, NotificationCommand) and c.type.value == "delayed"]
+
+    assert delays(Thresholds(), [0, 30, 8, 2]) == []  # off by default: ops only
+    route_only = Thresholds(predicted_late_route_notice_levels=["two_day"])
+    # Not out for delivery at 9:00 on the promised Wednesday: told, without a date (the model's
+    # p50 is still the promised day).
+    assert delays(route_only, [0, 30, 8, 2]) == [(PREDICTED_LATE_REASON, None, at(WEDNESDAY_NINE))]
+    # The history rule's predicted_late (Monday, 95% likely late) is not the route rule's.
+    history_only = [d for d in delays(route_only, [0, 1, 1, 2, 36]) if d[2] < at(WEDNESDAY_NINE)]
+    assert history_only == []
+
+
 def test_a_route_scan_that_arrives_after_a_newer_scan_still_counts():
     models = route_models([0, 30, 8, 2])
     state, _ = apply_with(models, [placed(), shipped(), scan(S.in_transit, 2 * HOUR),
