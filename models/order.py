@@ -20,7 +20,7 @@ from __future__ import annotations
 from bisect import insort
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from functools import lru_cache
 from itertools import pairwise
@@ -197,7 +197,7 @@ def _after_event(state: OrderState, event: Event, effects: list[Effect], rules: 
     _revise_estimates(state, event, effects, delays_told, now, rules)
     feedback = _ask_for_feedback(state, event, now, rules, effects)
     # The rules above leave conditions as they are.
-    state.next_deadline = _next_deadline(state, current, feedback, allowance)
+    state.next_deadline = _next_deadline(state, current, feedback, allowance, now)
     expiry = expires_at(state, rules)
     if isinstance(event, ClockTick) and expiry is not None and expiry <= now:
         # The expiry moment, not the tick's: a replay removes it at the same point in event time.
@@ -537,6 +537,9 @@ def _model_estimate(state: OrderState, package: PackageState, models: LaneModels
         package.model_key, package.model_preferred = "", False
         if model is None:
             package.predicted_late_since = package.not_out_for_delivery_by = None
+        elif state.promised_delivery_date is not None and _out_for_delivery_since(
+                package, state.promised_delivery_date, state.delivery_time_zone):
+            package.not_out_for_delivery_by = None  # the route left, however late
         # else it outlasted every delivery its lane knows: no recovery, an open predicted_late
         # stays open (it closed, and opened again under a new id once longer deliveries came)
         return
@@ -728,7 +731,45 @@ def _run_delay_rules(state: OrderState, event: Event, now: datetime, current: di
             continue  # a late record may still show the deadline was met: wait to tell the customer
         if _tell_customer_about_alert(state, condition, event, now, effects):
             told.add(condition.package_id)
+    if ticked:
+        told |= _tell_route_rule(state, event, now, current, effects, allowance)
     return told
+
+
+def _tell_route_rule(state: OrderState, event: Event, now: datetime, current: dict[str, Condition],
+                     effects: list[Effect], allowance: Callable[[Condition], timedelta]) -> set[str]:
+    """On the levels a deployment lists in ``predicted_late_route_notice_levels``: the customer
+    hears once that the package is likely late when the route rule holds (its hour and the
+    feed's allowance passed, the promised day not over), whichever rule opened ops' alert."""
+    told: set[str] = set()
+    for condition, notice_at in _route_notices_due(state, current, allowance):
+        if notice_at <= now < _promise_end(state) \
+                and _tell_customer_about_alert(state, condition, event, now, effects, route_rule=True):
+            told.add(condition.package_id)
+    return told
+
+
+def _promise_end(state: OrderState) -> datetime:
+    promised = state.promised_delivery_date
+    return end_of_local_day(promised, state.delivery_time_zone) if promised else datetime.max.replace(tzinfo=UTC)
+
+
+def _route_notices_due(state: OrderState, current: dict[str, Condition],
+                       allowance: Callable[[Condition], timedelta]) -> list[tuple[Condition, datetime]]:
+    """The route rule's customer notices not yet given: each as the condition due at the
+    route hour, and when it may be told (that hour plus the feed's allowance)."""
+    if state.promised_delivery_date is None \
+            or state.service_level not in _RULES_IN_FORCE.get().predicted_late_route_notice_levels:
+        return []
+    due = []
+    for condition in current.values():
+        package = state.packages.get(condition.package_id)
+        if condition.kind is AlertKind.predicted_late and package is not None \
+                and package.not_out_for_delivery_by is not None \
+                and _notice_milestone(condition) not in state.notified:
+            route = condition._replace(due_at=package.not_out_for_delivery_by)
+            due.append((route, route.due_at + allowance(route)))
+    return due
 
 
 def _allowances(state: OrderState, latency: FeedLatency | None, rules: Thresholds
@@ -863,13 +904,12 @@ def _delay_milestone(package_id: str, kind: AlertKind) -> str:
 
 
 def _tell_customer_about_alert(state: OrderState, condition: Condition, event: Event, now: datetime,
-                               effects: list[Effect]) -> bool:
+                               effects: list[Effect], route_rule: bool = False) -> bool:
     package = state.packages.get(condition.package_id)
     if condition.kind is AlertKind.predicted_late:
-        rules = _RULES_IN_FORCE.get()
-        if package is None or (state.service_level not in rules.predicted_late_notice_levels and not (
-                state.service_level in rules.predicted_late_route_notice_levels and _from_route(state, condition))):
-            return False  # ops only
+        levels = _RULES_IN_FORCE.get().predicted_late_notice_levels
+        if package is None or not (route_rule or state.service_level in levels):
+            return False  # ops only (the route rule alone: _tell_route_rule)
         promised = state.promised_delivery_date
         # A date within the promise would contradict the notice: none until the model has one after it.
         new_date = package.model_estimate if package.model_estimate and promised and \
@@ -951,7 +991,7 @@ def _ask_for_feedback(state: OrderState, event: Event, now: datetime, rules: Thr
 
 
 def _next_deadline(state: OrderState, current: dict[str, Condition], feedback: datetime | None,
-                   allowance: Callable[[Condition], timedelta]) -> datetime | None:
+                   allowance: Callable[[Condition], timedelta], now: datetime) -> datetime | None:
     # Only deadlines need a tick: a finding an event reports (a carrier's late estimate, an
     # exception) is judged at that event. Counting one here left a past time as the next
     # deadline whenever a scan re-dated an open finding, and the order's real deadlines (the
@@ -968,6 +1008,9 @@ def _next_deadline(state: OrderState, current: dict[str, Condition], feedback: d
     pending.extend(c.due_at + allowance(c) for key, c in current.items()
                    if _from_route(state, c) and ((known := state.alerts.get(key)) is None
                                                  or (known.closed_at is not None and known.due_at != c.due_at)))
+    # The route rule's customer notice, where enabled: only ahead (a notice _notify declines
+    # must not leave a past time to tick at again and again).
+    pending.extend(at for _, at in _route_notices_due(state, current, allowance) if now < at < _promise_end(state))
     if feedback is not None:
         pending.append(feedback)
     return min(pending, default=None)

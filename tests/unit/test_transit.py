@@ -353,9 +353,28 @@ def test_customers_hear_the_route_rule_only_on_the_levels_a_deployment_enables_f
     # Not out for delivery at 9:00 on the promised Wednesday: told, without a date (the model's
     # p50 is still the promised day).
     assert delays(route_only, [0, 30, 8, 2]) == [(PREDICTED_LATE_REASON, None, at(WEDNESDAY_NINE))]
-    # The history rule's predicted_late (Monday, 95% likely late) is not the route rule's.
-    history_only = [d for d in delays(route_only, [0, 1, 1, 2, 36]) if d[2] < at(WEDNESDAY_NINE)]
-    assert history_only == []
+    # The history rule's predicted_late (Monday, 95% likely late) is not the route rule's: ops
+    # hear Monday; the customer only once the route rule holds too, on Wednesday at 9:30, once.
+    state, effects = apply_with(route_models([0, 1, 1, 2, 36]), [placed(), shipped(), scan(S.in_transit, 2 * HOUR)],
+                                rules=route_only)
+    assert route_alerts(effects) and not [c for c in effects if isinstance(c, NotificationCommand)
+                                          and c.type.value == "delayed"]
+    state, _ = apply_with(route_models([0, 1, 1, 2, 36]), [tick(2 * HOUR + 36 * HOUR)], state, rules=route_only)
+    assert state.next_deadline == at(WEDNESDAY_NINE + ALLOWANCE)  # the notice's own tick
+    ticks = [tick(WEDNESDAY_NINE + ALLOWANCE), tick(WEDNESDAY_NINE + 2 * ALLOWANCE)]
+    state, told = apply_with(route_models([0, 1, 1, 2, 36]), ticks, state, rules=route_only)
+    assert [(c.reason, c.occurred_at) for c in told if isinstance(c, NotificationCommand)
+            and c.type.value == "delayed"] == [(PREDICTED_LATE_REASON, at(WEDNESDAY_NINE))]
+
+
+def test_a_route_leaving_after_the_promised_day_closes_the_route_alert():
+    models = route_models([0, 30, 8, 2])
+    state, _ = apply_with(models, [placed(), shipped(), scan(S.in_transit, 2 * HOUR),
+                                   tick(WEDNESDAY_NINE + ALLOWANCE)])
+    # Friday: longer on the road than any delivery of the lane (no estimate), then out for delivery.
+    state, effects = apply_with(models, [scan(S.out_for_delivery, WEDNESDAY_NINE + 2 * 24 * HOUR)], state)
+    assert state.packages["P1"].not_out_for_delivery_by is None
+    assert [state for state, _ in route_alerts(effects)] == ["closed"]
 
 
 def test_a_route_scan_that_arrives_after_a_newer_scan_still_counts():
