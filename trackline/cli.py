@@ -287,7 +287,8 @@ def cmd_quality(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     run_quality(partitions=settings.partitions, pace=args.pace, days=args.days, orders_per_day=args.orders_per_day,
-                scored_days=args.scored_days)
+                scored_days=args.scored_days, seed=args.seed,
+                thresholds=Path(args.thresholds) if args.thresholds else None)
     return 0
 
 
@@ -389,6 +390,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--days", type=int, help="days of orders (default: config/quality-world.toml)")
     p.add_argument("--orders-per-day", type=int, help="default: config/quality-world.toml")
     p.add_argument("--scored-days", type=float, help="journeys placed in these first days are scored")
+    p.add_argument("--seed", type=int, help="another world with the same dials (default: the frozen seed)")
+    p.add_argument("--thresholds", help="TOML file of detection thresholds to measure (default: "
+                                        "config/detection.toml, the production defaults)")
     p.set_defaults(func=cmd_quality)
     return parser
 

@@ -15,6 +15,7 @@ from models import topics
 from models.carriers import parse_payload
 from models.events import OrderPlaced, PackageStatus
 from models.fulfillment import parse_fulfillment_event
+from trackline.quality.run import worker_env
 from trackline.quality.world import FROZEN_SHA256, PARAMETERS, World, parameters_hash
 
 ROOT = Path(__file__).parents[2]
@@ -47,6 +48,26 @@ def test_the_same_seed_gives_the_same_world() -> None:
     first = [(m.key, m.value, m.received_at) for m in World(days=1, orders_per_day=30).messages()]
     again = [(m.key, m.value, m.received_at) for m in World(days=1, orders_per_day=30).messages()]
     assert first == again
+
+
+def test_another_seed_gives_another_history_with_the_same_dials() -> None:
+    # `trackline quality --seed`: a figure measured on one history is checked on another.
+    frozen = World(days=1, orders_per_day=30)
+    other = World(days=1, orders_per_day=30, seed=7)
+    frozen.messages(), other.messages()
+    assert frozen.truth.keys() == other.truth.keys()  # the same orders, placed by the same dials
+    assert [t.delivered_at for t in frozen.truth.values()] != [t.delivered_at for t in other.truth.values()]
+
+
+def test_a_quality_run_measures_the_thresholds_named_and_never_the_shells() -> None:
+    # `trackline quality --thresholds FILE` measures a setting before a deployment turns it on;
+    # without it the production defaults, whatever TRACKLINE_THRESHOLDS the caller's shell holds.
+    shell = {"TRACKLINE_THRESHOLDS": "/etc/trackline/old.toml", "TRACKLINE_KAFKA": "kafka:9092", "PATH": "/bin"}
+    assert "TRACKLINE_THRESHOLDS" not in worker_env(shell, 0.25, None)
+    named = worker_env(shell, 0.25, Path("config/detection.toml"))
+    assert named["TRACKLINE_THRESHOLDS"] == str(Path("config/detection.toml").resolve())
+    assert "TRACKLINE_KAFKA" not in named and named["TRACKLINE_WATERMARK_CLOCK"] == "records"
+    assert named["PATH"] == "/bin"
 
 
 def test_every_message_is_read_by_the_real_adapters_and_agrees_with_the_truth(world) -> None:

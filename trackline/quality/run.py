@@ -28,10 +28,25 @@ from trackline.quality import score
 from trackline.quality.world import World, parameters_hash
 
 
+def worker_env(environ: dict[str, str], tick_interval: float, thresholds: Path | None) -> dict[str, str]:
+    """The worker's environment: the records' clock, and the thresholds measured (the production
+    defaults unless a file is named here; never a file the caller's shell happens to set)."""
+    env = {k: v for k, v in environ.items() if k not in ("TRACKLINE_THRESHOLDS", "TRACKLINE_KAFKA")}
+    env.update(TRACKLINE_WATERMARK_CLOCK="records", TRACKLINE_TICK_INTERVAL=str(tick_interval))
+    if thresholds is not None:
+        env["TRACKLINE_THRESHOLDS"] = str(Path(thresholds).resolve())
+    return env
+
+
 def run_quality(partitions: int = 4, pace: float = 7200.0, days: int | None = None,
                 orders_per_day: int | None = None, scored_days: float | None = None,
-                tick_interval: float = 0.25, out: Path | None = None) -> dict[str, Any]:
-    world = World(days=days, orders_per_day=orders_per_day)
+                tick_interval: float = 0.25, out: Path | None = None, seed: int | None = None,
+                thresholds: Path | None = None) -> dict[str, Any]:
+    """``seed``: another world of the same dials (the frozen one by default), to see whether a
+    figure holds beyond one history. ``thresholds``: a TOML file of detection thresholds to
+    measure instead of the production defaults (config/detection.toml), before a deployment
+    turns a setting on."""
+    world = World(days=days, orders_per_day=orders_per_day, seed=seed)
     messages = world.messages()
     scored_days = scored_days if scored_days is not None else world.p["scored_days"]
     workdir = Path(tempfile.mkdtemp(prefix="trackline-quality-"))
@@ -40,10 +55,11 @@ def run_quality(partitions: int = 4, pace: float = 7200.0, days: int | None = No
     first, last = messages[0].received_at, messages[-1].received_at
     print(f"trackline quality: {len(world.truth):,} journeys over {world.days} days ({len(messages):,} messages, "
           f"{first:%Y-%m-%d} to {last:%Y-%m-%d} in event time); journeys placed in the first {scored_days:g} days "
-          f"scored; world parameters sha256 {parameters_hash()[:12]}; {pace:,.0f}x event time; broker embedded "
+          f"scored; world parameters sha256 {parameters_hash()[:12]}"
+          f"{'' if seed is None else f', seed {seed} (not the frozen one)'}; thresholds "
+          f"{thresholds or 'the defaults (config/detection.toml)'}; {pace:,.0f}x event time; broker embedded "
           f"Tansu (memory-only); work dir {workdir}", flush=True)
-    env = {k: v for k, v in os.environ.items() if k not in ("TRACKLINE_THRESHOLDS", "TRACKLINE_KAFKA")}
-    env.update(TRACKLINE_WATERMARK_CLOCK="records", TRACKLINE_TICK_INTERVAL=str(tick_interval))
+    env = worker_env(dict(os.environ), tick_interval, thresholds)
     with EmbeddedBroker(log_path=logs / "broker.log") as broker:
         clients.create_topics(broker.bootstrap, partitions)
         worker = subprocess.Popen(
