@@ -28,8 +28,13 @@ class FeedLatency:
         self.changed = False
         self.undo: dict[tuple[str, str], list[float] | None] = {}  # see begin()
         self.undo_changed = False
+        # False while an order's events are applied again within a batch (models.order.apply_batch):
+        # their delays were counted the first time.
+        self.counting = True
 
     def observe(self, source: str, carrier: str, delay_seconds: float) -> None:
+        if not self.counting:
+            return
         key = (source, carrier)
         window = self.delays.get(key)
         if key not in self.undo:

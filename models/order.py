@@ -1166,6 +1166,9 @@ def apply_batch(states: dict[str, OrderState | None], events: Sequence[Event | L
             if not indexes:
                 continue
         skipped: set[int] = set()
+        # Events applied once already: applied again (the order went back to its stored state
+        # without a failing event), their feed delays are not counted a second time.
+        attempted: set[int] = set()
         backup = None if reload is not None else _copy(states.get(order_id))
         while True:
             state = states.get(order_id)
@@ -1180,6 +1183,9 @@ def apply_batch(states: dict[str, OrderState | None], events: Sequence[Event | L
                         continue
                     applied = events[current]
                     assert not isinstance(applied, LaneModelsUpdated)
+                    if latency is not None:
+                        latency.counting = current not in attempted
+                    attempted.add(current)
                     out = apply_in_place(state, applied, rules, latency, in_force[current])
                     produced.extend(out)
                     touched = touched or bool(out) or isinstance(events[current], ClockTick)
@@ -1196,6 +1202,8 @@ def apply_batch(states: dict[str, OrderState | None], events: Sequence[Event | L
                     break
                 continue
             break
+        if latency is not None:
+            latency.counting = True
         if touched:
             changed[order_id] = state
             effects.extend(produced)

@@ -102,9 +102,13 @@ def test_a_bug_on_one_event_costs_that_event_only(monkeypatch):
     poison = scan(S.in_transit, 250, raw_code="poison")
     events = [placed(), shipped(), scan(S.in_transit, 200), poison, scan(S.delivered, 30 * HOUR),
               placed("ORD-2")]
-    outcome = apply_batch({}, events)
+    latency = FeedLatency(Thresholds())
+    outcome = apply_batch({}, events, latency=latency)
     assert [(i, type(e).__name__) for i, e in outcome.failed] == [(3, "KeyError")]
     assert outcome.changed["ORD-1"].packages["P1"].status is S.delivered
+    # The order's other events were applied again without the poison, but every scan's feed
+    # delay counts once: the allowance learns from what came, not from how often it was applied.
+    assert list(latency.delays[("easypost", "ups")]) == [60.0, 60.0, 60.0]
     assert poison.event_id not in outcome.changed["ORD-1"].seen_event_ids  # rolled back, not half-applied
     assert [c.type.value for c in commands(outcome.effects) if c.order_id == "ORD-1"].count("delivered") == 1
     assert "ORD-2" in outcome.changed
