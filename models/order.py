@@ -1008,9 +1008,11 @@ def _next_deadline(state: OrderState, current: dict[str, Condition], feedback: d
     pending.extend(c.due_at + allowance(c) for key, c in current.items()
                    if _from_route(state, c) and ((known := state.alerts.get(key)) is None
                                                  or (known.closed_at is not None and known.due_at != c.due_at)))
-    # The route rule's customer notice, where enabled: only ahead (a notice _notify declines
-    # must not leave a past time to tick at again and again).
-    pending.extend(at for _, at in _route_notices_due(state, current, allowance) if now < at < _promise_end(state))
+    # The route rule's customer notice, where enabled, while the promised day lasts: a time
+    # already past (a backlog brought a later scan before the tick) means a tick at once. After
+    # the promised day none is told, and none may leave a past time to tick at again and again.
+    if now < (promise_end := _promise_end(state)):
+        pending.extend(at for _, at in _route_notices_due(state, current, allowance) if at < promise_end)
     if feedback is not None:
         pending.append(feedback)
     return min(pending, default=None)

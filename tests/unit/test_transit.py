@@ -367,6 +367,35 @@ def test_customers_hear_the_route_rule_only_on_the_levels_a_deployment_enables_f
             and c.type.value == "delayed"] == [(PREDICTED_LATE_REASON, at(WEDNESDAY_NINE))]
 
 
+def test_a_route_notice_due_when_a_backlog_brings_a_later_scan_first_is_told_at_the_next_tick():
+    # Ops' predicted_late is open since Monday (the history rule). The customer's route notice
+    # was due at 9:30 on the promised Wednesday; a backlog brings a 9:40 scan (still on the
+    # road) before the 9:30 tick: the order asks for a tick at once, not at its next deadline,
+    # and is told then.
+    from models.order import PREDICTED_LATE_REASON
+
+    route_only = Thresholds(predicted_late_route_notice_levels=["two_day"])
+    models = route_models([0, 1, 1, 2, 36])
+    state, effects = apply_with(models, [placed(), shipped(), scan(S.in_transit, 2 * HOUR)], rules=route_only)
+    assert route_alerts(effects)  # open from Monday
+    state, effects = apply_with(models, [scan(S.in_transit, WEDNESDAY_NINE + ALLOWANCE + 10)], state,
+                                rules=route_only)
+    assert state.next_deadline is not None and state.next_deadline <= at(WEDNESDAY_NINE + ALLOWANCE + 10)
+    state, told = apply_with(models, [tick(WEDNESDAY_NINE + ALLOWANCE + 11)], state, rules=route_only)
+    assert [(c.reason, c.occurred_at) for c in told if isinstance(c, NotificationCommand)
+            and c.type.value == "delayed"] == [(PREDICTED_LATE_REASON, at(WEDNESDAY_NINE))]
+    # Told once: nothing left to tick for before the promised day ends.
+    assert state.next_deadline is None or state.next_deadline > at(WEDNESDAY_NINE + ALLOWANCE + 11)
+    # No tick came at all until after the promised day: no route notice is told then (the
+    # promise_missed notice speaks), and none leaves a past time to tick at again and again.
+    thursday = 3 * 24 * HOUR
+    late, _ = apply_with(models, [placed(), shipped(), scan(S.in_transit, 2 * HOUR), scan(S.in_transit, thursday),
+                                  tick(thursday + 1)], rules=route_only)
+    late, effects = apply_with(models, [tick(thursday + 2)], late, rules=route_only)
+    assert late.next_deadline is None or late.next_deadline > at(thursday + 2)
+    assert PREDICTED_LATE_REASON not in [c.reason for c in effects if isinstance(c, NotificationCommand)]
+
+
 def test_a_route_leaving_after_the_promised_day_closes_the_route_alert():
     models = route_models([0, 30, 8, 2])
     state, _ = apply_with(models, [placed(), shipped(), scan(S.in_transit, 2 * HOUR),
