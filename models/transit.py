@@ -506,7 +506,14 @@ def late_if_travelling_on(model: LaneModel, handed_over: date, promised: date, a
     remaining = sum(counts[reached:])
     if remaining <= 1e-9 or promised < handed_over:
         return None
-    by_promise = working_days_between(handed_over, promised, model.working_weekdays)
+    return _late_share(counts, model.working_weekdays, handed_over, promised, reached, remaining)
+
+
+def _late_share(counts: list[float], weekdays: tuple[int, ...], handed_over: date, promised: date, reached: int,
+                remaining: float) -> float:
+    """The share of the deliveries still possible (``reached`` working days or more, of
+    ``remaining`` in all) that came after ``promised``."""
+    by_promise = working_days_between(handed_over, promised, weekdays) if promised >= handed_over else -1
     on_time = sum(counts[reached:by_promise + 1]) if by_promise >= reached else 0
     return 1 - on_time / remaining
 
@@ -574,11 +581,7 @@ def estimate(model: LaneModel, handed_over: date, today: date, promised: date | 
         if cumulative * 2 >= remaining:
             p50 = days
             break
-    late: float | None = None
-    if promised is not None:
-        by_promise = working_days_between(handed_over, promised, weekdays) if promised >= handed_over else -1
-        on_time = sum(counts[reached:by_promise + 1]) if by_promise >= reached else 0
-        late = 1 - on_time / remaining
+    late = None if promised is None else _late_share(counts, weekdays, handed_over, promised, reached, remaining)
     day = max(nth_working_day(handed_over, p50, weekdays), today)
     confidence = cumulative / remaining
     if carrier_date is not None:  # measured as closer than the histogram's own date (make quality)
