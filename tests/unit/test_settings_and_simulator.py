@@ -247,6 +247,17 @@ def test_documented_threshold_file_holds_the_defaults():
     assert parse_thresholds(text) == Thresholds()
 
 
+def test_the_route_notices_file_is_the_defaults_with_the_measured_levels_turned_on():
+    # config/detection-route-notices.toml must not drift from the defaults in anything else.
+    from pathlib import Path
+
+    from models.thresholds import Thresholds, parse_thresholds
+    text = (Path(__file__).parents[2] / "config" / "detection-route-notices.toml").read_text()
+    route = parse_thresholds(text)
+    assert route.predicted_late_route_notice_levels == ["one_day", "two_day", "standard"]
+    assert route.model_copy(update={"predicted_late_route_notice_levels": []}) == Thresholds()
+
+
 def test_a_threshold_file_overrides_only_what_it_names():
     from datetime import timedelta
 

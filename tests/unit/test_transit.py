@@ -330,8 +330,7 @@ def test_a_package_not_out_for_delivery_on_the_promised_morning_opens_predicted_
     assert route_alerts(before) == []
     (alert,) = [a for a in opened if isinstance(a, Alert) and a.alert_kind is AlertKind.predicted_late]
     assert alert.state == "open" and "not out for delivery by 09:00" in alert.detail
-    # Two-day customers hear it too (on by default where make quality measured it).
-    assert len([c for c in opened if isinstance(c, NotificationCommand) and c.type.value == "delayed"]) == 1
+    assert not [c for c in opened if isinstance(c, NotificationCommand) and c.type.value == "delayed"]  # ops only
     # Routes learned later in the day do not take back what was said; the route leaving closes it.
     later_routes = route_models([0, 30, 8, 2], route_cells({11: 30, 12: 10}))
     state, later = apply_with(later_routes, [scan(S.in_transit, WEDNESDAY_NINE + ALLOWANCE + 10)], state)
@@ -349,9 +348,8 @@ def test_customers_hear_the_route_rule_only_on_the_levels_a_deployment_enables_f
         return [(c.reason, c.estimated_delivery, c.occurred_at) for c in effects
                 if isinstance(c, NotificationCommand) and c.type.value == "delayed"]
 
-    assert delays(Thresholds(predicted_late_route_notice_levels=[]), [0, 30, 8, 2]) == []  # turned off: ops only
+    assert delays(Thresholds(), [0, 30, 8, 2]) == []  # off by default: ops only
     assert delays(Thresholds(predicted_late_route_notice_levels=["standard"]), [0, 30, 8, 2]) == []  # not two-day
-    assert Thresholds().predicted_late_route_notice_levels == ["one_day", "two_day", "standard"]  # the measured ones
     route_only = Thresholds(predicted_late_route_notice_levels=["two_day"])
     # Not out for delivery at 9:00 on the promised Wednesday: told, without a date (the model's
     # p50 is still the promised day).
@@ -430,8 +428,8 @@ def test_no_route_rule_once_the_promised_day_is_over():
 
 def test_a_predicted_late_the_history_opened_stays_one_alert_and_leaves_no_deadline_behind():
     # Likely late from Monday by the history (38 of 39 took longer than the promise allows).
-    # Ops only here: the customer's route notice has its own tick (below).
-    ops_only = Thresholds(predicted_late_route_notice_levels=[])
+    # Ops only here (the default): the customer's route notice has its own tick (below).
+    ops_only = Thresholds()
     state, effects = apply_with(route_models([0, 1, 1, 2, 36]), [placed(), shipped(), scan(S.in_transit, 2 * HOUR)],
                                 rules=ops_only)
     (opened,) = route_alerts(effects)
@@ -442,11 +440,12 @@ def test_a_predicted_late_the_history_opened_stays_one_alert_and_leaves_no_deadl
     state, later = apply_with(route_models([0, 30, 8, 2]), [scan(S.in_transit, now)], state, rules=ops_only)
     assert state.packages["P1"].predicted_late_since is None and route_alerts(later) == []
     assert state.next_deadline is None or state.next_deadline > at(now)  # no tick every few seconds
-    # With the customer's notice on (the default), the notice past due asks for one tick, which
-    # tells it; then nothing is left to tick at.
-    state, _ = apply_with(route_models([0, 30, 8, 2]), [scan(S.in_transit, now)], start)
+    # With the customer's notice on, the notice past due asks for one tick, which tells it;
+    # then nothing is left to tick at.
+    route_only = Thresholds(predicted_late_route_notice_levels=["two_day"])
+    state, _ = apply_with(route_models([0, 30, 8, 2]), [scan(S.in_transit, now)], start, rules=route_only)
     assert state.next_deadline is not None and state.next_deadline <= at(now)
-    state, told = apply_with(route_models([0, 30, 8, 2]), [tick(now + 1)], state)
+    state, told = apply_with(route_models([0, 30, 8, 2]), [tick(now + 1)], state, rules=route_only)
     assert [c.type.value for c in told if isinstance(c, NotificationCommand)] == ["delayed"]
     assert state.next_deadline is None or state.next_deadline > at(now + 1)
 
