@@ -60,12 +60,9 @@ RECORD_BATCH = RecordBatchCodec()
 # to consume at 50 ms, 18 ms); every hop of the pipeline paid it. Kafka answers a fetch as
 # soon as one byte is there, so the shorter wait only costs a few idle fetches.
 FETCH_MAX_WAIT_MS = 50
-# A fetch is answered with whatever is there (Kafka's default). With 64 KiB, to let a fetch
-# fill up under load, Tansu held a light topic's fetch until the wait ended (up to 95 ms a hop):
-# at 500 scans/s p99 was 191 to 207 ms against 93 to 185 with 1 byte; at 2,000 scans/s and at
-# half the backlog rate the two were within the noise between runs, and in a backlog every
-# fetch is full anyway (docs/performance.md, stop 29).
-FETCH_MIN_BYTES = 1
+# Under load, let a fetch fill up a little: fewer, larger batches amortise each batch's
+# flush and table round trip; idle, the wait above bounds the delay.
+FETCH_MIN_BYTES = 64 * 1024
 
 
 class ConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
