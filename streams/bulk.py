@@ -61,7 +61,8 @@ RECORD_BATCH = RecordBatchCodec()
 # soon as one byte is there, so the shorter wait only costs a few idle fetches.
 FETCH_MAX_WAIT_MS = 50
 # Under load, let a fetch fill up a little: fewer, larger batches amortise each batch's
-# flush and table round trip; idle, the wait above bounds the delay.
+# flush and table round trip; idle, the wait above bounds the delay. 1 byte measured faster at
+# light load and about 4% more CPU per webhook (docs/performance.md, stop 29).
 FETCH_MIN_BYTES = 64 * 1024
 
 
