@@ -286,6 +286,12 @@ def cmd_quality(args: argparse.Namespace) -> int:
     from trackline.quality.run import run_quality
 
     settings = _settings(args)
+    if args.thresholds:  # checked before the world is built and the broker started
+        from models.thresholds import parse_thresholds
+        try:
+            parse_thresholds(Path(args.thresholds).read_text())
+        except (OSError, ValueError) as error:
+            sys.exit(f"trackline quality: --thresholds {args.thresholds}: {error}")
     run_quality(partitions=settings.partitions, pace=args.pace, days=args.days, orders_per_day=args.orders_per_day,
                 scored_days=args.scored_days, seed=args.seed,
                 thresholds=Path(args.thresholds) if args.thresholds else None)

@@ -70,6 +70,17 @@ def test_a_quality_run_measures_the_thresholds_named_and_never_the_shells() -> N
     assert named["PATH"] == "/bin"
 
 
+def test_a_thresholds_file_that_does_not_read_stops_a_quality_run_before_it_starts(tmp_path) -> None:
+    from trackline.cli import main
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text("lane_model_window = -3\n")
+    for path in (bad, tmp_path / "missing.toml"):
+        with pytest.raises(SystemExit) as stopped:
+            main(["quality", "--data-dir", str(tmp_path), "--thresholds", str(path)])
+        assert str(stopped.value.code).startswith(f"trackline quality: --thresholds {path}: ")
+
+
 def test_every_message_is_read_by_the_real_adapters_and_agrees_with_the_truth(world) -> None:
     w, messages = world
     last_webhook: dict[str, object] = {}

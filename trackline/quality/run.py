@@ -24,6 +24,7 @@ from typing import Any
 from broker import clients
 from broker.embedded import EmbeddedBroker, free_port
 from models import topics
+from models.thresholds import parse_thresholds
 from trackline.quality import score
 from trackline.quality.world import World, parameters_hash
 
@@ -46,6 +47,8 @@ def run_quality(partitions: int = 4, pace: float = 7200.0, days: int | None = No
     figure holds beyond one history. ``thresholds``: a TOML file of detection thresholds to
     measure instead of the production defaults (config/detection.toml), before a deployment
     turns a setting on."""
+    if thresholds is not None:  # a file that does not read fails here, not in the worker minutes later
+        parse_thresholds(Path(thresholds).read_text())
     world = World(days=days, orders_per_day=orders_per_day, seed=seed)
     messages = world.messages()
     scored_days = scored_days if scored_days is not None else world.p["scored_days"]
@@ -98,6 +101,9 @@ def run_quality(partitions: int = 4, pace: float = 7200.0, days: int | None = No
         "predicted_late": score.predicted_late_table(truth, alerts),
         "visibility": score.visibility(truth, notifications),
         "parameters_sha256": parameters_hash(), "pace": pace, "messages": len(messages),
+        # Which run this was: the world's seed (the frozen one unless named) and the thresholds.
+        "seed": world.p["seed"] if seed is None else seed,
+        "thresholds": str(thresholds) if thresholds is not None else "config/detection.toml (the defaults)",
         # The clock the rules ran on: nothing may be decided after the last record's time.
         "last_record_at": last.isoformat(), "latest_decision_at": max(
             [score.moment(a["at"]) for a in alerts] + [score.moment(c["caused_by_ingested_at"]) for c in notifications],
