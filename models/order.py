@@ -830,8 +830,7 @@ def _held(state: OrderState, condition: Condition, now: datetime) -> bool:
     """An open estimate_after_promise whose customer notice waits for the carrier's date to be
     likely late enough; asked again at each event until the promised day is over."""
     return (condition.kind is AlertKind.estimate_after_promise and state.promised_delivery_date is not None
-            and now < end_of_local_day(state.promised_delivery_date, state.delivery_time_zone)
-            and _notice_milestone(condition) not in state.notified)
+            and now < _promise_end(state) and _notice_milestone(condition) not in state.notified)
 
 
 def _late_date_held(state: OrderState, package: PackageState) -> bool:
@@ -1011,8 +1010,8 @@ def _next_deadline(state: OrderState, current: dict[str, Condition], feedback: d
     # The route rule's customer notice, where enabled, while the promised day lasts: a time
     # already past (a backlog brought a later scan before the tick) means a tick at once. After
     # the promised day none is told, and none may leave a past time to tick at again and again.
-    if now < (promise_end := _promise_end(state)):
-        pending.extend(at for _, at in _route_notices_due(state, current, allowance) if at < promise_end)
+    if (notices := _route_notices_due(state, current, allowance)) and now < (promise_end := _promise_end(state)):
+        pending.extend(at for _, at in notices if at < promise_end)
     if feedback is not None:
         pending.append(feedback)
     return min(pending, default=None)
