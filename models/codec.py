@@ -17,7 +17,7 @@ from pydantic import BaseModel
 
 from models.formats import keeping_unknown_values
 from models.state import OrderState
-from models.transit import LaneModelsUpdated, LaneWindow, TransitObserved
+from models.transit import LaneModelsUpdated, LaneWindow, TransitRecord
 
 
 def _encode_other(value: Any) -> Any:
@@ -48,7 +48,7 @@ def decode_state(document: bytes) -> OrderState:
 
 
 _LANE_MODELS = msgspec.json.Decoder(LaneModelsUpdated)
-_OBSERVED = msgspec.json.Decoder(TransitObserved)
+_OBSERVED = msgspec.json.Decoder(TransitRecord)
 _WINDOW = msgspec.json.Decoder(LaneWindow)
 
 
@@ -61,7 +61,8 @@ def decode_lane_models(document: bytes) -> LaneModelsUpdated:
     return _LANE_MODELS.decode(document)
 
 
-def decode_transit_observed(document: bytes) -> TransitObserved:
+def decode_transit_observed(document: bytes) -> TransitRecord:
+    """A delivered package, or one handed over (``models.transit``)."""
     return _OBSERVED.decode(document)
 
 

@@ -11,7 +11,7 @@ from pydantic import Field
 
 from models.events import Contract
 from models.formats import OpenEnum
-from models.transit import TransitObserved
+from models.transit import TransitObserved, TransitStarted
 
 
 class NotificationType(OpenEnum):
@@ -159,7 +159,7 @@ class TrackingLink(Contract):
     removed: bool = False
 
 
-Effect = NotificationCommand | HistoryRecord | TrackingLink | Alert | TransitObserved
+Effect = NotificationCommand | HistoryRecord | TrackingLink | Alert | TransitObserved | TransitStarted
 
 
 def stable_id(*parts: str) -> str:

@@ -76,6 +76,7 @@ from models.transit import (
     LaneModels,
     LaneModelsUpdated,
     TransitObserved,
+    TransitStarted,
     carrier_misses,
     late_given_carrier_date,
     late_if_travelling_on,
@@ -243,8 +244,11 @@ def _on_shipped(state: OrderState, event: PackageShipped, effects: list[Effect])
     package.tracking_number = event.tracking_number
     package.service = event.service
     package.skus = list(event.skus)
+    first_hand_over = package.shipped_at is None and package.accepted_at is None
     package.shipped_at = event.occurred_at
     state.packages[event.package_id] = package
+    if first_hand_over:
+        _transit_started(state, package, effects)
     # The shipped notice gives the date: our model's from today, where it has one.
     _model_estimate(state, package, _MODELS_IN_FORCE.get(), min(event.occurred_at, _ingested_at(event)),
                     _ingested_at(event), _RULES_IN_FORCE.get())
@@ -310,6 +314,8 @@ def _on_scan(state: OrderState, event: CarrierScan, effects: list[Effect], rules
         package.scan_delay_seconds = max(0.0, (event.ingested_at - event.occurred_at).total_seconds())
     if event.status not in NOT_ACCEPTED and package.accepted_at is None:
         package.accepted_at = event.occurred_at
+        if package.shipped_at is None:  # no shipment event (yet): the carrier's scan says it left
+            _transit_started(state, package, effects)
     if event.estimated_delivery is not None:
         _on_carrier_estimate(state, package, event, effects)
     if event.status in (PackageStatus.delivered, PackageStatus.attempt_failed):
@@ -651,6 +657,19 @@ def _handed_over_afternoon(state: OrderState, package: PackageState) -> bool | N
     if handed_over is None:
         return None
     return local_hour(handed_over, state.delivery_time_zone) >= AFTERNOON_HOUR
+
+
+def _transit_started(state: OrderState, package: PackageState, effects: list[Effect]) -> None:
+    """A package handed to its carrier, for the young lanes' models to count as travelling
+    (models.transit, Kaplan-Meier); once per package, at its first hand-over."""
+    handed_over = local_date(package.shipped_at or package.accepted_at, state.delivery_time_zone)
+    if handed_over is None or package.is_return or not state.service_level or not package.carrier:
+        return
+    effects.append(TransitStarted(
+        package_id=package.package_id, order_id=state.order_id, carrier=package.carrier,
+        service_level=state.service_level, origin=state.fulfillment_center,
+        destination_region=state.destination_region, handed_over=handed_over,
+        handed_over_afternoon=_handed_over_afternoon(state, package)))
 
 
 def _transit_observed(state: OrderState, package: PackageState) -> TransitObserved | None:

@@ -16,6 +16,17 @@ A package not yet delivered is estimated from the deliveries that took at least 
 has been travelling (the histogram conditioned on time in transit): its p50 date, the
 confidence that it arrives by then, and the probability it arrives after the promise.
 
+A young key (fewer than ``YOUNG_DELIVERIES`` deliveries) has seen its fast packages come back
+and not yet its slow ones: a histogram of its deliveries alone is early (right-censoring; in
+``make quality`` the week-1 lane models were 2 days early on standard service). While young, a
+key also counts the packages handed over and still travelling (``TransitStarted``), and its
+histogram is the Kaplan-Meier estimate: on transit day d, the deliveries that day divided by
+the packages still at risk (delivered on day d or later, or travelling for at least d days).
+The share still travelling past the longest time seen lies on the first day after it: the
+estimate says "not before then" rather than inventing a tail. Once the key has
+``YOUNG_DELIVERIES`` deliveries it is a plain histogram again (stop 27 measured Kaplan-Meier
+over all history hurting the carrier-wide model later).
+
 Sparse lanes borrow: a lane's histogram is added to that of (carrier, service level) over
 every lane, scaled to ``LANE_PRIOR_DELIVERIES`` deliveries, so a handful of deliveries moves a
 lane's estimate only as far as they justify (``LaneModels.for_lane``).
@@ -41,6 +52,9 @@ CORRECTION_MIN_SCANS = 20
 HALF_DAY_MIN_DELIVERIES = 10  # a lane's morning or afternoon hand-overs, before they count apart
 AFTERNOON_HOUR = 12  # local hour from which a hand-over is an afternoon one
 BEYOND_LONGEST_DAYS = 60  # working days past a lane's longest delivery still weighed as possible
+YOUNG_DELIVERIES = 50  # below this a key counts its travelling packages (Kaplan-Meier)
+TRAVELLING_KEPT = 2000  # packages still travelling kept per young key (the newest hand-overs)
+TRAVELLING_KEPT_DAYS = 60  # a package travelling longer is taken as lost, not at risk
 LANE_PRIOR_DELIVERIES = 5  # how many deliveries the carrier's model on the service level weighs in a lane
 # Out-for-delivery hours: 24 cells by the local hour of the delivery day's out-for-delivery scan,
 # and one for deliveries that had none that day.
@@ -61,6 +75,32 @@ def service_key(carrier: str, service_level: str) -> str:
 
 def carrier_key(carrier: str) -> str:
     return f"{CARRIER}|{carrier}"
+
+
+def observation_keys(carrier: str, service_level: str, origin: str, destination_region: str) -> list[str]:
+    """The model keys a package counts in: its lane's (when the order named both ends) and its
+    carrier's on the service level."""
+    keys = [service_key(carrier, service_level)]
+    if destination_region and origin:
+        keys.insert(0, lane_key(carrier, service_level, origin, destination_region))
+    return keys
+
+
+class TransitStarted(Struct, kw_only=True, tag="transit_started"):
+    """A package handed to its carrier, as the order agent saw it: published keyed by carrier.
+    A young key counts it as travelling until its ``TransitObserved`` comes."""
+
+    package_id: str
+    order_id: str
+    carrier: str
+    service_level: str
+    origin: str
+    destination_region: str
+    handed_over: date  # local date, as in TransitObserved
+    handed_over_afternoon: bool | None = None
+
+    def keys(self) -> list[str]:
+        return observation_keys(self.carrier, self.service_level, self.origin, self.destination_region)
 
 
 class TransitObserved(Struct, kw_only=True, tag="transit_observed"):
@@ -91,10 +131,10 @@ class TransitObserved(Struct, kw_only=True, tag="transit_observed"):
     out_for_delivery_hour: Annotated[int, Meta(ge=0, le=ROUTE_HOURS)] | None = None
 
     def keys(self) -> list[str]:
-        keys = [service_key(self.carrier, self.service_level)]
-        if self.destination_region and self.origin:
-            keys.insert(0, lane_key(self.carrier, self.service_level, self.origin, self.destination_region))
-        return keys
+        return observation_keys(self.carrier, self.service_level, self.origin, self.destination_region)
+
+
+TransitRecord = TransitObserved | TransitStarted  # what the transit-observations topic carries
 
 
 # Bounds checked when a model is decoded: a record that holds nonsense (a negative count, a
@@ -265,6 +305,12 @@ class LaneWindow(Struct, kw_only=True):
     delivered_per_day: list[tuple[date, int]] = field(default_factory=list)  # carrier key: last weeks
     # Packages counted lately, beyond the window too: a replayed batch is not counted twice.
     counted: list[str] = field(default_factory=list)
+    # While young (``YOUNG_DELIVERIES``): packages handed over and not delivered yet, as
+    # (package id, local hand-over date, handed over in the afternoon).
+    travelling: list[tuple[str, date, bool | None]] = field(default_factory=list)
+    # Carrier key: the newest local date any of its packages was handed over or delivered on,
+    # the "today" a travelling package's time on the road is counted to.
+    latest: date | None = None
 
 
 WEEKDAYS_KEPT_DAYS = 56  # the days of a carrier's deliveries counted to learn when it works
@@ -272,10 +318,11 @@ WEEKDAYS_MIN_DELIVERIES = 50
 COUNTED_BEYOND_WINDOW = 1000
 
 
-def learn(windows: dict[str, LaneWindow], observed: list[TransitObserved], window: int,
+def learn(windows: dict[str, LaneWindow], observed: list[TransitRecord], window: int,
           offsets: list[int] | None = None) -> list[LaneModel]:
-    """Add deliveries to their keys' windows (``windows`` is changed in place; missing keys are
-    started); returns the new model of every key that changed, in key order.
+    """Add deliveries (and, for young keys, hand-overs) to their keys' windows (``windows`` is
+    changed in place; missing keys are started); returns the new model of every key that
+    changed, in key order.
 
     A package already in a window is not counted again: the order agent re-emits its
     observation when it replays a batch after a crash. ``offsets``: each observation's offset
@@ -286,28 +333,48 @@ def learn(windows: dict[str, LaneWindow], observed: list[TransitObserved], windo
     changed: set[str] = set()
     for index, seen in enumerate(observed):
         weekdays = windows.setdefault(carrier_key(seen.carrier), LaneWindow(key=carrier_key(seen.carrier)))
+        day = seen.delivered if isinstance(seen, TransitObserved) else seen.handed_over
+        weekdays.latest = max(weekdays.latest or day, day)
         for key in seen.keys():
             found = windows.setdefault(key, LaneWindow(key=key))
             if seen.package_id in found.counted:
                 continue
-            found.counted.append(seen.package_id)
-            del found.counted[:-(window + COUNTED_BEYOND_WINDOW)]
-            found.observations.append(seen)
-            del found.observations[:-window]
+            if isinstance(seen, TransitStarted):
+                if not _travels(found, seen, weekdays.latest):
+                    continue
+            else:
+                found.counted.append(seen.package_id)
+                del found.counted[:-(window + COUNTED_BEYOND_WINDOW)]
+                found.observations.append(seen)
+                del found.observations[:-window]
+                found.travelling = [] if len(found.observations) >= YOUNG_DELIVERIES else [
+                    t for t in found.travelling if t[0] != seen.package_id]
+                if key.startswith(SERVICE):  # each package once in its carrier's weekdays
+                    _count_day(weekdays.delivered_per_day, seen.delivered)
+                    changed.add(weekdays.key)
             found.version = max(found.version + 1, offsets[index] if offsets else 0)
             changed.add(key)
-            if key.startswith(SERVICE):  # each package once in its carrier's weekdays
-                _count_day(weekdays.delivered_per_day, seen.delivered)
-                changed.add(weekdays.key)
     models = []
     for key in sorted(changed):
         if key.startswith(CARRIER):
             continue
         carrier = key.split("|")[1]
         found = windows[key]
-        days = learned_weekdays(windows[carrier_key(carrier)].delivered_per_day, WEEKDAYS_MIN_DELIVERIES)
-        models.append(build_model(key, found.version, found.observations, days))
+        today = windows[carrier_key(carrier)]
+        days = learned_weekdays(today.delivered_per_day, WEEKDAYS_MIN_DELIVERIES)
+        models.append(build_model(key, found.version, found.observations, days, found.travelling, today.latest))
     return models
+
+
+def _travels(found: LaneWindow, started: TransitStarted, latest: date) -> bool:
+    """Count a hand-over as travelling on a young key; False when it changes nothing (a mature
+    key, or a package already counted)."""
+    if len(found.observations) >= YOUNG_DELIVERIES or any(t[0] == started.package_id for t in found.travelling):
+        return False
+    found.travelling.append((started.package_id, started.handed_over, started.handed_over_afternoon))
+    oldest = latest - timedelta(days=TRAVELLING_KEPT_DAYS)
+    found.travelling = [t for t in found.travelling if t[1] >= oldest][-TRAVELLING_KEPT:]
+    return True
 
 
 RECORD_MODELS = 300  # models per record: about 100 KiB, well under a broker's 1 MiB message limit
@@ -319,7 +386,7 @@ def in_records(models: list[LaneModel]) -> list[list[LaneModel]]:
     return [models[i:i + RECORD_MODELS] for i in range(0, len(models), RECORD_MODELS)]
 
 
-def changed_windows(models: list[LaneModel], observed: list[TransitObserved]) -> set[str]:
+def changed_windows(models: list[LaneModel], observed: list[TransitRecord]) -> set[str]:
     """The window keys a ``learn`` call changed: the models' keys and their carriers'."""
     return {m.key for m in models} | {carrier_key(o.carrier) for o in observed}
 
@@ -429,19 +496,63 @@ def mean_error(observations: list[TransitObserved], source: str) -> float | None
     return total / compared
 
 
-def build_model(key: str, version: int, observations: list[TransitObserved],
-                weekdays: tuple[int, ...]) -> LaneModel:
-    """A key's model from its window of deliveries and its carrier's working weekdays."""
-    return LaneModel(key=key, version=version,
-                     transit_days=histogram([(o.handed_over, o.delivered) for o in observations], weekdays),
-                     afternoon_transit_days=histogram([(o.handed_over, o.delivered) for o in observations
-                                                       if o.handed_over_afternoon], weekdays),
+def build_model(key: str, version: int, observations: list[TransitObserved], weekdays: tuple[int, ...],
+                travelling: list[tuple[str, date, bool | None]] | None = None, today: date | None = None
+                ) -> LaneModel:
+    """A key's model from its window of deliveries and its carrier's working weekdays; while
+    packages still ``travelling`` are counted (a young key), their histograms are Kaplan-Meier's
+    with each travelling package at risk up to ``today``."""
+    if travelling and today is not None:
+        def days(afternoon: bool) -> list[float]:
+            return kaplan_meier(
+                [(o.handed_over, o.delivered) for o in observations if bool(o.handed_over_afternoon) is afternoon],
+                [(handed, today) for _, handed, later in travelling if bool(later) is afternoon], weekdays)
+        morning, afternoon = days(False), days(True)
+        transit_days = [(morning[i] if i < len(morning) else 0.0) + (afternoon[i] if i < len(afternoon) else 0.0)
+                        for i in range(max(len(morning), len(afternoon)))]
+    else:
+        transit_days = histogram([(o.handed_over, o.delivered) for o in observations], weekdays)
+        afternoon = histogram([(o.handed_over, o.delivered) for o in observations if o.handed_over_afternoon],
+                              weekdays)
+    return LaneModel(key=key, version=version, transit_days=transit_days, afternoon_transit_days=afternoon,
                      working_weekdays=weekdays,
                      carrier_error_days=mean_error(observations, "carrier"),
                      model_error_days=mean_error(observations, "model"),
                      carrier_misses=summed([o.carrier_misses for o in observations]),
                      longest_silence_hours=max((o.longest_silence_hours for o in observations), default=None),
                      out_for_delivery_hours=route_hours(observations))
+
+
+def kaplan_meier(delivered: list[tuple[date, date]], travelling: list[tuple[date, date]],
+                 weekdays: tuple[int, ...]) -> list[float]:
+    """Deliveries by working days after hand-over, corrected for the packages still travelling
+    ((handed over, today) pairs): the Kaplan-Meier estimate, scaled to as many deliveries as
+    were seen. The share still travelling past the longest time seen is put on the day after
+    it. Empty without a delivery."""
+    if not delivered:
+        return []
+    deaths: dict[int, int] = {}
+    censored: dict[int, int] = {}
+    for handed_over, arrived in delivered:
+        took = working_days_between(handed_over, arrived, weekdays)
+        deaths[took] = deaths.get(took, 0) + 1
+    for handed_over, today in travelling:
+        so_far = working_days_between(handed_over, today, weekdays)
+        censored[so_far] = censored.get(so_far, 0) + 1
+    longest = max([*deaths, *censored])
+    at_risk = len(delivered) + len(travelling)
+    surviving = 1.0
+    cells: list[float] = []
+    for days in range(longest + 1):
+        died = deaths.get(days, 0)
+        hazard = died / at_risk if at_risk else 0.0
+        cells.append(surviving * hazard)
+        surviving *= 1 - hazard
+        at_risk -= died + censored.get(days, 0)
+    if surviving > 1e-9:
+        cells.append(surviving)
+    scale = len(delivered) / sum(cells)
+    return [cell * scale for cell in cells]
 
 
 def route_hours(observations: list[TransitObserved]) -> list[float]:

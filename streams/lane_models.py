@@ -1,6 +1,7 @@
 """Lane-model agent: delivered packages -> lane models -> every order partition.
 
-The order agent publishes each delivered package (``TransitObserved``) keyed by carrier, so
+The order agent publishes each delivered package (``TransitObserved``), and each package
+handed over (``TransitStarted``: a young lane counts it as travelling), keyed by carrier, so
 a carrier's lanes and working days live on one partition. This agent adds them to each
 key's window (models.transit.learn) and sends the changed models as one versioned
 ``LaneModelsUpdated`` record to *every* order-events partition. Each order partition applies
@@ -25,7 +26,7 @@ from models.transit import (
     LaneModel,
     LaneModelsUpdated,
     LaneWindow,
-    TransitObserved,
+    TransitRecord,
     carrier_key,
     changed_windows,
     in_records,
@@ -51,7 +52,7 @@ def register(app: faust.App, ch: Channels, rules: Thresholds) -> Any:
                 learned: dict[str, Any] = {}
 
                 async def publish(outbox: Outbox, records: list[Any] = records, learned: dict = learned) -> None:
-                    observed: list[TransitObserved] = []
+                    observed: list[TransitRecord] = []
                     offsets: list[int] = []
                     for record in records:
                         try:
@@ -80,7 +81,7 @@ def register(app: faust.App, ch: Channels, rules: Thresholds) -> Any:
     return windows_table
 
 
-def _windows(table: Any, observed: list[TransitObserved]) -> dict[str, LaneWindow]:
+def _windows(table: Any, observed: list[TransitRecord]) -> dict[str, LaneWindow]:
     """The stored windows the observations touch (a damaged one starts afresh: it is a model, not an order)."""
     keys = {key for seen in observed for key in seen.keys()} | {carrier_key(seen.carrier) for seen in observed}
     windows: dict[str, LaneWindow] = {}

@@ -29,7 +29,7 @@ from models.fulfillment import parse_fulfillment_event
 from models.order import Event, OrderState, apply_batch
 from models.retention import marker_expires_at, refused_for_expired
 from models.thresholds import Thresholds
-from models.transit import LaneModels, LaneModelsUpdated, TransitObserved, in_records
+from models.transit import LaneModels, LaneModelsUpdated, TransitObserved, TransitStarted, in_records
 from streams import clock, failpoints, order_store, watermark
 from streams.app import Channels, store_options
 from streams.batch_io import Outbox, deliver, store_steps, whole_batch_or_exit
@@ -121,7 +121,8 @@ def register(app: faust.App, ch: Channels, rules: Thresholds, tick_interval: flo
             assert not isinstance(failed, LaneModelsUpdated)  # never applied to an order
             await send_to_dlq(outbox, origins[index], exc, value=failed.model_dump_json().encode())
         await _publish(outbox, outcome.effects if own_estimate else
-                       [e for e in outcome.effects if not isinstance(e, TransitObserved)], partitions)
+                       [e for e in outcome.effects if not isinstance(e, TransitObserved | TransitStarted)],
+                       partitions)
         applied.states, applied.changed, applied.removed, applied.models = \
             states, outcome.changed, removed, outcome.models
 
@@ -360,7 +361,7 @@ async def _publish(outbox: Outbox, effects: list[Effect], partitions: int) -> No
             alerts.append((effect.order_id, effect.model_dump_json().encode()))
         elif isinstance(effect, TrackingLink):
             links.append((effect.tracking_number, effect.model_dump_json().encode()))
-        elif isinstance(effect, TransitObserved):
+        elif isinstance(effect, TransitObserved | TransitStarted):
             observed.append((effect.carrier, encode(effect)))
     STAGE["effect_encode"].inc(time.thread_time() - started)
     await outbox.keyed(topics.TRACKING_LINKS, partitions, links)

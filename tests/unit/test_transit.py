@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -808,3 +809,92 @@ def test_a_delivered_package_reports_its_longest_silence_after_acceptance():
     assert pickup is not None and pickup.longest_silence_hours == 18
     model = build_model(service_key("ups", "two_day"), 2, [seen, observed(MONDAY, date(2026, 11, 3))], WEEKDAYS)
     assert model.longest_silence_hours == 28
+
+
+# --- a young lane counts the packages still travelling (Kaplan-Meier) -------------------------
+
+def started(package: str, handed_over: date = MONDAY, afternoon: bool | None = False):
+    from models.transit import TransitStarted
+
+    return TransitStarted(package_id=package, order_id="O", carrier="ups", service_level="two_day", origin="FC-A",
+                          destination_region="US-CA", handed_over=handed_over, handed_over_afternoon=afternoon)
+
+
+def test_a_young_lane_whose_fast_packages_came_back_first_is_not_estimated_from_them_alone():
+    """Ten packages handed over on Monday; by Thursday the two fast ones came Tuesday and eight
+    still travel. The deliveries alone say Tuesday; the lane says "not before Friday"."""
+    from models.transit import learn
+
+    thursday = MONDAY + timedelta(days=3)
+    fast = [observed(MONDAY, MONDAY + timedelta(days=1), package=f"P{n}") for n in range(2)]
+    for travelling in ([], [started(f"P{n}") for n in range(10)]):
+        windows: dict = {}
+        # A carrier's other package delivered on Thursday: the day the lane has reached.
+        today = observed(thursday - timedelta(days=7), thursday, package="OTHER")
+        today.service_level = "one_day"
+        models = {m.key: m for m in learn(windows, [*travelling, *fast, today], window=200)}
+        model = models[lane_key("ups", "two_day", "FC-A", "US-CA")]
+        found = estimate(model, MONDAY, MONDAY, promised=None)
+        assert found is not None
+        if travelling:
+            assert model.deliveries == pytest.approx(2)  # still weighs as two deliveries when blended
+            assert found.estimate == MONDAY + timedelta(days=4)  # Friday: after the longest time seen
+        else:
+            assert found.estimate == MONDAY + timedelta(days=1)
+
+
+def test_kaplan_meier_is_the_plain_histogram_once_nothing_travels():
+    from models.transit import kaplan_meier
+
+    seen = [(MONDAY, MONDAY + timedelta(days=d)) for d in (1, 1, 2, 3, 3, 3)]
+    assert kaplan_meier(seen, [], WEEKDAYS) == pytest.approx(histogram(seen, WEEKDAYS))
+    # One package out for four days: the deliveries after day 4 weigh more, the fast ones no less often.
+    corrected = kaplan_meier(seen[:3], [(MONDAY, MONDAY + timedelta(days=4))], WEEKDAYS)
+    assert sum(corrected) == pytest.approx(3)
+    assert corrected[1] == pytest.approx(1.5) and corrected[2] == pytest.approx(0.75)
+    assert corrected[5] == pytest.approx(0.75)  # the one still travelling: after day 4
+    assert kaplan_meier([], [(MONDAY, MONDAY)], WEEKDAYS) == []
+
+
+def test_a_lane_stops_counting_travelling_packages_once_it_has_enough_deliveries():
+    from models.transit import YOUNG_DELIVERIES, LaneWindow, learn
+
+    key = lane_key("ups", "two_day", "FC-A", "US-CA")
+    windows: dict[str, LaneWindow] = {}
+    learn(windows, [started("LATE"), started("P0")], window=200)
+    assert [t[0] for t in windows[key].travelling] == ["LATE", "P0"]
+    learn(windows, [observed(MONDAY, MONDAY + timedelta(days=1), package="P0")], window=200)
+    assert [t[0] for t in windows[key].travelling] == ["LATE"]  # delivered: no longer at risk
+    # A replayed hand-over of a package already delivered is not at risk again.
+    assert learn(windows, [started("P0")], window=200) == []
+    grown = [observed(MONDAY, MONDAY + timedelta(days=1), package=f"D{n}") for n in range(YOUNG_DELIVERIES)]
+    models = {m.key: m for m in learn(windows, grown, window=200)}
+    assert windows[key].travelling == []
+    assert models[key].transit_days == histogram([(o.handed_over, o.delivered) for o in windows[key].observations],
+                                                 ALL_WEEKDAYS)
+    # A grown lane ignores hand-overs: no new model version for every package shipped.
+    assert learn(windows, [started("NEW")], window=200) == []
+
+
+def test_the_order_agent_reports_each_hand_over_once():
+    from models.transit import TransitStarted
+
+    _state, effects = apply_with(None, [placed(), shipped(), scan(S.in_transit, 2 * HOUR),
+                                        scan(S.in_transit, 3 * HOUR)])
+    handed = [e for e in effects if isinstance(e, TransitStarted)]
+    assert [(h.package_id, h.carrier, h.service_level, h.handed_over) for h in handed] == \
+        [("P1", "ups", "two_day", MONDAY)]
+    # No shipment event: the carrier's acceptance scan says it left.
+    _state, effects = apply_with(None, [placed(), scan(S.in_transit, 2 * HOUR), scan(S.in_transit, 3 * HOUR)])
+    assert [e.package_id for e in effects if isinstance(e, TransitStarted)] == ["P1"]
+
+
+def test_a_hand_over_crosses_the_transit_topic_as_itself():
+    from models.codec import decode_transit_observed, encode
+    from models.transit import TransitStarted
+
+    record = started("P9", afternoon=True)
+    decoded = decode_transit_observed(encode(record))
+    assert isinstance(decoded, TransitStarted) and decoded == record
+    delivered = observed(MONDAY, MONDAY + timedelta(days=1))
+    assert decode_transit_observed(encode(delivered)) == delivered
