@@ -227,6 +227,8 @@ def _on_placed(state: OrderState, event: OrderPlaced, effects: list[Effect]) -> 
     state.ordered_skus = sorted({item.sku for item in event.items})
     for package in state.outbound():  # packages announced before the order: estimate now
         _refresh_estimate(state, package, event, effects)
+        if package.shipped_at or package.accepted_at:  # its lane was not known at the hand-over
+            _transit_started(state, package, effects, _ingested_at(event))
     if state.cancelled_at is None:
         _notify(state, effects, NotificationType.order_confirmed, event, package=None,
                 estimated_delivery=event.promised_delivery_date)
@@ -248,7 +250,7 @@ def _on_shipped(state: OrderState, event: PackageShipped, effects: list[Effect])
     package.shipped_at = event.occurred_at
     state.packages[event.package_id] = package
     if first_hand_over:
-        _transit_started(state, package, effects)
+        _transit_started(state, package, effects, _ingested_at(event))
     # The shipped notice gives the date: our model's from today, where it has one.
     _model_estimate(state, package, _MODELS_IN_FORCE.get(), min(event.occurred_at, _ingested_at(event)),
                     _ingested_at(event), _RULES_IN_FORCE.get())
@@ -315,7 +317,7 @@ def _on_scan(state: OrderState, event: CarrierScan, effects: list[Effect], rules
     if event.status not in NOT_ACCEPTED and package.accepted_at is None:
         package.accepted_at = event.occurred_at
         if package.shipped_at is None:  # no shipment event (yet): the carrier's scan says it left
-            _transit_started(state, package, effects)
+            _transit_started(state, package, effects, event.ingested_at)
     if event.estimated_delivery is not None:
         _on_carrier_estimate(state, package, event, effects)
     if event.status in (PackageStatus.delivered, PackageStatus.attempt_failed):
@@ -659,10 +661,13 @@ def _handed_over_afternoon(state: OrderState, package: PackageState) -> bool | N
     return local_hour(handed_over, state.delivery_time_zone) >= AFTERNOON_HOUR
 
 
-def _transit_started(state: OrderState, package: PackageState, effects: list[Effect]) -> None:
+def _transit_started(state: OrderState, package: PackageState, effects: list[Effect], received: datetime) -> None:
     """A package handed to its carrier, for the young lanes' models to count as travelling
-    (models.transit, Kaplan-Meier); once per package, at its first hand-over."""
-    handed_over = local_date(package.shipped_at or package.accepted_at, state.delivery_time_zone)
+    (models.transit, Kaplan-Meier); once per package, at its first hand-over (or once its
+    order says which lane it is on). A clock running ahead does not date it after its receipt:
+    the lane agent counts every package's time on the road to the newest date it saw."""
+    when = package.shipped_at or package.accepted_at
+    handed_over = local_date(min(when, received) if when else None, state.delivery_time_zone)
     if handed_over is None or package.is_return or not state.service_level or not package.carrier:
         return
     effects.append(TransitStarted(

@@ -21,9 +21,10 @@ and not yet its slow ones: a histogram of its deliveries alone is early (right-c
 ``make quality`` the week-1 lane models were 2 days early on standard service). While young, a
 key also counts the packages handed over and still travelling (``TransitStarted``), and its
 histogram is the Kaplan-Meier estimate: on transit day d, the deliveries that day divided by
-the packages still at risk (delivered on day d or later, or travelling for at least d days).
-The share still travelling past the longest time seen lies on the first day after it: the
-estimate says "not before then" rather than inventing a tail. Once the key has
+the packages still at risk (delivered on day d or later, or travelling for more than d days;
+one on its d-th day counts half, as today is not over). The share still travelling past the
+longest delivery seen lies on the day after it: the estimate says "not before then" rather
+than inventing a tail, and its confidence does not count those packages as delivered. Once the key has
 ``YOUNG_DELIVERIES`` deliveries it is a plain histogram again (stop 27 measured Kaplan-Meier
 over all history hurting the carrier-wide model later).
 
@@ -152,6 +153,10 @@ class LaneModel(Struct, kw_only=True):
     transit_days: list[Count] = field(default_factory=list)  # deliveries by working days after hand-over
     # The same, of the deliveries handed over in the afternoon (the morning's are the rest).
     afternoon_transit_days: list[Count] = field(default_factory=list)
+    # Of ``transit_days``, the packages still travelling past the longest delivery a young key
+    # has seen (Kaplan-Meier's remainder, on the day after it): not deliveries, so no confidence
+    # counts them as delivered by then.
+    travelling_days: list[Count] = field(default_factory=list)
     working_weekdays: Annotated[tuple[Weekday, ...], Meta(min_length=1, max_length=7)] = ALL_WEEKDAYS  # 0 = Monday
     # Mean absolute error in days of each source on this key's deliveries (at their scans):
     # the customer-facing estimate comes from the better one.
@@ -193,7 +198,7 @@ class LaneModel(Struct, kw_only=True):
     def transit_days_for(self, afternoon: bool | None) -> list[float]:
         """The histogram of packages handed over in the same half of the day, once it holds
         ``HALF_DAY_MIN_DELIVERIES``; else of all of them."""
-        if afternoon is None:
+        if afternoon is None or not self.afternoon_transit_days:  # none kept: the morning's is the whole
             return self.transit_days
         later = self.afternoon_transit_days
         half = later if afternoon else [total - (later[i] if i < len(later) else 0)
@@ -274,6 +279,7 @@ class LaneModels:
             key=lane.key, version=lane.version, working_weekdays=(lane if own else wide).working_weekdays,
             transit_days=blended(lane.transit_days, wide.transit_days),
             afternoon_transit_days=blended(lane.afternoon_transit_days, wide.afternoon_transit_days),
+            travelling_days=blended(lane.travelling_days, wide.travelling_days),
             carrier_error_days=(lane if own else wide).carrier_error_days,
             model_error_days=(lane if own else wide).model_error_days,
             carrier_misses=_misses_by_lead(lane.carrier_misses, wide.carrier_misses) if own else wide.carrier_misses,
@@ -340,14 +346,14 @@ def learn(windows: dict[str, LaneWindow], observed: list[TransitRecord], window:
             if seen.package_id in found.counted:
                 continue
             if isinstance(seen, TransitStarted):
-                if not _travels(found, seen, weekdays.latest):
+                if not _travels(found, seen, weekdays.latest, min(YOUNG_DELIVERIES, window)):
                     continue
             else:
                 found.counted.append(seen.package_id)
                 del found.counted[:-(window + COUNTED_BEYOND_WINDOW)]
                 found.observations.append(seen)
                 del found.observations[:-window]
-                found.travelling = [] if len(found.observations) >= YOUNG_DELIVERIES else [
+                found.travelling = [] if len(found.observations) >= min(YOUNG_DELIVERIES, window) else [
                     t for t in found.travelling if t[0] != seen.package_id]
                 if key.startswith(SERVICE):  # each package once in its carrier's weekdays
                     _count_day(weekdays.delivered_per_day, seen.delivered)
@@ -366,13 +372,15 @@ def learn(windows: dict[str, LaneWindow], observed: list[TransitRecord], window:
     return models
 
 
-def _travels(found: LaneWindow, started: TransitStarted, latest: date) -> bool:
-    """Count a hand-over as travelling on a young key; False when it changes nothing (a mature
-    key, or a package already counted)."""
-    if len(found.observations) >= YOUNG_DELIVERIES or any(t[0] == started.package_id for t in found.travelling):
+def _travels(found: LaneWindow, started: TransitStarted, latest: date, young: int) -> bool:
+    """Count a hand-over as travelling on a key with fewer than ``young`` deliveries; False
+    when it changes nothing (a grown key, a package already counted, or one handed over too
+    long ago to be taken for anything but lost)."""
+    oldest = latest - timedelta(days=TRAVELLING_KEPT_DAYS)
+    if len(found.observations) >= young or started.handed_over < oldest \
+            or any(t[0] == started.package_id for t in found.travelling):
         return False
     found.travelling.append((started.package_id, started.handed_over, started.handed_over_afternoon))
-    oldest = latest - timedelta(days=TRAVELLING_KEPT_DAYS)
     found.travelling = [t for t in found.travelling if t[1] >= oldest][-TRAVELLING_KEPT:]
     return True
 
@@ -503,19 +511,19 @@ def build_model(key: str, version: int, observations: list[TransitObserved], wee
     packages still ``travelling`` are counted (a young key), their histograms are Kaplan-Meier's
     with each travelling package at risk up to ``today``."""
     if travelling and today is not None:
-        def days(afternoon: bool) -> list[float]:
-            return kaplan_meier(
-                [(o.handed_over, o.delivered) for o in observations if bool(o.handed_over_afternoon) is afternoon],
-                [(handed, today) for _, handed, later in travelling if bool(later) is afternoon], weekdays)
-        morning, afternoon = days(False), days(True)
-        transit_days = [(morning[i] if i < len(morning) else 0.0) + (afternoon[i] if i < len(afternoon) else 0.0)
-                        for i in range(max(len(morning), len(afternoon)))]
+        # One curve over every package: a half of the day with few deliveries and many still
+        # travelling would otherwise weigh as its deliveries, not as its packages.
+        transit_days, beyond = kaplan_meier([(o.handed_over, o.delivered) for o in observations],
+                                            [(handed, today) for _, handed, _ in travelling], weekdays)
+        afternoon: list[float] = []
+        still = [0.0] * (len(transit_days) - 1) + [beyond] if beyond else []
     else:
+        still = []
         transit_days = histogram([(o.handed_over, o.delivered) for o in observations], weekdays)
         afternoon = histogram([(o.handed_over, o.delivered) for o in observations if o.handed_over_afternoon],
                               weekdays)
     return LaneModel(key=key, version=version, transit_days=transit_days, afternoon_transit_days=afternoon,
-                     working_weekdays=weekdays,
+                     travelling_days=still, working_weekdays=weekdays,
                      carrier_error_days=mean_error(observations, "carrier"),
                      model_error_days=mean_error(observations, "model"),
                      carrier_misses=summed([o.carrier_misses for o in observations]),
@@ -524,35 +532,47 @@ def build_model(key: str, version: int, observations: list[TransitObserved], wee
 
 
 def kaplan_meier(delivered: list[tuple[date, date]], travelling: list[tuple[date, date]],
-                 weekdays: tuple[int, ...]) -> list[float]:
+                 weekdays: tuple[int, ...]) -> tuple[list[float], float]:
     """Deliveries by working days after hand-over, corrected for the packages still travelling
     ((handed over, today) pairs): the Kaplan-Meier estimate, scaled to as many deliveries as
-    were seen. The share still travelling past the longest time seen is put on the day after
-    it. Empty without a delivery."""
+    were seen, and how much of its last cell is the remainder still travelling (0.0 if none).
+    Empty without a delivery.
+
+    A package travelling d working days by ``today`` was not delivered on days before d, and
+    may still come today: it counts half on day d. The share still travelling past the longest
+    delivery seen is put on the day after it ("not before then"), not after the longest
+    travelling package: a lost one must not push the lane's estimate weeks out."""
     if not delivered:
-        return []
+        return [], 0.0
     deaths: dict[int, int] = {}
     censored: dict[int, int] = {}
     for handed_over, arrived in delivered:
         took = working_days_between(handed_over, arrived, weekdays)
         deaths[took] = deaths.get(took, 0) + 1
+    survived = 0  # travelling packages known to have passed the last day with a delivery
+    longest = max(deaths)
     for handed_over, today in travelling:
         so_far = working_days_between(handed_over, today, weekdays)
-        censored[so_far] = censored.get(so_far, 0) + 1
-    longest = max([*deaths, *censored])
-    at_risk = len(delivered) + len(travelling)
+        if so_far > longest:
+            survived += 1
+        else:
+            censored[so_far] = censored.get(so_far, 0) + 1
+    at_risk = float(len(delivered) + survived + sum(censored.values()))
     surviving = 1.0
     cells: list[float] = []
     for days in range(longest + 1):
         died = deaths.get(days, 0)
-        hazard = died / at_risk if at_risk else 0.0
+        # Today is not over: a package travelling its d-th day may still come today, so it
+        # counts half on day d (the actuarial life table's rule for an interval it leaves).
+        hazard = died / (at_risk - censored.get(days, 0) / 2) if at_risk else 0.0
         cells.append(surviving * hazard)
         surviving *= 1 - hazard
         at_risk -= died + censored.get(days, 0)
-    if surviving > 1e-9:
-        cells.append(surviving)
+    beyond = surviving if surviving > 1e-9 else 0.0
+    if beyond:
+        cells.append(beyond)
     scale = len(delivered) / sum(cells)
-    return [cell * scale for cell in cells]
+    return [cell * scale for cell in cells], beyond * scale
 
 
 def route_hours(observations: list[TransitObserved]) -> list[float]:
@@ -694,11 +714,15 @@ def estimate(model: LaneModel, handed_over: date, today: date, promised: date | 
             break
     late = None if promised is None else _late_share(counts, weekdays, handed_over, promised, reached, remaining)
     day = max(nth_working_day(handed_over, p50, weekdays), today)
-    confidence = cumulative / remaining
+    # The remainder still travelling is in the whole histogram and in the morning's (a young
+    # lane keeps no afternoon half), never in an afternoon half.
+    still = model.travelling_days if afternoon is not True or counts is model.transit_days else []
+    confidence = max(cumulative - sum(still[reached:p50 + 1]), 0.0) / remaining
     if carrier_date is not None:  # measured as closer than the histogram's own date (make quality)
         correction = model.carrier_correction((carrier_date - today).days) or 0
         day = max(carrier_date + timedelta(days=correction), today)
         shown = working_days_between(handed_over, day, weekdays)
-        confidence = sum(counts[reached:shown + 1]) / remaining if shown >= reached else 0.0
+        confidence = max(sum(counts[reached:shown + 1]) - sum(still[reached:shown + 1]), 0.0) / remaining \
+            if shown >= reached else 0.0
     return ModelEstimate(key=f"{model.key}@{model.version}", estimate=day,
                          confidence=confidence, late_probability=late)

@@ -822,7 +822,7 @@ def started(package: str, handed_over: date = MONDAY, afternoon: bool | None = F
 
 def test_a_young_lane_whose_fast_packages_came_back_first_is_not_estimated_from_them_alone():
     """Ten packages handed over on Monday; by Thursday the two fast ones came Tuesday and eight
-    still travel. The deliveries alone say Tuesday; the lane says "not before Friday"."""
+    still travel. The deliveries alone say Tuesday; the lane says "not before Wednesday"."""
     from models.transit import learn
 
     thursday = MONDAY + timedelta(days=3)
@@ -838,22 +838,33 @@ def test_a_young_lane_whose_fast_packages_came_back_first_is_not_estimated_from_
         assert found is not None
         if travelling:
             assert model.deliveries == pytest.approx(2)  # still weighs as two deliveries when blended
-            assert found.estimate == MONDAY + timedelta(days=4)  # Friday: after the longest time seen
+            assert found.estimate == MONDAY + timedelta(days=2)
+            # Only the two delivered came by then: the eight still travelling are not counted as
+            # if they had.
+            assert found.confidence == pytest.approx(0.2)
         else:
             assert found.estimate == MONDAY + timedelta(days=1)
 
 
-def test_kaplan_meier_is_the_plain_histogram_once_nothing_travels():
+def test_kaplan_meier_counts_what_still_travels_and_stops_at_the_longest_delivery():
     from models.transit import kaplan_meier
 
     seen = [(MONDAY, MONDAY + timedelta(days=d)) for d in (1, 1, 2, 3, 3, 3)]
-    assert kaplan_meier(seen, [], WEEKDAYS) == pytest.approx(histogram(seen, WEEKDAYS))
-    # One package out for four days: the deliveries after day 4 weigh more, the fast ones no less often.
-    corrected = kaplan_meier(seen[:3], [(MONDAY, MONDAY + timedelta(days=4))], WEEKDAYS)
-    assert sum(corrected) == pytest.approx(3)
-    assert corrected[1] == pytest.approx(1.5) and corrected[2] == pytest.approx(0.75)
-    assert corrected[5] == pytest.approx(0.75)  # the one still travelling: after day 4
-    assert kaplan_meier([], [(MONDAY, MONDAY)], WEEKDAYS) == []
+    assert kaplan_meier(seen, [], WEEKDAYS) == (pytest.approx(histogram(seen, WEEKDAYS)), 0.0)
+    # One package out for four days, longer than any delivery: half the lane's packages that
+    # took more than a day took more than two.
+    thursday, friday = MONDAY + timedelta(days=3), MONDAY + timedelta(days=4)
+    cells, beyond = kaplan_meier(seen[:3], [(MONDAY, friday)], WEEKDAYS)
+    assert cells == pytest.approx([0, 1.5, 0.75, 0.75]) and beyond == pytest.approx(0.75)
+    # One on its second day, as long as the longest delivery: it may still come today, so it
+    # counts half on that day.
+    cells, beyond = kaplan_meier(seen[:3], [(MONDAY + timedelta(days=1), thursday)], WEEKDAYS)
+    assert cells == pytest.approx([0, 1.5, 1.0, 0.5]) and beyond == pytest.approx(0.5)
+    # A lost package forty days out does not put the lane's tail forty days out.
+    week = [(MONDAY, MONDAY + timedelta(days=d)) for d in (1, 2, 3) for _ in range(10)]
+    lost, _ = kaplan_meier(week, [(MONDAY - timedelta(days=56), friday)], WEEKDAYS)
+    assert len(lost) == 5 and sum(lost) == pytest.approx(30)
+    assert kaplan_meier([], [(MONDAY, MONDAY)], WEEKDAYS) == ([], 0.0)
 
 
 def test_a_lane_stops_counting_travelling_packages_once_it_has_enough_deliveries():
@@ -874,6 +885,11 @@ def test_a_lane_stops_counting_travelling_packages_once_it_has_enough_deliveries
                                                  ALL_WEEKDAYS)
     # A grown lane ignores hand-overs: no new model version for every package shipped.
     assert learn(windows, [started("NEW")], window=200) == []
+    # A window shorter than the young count: grown once full, never young for ever.
+    small: dict[str, LaneWindow] = {}
+    learn(small, [started("S0"), *[observed(MONDAY, MONDAY + timedelta(days=1), package=f"S{n}") for n in range(1, 4)]],
+          window=3)
+    assert small[key].travelling == [] and learn(small, [started("S9")], window=3) == []
 
 
 def test_the_order_agent_reports_each_hand_over_once():
@@ -887,6 +903,14 @@ def test_the_order_agent_reports_each_hand_over_once():
     # No shipment event: the carrier's acceptance scan says it left.
     _state, effects = apply_with(None, [placed(), scan(S.in_transit, 2 * HOUR), scan(S.in_transit, 3 * HOUR)])
     assert [e.package_id for e in effects if isinstance(e, TransitStarted)] == ["P1"]
+    # Shipped before the order was known: reported once the order names its lane.
+    _state, effects = apply_with(None, [shipped(), scan(S.in_transit, 2 * HOUR), placed()])
+    assert [(e.package_id, e.service_level) for e in effects if isinstance(e, TransitStarted)] == \
+        [("P1", "two_day")]
+    # A carrier clock 40 minutes ahead (within the tolerance; further ahead is refused) does
+    # not date a hand-over received Monday 23:40 on Tuesday.
+    _state, effects = apply_with(None, [placed(), scan(S.in_transit, 16 * HOUR + 20, ingested_at=at(15 * HOUR + 40))])
+    assert [e.handed_over for e in effects if isinstance(e, TransitStarted)] == [MONDAY]
 
 
 def test_a_hand_over_crosses_the_transit_topic_as_itself():
