@@ -15,6 +15,7 @@ from typing import Any
 import msgspec
 from pydantic import BaseModel
 
+from models.effects import HistoryRecord
 from models.formats import keeping_unknown_values
 from models.state import OrderState
 from models.transit import LaneModelsUpdated, LaneWindow, TransitRecord
@@ -83,3 +84,11 @@ def as_dict(value: msgspec.Struct) -> dict[str, Any]:
 def replace(value: Any, **changes: Any) -> Any:
     """A copy of a state record with some fields changed (shallow)."""
     return msgspec.structs.replace(value, **changes)
+
+
+_HISTORY = msgspec.json.Decoder(list[HistoryRecord])
+
+
+def decode_history(document: bytes) -> list[HistoryRecord]:
+    """A history envelope (a JSON array of records) as the sink and tests read it."""
+    return _HISTORY.decode(document)

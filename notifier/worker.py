@@ -36,6 +36,7 @@ from confluent_kafka import KafkaError, KafkaException, Message
 
 from broker import clients
 from models import topics
+from models.codec import encode
 from models.delivery import FINAL, LedgerEntry, RetryPolicy, State, after_failure, idempotency_key, ledger_key
 from models.effects import HistoryRecord, stable_id
 from models.errors import InvalidPayload, dead_letter_headers, internal_error
@@ -60,7 +61,7 @@ def delivery_record(command: dict, outcome: str, at: datetime, channel: str = ""
         attributes={"outcome": outcome.split(":")[0].split(" ")[0], "channel": channel,
                     "send_after": command.get("send_after") or "",
                     "caused_by_ingested_at": command.get("caused_by_ingested_at") or ""})
-    return record.order_id.encode(), b"[" + record.model_dump_json().encode() + b"]"
+    return record.order_id.encode(), b"[" + encode(record) + b"]"
 
 
 def decode_command(raw: bytes) -> dict:

@@ -17,6 +17,7 @@ import faust
 from pydantic import ValidationError
 
 from models import topics
+from models.codec import encode, replace
 from models.effects import NotificationCommand
 from models.errors import InvalidPayload
 from models.formats import keeping_unknown_values
@@ -67,12 +68,12 @@ def register(app: faust.App, ch: Channels, page_link: Callable[[str], str] = lam
                 await send_to_dlq(outbox, record, error, value=contact_free_copy(record.value)
                                   if record.topic == topics.CUSTOMER_PREFERENCES and record.value else None)
                 continue
-            row = row.model_copy(update={"attributes": {**row.attributes, "decided_at": decided_at}})
+            row = replace(row, attributes={**row.attributes, "decided_at": decided_at})
             if sent is not None:
                 if link := page_link(sent.order_id):
                     sent = sent.model_copy(update={"tracking_page_url": link})
                 outgoing.append((sent.order_id, sent.model_dump_json().encode()))
-            history.append((row.order_id, row.model_dump_json().encode()))
+            history.append((row.order_id, encode(row)))
         STAGE["policy"].inc(time.thread_time() - started)
         await outbox.keyed(topics.NOTIFICATIONS, partitions, outgoing)
         await outbox.envelopes(topics.HISTORY, partitions, history)

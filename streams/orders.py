@@ -307,7 +307,7 @@ async def _refuse_expired(outbox: Outbox, events: list[Item], origins: list[Any]
             if event.occurred_at >= marker_expires_at(found.expired_at, rules):
                 ending[event.order_id] = found
         else:
-            rows.append((event.order_id, refused_for_expired(event, found.expired_at).model_dump_json().encode()))
+            rows.append((event.order_id, encode(refused_for_expired(event, found.expired_at))))
             await send_to_dlq(outbox, origin, InvalidPayload(
                 "order_expired", f"order {event.order_id} was removed at {found.expired_at.isoformat()}"),
                 value=event.model_dump_json().encode())
@@ -353,7 +353,7 @@ async def _publish(outbox: Outbox, effects: list[Effect], partitions: int) -> No
     observed: list[tuple[str, bytes]] = []
     for effect in effects:
         if isinstance(effect, HistoryRecord):
-            history.append((effect.order_id, effect.model_dump_json().encode()))
+            history.append((effect.order_id, encode(effect)))
         elif isinstance(effect, NotificationCommand):
             # Keyed by customer: the notification policy holds that customer's preferences.
             intents.append((effect.customer_id, effect.model_dump_json().encode()))

@@ -21,6 +21,7 @@ import faust
 from models import topics
 from models.carriers import canonical, history, parse_payload
 from models.carriers.history import Known
+from models.codec import encode
 from models.deadlines import epoch_seconds
 from models.effects import Alert, HistoryRecord, TrackingLink
 from models.errors import InvalidPayload
@@ -271,7 +272,7 @@ async def _publish_unmatched(outbox: Outbox, expired: list[tuple[CarrierScan, Un
     for scan, check in expired:  # one check time per timer round: one alert per feed and round
         by_check[check].append(scan)
     effects = [effect for check, scans in by_check.items() for effect in unmatched_effects(scans, check)]
-    await outbox.envelopes(topics.HISTORY, partitions, ((e.order_id, e.model_dump_json().encode())
+    await outbox.envelopes(topics.HISTORY, partitions, ((e.order_id, encode(e))
                                                         for e in effects if isinstance(e, HistoryRecord)))
     await outbox.keyed(topics.ALERTS, partitions, ((e.order_id, e.model_dump_json().encode())
                                                    for e in effects if isinstance(e, Alert)))

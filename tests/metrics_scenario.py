@@ -14,6 +14,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import orjson
 
+from models.codec import encode
 from models.effects import HistoryRecord
 from models.events import CarrierScan, ClockTick, Destination, OrderItem, OrderPlaced, PackageShipped, PackageStatus
 from models.order import apply
@@ -85,7 +86,7 @@ def main() -> None:
     path, out = sys.argv[1], sys.argv[2]
     client = clickhouse_connect.get_client(dsn=f"chdb://{path}")
     migrate(client)
-    envelope = b"[" + b",".join(r.model_dump_json().encode() for r in history()) + b"]"
+    envelope = b"[" + b",".join(encode(r) for r in history()) + b"]"
     insert_history(client, envelope)  # the sink's own insert
     page = OpsPage(client_query(client, threading.Lock()))
     window = {"from": [str(t(1, 0).timestamp())], "to": [str(t(31, 0).timestamp())]}

@@ -57,6 +57,7 @@ def test_a_retried_insert_counts_once_in_every_table_without_final(tmp_path):
     FINAL (as ad-hoc queries and count() do)."""
     from datetime import UTC, datetime
 
+    from models.codec import encode
     from models.effects import HistoryRecord
     from sinks.clickhouse import connect, insert_history
     from sinks.schema import migrate
@@ -67,9 +68,9 @@ def test_a_retried_insert_counts_once_in_every_table_without_final(tmp_path):
     kinds = {"event": {}, "transition": {}, "alert": {"due_at": at.isoformat(), "opened_at": at.isoformat()},
              "notification": {"outcome": "queued"}, "delivery": {"outcome": "sent"},
              "estimate": {"estimate": "2026-11-04"}, "shipment": {"seller_id": "S1"}}
-    rows = [HistoryRecord(record_id=f"{kind}-{n}", record_type=kind, order_id="ORD-1", package_id="P1",
+    rows = [encode(HistoryRecord(record_id=f"{kind}-{n}", record_type=kind, order_id="ORD-1", package_id="P1",
                           event_id=f"{kind}-{n}", status="in_transit", occurred_at=at, ingested_at=at,
-                          attributes=attributes).model_dump_json()
+                          attributes=attributes)).decode()
             for kind, attributes in kinds.items() for n in range(2)]
     block = ("[" + ",".join(rows) + "]").encode()
     insert_history(client, block, "batch-token-1")
