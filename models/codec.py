@@ -16,6 +16,7 @@ import msgspec
 from pydantic import BaseModel
 
 from models.effects import HistoryRecord
+from models.events import CarrierScan
 from models.formats import keeping_unknown_values
 from models.state import OrderState
 from models.transit import LaneModelsUpdated, LaneWindow, TransitRecord
@@ -92,3 +93,9 @@ _HISTORY = msgspec.json.Decoder(list[HistoryRecord])
 def decode_history(document: bytes) -> list[HistoryRecord]:
     """A history envelope (a JSON array of records) as the sink and tests read it."""
     return _HISTORY.decode(document)
+
+
+def encode_scan(scan: CarrierScan) -> bytes:
+    """A routed scan for the order hop, as ``model_dump_json`` writes it, without pydantic's
+    serializer per scan; the order tracker reads it with pydantic (``models.events``)."""
+    return _ENCODER.encode(scan.__dict__)

@@ -21,7 +21,7 @@ import faust
 from models import topics
 from models.carriers import canonical, history, parse_payload
 from models.carriers.history import Known
-from models.codec import encode
+from models.codec import encode, encode_scan
 from models.deadlines import epoch_seconds
 from models.effects import Alert, HistoryRecord, TrackingLink
 from models.errors import InvalidPayload
@@ -139,7 +139,7 @@ def register(app: faust.App, ch: Channels, rules: Thresholds, tick_interval: flo
                 last[(scan.event_id, scan.order_id)] = as_news
                 fresh.append(scan)
         sent.extend((sent_key(scan), scan.order_id) for scan in fresh)
-        scans = [(scan.order_id, scan.model_dump_json().encode()) for scan in fresh]
+        scans = [(scan.order_id, encode_scan(scan)) for scan in fresh]
         STAGE["parse"].inc(parsing)
         STAGE["route"].inc(routing + time.thread_time() - started)
         await outbox.envelopes(topics.ORDER_EVENTS, partitions, scans)
@@ -305,7 +305,12 @@ def _known_entries(entry: TrackingEntry, routed: RecentScans, routed_here: set[t
     if len(entry.links) != 1:
         return None
     order_id = next(iter(entry.links.values())).order_id
-    return lambda fingerprint: (fingerprint, order_id) in routed or (fingerprint, order_id) in routed_here
+    seen = routed.seen
+
+    def known(fingerprint: bytes) -> bool:
+        pair = (fingerprint, order_id)
+        return pair in seen or pair in routed_here
+    return known
 
 
 async def _decode(outbox: Outbox, record: Any, partitions: int, bound: timedelta, known: Known | None = None,

@@ -115,3 +115,24 @@ def test_todays_history_envelope_and_tracking_entry_read() -> None:
     (link,) = entry.links.values()
     assert link.order_id == "ORD-0000001-79d6"
     assert decode_entry(encode_entry(entry, timedelta(hours=1))) == entry
+
+
+@pytest.mark.parametrize("payload, source", [
+    ("easypost_tracker_updated.json", "easypost"), ("aftership_tracking_update.json", "aftership"),
+    ("shippo_track_updated.json", "shippo"), ("generic_carrier_events.json", "generic"),
+    ("x12_214_two_shipments.edi", "x12-214"), ("x12_214_ltl_summer_interline.edi", "x12-214")])
+def test_a_routed_scan_reaches_its_order_as_pydantic_wrote_it(payload: str, source: str) -> None:
+    """The router writes scans for the order hop with msgspec: the same bytes pydantic wrote
+    (offsets, dates, flags, empty fields), and the order tracker reads back the scan sent."""
+    from datetime import UTC, datetime
+
+    from models.carriers import parse_payload
+    from models.codec import encode_scan
+
+    received = datetime(2026, 11, 2, 8, 0, 0, 123456, tzinfo=UTC)
+    scans, _ = parse_payload(source, (Path(__file__).parents[1] / "payloads" / payload).read_bytes(), received)
+    assert scans
+    for scan in scans:
+        routed = scan.model_copy(update={"order_id": "ORD-1", "package_id": "ORD-1-P1"})
+        assert encode_scan(routed) == routed.model_dump_json().encode()
+        assert order_events_batch_adapter.validate_json(b"[" + encode_scan(routed) + b"]") == [routed]
