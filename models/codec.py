@@ -99,3 +99,12 @@ def encode_scan(scan: CarrierScan) -> bytes:
     """A routed scan for the order hop, as ``model_dump_json`` writes it, without pydantic's
     serializer per scan; the order tracker reads it with pydantic (``models.events``)."""
     return _ENCODER.encode(scan.__dict__)
+
+
+def checked_history(**fields: Any) -> HistoryRecord:
+    """A history row from fields read out of a document (not set by trackline's rules): each
+    field's type is checked, as pydantic did, and a wrong one raises ``ValueError``."""
+    try:
+        return msgspec.convert(fields, HistoryRecord)
+    except msgspec.ValidationError as exc:
+        raise ValueError(str(exc)) from None

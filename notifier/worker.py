@@ -36,9 +36,9 @@ from confluent_kafka import KafkaError, KafkaException, Message
 
 from broker import clients
 from models import topics
-from models.codec import encode
+from models.codec import checked_history, encode
 from models.delivery import FINAL, LedgerEntry, RetryPolicy, State, after_failure, idempotency_key, ledger_key
-from models.effects import HistoryRecord, stable_id
+from models.effects import stable_id
 from models.errors import InvalidPayload, dead_letter_headers, internal_error
 from notifier.channels import Channel, DeliveryError, JsonLinesChannel
 from notifier.views import TopicView, ViewStopped, contact_details, ledger_entry
@@ -52,7 +52,7 @@ GROUP = "trackline-notifier"
 def delivery_record(command: dict, outcome: str, at: datetime, channel: str = "") -> tuple[bytes, bytes]:
     """What this worker did with a command on a channel, as a history row (key: order id)."""
     channel = channel or ",".join(command.get("channels") or [])
-    record = HistoryRecord(
+    record = checked_history(
         record_id=stable_id(command["command_id"], "delivery", channel, outcome), record_type="delivery",
         order_id=command.get("order_id", ""), package_id=command.get("package_id", ""),
         event_id=command["command_id"], source=channel,

@@ -90,3 +90,17 @@ def test_contact_data_is_masked_in_text_and_removed_from_dead_letter_copies() ->
 @given(st.emails())
 def test_any_address_is_masked(address: str) -> None:
     assert address not in without_contacts(f"refused {address} today")
+
+
+@pytest.mark.parametrize("field, value", [("order_id", 7), ("package_id", 5), ("type", ["shipped"]),
+                                          ("caused_by_ingested_at", 1_700_000_000)])
+def test_a_command_whose_delivery_row_would_be_mistyped_is_a_dead_letter(field: str, value: object) -> None:
+    """The delivery row is checked before the command is sent: a field of the wrong type is a dead
+    letter with its reason, not a row ClickHouse refuses after the customer was told."""
+    from models.errors import InvalidPayload
+    from notifier.worker import decode_command
+
+    good = command(NotificationType.shipped, "en")
+    assert decode_command(orjson.dumps(good))["command_id"] == "c1"
+    with pytest.raises(InvalidPayload, match="invalid_internal_event"):
+        decode_command(orjson.dumps({**good, field: value}))
