@@ -15,7 +15,7 @@ formats whose codes only say that it failed (AfterShip AttemptFail_001, Shippo d
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -151,6 +151,11 @@ def parse_time(value: Any, where: str) -> datetime:
         parsed = datetime.fromisoformat(value.strip())
     except ValueError:
         raise InvalidPayload("invalid_field", f"{where}={value[:64]!r} is not an ISO 8601 time") from None
+    offset = parsed.utcoffset()
+    if offset is not None and offset % timedelta(minutes=1):
+        # An offset with seconds ("+05:30:45"): JSON writers keep whole minutes, and each rounds
+        # its own way, so the order would get another instant. Kept as the same instant in UTC.
+        parsed = _in_range(parsed, where).astimezone(UTC)
     return _in_range(parsed, where)
 
 

@@ -136,3 +136,23 @@ def test_a_routed_scan_reaches_its_order_as_pydantic_wrote_it(payload: str, sour
         routed = scan.model_copy(update={"order_id": "ORD-1", "package_id": "ORD-1-P1"})
         assert encode_scan(routed) == routed.model_dump_json().encode()
         assert order_events_batch_adapter.validate_json(b"[" + encode_scan(routed) + b"]") == [routed]
+
+
+def test_a_scan_time_with_seconds_in_its_offset_reaches_the_order_at_the_same_instant() -> None:
+    """JSON writers keep an offset's whole minutes (pydantic cuts, msgspec rounds): a carrier time
+    at +05:30:45 is kept as the same instant in UTC, so the order hop cannot move it."""
+    from datetime import UTC, datetime
+
+    import orjson
+
+    from models.carriers import parse_payload
+    from models.codec import encode_scan
+
+    event = orjson.loads((Path(__file__).parents[1] / "payloads" / "easypost_tracker_updated.json").read_bytes())
+    detail = event["result"]["tracking_details"][0]
+    detail["datetime"] = "2026-11-02T14:00:00+05:30:45"
+    scans, _ = parse_payload("easypost", orjson.dumps(event), datetime(2026, 11, 2, 12, tzinfo=UTC))
+    sent = scans[0]
+    assert sent.occurred_at == datetime(2026, 11, 2, 8, 29, 15, tzinfo=UTC)
+    (received,) = order_events_batch_adapter.validate_json(b"[" + encode_scan(sent) + b"]")
+    assert received.occurred_at == sent.occurred_at
