@@ -24,6 +24,7 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import faust
+import rocksdict
 from aiokafka.errors import KafkaError
 from faust.types import TP
 
@@ -137,12 +138,7 @@ class Outbox:
         """
         if not items:
             return
-        for key, value in items.items():
-            # The local store only: the changelog follows in batches.
-            if value is None:
-                table.data.pop(key, None)
-            else:
-                table.data[key] = value
+        _write_local(table.data, partition, items)  # the changelog follows in batches
         tp = TP(table.changelog_topic.get_topic_name(), partition)
         await self.records(tp.topic, partition, list(items.items()))
         self.changelogs.append((table, tp))
@@ -171,6 +167,26 @@ class Outbox:
         self.futures.clear()
         self.changelogs.clear()
         self.on_stored.clear()
+
+
+def _write_local(store: Any, partition: int, items: dict[bytes, bytes | None]) -> None:
+    """The values into the partition's local database. Faust's RocksDB store takes them as one
+    write batch (its per-key path looks up the current event, serializers and a locked key
+    index for every key); any other store key by key."""
+    if getattr(store, "use_rocksdict", False) and hasattr(store, "_db_for_partition"):
+        batch = rocksdict.WriteBatch(raw_mode=True)  # as Faust opens its databases
+        for key, value in items.items():
+            if value is None:
+                batch.delete(key)
+            else:
+                batch.put(key, value)
+        store._db_for_partition(partition).write(batch)
+        return
+    for key, value in items.items():
+        if value is None:
+            store.pop(key, None)
+        else:
+            store[key] = value
 
 
 def pack(documents: list[bytes], max_bytes: int = ENVELOPE_MAX_BYTES) -> list[bytes]:
