@@ -45,14 +45,7 @@ class NewEntries(NamedTuple):
 
 
 def fingerprint(source: str, carrier: Any, number: Any, entry: Any) -> bytes:
-    return fingerprints(source, carrier, number, [entry])[0]
-
-
-def fingerprints(source: str, carrier: Any, number: Any, entries: list[Any]) -> list[bytes]:
-    """Each entry's fingerprint; the package's part is written once per webhook (a JSON value
-    ends where it ends, so the two parts joined name one pair)."""
-    package = orjson.dumps([source, carrier, number])
-    return [hashlib.blake2b(package + orjson.dumps(entry), digest_size=16).digest() for entry in entries]
+    return hashlib.blake2b(orjson.dumps([source, carrier, number, entry]), digest_size=16).digest()
 
 
 def leave_out(source: str, raw: bytes, known: Known) -> NewEntries | None:
@@ -74,7 +67,7 @@ def leave_out(source: str, raw: bytes, known: Known) -> NewEntries | None:
     carrier, number = holder.get(carrier_field), holder.get("tracking_number" if source != "easypost"
                                                             else "tracking_code")
     try:
-        prints = fingerprints(source, carrier, number, entries)
+        prints = [fingerprint(source, carrier, number, entry) for entry in entries]
     except TypeError:  # orjson's JSONEncodeError: nested deeper than it writes; the adapter judges it
         return None
     keep = [i for i, p in enumerate(prints) if not known(p)] or [newest(entries, ENTRY_TIMES[source])]

@@ -15,7 +15,7 @@ formats whose codes only say that it failed (AfterShip AttemptFail_001, Shippo d
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Any
 
 import orjson
@@ -151,8 +151,8 @@ def parse_time(value: Any, where: str) -> datetime:
         parsed = datetime.fromisoformat(value.strip())
     except ValueError:
         raise InvalidPayload("invalid_field", f"{where}={value[:64]!r} is not an ISO 8601 time") from None
-    offset = parsed.utcoffset()
-    if offset is not None and offset % timedelta(minutes=1):
+    offset = parsed.utcoffset() if parsed.tzinfo is not None and parsed.tzinfo is not UTC else None
+    if offset and (offset.seconds % 60 or offset.microseconds):
         # An offset with seconds ("+05:30:45"): JSON writers keep whole minutes, and each rounds
         # its own way, so the order would get another instant. Kept as the same instant in UTC.
         parsed = _in_range(parsed, where).astimezone(UTC)
