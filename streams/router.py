@@ -305,12 +305,7 @@ def _known_entries(entry: TrackingEntry, routed: RecentScans, routed_here: set[t
     if len(entry.links) != 1:
         return None
     order_id = next(iter(entry.links.values())).order_id
-    seen = routed.seen
-
-    def known(fingerprint: bytes) -> bool:
-        pair = (fingerprint, order_id)
-        return pair in seen or pair in routed_here
-    return known
+    return lambda fingerprint: (fingerprint, order_id) in routed or (fingerprint, order_id) in routed_here
 
 
 async def _decode(outbox: Outbox, record: Any, partitions: int, bound: timedelta, known: Known | None = None,
