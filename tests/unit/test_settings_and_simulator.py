@@ -280,3 +280,34 @@ def test_the_bench_breakdown_charges_waiting_to_no_stage_of_cpu():
     # produce is wall time (mostly awaiting the producer): 200 us of CPU per scan, 150 of them
     # in the CPU stages, the rest is the worker's other work
     assert stages["other_cpu"] == 50.0
+
+
+@pytest.mark.parametrize("hour", range(24))
+def test_the_bench_journeys_stay_news_however_late_in_the_utc_day_the_run_starts(hour: int) -> None:
+    """A bench started at 23:58 UTC waited forever for out-for-delivery commands: the policy
+    rightly suppresses that update once its local day is over, which in UTC was two minutes
+    later. The customers' zone puts the delivery at 08:00 local, so its day lasts 16 hours more."""
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    from models.detection import end_of_local_day
+    from trackline.bench.workload import OUT_FOR_DELIVERY_BEFORE_DELIVERED, customer_zone
+
+    delivered = datetime(2026, 12, 6, hour, tzinfo=UTC)
+    zone = customer_zone(delivered)
+    local = delivered.astimezone(ZoneInfo(zone))
+    assert local.hour == 8
+    assert (delivered - OUT_FOR_DELIVERY_BEFORE_DELIVERED).astimezone(ZoneInfo(zone)).date() == local.date()
+    assert end_of_local_day(local.date(), zone) - delivered == timedelta(hours=16)
+    from trackline.bench import workload
+
+    # The bench's orders carry it: their journeys end an hour before the run started.
+    assert parse_fulfillment_event(workload_order()).delivery_time_zone == \
+        customer_zone(workload.START + workload.DELIVERED_AFTER)
+
+
+def workload_order() -> bytes:
+    from trackline.bench.workload import order_messages
+
+    (_, _, placed, _), _ = order_messages(0, 1)
+    return placed

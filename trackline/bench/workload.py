@@ -28,11 +28,9 @@ OUT_FOR_DELIVERY_BEFORE_DELIVERED = timedelta(minutes=10)
 
 
 def _start() -> datetime:
-    start = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) - timedelta(hours=5)
-    delivered = start + DELIVERED_AFTER
-    if (delivered - OUT_FOR_DELIVERY_BEFORE_DELIVERED).date() != delivered.date():
-        start -= timedelta(hours=1)  # out for delivery and delivered on one day (UTC, the orders' zone)
-    return start
+    # Out for delivery and delivered fall on one local day: the customers' zone puts the
+    # delivery at 08:00 (customer_zone).
+    return datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) - timedelta(hours=5)
 
 
 def scan_times(scans_per_order: int) -> list[datetime]:
@@ -43,7 +41,18 @@ def scan_times(scans_per_order: int) -> list[datetime]:
     return [first + every * step for step in range(scans_per_order - 1)] + [START + DELIVERED_AFTER]
 
 
+def customer_zone(delivered: datetime) -> str:
+    """A fixed-offset zone in which the delivery is at 08:00 local: the out-for-delivery update
+    is news until the end of its local day (the notification policy suppresses it after), so a
+    run that goes on past midnight UTC still gets every command it counts."""
+    offset = (8 - delivered.hour) % 24
+    if offset > 14:  # the Etc zones run from UTC-12 to UTC+14
+        offset -= 24
+    return "UTC" if offset == 0 else f"Etc/GMT{-offset:+d}"  # Etc/GMT-10 is ten hours ahead of UTC
+
+
 START = _start()
+ZONE = customer_zone(START + DELIVERED_AFTER)
 Message = tuple[str, bytes, bytes, list]
 
 
@@ -58,7 +67,7 @@ def order_messages(first: int, count: int, prefix: str = "B") -> list[Message]:
         for body in (
             {"type": "order_placed", "event_id": f"{order_id}-placed", "order_id": order_id,
              "occurred_at": _iso(START), "customer_id": f"CUST-{n % 50000:06d}", "seller_id": "SELLER-001",
-             "fulfillment_center": "FC-A", "service_level": "standard",
+             "fulfillment_center": "FC-A", "service_level": "standard", "delivery_time_zone": ZONE,
              "promised_delivery_date": (START + timedelta(days=5)).date().isoformat(),
              "ship_by": _iso(START + timedelta(days=3)), "items": [{"sku": "SKU-00001", "quantity": 1}]},
             {"type": "package_shipped", "event_id": f"{order_id}-shipped", "order_id": order_id,
