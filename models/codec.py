@@ -91,7 +91,7 @@ _HISTORY = msgspec.json.Decoder(list[HistoryRecord])
 
 
 def decode_history(document: bytes) -> list[HistoryRecord]:
-    """A history envelope (a JSON array of records) as the sink and tests read it."""
+    """A history envelope (a JSON array of records), as a reader of ``trackline.history`` sees it."""
     return _HISTORY.decode(document)
 
 
