@@ -305,7 +305,8 @@ def _known_entries(entry: TrackingEntry, routed: RecentScans, routed_here: set[t
     if len(entry.links) != 1:
         return None
     order_id = next(iter(entry.links.values())).order_id
-    return lambda fingerprint: (fingerprint, order_id) in routed or (fingerprint, order_id) in routed_here
+    seen = routed.seen  # read directly: a method call per history entry costs more than the lookup
+    return lambda fingerprint: (pair := (fingerprint, order_id)) in seen or pair in routed_here
 
 
 async def _decode(outbox: Outbox, record: Any, partitions: int, bound: timedelta, known: Known | None = None,
@@ -345,6 +346,8 @@ async def _decode(outbox: Outbox, record: Any, partitions: int, bound: timedelta
 async def _rekey_foreign(outbox: Outbox, key: bytes, scans: list[CarrierScan], partitions: int) -> list[Item]:
     """Keep the scans of this message's tracking number; send the others to their own key."""
     own, foreign = split_by_tracking_number(key.decode(errors="replace"), scans)
+    if not foreign:  # the usual case: no send to await
+        return list(own)
     await outbox.keyed(topics.CARRIER_SCANS_REKEYED, partitions,
                        ((number, canonical.dump(group)) for number, group in foreign.items()))
     return list(own)
