@@ -394,6 +394,13 @@ def in_records(models: list[LaneModel]) -> list[list[LaneModel]]:
     return [models[i:i + RECORD_MODELS] for i in range(0, len(models), RECORD_MODELS)]
 
 
+def broadcast(models: list[LaneModel]) -> list[list[LaneModel]]:
+    """The records a ``learn`` call sends to every order partition: the models that have
+    deliveries to estimate from, in records of at most ``RECORD_MODELS``. A key that has only
+    seen hand-overs estimates nothing yet: its window is stored, its empty model not sent."""
+    return in_records([model for model in models if model.deliveries])
+
+
 def changed_windows(models: list[LaneModel], observed: list[TransitRecord]) -> set[str]:
     """The window keys a ``learn`` call changed: the models' keys and their carriers'."""
     return {m.key for m in models} | {carrier_key(o.carrier) for o in observed}

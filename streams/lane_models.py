@@ -27,9 +27,9 @@ from models.transit import (
     LaneModelsUpdated,
     LaneWindow,
     TransitRecord,
+    broadcast,
     carrier_key,
     changed_windows,
-    in_records,
     learn,
 )
 from streams.app import Channels, store_options
@@ -64,10 +64,8 @@ def register(app: faust.App, ch: Channels, rules: Thresholds) -> Any:
                     windows = _windows(windows_table, observed)
                     models: list[LaneModel] = learn(windows, observed, rules.lane_model_window, offsets)
                     published = datetime.now(UTC).isoformat()
-                    # A key that has only seen hand-overs has nothing to estimate from yet: its
-                    # window is stored, its empty model not sent to every partition.
                     updates = [(topics.LANE_MODELS_KEY, encode(LaneModelsUpdated(models=part, published_at=published)))
-                               for part in in_records([m for m in models if m.deliveries])]
+                               for part in broadcast(models)]
                     for target in range(partitions):  # a broadcast: every order partition
                         await outbox.records(topics.ORDER_EVENTS, target, updates)
                     learned["windows"] = {key.encode(): encode(windows[key])

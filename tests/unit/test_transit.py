@@ -892,6 +892,22 @@ def test_a_lane_stops_counting_travelling_packages_once_it_has_enough_deliveries
     assert small[key].travelling == [] and learn(small, [started("S9")], window=3) == []
 
 
+def test_a_key_that_has_only_seen_hand_overs_is_stored_but_not_sent_to_the_order_partitions():
+    from models.transit import RECORD_MODELS, LaneWindow, broadcast, learn
+
+    key = lane_key("ups", "two_day", "FC-A", "US-CA")
+    windows: dict[str, LaneWindow] = {}
+    models = learn(windows, [started("P0")], window=200)
+    assert key in {m.key for m in models} and windows[key].travelling  # its window changed
+    assert broadcast(models) == []  # nothing to estimate from: every partition is spared it
+    delivered = learn(windows, [observed(MONDAY, MONDAY + timedelta(days=1), package="P0")], window=200)
+    assert key in {m.key for part in broadcast(delivered) for m in part}
+    # Thousands of lanes go out in several records, none past the broker's message size.
+    many = [LaneModel(key=f"lane|ups|two_day|FC-A|US-{n}", version=1, transit_days=[0.0, 1.0])
+            for n in range(RECORD_MODELS + 1)]
+    assert [len(part) for part in broadcast(many)] == [RECORD_MODELS, 1]
+
+
 def test_the_order_agent_reports_each_hand_over_once():
     from models.transit import TransitStarted
 
