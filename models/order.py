@@ -563,7 +563,8 @@ def _model_estimate(state: OrderState, package: PackageState, models: LaneModels
                    if state.promised_delivery_date else None)
     # Likely late, and our own date says so too (a corrected carrier date within the promise
     # outweighs the lane's history).
-    if package.late_probability is not None and package.late_probability >= rules.predicted_late_probability \
+    threshold = rules.late_threshold(state.service_level)
+    if package.late_probability is not None and package.late_probability >= threshold \
             and state.promised_delivery_date is not None and found.estimate > state.promised_delivery_date:
         if package.predicted_late_since is None and promise_end is not None and now < promise_end:
             package.predicted_late_since = moment  # still time to act: ops hear now
@@ -572,7 +573,7 @@ def _model_estimate(state: OrderState, package: PackageState, models: LaneModels
     elif now < promise_end and not _late_date_unweighed(state, package, weighed) \
             and (package.late_probability is None or state.promised_delivery_date is None
                  or found.estimate <= state.promised_delivery_date
-                 or package.late_probability < rules.predicted_late_probability - PREDICTED_LATE_CLOSE_MARGIN):
+                 or package.late_probability < threshold - PREDICTED_LATE_CLOSE_MARGIN):
         package.predicted_late_since = None  # recovered; one hovering at the threshold stays open
     _route_deadline(state, package, model, now, rules)
 
@@ -602,7 +603,7 @@ def _route_deadline(state: OrderState, package: PackageState, model: LaneModel, 
         return
     hour = _route_rule_hour(tuple(model.transit_days_for(_handed_over_afternoon(state, package))),
                             model.working_weekdays, tuple(model.out_for_delivery_hours), handed_over, promised,
-                            rules.predicted_late_probability, rules.lane_model_min_deliveries)
+                            rules.predicted_late_route_probability, rules.lane_model_min_deliveries)
     package.not_out_for_delivery_by = None if hour is None else local_moment(promised, hour, zone)
 
 

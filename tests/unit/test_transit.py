@@ -250,6 +250,23 @@ def test_a_package_travelling_longer_than_any_delivery_it_knows_keeps_its_predic
     assert [a for a in later if isinstance(a, Alert)] == []  # closed by the delivery, not before
 
 
+def test_a_level_with_its_own_predicted_late_threshold_hears_of_a_less_likely_delay():
+    from models.thresholds import ServiceLevel
+
+    models = models_with([0, 5, 5, 30])  # promised Wednesday: 75% likely after it
+    events = [placed(), shipped(), scan(S.in_transit, 2 * HOUR)]  # a two-day order
+    defaults = Thresholds()
+    two_day = defaults.level(ServiceLevel.two_day)
+    own = defaults.model_copy(update={"service_levels": {
+        **defaults.service_levels,
+        ServiceLevel.two_day: two_day.model_copy(update={"predicted_late_probability": 0.7})}})
+    state, effects = apply_with(models, events)
+    assert state.packages["P1"].late_probability == 0.75 and defaults.late_threshold("two_day") == 0.8
+    assert [a for a in effects if isinstance(a, Alert) and a.alert_kind is AlertKind.predicted_late] == []
+    _, effects = apply_with(models, events, rules=own)
+    assert [(a.alert_kind, a.state) for a in effects if isinstance(a, Alert)] == [(AlertKind.predicted_late, "open")]
+
+
 def test_a_probability_hovering_at_the_threshold_keeps_one_predicted_late_open():
     # 95% likely late, then 75% (below the 0.8 threshold, within the margin), then 60%: one
     # alert, open until the probability clearly fell.
@@ -338,6 +355,19 @@ def test_a_package_not_out_for_delivery_on_the_promised_morning_opens_predicted_
     assert route_alerts(later) == []
     state, left = apply_with(models, [scan(S.out_for_delivery, WEDNESDAY_NINE + ALLOWANCE + 20)], state)
     assert route_alerts(left) == [("closed", alert.alert_id)]
+
+
+def test_the_route_rule_keeps_its_own_threshold_when_ops_lower_the_models():
+    """Ops may hear of likely-late packages earlier (a lower model threshold) without moving
+    the route rule, whose customer notice was measured at its own threshold."""
+    models = route_models([0, 30, 8, 2])
+    events = [placed(), shipped(), scan(S.in_transit, 2 * HOUR)]
+    default, _ = apply_with(models, events)
+    lower_model, _ = apply_with(models, events, rules=Thresholds(predicted_late_probability=0.4))
+    stricter_route, _ = apply_with(models, events, rules=Thresholds(predicted_late_route_probability=0.95))
+    assert default.packages["P1"].not_out_for_delivery_by == at(WEDNESDAY_NINE)
+    assert lower_model.packages["P1"].not_out_for_delivery_by == at(WEDNESDAY_NINE)
+    assert stricter_route.packages["P1"].not_out_for_delivery_by is None  # 91% by 9:00 is short of 95%
 
 
 def test_customers_hear_the_route_rule_only_on_the_levels_a_deployment_enables_for_it():
