@@ -141,7 +141,9 @@ class Thresholds(BaseModel):
         return found or self.service_levels.get(ServiceLevel.standard, _LEVEL_DEFAULTS[ServiceLevel.standard])
 
     def late_threshold(self, service_level: str) -> float:
-        """The probability of missing the promise at which predicted_late opens for this level."""
+        """The probability of missing the promise at which predicted_late opens for this level
+        (an unknown level is judged as standard, as for every level threshold). The customer
+        notice, where a deployment enables it for the level, is told at the same one."""
         return self.level(service_level).predicted_late_probability or self.predicted_late_probability
 
     def stale_after(self, service_level: str, carrier: str) -> timedelta:
@@ -151,9 +153,17 @@ class Thresholds(BaseModel):
 
 
 def parse_thresholds(text: str) -> Thresholds:
-    """Thresholds from TOML text; levels and keys left out keep their defaults."""
+    """Thresholds from TOML text; levels and keys left out keep their defaults.
+
+    A file that sets ``predicted_late_probability`` at the top means it for every level it does
+    not set one for: the built-in per-level values give way (else a deployment's 0.9 would
+    silently stay 0.7 on one-day and standard, customer notices included where enabled).
+    """
     data = tomllib.loads(text)
     levels = dict(_LEVEL_DEFAULTS)
+    if "predicted_late_probability" in data:
+        levels = {level: values.model_copy(update={"predicted_late_probability": None})
+                  for level, values in levels.items()}
     for name, values in data.pop("service_levels", {}).items():
         level = ServiceLevel(name)
         levels[level] = LevelThresholds(**{**levels[level].model_dump(), **values})

@@ -247,6 +247,23 @@ def test_documented_threshold_file_holds_the_defaults():
     assert parse_thresholds(text) == Thresholds()
 
 
+def test_a_file_that_sets_the_predicted_late_threshold_means_it_for_every_level_it_leaves_out():
+    from models.thresholds import Thresholds, parse_thresholds
+
+    # Built in: one-day and standard open predicted_late at 0.7 (measured), the others at 0.8.
+    assert [Thresholds().late_threshold(level) for level in ("one_day", "two_day", "standard")] == [0.7, 0.8, 0.7]
+    # A deployment's own value is not silently beaten by the built-in per-level ones.
+    mine = parse_thresholds("predicted_late_probability = 0.9\n")
+    assert [mine.late_threshold(level) for level in ("one_day", "two_day", "standard")] == [0.9, 0.9, 0.9]
+    # ...unless the file sets a level's too; a level set in part keeps its other defaults.
+    both = parse_thresholds("predicted_late_probability = 0.9\n[service_levels.standard]\n"
+                            "predicted_late_probability = 0.75\n")
+    assert [both.late_threshold(level) for level in ("one_day", "two_day", "standard")] == [0.9, 0.9, 0.75]
+    assert both.level("standard").stale_after_hours == Thresholds().level("standard").stale_after_hours
+    untouched = parse_thresholds("[service_levels.standard]\nstale_after_hours = 80\n")
+    assert untouched.late_threshold("standard") == 0.7
+
+
 def test_the_route_notices_file_is_the_defaults_with_the_measured_levels_turned_on():
     # config/detection-route-notices.toml must not drift from the defaults in anything else.
     from pathlib import Path
