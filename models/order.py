@@ -192,7 +192,7 @@ def _after_event(state: OrderState, event: Event, effects: list[Effect], rules: 
     _derive_order_status(state, event, effects)
     now = _ingested_at(event)
     _estimate_in_transit(state, event, now, rules, effects)
-    current = {c.key: c for c in conditions(state, rules)}
+    current = {c.key: c for c in conditions(state, rules, _MODELS_IN_FORCE.get())}
     allowance = _allowances(state, latency, rules)
     delays_told = _run_delay_rules(state, event, now, current, effects, allowance)
     _revise_estimates(state, event, effects, delays_told, now, rules)

@@ -39,6 +39,7 @@ point and gives the same estimates and command ids. Everything here is pure: dat
 
 from __future__ import annotations
 
+import math
 from datetime import date, timedelta
 from typing import Annotated
 
@@ -57,6 +58,10 @@ YOUNG_DELIVERIES = 50  # below this a key counts its travelling packages (Kaplan
 TRAVELLING_KEPT = 2000  # packages still travelling kept per young key (the newest hand-overs)
 TRAVELLING_KEPT_DAYS = 60  # a package travelling longer is taken as lost, not at risk
 LANE_PRIOR_DELIVERIES = 5  # how many deliveries the carrier's model on the service level weighs in a lane
+# A key's usual silence: the longest silence that this share of its delivered packages stayed
+# within, once it has this many deliveries (the stale rule's measure; models.detection).
+USUAL_SILENCE_SHARE = 0.9
+USUAL_SILENCE_MIN_DELIVERIES = 50
 # Out-for-delivery hours: 24 cells by the local hour of the delivery day's out-for-delivery scan,
 # and one for deliveries that had none that day.
 ROUTE_HOURS = 24
@@ -167,6 +172,9 @@ class LaneModel(Struct, kw_only=True):
     # The longest silence a delivered package on this key came back from (hours between two
     # scans after acceptance): the customer hears "lost" only after a longer one.
     longest_silence_hours: Count | None = None
+    # The longest silence ``USUAL_SILENCE_SHARE`` of them stayed within (None: too few
+    # deliveries): a share, not the longest, so the few really silent packages do not set it.
+    usual_silence_hours: Count | None = None
     # Deliveries by the local hour their out-for-delivery scan came on the delivery day
     # (``ROUTE_CELLS``; the last: none that day): how late in the day a package not yet out
     # for delivery can still arrive (``not_out_for_delivery_by``).
@@ -247,6 +255,12 @@ class LaneModels:
             if known is None or model.version > known.version:
                 models[model.key] = model
         return LaneModels(models)
+
+    def usual_silence_hours(self, carrier: str, service_level: str) -> float | None:
+        """The usual silence of the carrier's delivered packages on this service level, over
+        every lane (a silence is the carrier's network and the speed it sold, not the lane)."""
+        found = self.models.get(service_key(carrier, service_level))
+        return None if found is None else found.usual_silence_hours
 
     def for_lane(self, carrier: str, service_level: str, origin: str, destination_region: str,
                  min_deliveries: int) -> LaneModel | None:
@@ -535,7 +549,17 @@ def build_model(key: str, version: int, observations: list[TransitObserved], wee
                      model_error_days=mean_error(observations, "model"),
                      carrier_misses=summed([o.carrier_misses for o in observations]),
                      longest_silence_hours=max((o.longest_silence_hours for o in observations), default=None),
+                     usual_silence_hours=usual_silence([o.longest_silence_hours for o in observations]),
                      out_for_delivery_hours=route_hours(observations))
+
+
+def usual_silence(silences: list[float]) -> float | None:
+    """The silence (hours) that ``USUAL_SILENCE_SHARE`` of these packages' longest silences did
+    not exceed; None below ``USUAL_SILENCE_MIN_DELIVERIES`` of them."""
+    if len(silences) < USUAL_SILENCE_MIN_DELIVERIES:
+        return None
+    ordered = sorted(silences)
+    return ordered[min(len(ordered), math.ceil(USUAL_SILENCE_SHARE * len(ordered))) - 1]
 
 
 def kaplan_meier(delivered: list[tuple[date, date]], travelling: list[tuple[date, date]],

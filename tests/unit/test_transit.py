@@ -841,6 +841,47 @@ def test_a_delivered_package_reports_its_longest_silence_after_acceptance():
     assert model.longest_silence_hours == 28
 
 
+def test_a_carriers_usual_silence_is_the_one_nine_in_ten_of_its_delivered_packages_stayed_within():
+    def silent(hours: float, n: int) -> TransitObserved:
+        found = observed(MONDAY, date(2026, 11, 4), package=f"P{n}")
+        found.longest_silence_hours = hours
+        return found
+
+    # 45 packages came back from at most 30 h without a scan, 5 from four days (really silent):
+    # the few long ones do not set what is usual.
+    seen = [silent(10 + n * 20 / 44, n) for n in range(45)] + [silent(96, 45 + n) for n in range(5)]
+    model = build_model(service_key("ups", "two_day"), 50, seen, WEEKDAYS)
+    assert model.usual_silence_hours == 30 and model.longest_silence_hours == 96
+    # Fewer than 50 deliveries: not measured yet.
+    assert build_model(service_key("ups", "two_day"), 49, seen[1:], WEEKDAYS).usual_silence_hours is None
+    models = LaneModels().updated(LaneModelsUpdated(models=[model]))
+    assert models.usual_silence_hours("ups", "two_day") == 30
+    assert models.usual_silence_hours("ups", "standard") is None
+
+
+def test_stale_tracking_waits_for_a_silence_half_again_as_long_as_the_carriers_usual():
+    # The two-day order's configured stale threshold is 36 h; UPS's two-day packages usually
+    # go 40 h without a scan and arrive: ops hear of a silence at 60 h, not at 36 h.
+    last_scan = 2 * HOUR
+
+    def stale_at(models: LaneModels | None, rules: Thresholds | None = None) -> list:
+        _, effects = apply_with(models, [placed(), shipped(), scan(S.in_transit, last_scan),
+                                         *[tick(last_scan + h * HOUR) for h in range(30, 200, 6)]], rules=rules)
+        return [a.at for a in effects if isinstance(a, Alert) and a.alert_kind is AlertKind.in_transit_stale
+                and a.state == "open"]
+
+    usual = LaneModels().updated(LaneModelsUpdated(models=[lane([0, 10, 30, 10], usual_silence_hours=40)]))
+    assert stale_at(usual) == [at(last_scan + 60 * HOUR)]
+    assert stale_at(None) == [at(last_scan + 36 * HOUR)]  # not measured (own estimate off)
+    assert stale_at(usual, parse_thresholds("stale_learned_factor = 0\n")) == [at(last_scan + 36 * HOUR)]
+    # Another carrier's or level's silences say nothing about UPS two-day.
+    other = lane([0, 10, 30, 10], key=service_key("ups", "standard"), usual_silence_hours=40)
+    assert stale_at(LaneModels().updated(LaneModelsUpdated(models=[other]))) == [at(last_scan + 36 * HOUR)]
+    # Never later than presumed_lost (168 h on two-day), however silent the carrier usually is.
+    slow = LaneModels().updated(LaneModelsUpdated(models=[lane([0, 10, 30, 10], usual_silence_hours=150)]))
+    assert stale_at(slow) == [at(last_scan + 168 * HOUR)]
+
+
 # --- a young lane counts the packages still travelling (Kaplan-Meier) -------------------------
 
 def started(package: str, handed_over: date = MONDAY, afternoon: bool | None = False):

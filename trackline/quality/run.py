@@ -96,6 +96,7 @@ def run_quality(partitions: int = 4, pace: float = 7200.0, days: int | None = No
         "lost": sum(t.lost for t in truth.values()), "stale": sum(t.stale is not None for t in truth.values()),
         "notices": score.notices_table(truth, notifications),
         "alerts": score.alerts_table(truth, alerts, last),
+        "stale_alerts": score.stale_table(truth, alerts),
         "estimates": score.estimates_table(truth, notifications, estimates),
         "shown_against_carrier": score.compared_with_carrier(truth, estimates),
         "predicted_late": score.predicted_late_table(truth, alerts),
@@ -213,6 +214,11 @@ def print_table(r: dict[str, Any]) -> None:
     for kind, row in r["alerts"].items():
         h = row["false_hours_open"]
         print(f"  {kind:<28} {row['alerts']:>6}  {_pct(row['precision']):>9}  {_num(h['p50'])} / {_num(h['p90'])}")
+    st = r["stale_alerts"]
+    h = st["hours_after_silence_began"]
+    print(f"\nin_transit_stale: {_pct(st['recall'])} of the {st['silent']} journeys silent for days alerted during the "
+          f"silence, {_num(h['p50'])} / {_num(h['p90'])} hours after it began (p50 / p90); "
+          f"{st['never_silent_alerted']} of the {st['never_silent']} never silent (nor lost) alerted")
     print("\nestimates of delivered packages   coverage  within 0 days  within 1 day  mean abs error (days)")
     for moment, row in r["estimates"].items():
         for source, s in row.items():

@@ -136,6 +136,27 @@ def alerts_table(truth: dict[str, PackageTruth], alerts: list[dict[str, Any]], e
     return table
 
 
+def stale_table(truth: dict[str, PackageTruth], alerts: list[dict[str, Any]]) -> dict[str, Any]:
+    """in_transit_stale against the journeys that really went silent for days: how many of them
+    had an alert open during the silence (recall), how long after the silence began it opened,
+    and how many packages that were never silent had one (each package once)."""
+    opened: dict[str, list[datetime]] = defaultdict(list)
+    for a in alerts:
+        if a["alert_kind"] == "in_transit_stale" and a["state"] == "open" and a["order_id"] in truth:
+            opened[a["order_id"]].append(moment(a["at"]))
+    silences = {t.order_id: t.stale for t in truth.values() if t.stale is not None}
+    found: dict[str, float] = {}  # silent order -> hours from the silence's start to its first alert in it
+    for order_id, (began, ended) in silences.items():
+        during = [at for at in opened.get(order_id, []) if began <= at <= ended]
+        if during:
+            found[order_id] = (min(during) - began).total_seconds() / 3600
+    never_silent = [t for t in truth.values() if t.stale is None and not t.lost]
+    return {"silent": len(silences), "recall": _ratio(len(found), len(silences)),
+            "hours_after_silence_began": _hours(list(found.values())),
+            "never_silent": len(never_silent),
+            "never_silent_alerted": sum(1 for t in never_silent if t.order_id in opened)}
+
+
 def _deserved(kind: str, truth: PackageTruth, opened_at: datetime) -> bool:
     """Whether an alert of ``kind`` opened at ``opened_at`` told ops something true."""
     if kind == "in_transit_stale":  # the package was silent then: a true silence, or lost
