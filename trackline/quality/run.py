@@ -80,6 +80,8 @@ def run_quality(partitions: int = 4, pace: float = 7200.0, days: int | None = No
             estimates = [row for found in clients.read_topic(broker.bootstrap, topics.HISTORY, partitions)
                          for row in (found if isinstance(found, list) else [found])
                          if row.get("record_type") == "estimate"]
+            # What the lane models learned from (deliveries and hand-overs), for a closer look.
+            observations = clients.read_topic(broker.bootstrap, topics.TRANSIT_OBSERVATIONS, partitions)
         finally:
             worker.terminate()
             try:
@@ -87,7 +89,8 @@ def run_quality(partitions: int = 4, pace: float = 7200.0, days: int | None = No
             except subprocess.TimeoutExpired:  # do not hide the run's own error behind this one
                 worker.kill()
                 worker.wait()
-    kept = (("notifications", notifications), ("alerts", alerts), ("estimates", estimates))
+    kept = (("notifications", notifications), ("alerts", alerts), ("estimates", estimates),
+            ("transit_observations", observations))
     for name, rows in kept:  # kept for a closer look
         (workdir / f"{name}.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
     truth = score.scored(world.truth, world.start, scored_days)
