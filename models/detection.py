@@ -19,7 +19,6 @@ from models.effects import AlertKind
 from models.events import PackageStatus
 from models.state import OrderState, PackageState
 from models.thresholds import Thresholds
-from models.transit import LaneModels
 
 # Once the package is in one of these, no delay rule applies to it.
 SETTLED = {PackageStatus.delivered, PackageStatus.returning_to_sender, PackageStatus.returned_to_sender,
@@ -58,9 +57,8 @@ def _condition(kind: AlertKind, package_id: str, due_at: datetime, template: str
     return Condition(kind, package_id, due_at, package_id + ":" + _KIND[kind], template, about)
 
 
-def conditions(state: OrderState, rules: Thresholds, models: LaneModels | None = None) -> list[Condition]:
-    """Every delay rule that applies to the order now, with the time it is (or was) due.
-    ``models``: the lane models in force (what the carriers' delivered packages measured)."""
+def conditions(state: OrderState, rules: Thresholds) -> list[Condition]:
+    """Every delay rule that applies to the order now, with the time it is (or was) due."""
     if state.cancelled_at is not None or state.return_requested_at is not None:
         return []
     found: list[Condition] = []
@@ -81,12 +79,12 @@ def conditions(state: OrderState, rules: Thresholds, models: LaneModels | None =
             found.append(_condition(AlertKind.carrier_exception, package.package_id,
                                     _learned(package.status_at, package.status_seen_at), "returned_to_sender"))
         elif package.status not in SETTLED:
-            found.extend(_package_conditions(state, package, rules, promise_end, models))
+            found.extend(_package_conditions(state, package, rules, promise_end))
     return found
 
 
 def _package_conditions(state: OrderState, package: PackageState, rules: Thresholds,
-                        promise_end: datetime | None, models: LaneModels | None) -> list[Condition]:
+                        promise_end: datetime | None) -> list[Condition]:
     level = rules.level(state.service_level)
     pid = package.package_id
     found: list[Condition] = []
@@ -102,10 +100,11 @@ def _package_conditions(state: OrderState, package: PackageState, rules: Thresho
                                 "label created, no carrier acceptance scan"))
     elif package.last_scan_at is not None and package.status is not PackageStatus.available_for_pickup:
         # Waiting at a pickup point is not silence: the customer has to come. Silence in
-        # event time, from the last scan; judged against what this carrier's packages usually do.
-        usual = models.usual_silence_hours(package.carrier, state.service_level) if models is not None else None
+        # event time, from the last scan; judged against what this carrier's packages usually
+        # did when that scan came (a later model version does not move the deadline).
         found.append(_condition(AlertKind.in_transit_stale, pid,
-                                package.last_scan_at + rules.stale_after(state.service_level, package.carrier, usual),
+                                package.last_scan_at + rules.stale_after(state.service_level, package.carrier,
+                                                                         package.usual_silence_hours),
                                 "no scan since {}", package.last_scan_at))
         found.append(_condition(AlertKind.presumed_lost, pid,
                                 package.last_scan_at + timedelta(hours=level.lost_after_hours),

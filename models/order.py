@@ -192,7 +192,7 @@ def _after_event(state: OrderState, event: Event, effects: list[Effect], rules: 
     _derive_order_status(state, event, effects)
     now = _ingested_at(event)
     _estimate_in_transit(state, event, now, rules, effects)
-    current = {c.key: c for c in conditions(state, rules, _MODELS_IN_FORCE.get())}
+    current = {c.key: c for c in conditions(state, rules)}
     allowance = _allowances(state, latency, rules)
     delays_told = _run_delay_rules(state, event, now, current, effects, allowance)
     _revise_estimates(state, event, effects, delays_told, now, rules)
@@ -314,6 +314,9 @@ def _on_scan(state: OrderState, event: CarrierScan, effects: list[Effect], rules
         package.last_scan_at = event.occurred_at
         package.scan_source = event.source
         package.scan_delay_seconds = max(0.0, (event.ingested_at - event.occurred_at).total_seconds())
+        models = _MODELS_IN_FORCE.get()  # the stale rule's measure, fixed until the next scan
+        package.usual_silence_hours = (None if models is None
+                                       else models.usual_silence_hours(package.carrier, state.service_level))
     if event.status not in NOT_ACCEPTED and package.accepted_at is None:
         package.accepted_at = event.occurred_at
         if package.shipped_at is None:  # no shipment event (yet): the carrier's scan says it left

@@ -154,8 +154,9 @@ class Thresholds(BaseModel):
 
     def stale_after(self, service_level: str, carrier: str, usual_silence_hours: float | None = None) -> timedelta:
         """How long without a scan is stale: ``stale_learned_factor`` times the carrier's usual
-        silence on the level where it is measured (at most the lost threshold: stale comes
-        first), else the configured hours (the carrier's override, else the level's)."""
+        silence on the level where it is measured (never later than the lost threshold, where
+        presumed_lost opens too), else the configured hours (the carrier's override, else the
+        level's)."""
         level = self.level(service_level)
         if usual_silence_hours is not None and self.stale_learned_factor > 0:
             return timedelta(hours=min(usual_silence_hours * self.stale_learned_factor, level.lost_after_hours))

@@ -555,10 +555,12 @@ def build_model(key: str, version: int, observations: list[TransitObserved], wee
 
 def usual_silence(silences: list[float]) -> float | None:
     """The silence (hours) that ``USUAL_SILENCE_SHARE`` of these packages' longest silences did
-    not exceed; None below ``USUAL_SILENCE_MIN_DELIVERIES`` of them."""
-    if len(silences) < USUAL_SILENCE_MIN_DELIVERIES:
+    not exceed; None below ``USUAL_SILENCE_MIN_DELIVERIES`` of them. A package with no two scans
+    after acceptance (or an observation of an older worker) reports 0: not a silence measured."""
+    measured = [hours for hours in silences if hours > 0]
+    if len(measured) < USUAL_SILENCE_MIN_DELIVERIES:
         return None
-    ordered = sorted(silences)
+    ordered = sorted(measured)
     return ordered[min(len(ordered), math.ceil(USUAL_SILENCE_SHARE * len(ordered))) - 1]
 
 

@@ -120,14 +120,17 @@ def test_each_alert_counts_once_and_a_stale_alert_is_right_only_during_a_true_si
 
 def test_stale_recall_counts_the_silent_journeys_alerted_during_their_silence() -> None:
     silent, missed, calm, noisy = journey("S", 5.0), journey("M", 5.0), journey("C", 4.0), journey("N", 4.0)
+    lost = journey("L", None)  # a lost package's silence is presumed_lost's to judge
     for t in (silent, missed):
         t.stale = (T0 + timedelta(days=1, hours=2), T0 + timedelta(days=3))
     alerts = [alert("S", "in_transit_stale", "open", T0 + timedelta(days=1, hours=14)),
-              # M's alert came only after its silence ended: not caught.
+              # M's alert came only after its silence ended: not caught (nor by a closing record).
               alert("M", "in_transit_stale", "open", T0 + timedelta(days=3, hours=1)),
+              alert("M", "in_transit_stale", "closed", T0 + timedelta(days=2)),
               alert("N", "in_transit_stale", "open", T0 + timedelta(days=2)),
+              alert("L", "in_transit_stale", "open", T0 + timedelta(days=2)),
               alert("C", "promise_missed", "open", T0 + timedelta(days=5))]
-    found = score.stale_table({t.order_id: t for t in (silent, missed, calm, noisy)}, alerts)
+    found = score.stale_table({t.order_id: t for t in (silent, missed, calm, noisy, lost)}, alerts)
     assert (found["silent"], found["recall"]) == (2, 0.5)
     assert found["hours_after_silence_began"]["p50"] == pytest.approx(12.0)
     assert (found["never_silent"], found["never_silent_alerted"]) == (2, 1)

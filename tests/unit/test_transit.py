@@ -852,8 +852,12 @@ def test_a_carriers_usual_silence_is_the_one_nine_in_ten_of_its_delivered_packag
     seen = [silent(10 + n * 20 / 44, n) for n in range(45)] + [silent(96, 45 + n) for n in range(5)]
     model = build_model(service_key("ups", "two_day"), 50, seen, WEEKDAYS)
     assert model.usual_silence_hours == 30 and model.longest_silence_hours == 96
-    # Fewer than 50 deliveries: not measured yet.
+    # Fewer than 50 deliveries: not measured yet. Nor do packages with no silence measured (0 h:
+    # no two scans after acceptance, or an older worker's record) count, or set it at 0.
     assert build_model(service_key("ups", "two_day"), 49, seen[1:], WEEKDAYS).usual_silence_hours is None
+    unmeasured = [silent(0, 100 + n) for n in range(450)]
+    assert build_model(service_key("ups", "two_day"), 99, seen[1:] + unmeasured, WEEKDAYS).usual_silence_hours is None
+    assert build_model(service_key("ups", "two_day"), 99, seen + unmeasured, WEEKDAYS).usual_silence_hours == 30
     models = LaneModels().updated(LaneModelsUpdated(models=[model]))
     assert models.usual_silence_hours("ups", "two_day") == 30
     assert models.usual_silence_hours("ups", "standard") is None
@@ -880,6 +884,37 @@ def test_stale_tracking_waits_for_a_silence_half_again_as_long_as_the_carriers_u
     # Never later than presumed_lost (168 h on two-day), however silent the carrier usually is.
     slow = LaneModels().updated(LaneModelsUpdated(models=[lane([0, 10, 30, 10], usual_silence_hours=150)]))
     assert stale_at(slow) == [at(last_scan + 168 * HOUR)]
+    # Measured, it replaces a carrier's configured hours too.
+    assert stale_at(usual, parse_thresholds("[carriers.ups]\nstale_after_hours = 96\n")) == [at(last_scan + 60 * HOUR)]
+
+
+def test_a_new_model_version_neither_moves_nor_reopens_an_open_stale_alert():
+    last_scan = 2 * HOUR
+
+    def usually(hours: float) -> LaneModels:
+        return LaneModels().updated(LaneModelsUpdated(models=[lane([0, 10, 30, 10], usual_silence_hours=hours)]))
+
+    def stale(effects: list, state: str) -> list:
+        return [a.at for a in effects if isinstance(a, Alert) and a.alert_kind is AlertKind.in_transit_stale
+                and a.state == state]
+
+    state, effects = apply_with(usually(40), [placed(), shipped(), scan(S.in_transit, last_scan),
+                                              tick(last_scan + 59 * HOUR), tick(last_scan + 60 * HOUR)])
+    assert stale(effects, "open") == [at(last_scan + 60 * HOUR)]
+    # The carrier's packages now usually go 100 h without a scan: the open alert stays as it is
+    # (not closed, not opened again later), and no deadline already past is left to tick at.
+    state, later = apply_with(usually(100), [tick(last_scan + 70 * HOUR), tick(last_scan + 80 * HOUR)], state)
+    assert stale(later, "open") == stale(later, "closed") == []
+    assert state.next_deadline is None or state.next_deadline > at(last_scan + 80 * HOUR)
+    # A shorter one neither: the deadline is the one set when the last scan came.
+    state, shorter = apply_with(usually(10), [tick(last_scan + 85 * HOUR)], state)
+    assert stale(shorter, "open") == stale(shorter, "closed") == []
+    # The next scan closes it and takes the measure in force then: 1.5 x 100 h.
+    next_scan = last_scan + 90 * HOUR
+    state, after = apply_with(usually(100), [scan(S.in_transit, next_scan), tick(next_scan + 149 * HOUR)], state)
+    assert stale(after, "closed") != [] and stale(after, "open") == []
+    _, reopened = apply_with(usually(100), [tick(next_scan + 150 * HOUR)], state)
+    assert stale(reopened, "open") == [at(next_scan + 150 * HOUR)]
 
 
 # --- a young lane counts the packages still travelling (Kaplan-Meier) -------------------------
