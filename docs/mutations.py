@@ -21,16 +21,16 @@ MUTATIONS = [
      '    AlertKind.warehouse_delay: "Your order has not left the warehouse yet.",\n'
      '    AlertKind.in_transit_stale: "Your package is taking longer than usual.",',
      "tests/unit/test_delay_detection.py"),
-    ("stale tracking ignores the carrier's measured silence", "models/order.py",
-     "                                       else models.usual_silence_hours(package.carrier, state.service_level))",
-     "                                       else None)",
+    ("stale tracking ignores the carrier's measured silence", "models/thresholds.py",
+     "        if usual_silence_hours is not None and self.stale_learned_factor > 0:",
+     "        if False:",
      "tests/unit/test_transit.py"),
     ("a new model version moves an open stale alert's deadline", "models/order.py",
-     "    current = {c.key: c for c in conditions(state, rules)}",
-     "    for p in state.outbound():\n"
-     "        found = _MODELS_IN_FORCE.get()\n"
-     "        p.usual_silence_hours = found.usual_silence_hours(p.carrier, state.service_level) if found else None\n"
-     "    current = {c.key: c for c in conditions(state, rules)}",
+     "        if known is None or known.closed_at is not None:\n            package.usual_silence_hours",
+     "        if True:\n            package.usual_silence_hours",
+     "tests/unit/test_transit.py"),
+    ("a silence is judged by the measure of its last scan, not the newest", "models/order.py",
+     "    _measure_silence(state)\n", "",
      "tests/unit/test_transit.py"),
     ("the usual silence is the longest one, set by the few really silent packages", "models/transit.py",
      "    return ordered[min(len(ordered), math.ceil(USUAL_SILENCE_SHARE * len(ordered))) - 1]",

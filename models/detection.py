@@ -101,7 +101,7 @@ def _package_conditions(state: OrderState, package: PackageState, rules: Thresho
     elif package.last_scan_at is not None and package.status is not PackageStatus.available_for_pickup:
         # Waiting at a pickup point is not silence: the customer has to come. Silence in
         # event time, from the last scan; judged against what this carrier's packages usually
-        # did when that scan came (a later model version does not move the deadline).
+        # do (kept as it was while the alert is open: models.order._measure_silence).
         found.append(_condition(AlertKind.in_transit_stale, pid,
                                 package.last_scan_at + rules.stale_after(state.service_level, package.carrier,
                                                                          package.usual_silence_hours),

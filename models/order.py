@@ -192,6 +192,7 @@ def _after_event(state: OrderState, event: Event, effects: list[Effect], rules: 
     _derive_order_status(state, event, effects)
     now = _ingested_at(event)
     _estimate_in_transit(state, event, now, rules, effects)
+    _measure_silence(state)
     current = {c.key: c for c in conditions(state, rules)}
     allowance = _allowances(state, latency, rules)
     delays_told = _run_delay_rules(state, event, now, current, effects, allowance)
@@ -314,7 +315,7 @@ def _on_scan(state: OrderState, event: CarrierScan, effects: list[Effect], rules
         package.last_scan_at = event.occurred_at
         package.scan_source = event.source
         package.scan_delay_seconds = max(0.0, (event.ingested_at - event.occurred_at).total_seconds())
-        models = _MODELS_IN_FORCE.get()  # the stale rule's measure, fixed until the next scan
+        models = _MODELS_IN_FORCE.get()  # a scan ends the silence: the stale rule's measure now
         package.usual_silence_hours = (None if models is None
                                        else models.usual_silence_hours(package.carrier, state.service_level))
     if event.status not in NOT_ACCEPTED and package.accepted_at is None:
@@ -627,6 +628,23 @@ def _late_date_unweighed(state: OrderState, package: PackageState, weighed: floa
     open instead of closing and opening again under a new id as the lead shortens day by day."""
     promised, carrier_date = state.promised_delivery_date, package.carrier_current_estimate
     return weighed is None and promised is not None and carrier_date is not None and carrier_date > promised
+
+
+def _measure_silence(state: OrderState) -> None:
+    """The stale rule's measure for each package: its carrier's usual silence on the level in
+    the models in force now (a young key's grows as its slow packages come back), except while
+    the package's stale alert is open: that keeps the deadline it opened at until a scan ends
+    the silence, so a new model version neither moves it nor closes and reopens it."""
+    models = _MODELS_IN_FORCE.get()
+    if models is None:
+        return
+    for package in state.outbound():
+        known = state.alerts.get(package.package_id + _STALE_KEY)
+        if known is None or known.closed_at is not None:
+            package.usual_silence_hours = models.usual_silence_hours(package.carrier, state.service_level)
+
+
+_STALE_KEY = ":" + AlertKind.in_transit_stale.value
 
 
 def _lane_model(state: OrderState, package: PackageState, models: LaneModels, rules: Thresholds) -> LaneModel | None:

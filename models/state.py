@@ -55,9 +55,9 @@ class PackageState(Struct, kw_only=True):
     last_scan_at: datetime | None = None  # newest scan by event time, whatever its status
     scan_source: str = ""  # the feed (easypost, x12-214, ...) of the newest scan: its allowance applies
     scan_delay_seconds: float = 0.0  # how late that scan arrived: a feed late for this package stays late
-    # The carrier's usual silence on the level when that scan came (models.transit; None: not
-    # measured): in_transit_stale's measure, kept until the next scan so that a new model
-    # version neither moves an open alert's deadline nor closes and reopens it.
+    # The carrier's usual silence on the level (models.transit; None: not measured), as of the
+    # order's last event: in_transit_stale's measure. Kept while its alert is open, so that a
+    # new model version neither moves an open alert's deadline nor closes and reopens it.
     usual_silence_hours: float | None = None
     out_for_delivery_at: datetime | None = None
     first_attempt_at: datetime | None = None  # first delivery attempt: delivered or failed

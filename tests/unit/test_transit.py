@@ -888,6 +888,21 @@ def test_stale_tracking_waits_for_a_silence_half_again_as_long_as_the_carriers_u
     assert stale_at(usual, parse_thresholds("[carriers.ups]\nstale_after_hours = 96\n")) == [at(last_scan + 60 * HOUR)]
 
 
+def test_a_silence_is_judged_by_the_newest_measure_until_its_alert_opens():
+    # Scanned while UPS two-day packages usually went 20 h silent (stale at 30 h); by 25 h a
+    # newer model says 40 h, as a young key's slow packages came back: stale at 60 h.
+    last_scan = 2 * HOUR
+
+    def usually(hours: float) -> LaneModels:
+        return LaneModels().updated(LaneModelsUpdated(models=[lane([0, 10, 30, 10], usual_silence_hours=hours)]))
+
+    state, _ = apply_with(usually(20), [placed(), shipped(), scan(S.in_transit, last_scan)])
+    assert state.next_deadline == at(last_scan + 30 * HOUR)
+    state, effects = apply_with(usually(40), [tick(last_scan + 25 * HOUR), tick(last_scan + 31 * HOUR)], state)
+    assert not [a for a in effects if isinstance(a, Alert) and a.alert_kind is AlertKind.in_transit_stale]
+    assert state.next_deadline == at(last_scan + 60 * HOUR)
+
+
 def test_a_new_model_version_neither_moves_nor_reopens_an_open_stale_alert():
     last_scan = 2 * HOUR
 
