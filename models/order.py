@@ -311,13 +311,16 @@ def _on_scan(state: OrderState, event: CarrierScan, effects: list[Effect], rules
     if len(package.timeline) > TIMELINE_KEPT:
         del package.timeline[:-TIMELINE_KEPT]
     newest = package.last_scan_at is None or event.occurred_at >= package.last_scan_at
+    if package.last_scan_at is None or event.occurred_at > package.last_scan_at:
+        # A later scan ends the silence: the stale rule's measure as of now (a scan of the same
+        # moment from another feed ends none, and leaves an open alert's measure as it is).
+        models = _MODELS_IN_FORCE.get()
+        package.usual_silence_hours = (None if models is None
+                                       else models.usual_silence_hours(package.carrier, state.service_level))
     if newest:
         package.last_scan_at = event.occurred_at
         package.scan_source = event.source
         package.scan_delay_seconds = max(0.0, (event.ingested_at - event.occurred_at).total_seconds())
-        models = _MODELS_IN_FORCE.get()  # a scan ends the silence: the stale rule's measure now
-        package.usual_silence_hours = (None if models is None
-                                       else models.usual_silence_hours(package.carrier, state.service_level))
     if event.status not in NOT_ACCEPTED and package.accepted_at is None:
         package.accepted_at = event.occurred_at
         if package.shipped_at is None:  # no shipment event (yet): the carrier's scan says it left
@@ -1041,8 +1044,11 @@ def _next_deadline(state: OrderState, current: dict[str, Condition], feedback: d
     # exception) is judged at that event. Counting one here left a past time as the next
     # deadline whenever a scan re-dated an open finding, and the order's real deadlines (the
     # promise) waited for its next scan (found by make quality).
+    # Nor does an open alert's deadline: it is past (else the alert had closed), and a scan that
+    # re-dated it (a late newer scan, a new measure) would leave that past time to tick at.
     pending = [c.due_at for key, c in current.items()
-               if c.kind in DEADLINE_KINDS and ((known := state.alerts.get(key)) is None or known.due_at != c.due_at)]
+               if c.kind in DEADLINE_KINDS and ((known := state.alerts.get(key)) is None
+                                                or (known.closed_at is not None and known.due_at != c.due_at))]
     # An open deadline alert whose customer has not been told: look again after the allowance.
     pending.extend(_notice_due(state, key, c, allowance) for key, c in current.items()
                    if c.kind in DEADLINE_KINDS and (known := state.alerts.get(key)) is not None

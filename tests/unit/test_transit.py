@@ -921,9 +921,22 @@ def test_a_new_model_version_neither_moves_nor_reopens_an_open_stale_alert():
     state, later = apply_with(usually(100), [tick(last_scan + 70 * HOUR), tick(last_scan + 80 * HOUR)], state)
     assert stale(later, "open") == stale(later, "closed") == []
     assert state.next_deadline is None or state.next_deadline > at(last_scan + 80 * HOUR)
-    # A shorter one neither: the deadline is the one set when the last scan came.
+    # A shorter one neither, and it leaves no past deadline behind.
     state, shorter = apply_with(usually(10), [tick(last_scan + 85 * HOUR)], state)
     assert stale(shorter, "open") == stale(shorter, "closed") == []
+    assert state.next_deadline is None or state.next_deadline > at(last_scan + 85 * HOUR)
+    # The same scan again from another feed ends no silence: the alert stays open as it was.
+    again = scan(S.in_transit, last_scan, event_id="shippo-again", source="shippo",
+                 ingested_at=at(last_scan + 86 * HOUR))
+    state, resent = apply_with(usually(100), [again, tick(last_scan + 87 * HOUR)], state)
+    assert stale(resent, "open") == stale(resent, "closed") == []
+    assert state.next_deadline is None or state.next_deadline > at(last_scan + 87 * HOUR)
+    # A newer scan learned late (scanned at 12 h, read at 88 h): its own silence is past the
+    # deadline too, so the alert stays open, and no past deadline is left to tick at.
+    late = scan(S.in_transit, last_scan + 10 * HOUR, ingested_at=at(last_scan + 88 * HOUR))
+    state, backlog = apply_with(usually(40), [late, tick(last_scan + 89 * HOUR)], state)
+    assert stale(backlog, "closed") == []
+    assert state.next_deadline is None or state.next_deadline > at(last_scan + 89 * HOUR)
     # The next scan closes it and takes the measure in force then: 1.5 x 100 h.
     next_scan = last_scan + 90 * HOUR
     state, after = apply_with(usually(100), [scan(S.in_transit, next_scan), tick(next_scan + 149 * HOUR)], state)
