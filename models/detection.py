@@ -53,8 +53,13 @@ class Condition(NamedTuple):
 _KIND = {kind: kind.value for kind in AlertKind}
 
 
+def alert_key(kind: AlertKind, package_id: str) -> str:
+    """The key of a package's alert of ``kind``: one alert at a time per key."""
+    return package_id + ":" + _KIND[kind]
+
+
 def _condition(kind: AlertKind, package_id: str, due_at: datetime, template: str, about: object = None) -> Condition:
-    return Condition(kind, package_id, due_at, package_id + ":" + _KIND[kind], template, about)
+    return Condition(kind, package_id, due_at, alert_key(kind, package_id), template, about)
 
 
 def conditions(state: OrderState, rules: Thresholds) -> list[Condition]:

@@ -31,6 +31,7 @@ from models.detection import (
     DEADLINE_KINDS,
     NOT_ACCEPTED,
     Condition,
+    alert_key,
     conditions,
     end_of_local_day,
     feedback_due,
@@ -642,12 +643,9 @@ def _measure_silence(state: OrderState) -> None:
     if models is None:
         return
     for package in state.outbound():
-        known = state.alerts.get(package.package_id + _STALE_KEY)
+        known = state.alerts.get(alert_key(AlertKind.in_transit_stale, package.package_id))
         if known is None or known.closed_at is not None:
             package.usual_silence_hours = models.usual_silence_hours(package.carrier, state.service_level)
-
-
-_STALE_KEY = ":" + AlertKind.in_transit_stale.value
 
 
 def _lane_model(state: OrderState, package: PackageState, models: LaneModels, rules: Thresholds) -> LaneModel | None:

@@ -102,7 +102,7 @@ class Thresholds(BaseModel):
     # in_transit_stale, once a carrier's delivered packages on a level measured their usual
     # silence (the longest that 90% of them stayed within, models.transit): a silence this many
     # times as long; until then, and at 0, the configured stale_after_hours. In make quality the
-    # fixed hours were below the silences a tenth to a third of two-day and one-day packages
+    # fixed hours were below the silences up to 40% of a carrier's one-day and two-day packages
     # came back from: 82% of the stale alerts were false (README, stop 33).
     stale_learned_factor: float = Field(default=1.5, ge=0)
     # A predicted_late ops alert opens when the model gives at least this probability of

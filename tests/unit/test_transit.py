@@ -863,6 +863,20 @@ def test_a_carriers_usual_silence_is_the_one_nine_in_ten_of_its_delivered_packag
     assert models.usual_silence_hours("ups", "standard") is None
 
 
+@given(st.lists(st.floats(min_value=0, max_value=2000, allow_nan=False), max_size=300))
+def test_the_usual_silence_is_a_measured_one_that_nine_in_ten_stay_within(silences: list[float]):
+    from models.transit import usual_silence
+
+    found = usual_silence(silences)
+    measured = [hours for hours in silences if hours > 0]
+    if len(measured) < 50:
+        assert found is None
+        return
+    assert found in measured
+    assert sum(hours <= found for hours in measured) >= 0.9 * len(measured)
+    assert sum(hours < found for hours in measured) < 0.9 * len(measured)  # and no longer than that
+
+
 def test_stale_tracking_waits_for_a_silence_half_again_as_long_as_the_carriers_usual():
     # The two-day order's configured stale threshold is 36 h; UPS's two-day packages usually
     # go 40 h without a scan and arrive: ops hear of a silence at 60 h, not at 36 h.
