@@ -362,7 +362,10 @@ def _on_scan(state: OrderState, event: CarrierScan, effects: list[Effect], rules
 
 def _on_carrier_estimate(state: OrderState, package: PackageState, event: CarrierScan, effects: list[Effect]) -> None:
     assert event.estimated_delivery is not None
+    first = package.carrier_original_estimate is None
     package.carrier_original_estimate = package.carrier_original_estimate or event.estimated_delivery
+    if first and (package.shipped_at or package.accepted_at):  # a young level learns its usual date
+        _transit_started(state, package, effects, event.ingested_at)
     # The estimate given with the newest scan is the carrier's current one (event time).
     if package.carrier_estimate_at is None or event.occurred_at >= package.carrier_estimate_at:
         package.carrier_current_estimate = event.estimated_delivery
@@ -479,7 +482,8 @@ def _derive_order_status(state: OrderState, event: Event, effects: list[Effect])
 
 def _refresh_estimate(state: OrderState, package: PackageState, event: Event, effects: list[Effect]) -> None:
     """The date the customer is shown: our model's where it was measured more accurate than
-    the carrier on this lane (or the carrier gave none), else the carrier's, else the promise.
+    the carrier on this lane (or the carrier gave none), else the carrier's, else (no model
+    yet) the carrier's usual date for such packages, else the promise.
 
     Each change is a history row, so estimates can be followed over time.
     """
@@ -491,6 +495,8 @@ def _refresh_estimate(state: OrderState, package: PackageState, event: Event, ef
         package.estimate_confidence = package.model_confidence
     elif package.carrier_current_estimate is not None:
         package.estimated_delivery, package.estimate_source = package.carrier_current_estimate, "carrier"
+    elif package.carrier_typical_estimate is not None:  # no model yet: closer than a padded promise
+        package.estimated_delivery, package.estimate_source = package.carrier_typical_estimate, "carrier_typical"
     elif state.promised_delivery_date is not None:
         package.estimated_delivery, package.estimate_source = state.promised_delivery_date, "promise"
     # A row when the date shown changes, or our model's date does (measured by make quality).
@@ -548,6 +554,10 @@ def _model_estimate(state: OrderState, package: PackageState, models: LaneModels
     found = lane_estimate(model, handed_over, local_date(moment, state.delivery_time_zone) or handed_over,
                           state.promised_delivery_date, package.carrier_current_estimate,
                           _handed_over_afternoon(state, package)) if model is not None and handed_over else None
+    # Before its lane or carrier has a model: the carrier's usual date on the level.
+    package.carrier_typical_estimate = models.carrier_typical(
+        package.carrier, state.service_level, handed_over, local_date(moment, state.delivery_time_zone) or handed_over
+    ) if model is None and models is not None and handed_over else None
     if found is None:  # no model yet, or the package took longer than any delivery it knows
         package.model_estimate = package.model_confidence = package.late_probability = None
         package.model_key, package.model_preferred = "", False
@@ -687,7 +697,8 @@ def _handed_over_afternoon(state: OrderState, package: PackageState) -> bool | N
 def _transit_started(state: OrderState, package: PackageState, effects: list[Effect], received: datetime) -> None:
     """A package handed to its carrier, for the young lanes' models to count as travelling
     (models.transit, Kaplan-Meier); once per package, at its first hand-over (or once its
-    order says which lane it is on). A clock running ahead does not date it after its receipt:
+    order says which lane it is on), and once more when its carrier first dates it after that
+    (a young level's usual carrier date, ``carrier_typical``). A clock running ahead does not date it after its receipt:
     the lane agent counts every package's time on the road to the newest date it saw."""
     when = package.shipped_at or package.accepted_at
     handed_over = local_date(min(when, received) if when else None, state.delivery_time_zone)
@@ -697,7 +708,8 @@ def _transit_started(state: OrderState, package: PackageState, effects: list[Eff
         package_id=package.package_id, order_id=state.order_id, carrier=package.carrier,
         service_level=state.service_level, origin=state.fulfillment_center,
         destination_region=state.destination_region, handed_over=handed_over,
-        handed_over_afternoon=_handed_over_afternoon(state, package)))
+        handed_over_afternoon=_handed_over_afternoon(state, package),
+        carrier_date=package.carrier_original_estimate))
 
 
 def _transit_observed(state: OrderState, package: PackageState) -> TransitObserved | None:

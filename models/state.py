@@ -69,7 +69,7 @@ class PackageState(Struct, kw_only=True):
     carrier_estimate_at: datetime | None = None  # event time of the scan that set the current one
     estimate_seen_at: datetime | None = None  # when trackline saw that scan
     estimated_delivery: date | None = None  # what the customer is shown
-    estimate_source: str = ""  # promise | carrier | model
+    estimate_source: str = ""  # promise | carrier | carrier_typical | model
     estimate_confidence: float | None = None  # the model's: share of similar packages delivered by then
     notified_estimate: date | None = None
     revisions_told: int = 0  # estimate_revised notices sent for this package
@@ -79,6 +79,8 @@ class PackageState(Struct, kw_only=True):
     model_key: str = ""  # "<lane key>@<version>" of the model it came from
     model_estimate_recorded: date | None = None  # the model's date in the last estimate history row
     model_preferred: bool = False  # that model was measured more accurate than the carrier on its lane
+    # Without a model yet: the carrier's usual date on the level (models.transit.carrier_typical).
+    carrier_typical_estimate: date | None = None
     late_probability: float | None = None  # of arriving after the promise, by the model
     predicted_late_since: datetime | None = None  # when that passed the threshold (predicted_late alert)
     # On the promised day, the moment from which not being out for delivery yet makes the

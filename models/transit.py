@@ -104,6 +104,9 @@ class TransitStarted(Struct, kw_only=True, tag="transit_started"):
     destination_region: str
     handed_over: date  # local date, as in TransitObserved
     handed_over_afternoon: bool | None = None
+    # The carrier's first date for the package, once it gave one (a second record then, when
+    # the hand-over's went out before it): a young key's usual carrier date (``carrier_typical``).
+    carrier_date: date | None = None
 
     def keys(self) -> list[str]:
         return observation_keys(self.carrier, self.service_level, self.origin, self.destination_region)
@@ -179,6 +182,10 @@ class LaneModel(Struct, kw_only=True):
     # (``ROUTE_CELLS``; the last: none that day): how late in the day a package not yet out
     # for delivery can still arrive (``not_out_for_delivery_by``).
     out_for_delivery_hours: Annotated[list[Count], Meta(max_length=ROUTE_CELLS)] = field(default_factory=list)
+    # While the key is young: its packages by working days from hand-over to the carrier's
+    # first date for them (``carrier_typical``: the date a package without a date of its own
+    # and without a model is shown, instead of the promise).
+    carrier_lead_days: list[Count] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if len(self.carrier_misses) not in (0, LEADS * MISSES):  # refused on decode (a ValidationError)
@@ -262,6 +269,31 @@ class LaneModels:
         found = self.models.get(service_key(carrier, service_level))
         return None if found is None else found.usual_silence_hours
 
+    def carrier_typical(self, carrier: str, service_level: str, handed_over: date, today: date) -> date | None:
+        """The carrier's usual date on this service level for a package handed over on
+        ``handed_over``: the median lead (working days from hand-over to the carrier's first
+        date) of its recent packages whose lead has not passed by ``today``. None until
+        ``CARRIER_TYPICAL_MIN_DATES`` packages were dated, or once the key is grown (its model
+        takes over before then: ``lane_model_min_deliveries`` < ``YOUNG_DELIVERIES``).
+
+        For the first days of a deployment: a standard package's promise is padded (in
+        ``make quality`` it was 3 or more days after the delivery for most of them), and the
+        carrier's dates for the others on the level say how long such packages take."""
+        found = self.models.get(service_key(carrier, service_level))
+        if found is None or sum(found.carrier_lead_days) < CARRIER_TYPICAL_MIN_DATES:
+            return None
+        leads = found.carrier_lead_days
+        reached = working_days_between(handed_over, today, found.working_weekdays)
+        remaining = sum(leads[reached:])
+        if remaining <= 0:
+            return None
+        cumulative = 0.0
+        for days in range(reached, len(leads)):
+            cumulative += leads[days]
+            if cumulative * 2 >= remaining:
+                return max(nth_working_day(handed_over, days, found.working_weekdays), today)
+        return None  # not reached: the loop ends at the last lead counted
+
     def for_lane(self, carrier: str, service_level: str, origin: str, destination_region: str,
                  min_deliveries: int) -> LaneModel | None:
         """The lane's model, leaning on its carrier's model on this service level while sparse.
@@ -331,11 +363,17 @@ class LaneWindow(Struct, kw_only=True):
     # Carrier key: the newest local date any of its packages was handed over or delivered on,
     # the "today" a travelling package's time on the road is counted to.
     latest: date | None = None
+    # While young, a service key's packages dated by their carrier: (package id, local
+    # hand-over date, the carrier's first date), the newest ``CARRIER_DATED_KEPT``.
+    carrier_dated: list[tuple[str, date, date]] = field(default_factory=list)
 
 
 WEEKDAYS_KEPT_DAYS = 56  # the days of a carrier's deliveries counted to learn when it works
 WEEKDAYS_MIN_DELIVERIES = 50
 COUNTED_BEYOND_WINDOW = 1000
+CARRIER_DATED_KEPT = 200
+CARRIER_TYPICAL_MIN_DATES = 5
+CARRIER_LEAD_MAX_DAYS = 60
 
 
 def learn(windows: dict[str, LaneWindow], observed: list[TransitRecord], window: int,
@@ -360,7 +398,9 @@ def learn(windows: dict[str, LaneWindow], observed: list[TransitRecord], window:
             if seen.package_id in found.counted:
                 continue
             if isinstance(seen, TransitStarted):
-                if not _travels(found, seen, weekdays.latest, min(YOUNG_DELIVERIES, window)):
+                young = min(YOUNG_DELIVERIES, window)
+                dated = _dated(found, seen, young)
+                if not (_travels(found, seen, weekdays.latest, young) or dated):
                     continue
             else:
                 found.counted.append(seen.package_id)
@@ -369,6 +409,8 @@ def learn(windows: dict[str, LaneWindow], observed: list[TransitRecord], window:
                 del found.observations[:-window]
                 found.travelling = [] if len(found.observations) >= min(YOUNG_DELIVERIES, window) else [
                     t for t in found.travelling if t[0] != seen.package_id]
+                if len(found.observations) >= min(YOUNG_DELIVERIES, window):
+                    found.carrier_dated = []  # grown: its model estimates, not the carrier's usual date
                 if key.startswith(SERVICE):  # each package once in its carrier's weekdays
                     _count_day(weekdays.delivered_per_day, seen.delivered)
                     changed.add(weekdays.key)
@@ -382,8 +424,23 @@ def learn(windows: dict[str, LaneWindow], observed: list[TransitRecord], window:
         found = windows[key]
         today = windows[carrier_key(carrier)]
         days = learned_weekdays(today.delivered_per_day, WEEKDAYS_MIN_DELIVERIES)
-        models.append(build_model(key, found.version, found.observations, days, found.travelling, today.latest))
+        models.append(build_model(key, found.version, found.observations, days, found.travelling, today.latest,
+                                  found.carrier_dated))
     return models
+
+
+def _dated(found: LaneWindow, started: TransitStarted, young: int) -> bool:
+    """Count the carrier's first date of a package on a young service key; False when it
+    changes nothing (no date, a lane or grown key, a package already dated, or a date before
+    the hand-over or months after it: a feed's mistake, not a lead)."""
+    dated = started.carrier_date
+    if dated is None or not found.key.startswith(SERVICE) or len(found.observations) >= young \
+            or not 0 <= (dated - started.handed_over).days <= CARRIER_LEAD_MAX_DAYS \
+            or any(d[0] == started.package_id for d in found.carrier_dated):
+        return False
+    found.carrier_dated.append((started.package_id, started.handed_over, dated))
+    del found.carrier_dated[:-CARRIER_DATED_KEPT]
+    return True
 
 
 def _travels(found: LaneWindow, started: TransitStarted, latest: date, young: int) -> bool:
@@ -410,9 +467,10 @@ def in_records(models: list[LaneModel]) -> list[list[LaneModel]]:
 
 def broadcast(models: list[LaneModel]) -> list[list[LaneModel]]:
     """The records a ``learn`` call sends to every order partition: the models that have
-    deliveries to estimate from, in records of at most ``RECORD_MODELS``. A key that has only
-    seen hand-overs estimates nothing yet: its window is stored, its empty model not sent."""
-    return in_records([model for model in models if model.deliveries])
+    deliveries to estimate from (or, while young, the carrier's dates: ``carrier_typical``), in
+    records of at most ``RECORD_MODELS``. A key that has only seen hand-overs estimates nothing
+    yet: its window is stored, its empty model not sent."""
+    return in_records([model for model in models if model.deliveries or model.carrier_lead_days])
 
 
 def changed_windows(models: list[LaneModel], observed: list[TransitRecord]) -> set[str]:
@@ -526,8 +584,8 @@ def mean_error(observations: list[TransitObserved], source: str) -> float | None
 
 
 def build_model(key: str, version: int, observations: list[TransitObserved], weekdays: tuple[int, ...],
-                travelling: list[tuple[str, date, bool | None]] | None = None, today: date | None = None
-                ) -> LaneModel:
+                travelling: list[tuple[str, date, bool | None]] | None = None, today: date | None = None,
+                carrier_dated: list[tuple[str, date, date]] | None = None) -> LaneModel:
     """A key's model from its window of deliveries and its carrier's working weekdays; while
     packages still ``travelling`` are counted (a young key), their histograms are Kaplan-Meier's
     with each travelling package at risk up to ``today``."""
@@ -550,7 +608,9 @@ def build_model(key: str, version: int, observations: list[TransitObserved], wee
                      carrier_misses=summed([o.carrier_misses for o in observations]),
                      longest_silence_hours=max((o.longest_silence_hours for o in observations), default=None),
                      usual_silence_hours=usual_silence([o.longest_silence_hours for o in observations]),
-                     out_for_delivery_hours=route_hours(observations))
+                     out_for_delivery_hours=route_hours(observations),
+                     carrier_lead_days=histogram([(handed, dated) for _, handed, dated in carrier_dated or []],
+                                                 weekdays))
 
 
 def usual_silence(silences: list[float]) -> float | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
+import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -1086,3 +1087,87 @@ def test_a_hand_over_crosses_the_transit_topic_as_itself():
     assert isinstance(decoded, TransitStarted) and decoded == record
     delivered = observed(MONDAY, MONDAY + timedelta(days=1))
     assert decode_transit_observed(encode(delivered)) == delivered
+
+
+# --- before any model: the carrier's usual date on the level -----------------------------------
+
+def dated(package: str, lead_days: int, handed_over: date = MONDAY):
+    return msgspec.structs.replace(started(package, handed_over), carrier_date=handed_over + timedelta(days=lead_days))
+
+
+def test_a_young_level_learns_the_carriers_usual_date_from_the_dates_it_gave_its_packages():
+    from models.transit import CARRIER_TYPICAL_MIN_DATES, LaneWindow, broadcast, learn
+
+    key = service_key("ups", "two_day")
+    windows: dict[str, LaneWindow] = {}
+    # Four dated packages are too few to say what is usual.
+    learn(windows, [dated(f"P{n}", 3) for n in range(CARRIER_TYPICAL_MIN_DATES - 1)], window=200)
+    models = LaneModels().updated(LaneModelsUpdated(models=[LaneModel(key=key, version=1)]))
+    found = learn(windows, [dated("P8", 2), dated("P9", 3), dated("P10", 4)], window=200)
+    assert key in {m.key for part in broadcast(found) for m in part}  # no delivery yet, still sent
+    assert lane_key("ups", "two_day", "FC-A", "US-CA") not in {m.key for part in broadcast(found) for m in part}
+    models = models.updated(LaneModelsUpdated(models=found))
+    # Dated 3 days out five times of seven, 2 and 4 days once each: Thursday for a Monday hand-over.
+    assert models.carrier_typical("ups", "two_day", MONDAY, MONDAY) == MONDAY + timedelta(days=3)
+    # Still travelling on Friday: of the dates not passed yet (4 days out), the usual one.
+    assert models.carrier_typical("ups", "two_day", MONDAY, MONDAY + timedelta(days=4)) == MONDAY + timedelta(days=4)
+    assert models.carrier_typical("ups", "two_day", MONDAY, MONDAY + timedelta(days=5)) is None
+    assert models.carrier_typical("ups", "one_day", MONDAY, MONDAY) is None  # another level learned nothing
+    # The same package's date again, a date before its hand-over or months after it: not counted.
+    assert learn(windows, [dated("P9", 9)], window=200) == []
+    learn(windows, [dated("BEFORE", -1), dated("FAR", 90)], window=200)  # travelling now, not dated
+    assert [d[0] for d in windows[key].carrier_dated] == ["P0", "P1", "P2", "P3", "P8", "P9", "P10"]
+
+
+def test_a_level_grown_to_its_model_forgets_the_carriers_usual_date():
+    from models.transit import YOUNG_DELIVERIES, LaneWindow, learn
+
+    key = service_key("ups", "two_day")
+    windows: dict[str, LaneWindow] = {}
+    learn(windows, [dated(f"P{n}", 3) for n in range(10)], window=200)
+    grown = [observed(MONDAY, MONDAY + timedelta(days=1), package=f"D{n}") for n in range(YOUNG_DELIVERIES)]
+    models = {m.key: m for m in learn(windows, grown, window=200)}
+    assert models[key].carrier_lead_days == [] and windows[key].carrier_dated == []
+    assert learn(windows, [dated("NEW", 3)], window=200) == []  # no version for every package dated
+
+
+def typical_only(leads: list[int], key: str = service_key("ups", "two_day")) -> LaneModels:
+    return LaneModels().updated(LaneModelsUpdated(models=[LaneModel(key=key, version=1, carrier_lead_days=leads)]))
+
+
+def test_before_any_model_a_package_without_a_date_of_its_own_is_shown_the_carriers_usual_one():
+    usual = typical_only([0, 0, 6, 0])  # the carrier dates this level's packages 2 days out
+    state, effects = apply_with(usual, [placed(), shipped(), scan(S.in_transit, 2 * HOUR)])
+    package = state.packages["P1"]
+    assert (package.estimated_delivery, package.estimate_source) == (MONDAY + timedelta(days=2), "carrier_typical")
+    shipped_notice = next(c for c in effects if isinstance(c, NotificationCommand) and c.type.value == "shipped")
+    assert (shipped_notice.estimated_delivery, shipped_notice.estimate_source) == \
+        (MONDAY + timedelta(days=2), "carrier_typical")
+    # The package's own carrier date comes first; a model, once there, before both.
+    own, _ = apply_with(usual, [placed(), shipped(), scan(S.in_transit, 2 * HOUR,
+                                                          estimated_delivery=MONDAY + timedelta(days=1))])
+    assert (own.packages["P1"].estimated_delivery, own.packages["P1"].estimate_source) == \
+        (MONDAY + timedelta(days=1), "carrier")
+    modelled, _ = apply_with(usual.updated(LaneModelsUpdated(models=[lane([0, 10, 0, 30], version=2)])),
+                             [placed(), shipped(), scan(S.in_transit, 2 * HOUR)])
+    assert (modelled.packages["P1"].estimated_delivery, modelled.packages["P1"].estimate_source) == \
+        (MONDAY + timedelta(days=3), "model")
+    # Another level's usual date says nothing of this one: the promise.
+    other, _ = apply_with(typical_only([0, 0, 6], key=service_key("ups", "standard")),
+                          [placed(), shipped(), scan(S.in_transit, 2 * HOUR)])
+    assert (other.packages["P1"].estimated_delivery, other.packages["P1"].estimate_source) == \
+        (date(2026, 11, 4), "promise")
+
+
+def test_the_order_agent_reports_its_carriers_first_date_once():
+    from models.transit import TransitStarted
+
+    first, later = MONDAY + timedelta(days=2), MONDAY + timedelta(days=3)
+    _state, effects = apply_with(None, [placed(), shipped(), scan(S.in_transit, 2 * HOUR, estimated_delivery=first),
+                                        scan(S.in_transit, 3 * HOUR, estimated_delivery=later)])
+    assert [(e.package_id, e.carrier_date) for e in effects if isinstance(e, TransitStarted)] == \
+        [("P1", None), ("P1", first)]
+    # Dated before it was handed over (a label's first scan): the hand-over's record carries it.
+    _state, effects = apply_with(None, [placed(), scan(S.info_received, 30, estimated_delivery=first),
+                                        shipped(), scan(S.in_transit, 2 * HOUR, estimated_delivery=later)])
+    assert [(e.package_id, e.carrier_date) for e in effects if isinstance(e, TransitStarted)] == [("P1", first)]
