@@ -324,7 +324,9 @@ def _on_scan(state: OrderState, event: CarrierScan, effects: list[Effect], rules
         package.scan_delay_seconds = max(0.0, (event.ingested_at - event.occurred_at).total_seconds())
     if event.status not in NOT_ACCEPTED and package.accepted_at is None:
         package.accepted_at = event.occurred_at
-        if package.shipped_at is None:  # no shipment event (yet): the carrier's scan says it left
+        # No shipment event (yet): the carrier's scan says it left (with its first date, if this
+        # scan gives it: _on_carrier_estimate reports the two in one record).
+        if package.shipped_at is None and (event.estimated_delivery is None or package.carrier_original_estimate):
             _transit_started(state, package, effects, event.ingested_at)
     if event.estimated_delivery is not None:
         _on_carrier_estimate(state, package, event, effects)
@@ -365,7 +367,7 @@ def _on_carrier_estimate(state: OrderState, package: PackageState, event: Carrie
     first = package.carrier_original_estimate is None
     package.carrier_original_estimate = package.carrier_original_estimate or event.estimated_delivery
     if first and (package.shipped_at or package.accepted_at):  # a young level learns its usual date
-        _transit_started(state, package, effects, event.ingested_at)
+        _transit_started(state, package, effects, event.ingested_at, dated_later=not _hand_over_scan(package, event))
     # The estimate given with the newest scan is the carrier's current one (event time).
     if package.carrier_estimate_at is None or event.occurred_at >= package.carrier_estimate_at:
         package.carrier_current_estimate = event.estimated_delivery
@@ -556,8 +558,8 @@ def _model_estimate(state: OrderState, package: PackageState, models: LaneModels
                           _handed_over_afternoon(state, package)) if model is not None and handed_over else None
     # Before its lane or carrier has a model: the carrier's usual date on the level.
     package.carrier_typical_estimate = models.carrier_typical(
-        package.carrier, state.service_level, handed_over, local_date(moment, state.delivery_time_zone) or handed_over
-    ) if model is None and models is not None and handed_over else None
+        package.carrier, state.service_level, handed_over, local_date(moment, state.delivery_time_zone) or handed_over,
+        state.promised_delivery_date) if model is None and models is not None and handed_over else None
     if found is None:  # no model yet, or the package took longer than any delivery it knows
         package.model_estimate = package.model_confidence = package.late_probability = None
         package.model_key, package.model_preferred = "", False
@@ -694,7 +696,13 @@ def _handed_over_afternoon(state: OrderState, package: PackageState) -> bool | N
     return local_hour(handed_over, state.delivery_time_zone) >= AFTERNOON_HOUR
 
 
-def _transit_started(state: OrderState, package: PackageState, effects: list[Effect], received: datetime) -> None:
+def _hand_over_scan(package: PackageState, event: CarrierScan) -> bool:
+    """This scan is the package's hand-over: its acceptance, with no shipment event before it."""
+    return package.shipped_at is None and package.accepted_at == event.occurred_at
+
+
+def _transit_started(state: OrderState, package: PackageState, effects: list[Effect], received: datetime,
+                     dated_later: bool = False) -> None:
     """A package handed to its carrier, for the young lanes' models to count as travelling
     (models.transit, Kaplan-Meier); once per package, at its first hand-over (or once its
     order says which lane it is on), and once more when its carrier first dates it after that
@@ -709,7 +717,7 @@ def _transit_started(state: OrderState, package: PackageState, effects: list[Eff
         service_level=state.service_level, origin=state.fulfillment_center,
         destination_region=state.destination_region, handed_over=handed_over,
         handed_over_afternoon=_handed_over_afternoon(state, package),
-        carrier_date=package.carrier_original_estimate))
+        carrier_date=package.carrier_original_estimate, dated_later=dated_later))
 
 
 def _transit_observed(state: OrderState, package: PackageState) -> TransitObserved | None:

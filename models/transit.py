@@ -104,9 +104,11 @@ class TransitStarted(Struct, kw_only=True, tag="transit_started"):
     destination_region: str
     handed_over: date  # local date, as in TransitObserved
     handed_over_afternoon: bool | None = None
-    # The carrier's first date for the package, once it gave one (a second record then, when
-    # the hand-over's went out before it): a young key's usual carrier date (``carrier_typical``).
+    # The carrier's first date for the package, once it gave one: a young key's usual carrier
+    # date (``carrier_typical``). In the hand-over's record when known by then, else in a second
+    # record (``dated_later``) that only reports the date: the package is travelling already.
     carrier_date: date | None = None
+    dated_later: bool = False
 
     def keys(self) -> list[str]:
         return observation_keys(self.carrier, self.service_level, self.origin, self.destination_region)
@@ -269,29 +271,34 @@ class LaneModels:
         found = self.models.get(service_key(carrier, service_level))
         return None if found is None else found.usual_silence_hours
 
-    def carrier_typical(self, carrier: str, service_level: str, handed_over: date, today: date) -> date | None:
+    def carrier_typical(self, carrier: str, service_level: str, handed_over: date, today: date,
+                        promised: date | None) -> date | None:
         """The carrier's usual date on this service level for a package handed over on
         ``handed_over``: the median lead (working days from hand-over to the carrier's first
-        date) of its recent packages whose lead has not passed by ``today``. None until
-        ``CARRIER_TYPICAL_MIN_DATES`` packages were dated, or once the key is grown (its model
-        takes over before then: ``lane_model_min_deliveries`` < ``YOUNG_DELIVERIES``).
+        date) of its recent packages whose lead has not passed by ``today``. None while fewer
+        than ``CARRIER_TYPICAL_MIN_DATES`` such leads are left (one odd package far out does
+        not set the date), once the key is grown (its model takes over before then:
+        ``lane_model_min_deliveries`` < ``YOUNG_DELIVERIES``), or when that date is after
+        ``promised``: a late date for this package is the carrier's own to give, weighed
+        before a customer hears it (``estimate_after_promise``), not an average's.
 
         For the first days of a deployment: a standard package's promise is padded (in
         ``make quality`` it was 3 or more days after the delivery for most of them), and the
         carrier's dates for the others on the level say how long such packages take."""
         found = self.models.get(service_key(carrier, service_level))
-        if found is None or sum(found.carrier_lead_days) < CARRIER_TYPICAL_MIN_DATES:
+        if found is None or not found.carrier_lead_days:
             return None
         leads = found.carrier_lead_days
         reached = working_days_between(handed_over, today, found.working_weekdays)
         remaining = sum(leads[reached:])
-        if remaining <= 0:
+        if remaining < CARRIER_TYPICAL_MIN_DATES:
             return None
         cumulative = 0.0
         for days in range(reached, len(leads)):
             cumulative += leads[days]
             if cumulative * 2 >= remaining:
-                return max(nth_working_day(handed_over, days, found.working_weekdays), today)
+                usual = max(nth_working_day(handed_over, days, found.working_weekdays), today)
+                return usual if promised is None or usual <= promised else None
         return None  # not reached: the loop ends at the last lead counted
 
     def for_lane(self, carrier: str, service_level: str, origin: str, destination_region: str,
@@ -400,7 +407,7 @@ def learn(windows: dict[str, LaneWindow], observed: list[TransitRecord], window:
             if isinstance(seen, TransitStarted):
                 young = min(YOUNG_DELIVERIES, window)
                 dated = _dated(found, seen, young)
-                if not (_travels(found, seen, weekdays.latest, young) or dated):
+                if not ((not seen.dated_later and _travels(found, seen, weekdays.latest, young)) or dated):
                     continue
             else:
                 found.counted.append(seen.package_id)
@@ -432,7 +439,8 @@ def learn(windows: dict[str, LaneWindow], observed: list[TransitRecord], window:
 def _dated(found: LaneWindow, started: TransitStarted, young: int) -> bool:
     """Count the carrier's first date of a package on a young service key; False when it
     changes nothing (no date, a lane or grown key, a package already dated, or a date before
-    the hand-over or months after it: a feed's mistake, not a lead)."""
+    the hand-over or months after it: a feed's mistake, not a lead). A repeat is known among
+    the last ``CARRIER_DATED_KEPT`` (an order agent's replay re-sends its records soon after)."""
     dated = started.carrier_date
     if dated is None or not found.key.startswith(SERVICE) or len(found.observations) >= young \
             or not 0 <= (dated - started.handed_over).days <= CARRIER_LEAD_MAX_DAYS \

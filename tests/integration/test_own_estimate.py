@@ -84,7 +84,10 @@ def package_view(pipeline: Pipeline, order_id: str, until, what: str) -> dict:
     found: dict = {}
 
     def ready() -> bool:
-        status, body = pipeline.lookup(order_id)
+        try:
+            status, body = pipeline.lookup(order_id)
+        except OSError:  # the worker's web server is not up yet
+            return False
         if status == 200 and body["packages"] and until(body["packages"][0]):
             found.update(body["packages"][0])
             return True
@@ -132,3 +135,46 @@ def test_a_lanes_estimate_moves_as_delivered_history_arrives(broker: str, pipeli
     [told] = revisions()
     assert (told["estimated_delivery"], told["estimate_source"]) == (moved["estimated_delivery"], "model")
     assert told["previous_estimate"] == first["estimated_delivery"]
+
+
+def test_before_its_first_delivery_a_level_shows_the_carriers_usual_date_not_the_promise(
+        broker: str, pipeline: Pipeline) -> None:
+    """A deployment's first day: no delivery yet on OnTrac two-day. Five packages in transit got
+    a date from the carrier three days after their hand-over; a sixth, which the carrier has not
+    dated yet, is shown that usual date, not the promise five days out."""
+    pipeline.start("worker")
+    now = datetime.now(UTC)
+    shipped_at = now - timedelta(hours=3)
+    dated = shipped_at.date() + timedelta(days=3)
+    messages = []
+    for n in range(5):
+        order_id, tracking = f"DATED-{n}", f"OT-DATED-{n}"
+        body = orjson.loads(carrier_events(tracking, [("in_transit", shipped_at + timedelta(hours=1))]))
+        messages += [
+            (topics.FC_EVENTS, order_id.encode(), placed(order_id, shipped_at - timedelta(hours=1)), [], None),
+            (topics.FC_EVENTS, order_id.encode(), package_shipped(order_id, tracking, shipped_at), [], None),
+            (topics.CARRIER_SCANS_RAW, tracking.encode(),
+             orjson.dumps(body | {"estimated_delivery": dated.isoformat()}), GENERIC, None)]
+    produce_at(broker, messages)
+    for n in range(5):  # each dated by its carrier, its own date shown
+        package_view(pipeline, f"DATED-{n}", lambda p: p["estimate_source"] == "carrier", "the carrier's date")
+
+    def usual_date_shown(package: dict) -> bool:
+        return package["estimate_source"] == "carrier_typical"
+
+    produce_at(broker, [(topics.FC_EVENTS, b"UNDATED", placed("UNDATED", shipped_at - timedelta(hours=1)), [], None),
+                        (topics.FC_EVENTS, b"UNDATED", package_shipped("UNDATED", "OT-UNDATED", shipped_at), [], None)])
+    # The lane agent's models may reach the order partition after the shipment: a scan
+    # without a date asks again.
+    deadline = time.monotonic() + 60
+    while True:
+        status, body = pipeline.lookup("UNDATED")  # the worker is up: the dated packages were looked up
+        if status == 200 and body["packages"] and usual_date_shown(body["packages"][0]):
+            break
+        assert time.monotonic() < deadline, f"no usual date shown: {body}"
+        produce_at(broker, [(topics.CARRIER_SCANS_RAW, b"OT-UNDATED", carrier_events(
+            "OT-UNDATED", [("in_transit", datetime.now(UTC) - timedelta(minutes=1))]), GENERIC, None)])
+        time.sleep(2)
+    package = body["packages"][0]
+    assert package["estimated_delivery"] == dated.isoformat()
+    assert body["promised_delivery_date"] == (shipped_at - timedelta(hours=1) + timedelta(days=5)).date().isoformat()

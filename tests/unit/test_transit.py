@@ -1101,22 +1101,31 @@ def test_a_young_level_learns_the_carriers_usual_date_from_the_dates_it_gave_its
     key = service_key("ups", "two_day")
     windows: dict[str, LaneWindow] = {}
     # Four dated packages are too few to say what is usual.
-    learn(windows, [dated(f"P{n}", 3) for n in range(CARRIER_TYPICAL_MIN_DATES - 1)], window=200)
-    models = LaneModels().updated(LaneModelsUpdated(models=[LaneModel(key=key, version=1)]))
-    found = learn(windows, [dated("P8", 2), dated("P9", 3), dated("P10", 4)], window=200)
+    models = LaneModels().updated(LaneModelsUpdated(models=learn(
+        windows, [dated(f"P{n}", 3) for n in range(CARRIER_TYPICAL_MIN_DATES - 1)], window=200)))
+    assert models.models[key].carrier_lead_days
+    assert models.carrier_typical("ups", "two_day", MONDAY, MONDAY, promised=None) is None
+    found = learn(windows, [dated("P4", 3), *(dated(f"L{n}", 5) for n in range(5))], window=200)
     assert key in {m.key for part in broadcast(found) for m in part}  # no delivery yet, still sent
     assert lane_key("ups", "two_day", "FC-A", "US-CA") not in {m.key for part in broadcast(found) for m in part}
     models = models.updated(LaneModelsUpdated(models=found))
-    # Dated 3 days out five times of seven, 2 and 4 days once each: Thursday for a Monday hand-over.
-    assert models.carrier_typical("ups", "two_day", MONDAY, MONDAY) == MONDAY + timedelta(days=3)
-    # Still travelling on Friday: of the dates not passed yet (4 days out), the usual one.
-    assert models.carrier_typical("ups", "two_day", MONDAY, MONDAY + timedelta(days=4)) == MONDAY + timedelta(days=4)
-    assert models.carrier_typical("ups", "two_day", MONDAY, MONDAY + timedelta(days=5)) is None
-    assert models.carrier_typical("ups", "one_day", MONDAY, MONDAY) is None  # another level learned nothing
+    # Dated 3 days out five times, 5 days out five times: Thursday for a Monday hand-over.
+    assert models.carrier_typical("ups", "two_day", MONDAY, MONDAY, promised=None) == MONDAY + timedelta(days=3)
+    # Still travelling on Friday: of the dates not passed yet (5 days out), the usual one.
+    assert models.carrier_typical("ups", "two_day", MONDAY, MONDAY + timedelta(days=4), promised=None) == \
+        MONDAY + timedelta(days=5)
+    # After the promise: not the customer's date (the carrier's own late date is weighed first).
+    assert models.carrier_typical("ups", "two_day", MONDAY, MONDAY + timedelta(days=4),
+                                  promised=MONDAY + timedelta(days=4)) is None
+    assert models.carrier_typical("ups", "one_day", MONDAY, MONDAY, promised=None) is None  # nothing learned there
+    # One odd package dated three weeks out does not set the date once the usual ones passed.
+    models = models.updated(LaneModelsUpdated(models=learn(windows, [dated("ODD", 21)], window=200)))
+    assert models.carrier_typical("ups", "two_day", MONDAY, MONDAY + timedelta(days=6), promised=None) is None
     # The same package's date again, a date before its hand-over or months after it: not counted.
-    assert learn(windows, [dated("P9", 9)], window=200) == []
+    assert learn(windows, [dated("P4", 9)], window=200) == []
     learn(windows, [dated("BEFORE", -1), dated("FAR", 90)], window=200)  # travelling now, not dated
-    assert [d[0] for d in windows[key].carrier_dated] == ["P0", "P1", "P2", "P3", "P8", "P9", "P10"]
+    assert [d[0] for d in windows[key].carrier_dated] == [*(f"P{n}" for n in range(5)),
+                                                          *(f"L{n}" for n in range(5)), "ODD"]
 
 
 def test_a_level_grown_to_its_model_forgets_the_carriers_usual_date():
@@ -1148,10 +1157,20 @@ def test_before_any_model_a_package_without_a_date_of_its_own_is_shown_the_carri
                                                           estimated_delivery=MONDAY + timedelta(days=1))])
     assert (own.packages["P1"].estimated_delivery, own.packages["P1"].estimate_source) == \
         (MONDAY + timedelta(days=1), "carrier")
-    modelled, _ = apply_with(usual.updated(LaneModelsUpdated(models=[lane([0, 10, 0, 30], version=2)])),
-                             [placed(), shipped(), scan(S.in_transit, 2 * HOUR)])
+    modelled, _ = apply_with(LaneModels().updated(LaneModelsUpdated(models=[
+        lane([0, 10, 0, 30], carrier_lead_days=[0, 0, 6, 0])])), [placed(), shipped(), scan(S.in_transit, 2 * HOUR)])
     assert (modelled.packages["P1"].estimated_delivery, modelled.packages["P1"].estimate_source) == \
         (MONDAY + timedelta(days=3), "model")
+    # A model that knows no delivery as long as this package's time on the road: the promise,
+    # not the carrier's usual date (the model's own "not before then" has its say elsewhere).
+    slow = LaneModels().updated(LaneModelsUpdated(models=[lane([0, 30], carrier_lead_days=[0, 0, 6])]))
+    outlived, _ = apply_with(slow, [placed(), shipped(), scan(S.in_transit, 2 * HOUR), scan(S.in_transit, 48 * HOUR)])
+    assert (outlived.packages["P1"].estimated_delivery, outlived.packages["P1"].estimate_source) == \
+        (date(2026, 11, 4), "promise")
+    # A usual date after the promise (Wednesday) is not this package's date to give: the promise.
+    later, effects = apply_with(typical_only([0, 0, 0, 6]), [placed(), shipped(), scan(S.in_transit, 2 * HOUR)])
+    assert (later.packages["P1"].estimated_delivery, later.packages["P1"].estimate_source) == \
+        (date(2026, 11, 4), "promise")
     # Another level's usual date says nothing of this one: the promise.
     other, _ = apply_with(typical_only([0, 0, 6], key=service_key("ups", "standard")),
                           [placed(), shipped(), scan(S.in_transit, 2 * HOUR)])
@@ -1162,12 +1181,31 @@ def test_before_any_model_a_package_without_a_date_of_its_own_is_shown_the_carri
 def test_the_order_agent_reports_its_carriers_first_date_once():
     from models.transit import TransitStarted
 
+    def reported(effects) -> list:
+        return [(e.package_id, e.carrier_date, e.dated_later) for e in effects if isinstance(e, TransitStarted)]
+
     first, later = MONDAY + timedelta(days=2), MONDAY + timedelta(days=3)
     _state, effects = apply_with(None, [placed(), shipped(), scan(S.in_transit, 2 * HOUR, estimated_delivery=first),
                                         scan(S.in_transit, 3 * HOUR, estimated_delivery=later)])
-    assert [(e.package_id, e.carrier_date) for e in effects if isinstance(e, TransitStarted)] == \
-        [("P1", None), ("P1", first)]
+    assert reported(effects) == [("P1", None, False), ("P1", first, True)]  # the date alone, after
     # Dated before it was handed over (a label's first scan): the hand-over's record carries it.
     _state, effects = apply_with(None, [placed(), scan(S.info_received, 30, estimated_delivery=first),
                                         shipped(), scan(S.in_transit, 2 * HOUR, estimated_delivery=later)])
-    assert [(e.package_id, e.carrier_date) for e in effects if isinstance(e, TransitStarted)] == [("P1", first)]
+    assert reported(effects) == [("P1", first, False)]
+    # No shipment event: the acceptance scan that dates it is one hand-over record, with the date.
+    _state, effects = apply_with(None, [placed(), scan(S.in_transit, 2 * HOUR, estimated_delivery=first),
+                                        scan(S.in_transit, 3 * HOUR, estimated_delivery=later)])
+    assert reported(effects) == [("P1", first, False)]
+
+
+def test_a_date_reported_after_the_hand_over_does_not_count_the_package_as_travelling_again():
+    from models.transit import LaneWindow, learn
+
+    key = lane_key("ups", "two_day", "FC-A", "US-CA")
+    windows: dict[str, LaneWindow] = {}
+    learn(windows, [started("P0")], window=200)
+    windows[key].travelling = []  # a busy young lane kept only its newest hand-overs
+    later = msgspec.structs.replace(dated("P0", 3), dated_later=True)
+    learn(windows, [later], window=200)
+    assert windows[key].travelling == [] and [d[0] for d in windows[service_key("ups", "two_day")].carrier_dated] \
+        == ["P0"]
