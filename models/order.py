@@ -322,14 +322,14 @@ def _on_scan(state: OrderState, event: CarrierScan, effects: list[Effect], rules
         package.last_scan_at = event.occurred_at
         package.scan_source = event.source
         package.scan_delay_seconds = max(0.0, (event.ingested_at - event.occurred_at).total_seconds())
+    hand_over = False
     if event.status not in NOT_ACCEPTED and package.accepted_at is None:
         package.accepted_at = event.occurred_at
-        # No shipment event (yet): the carrier's scan says it left (with its first date, if this
-        # scan gives it: _on_carrier_estimate reports the two in one record).
-        if package.shipped_at is None and (event.estimated_delivery is None or package.carrier_original_estimate):
-            _transit_started(state, package, effects, event.ingested_at)
-    if event.estimated_delivery is not None:
-        _on_carrier_estimate(state, package, event, effects)
+        hand_over = package.shipped_at is None  # no shipment event (yet): the carrier's scan says it left
+    if hand_over and (event.estimated_delivery is None or package.carrier_original_estimate):
+        _transit_started(state, package, effects, event.ingested_at)
+    if event.estimated_delivery is not None:  # a first date with the hand-over: one record, there
+        _on_carrier_estimate(state, package, event, effects, hand_over)
     if event.status in (PackageStatus.delivered, PackageStatus.attempt_failed):
         package.first_attempt_at = min(filter(None, [package.first_attempt_at, event.occurred_at]))
     if event.status is PackageStatus.delivered and package.delivered_at is None:
@@ -362,12 +362,14 @@ def _on_scan(state: OrderState, event: CarrierScan, effects: list[Effect], rules
         _tell_customer_about_scan(state, package, event, effects, rules)
 
 
-def _on_carrier_estimate(state: OrderState, package: PackageState, event: CarrierScan, effects: list[Effect]) -> None:
+def _on_carrier_estimate(state: OrderState, package: PackageState, event: CarrierScan, effects: list[Effect],
+                         hand_over: bool = False) -> None:
+    """``hand_over``: this scan is the package's hand-over, not reported yet."""
     assert event.estimated_delivery is not None
     first = package.carrier_original_estimate is None
     package.carrier_original_estimate = package.carrier_original_estimate or event.estimated_delivery
     if first and (package.shipped_at or package.accepted_at):  # a young level learns its usual date
-        _transit_started(state, package, effects, event.ingested_at, dated_later=not _hand_over_scan(package, event))
+        _transit_started(state, package, effects, event.ingested_at, dated_later=not hand_over)
     # The estimate given with the newest scan is the carrier's current one (event time).
     if package.carrier_estimate_at is None or event.occurred_at >= package.carrier_estimate_at:
         package.carrier_current_estimate = event.estimated_delivery
@@ -696,18 +698,14 @@ def _handed_over_afternoon(state: OrderState, package: PackageState) -> bool | N
     return local_hour(handed_over, state.delivery_time_zone) >= AFTERNOON_HOUR
 
 
-def _hand_over_scan(package: PackageState, event: CarrierScan) -> bool:
-    """This scan is the package's hand-over: its acceptance, with no shipment event before it."""
-    return package.shipped_at is None and package.accepted_at == event.occurred_at
-
-
 def _transit_started(state: OrderState, package: PackageState, effects: list[Effect], received: datetime,
                      dated_later: bool = False) -> None:
     """A package handed to its carrier, for the young lanes' models to count as travelling
     (models.transit, Kaplan-Meier); once per package, at its first hand-over (or once its
-    order says which lane it is on), and once more when its carrier first dates it after that
-    (a young level's usual carrier date, ``carrier_typical``). A clock running ahead does not date it after its receipt:
-    the lane agent counts every package's time on the road to the newest date it saw."""
+    order says which lane it is on), and once more (``dated_later``) when its carrier first
+    dates it after that (a young level's usual carrier date, ``carrier_typical``). A clock
+    running ahead does not date it after its receipt: the lane agent counts every package's
+    time on the road to the newest date it saw."""
     when = package.shipped_at or package.accepted_at
     handed_over = local_date(min(when, received) if when else None, state.delivery_time_zone)
     if handed_over is None or package.is_return or not state.service_level or not package.carrier:

@@ -290,16 +290,10 @@ class LaneModels:
             return None
         leads = found.carrier_lead_days
         reached = working_days_between(handed_over, today, found.working_weekdays)
-        remaining = sum(leads[reached:])
-        if remaining < CARRIER_TYPICAL_MIN_DATES:
+        if sum(leads[reached:]) < CARRIER_TYPICAL_MIN_DATES:
             return None
-        cumulative = 0.0
-        for days in range(reached, len(leads)):
-            cumulative += leads[days]
-            if cumulative * 2 >= remaining:
-                usual = max(nth_working_day(handed_over, days, found.working_weekdays), today)
-                return usual if promised is None or usual <= promised else None
-        return None  # not reached: the loop ends at the last lead counted
+        usual = max(nth_working_day(handed_over, median_cell(leads, reached), found.working_weekdays), today)
+        return usual if promised is None or usual <= promised else None
 
     def for_lane(self, carrier: str, service_level: str, origin: str, destination_region: str,
                  min_deliveries: int) -> LaneModel | None:
@@ -407,7 +401,8 @@ def learn(windows: dict[str, LaneWindow], observed: list[TransitRecord], window:
             if isinstance(seen, TransitStarted):
                 young = min(YOUNG_DELIVERIES, window)
                 dated = _dated(found, seen, young)
-                if not ((not seen.dated_later and _travels(found, seen, weekdays.latest, young)) or dated):
+                travels = not seen.dated_later and _travels(found, seen, weekdays.latest, young)
+                if not (travels or dated):
                     continue
             else:
                 found.counted.append(seen.package_id)
@@ -434,6 +429,18 @@ def learn(windows: dict[str, LaneWindow], observed: list[TransitRecord], window:
         models.append(build_model(key, found.version, found.observations, days, found.travelling, today.latest,
                                   found.carrier_dated))
     return models
+
+
+def median_cell(counts: list[float], start: int, remaining: float | None = None) -> int:
+    """The first cell from ``start`` by which half of the counts from ``start`` on
+    (``remaining``, when the caller summed them already) are reached; ``start`` when all zero."""
+    remaining = sum(counts[start:]) if remaining is None else remaining
+    cumulative = 0.0
+    for cell in range(start, len(counts)):
+        cumulative += counts[cell]
+        if cumulative * 2 >= remaining:
+            return cell
+    return start
 
 
 def _dated(found: LaneWindow, started: TransitStarted, young: int) -> bool:
@@ -806,13 +813,8 @@ def estimate(model: LaneModel, handed_over: date, today: date, promised: date | 
     remaining = sum(counts[reached:])
     if remaining <= 1e-9:
         return None
-    cumulative = 0.0
-    p50 = reached
-    for days in range(reached, len(counts)):
-        cumulative += counts[days]
-        if cumulative * 2 >= remaining:
-            p50 = days
-            break
+    p50 = median_cell(counts, reached, remaining)
+    cumulative = sum(counts[reached:p50 + 1])
     late = None if promised is None else _late_share(counts, weekdays, handed_over, promised, reached, remaining)
     day = max(nth_working_day(handed_over, p50, weekdays), today)
     # The remainder still travelling is in the whole histogram and in the morning's (a young

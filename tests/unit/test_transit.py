@@ -1209,3 +1209,21 @@ def test_a_date_reported_after_the_hand_over_does_not_count_the_package_as_trave
     learn(windows, [later], window=200)
     assert windows[key].travelling == [] and [d[0] for d in windows[service_key("ups", "two_day")].carrier_dated] \
         == ["P0"]
+
+
+@given(st.lists(st.integers(0, 30), max_size=12), st.integers(0, 15), st.one_of(st.none(), st.integers(0, 20)))
+def test_the_usual_date_is_never_past_nor_after_the_promise_nor_from_fewer_than_five_dates(
+        leads: list[int], travelled: int, promised_in: int | None):
+    from models.transit import CARRIER_TYPICAL_MIN_DATES
+
+    today = MONDAY + timedelta(days=travelled)
+    promised = None if promised_in is None else MONDAY + timedelta(days=promised_in)
+    usual = typical_only(leads).carrier_typical("ups", "two_day", MONDAY, today, promised)
+    left = sum(leads[travelled:])  # every day a working day: no deliveries learned yet
+    if usual is None:
+        assert left < CARRIER_TYPICAL_MIN_DATES or promised is not None
+    else:
+        assert left >= CARRIER_TYPICAL_MIN_DATES and usual >= today
+        assert promised is None or usual <= promised
+        # Half of the dates not passed yet are at or before it.
+        assert 2 * sum(leads[travelled:(usual - MONDAY).days + 1]) >= left
