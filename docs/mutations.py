@@ -182,6 +182,11 @@ MUTATIONS = [
     ("the notifier sends a held e-mail at once", "notifier/channels.py",
      '    name = "email"\n    schedules = False', '    name = "email"\n    schedules = True',
      "tests/integration/test_notifier_channels.py::test_quiet_hours_hold_an_email_durably_until_due"),
+    ("an e-mail the server accepted is sent again when the goodbye fails", "notifier/channels.py",
+     "            smtp.send_message(email)\n",
+     "            smtp.send_message(email)\n            smtp.__exit__(None, None, None)  # QUIT checked as a send\n",
+     "tests/integration/test_notifier_channels.py::"
+     "test_an_email_the_server_accepted_is_not_sent_again_when_its_goodbye_fails"),
     ("the notifier forgets what it sent (no ledger)", "notifier/worker.py",
      "                if (entry := self.ledger.get(key)) is not None:",
      "                if (entry := None) is not None:",

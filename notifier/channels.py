@@ -7,6 +7,7 @@ trying again can help. Every message carries the idempotency key of its (command
 
 from __future__ import annotations
 
+import logging
 import os
 import smtplib
 import urllib.error
@@ -24,6 +25,8 @@ from models.delivery import http_permanent, smtp_permanent, without_contacts
 from models.settings import Settings
 from models.webhook_signatures import TRACKLINE_HEADER, trackline_signature
 from notifier.messages import render
+
+log = logging.getLogger("trackline.notifier")
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 
@@ -82,12 +85,7 @@ class SmtpChannel:
         email.add_alternative(message.html, subtype="html")
         email["Content-Language"] = message.language  # after the parts: making them moves content headers
         try:
-            with smtplib.SMTP(self.host, self.port, timeout=self.timeout) as smtp:
-                if self.starttls:
-                    smtp.starttls()
-                if self.username:
-                    smtp.login(self.username, self.password)
-                smtp.send_message(email)
+            smtp = self._hand_over(email)
         except smtplib.SMTPRecipientsRefused as refused:
             codes = [code for code, _ in refused.recipients.values()]
             raise DeliveryError(f"recipient refused: {codes}",
@@ -97,6 +95,27 @@ class SmtpChannel:
                                 permanent=smtp_permanent(error.smtp_code)) from None
         except (smtplib.SMTPException, OSError) as error:  # refused connection, timeout, dropped
             raise DeliveryError(f"SMTP connection: {error}", permanent=False) from None
+        # The server took the message: a failed goodbye (QUIT) does not unsend it, and
+        # retrying would send the customer a second copy.
+        try:
+            smtp.quit()
+        except (smtplib.SMTPException, OSError) as error:
+            log.info("e-mail %s accepted; the server's goodbye failed (%s)", key, error)
+            smtp.close()
+
+    def _hand_over(self, email: EmailMessage) -> smtplib.SMTP:
+        """The message handed to the server; its session is returned still open, for the goodbye."""
+        smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+        try:
+            if self.starttls:
+                smtp.starttls()
+            if self.username:
+                smtp.login(self.username, self.password)
+            smtp.send_message(email)
+        except BaseException:
+            smtp.close()
+            raise
+        return smtp
 
 
 class HttpChannel:

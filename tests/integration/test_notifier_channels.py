@@ -8,7 +8,7 @@ import email
 import email.policy
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -39,6 +39,7 @@ class Mailbox:
 
     def __init__(self) -> None:
         self.script: list[str] = []
+        self.quit_reply = "221 Bye"
         self.received: list[email.message.EmailMessage] = []
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802 (aiosmtpd's name)
@@ -50,6 +51,12 @@ class Mailbox:
     async def handle_DATA(self, server, session, envelope):  # noqa: N802
         self.received.append(email.message_from_bytes(envelope.content, policy=email.policy.default))
         return "250 Message accepted"
+
+    async def handle_QUIT(self, server, session, envelope):  # noqa: N802
+        return self.quit_reply
+
+    def message_ids(self) -> list[str]:
+        return sorted(m["Message-ID"] for m in self.received)
 
 
 @pytest.fixture
@@ -138,12 +145,13 @@ def notifier(broker: str, outbox: Path, channels: list, retry: RetryPolicy | Non
 RUNNING: list[tuple[threading.Thread, list[BaseException]]] = []
 
 
-def wait(condition, timeout: float, what: str) -> None:
+def wait(condition, timeout: float, what: str, state=lambda: "") -> None:
+    """Until ``condition``; on a timeout, ``state()`` says what was seen instead."""
     deadline = time.monotonic() + timeout
     while not condition():
         for thread, failures in RUNNING:
             assert thread.is_alive(), f"a notifier stopped: {failures}"
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what}: {state()}"
         time.sleep(0.2)
 
 
@@ -203,11 +211,19 @@ def test_once_per_command_and_channel_across_restarts_and_two_processes(broker, 
     produce(broker, [preferences(c, email=f"{c.lower()}@example.com") for c in customers])
     produce(broker, [command(1, c) for c in customers])
     smtp = SmtpChannel("127.0.0.1", port, "shop@example.com")
+
+    def seen(*processes: NotificationWorker) -> str:
+        return (f"e-mails {box.message_ids()}; per process "
+                f"{[(dict(p.outcome_counts), p.duplicates_skipped) for p in processes]}")
+
+    def sent(n: int) -> Callable[[], bool]:
+        return lambda: f"<{idempotency_key(f'cmd-{customers[0]}-{n}', 'email')}@trackline>" in box.message_ids()
+
     with notifier(broker, tmp_path / "a.jsonl", [smtp]) as a, notifier(broker, tmp_path / "b.jsonl", [smtp]) as b:
-        wait(lambda: len(box.received) >= 12, 90, "twelve e-mails from two processes")
+        wait(lambda: len(box.received) >= 12, 90, "twelve e-mails from two processes", lambda: seen(a, b))
         produce(broker, [command(1, c) for c in customers])  # the same commands again (a replay upstream)
         produce(broker, [command(2, customers[0])])
-        wait(lambda: len(box.received) >= 13, 60, "the new command")
+        wait(sent(2), 60, "the new command", lambda: seen(a, b))
         a.stopping.set()  # both leave the group together, as a deployment stops
         b.stopping.set()
     # A new process, later, in a group of its own: it reads every command from the beginning
@@ -216,10 +232,21 @@ def test_once_per_command_and_channel_across_restarts_and_two_processes(broker, 
     # left in the middle of a rebalance: a Tansu limitation, not the ledger's.)
     with notifier(broker, tmp_path / "c.jsonl", [smtp], group="trackline-notifier-replay") as replay:
         produce(broker, [command(3, customers[0])])
-        wait(lambda: len(box.received) >= 14, 120, "the third command")
-        wait(lambda: replay.duplicates_skipped >= 25, 30, "the replayed commands skipped")
-    ids = sorted(m["Message-ID"] for m in box.received)
+        wait(sent(3), 120, "the third command", lambda: seen(replay))
+        wait(lambda: replay.duplicates_skipped >= 25, 60, "the replayed commands skipped", lambda: seen(replay))
+    ids = box.message_ids()
     assert len(ids) == len(set(ids)) == 14, ids
+
+
+def test_an_email_the_server_accepted_is_not_sent_again_when_its_goodbye_fails(broker, tmp_path, mailbox) -> None:
+    box, port = mailbox
+    box.quit_reply = "421 4.3.2 Shutting down"  # after "250 Message accepted"
+    produce(broker, [preferences("CUST-Q", email="quit@example.com"), command(1, "CUST-Q"), command(2, "CUST-Q")])
+    with notifier(broker, tmp_path / "outbox.jsonl", [SmtpChannel("127.0.0.1", port, "shop@example.com")]) as worker:
+        wait(lambda: worker.outcome_counts["email sent"] == 2, 60, "both e-mails recorded as sent",
+             lambda: (box.message_ids(), dict(worker.outcome_counts)))
+        time.sleep(1.5)  # a retry (0.2 s back-off) would have come by now
+    assert box.message_ids() == sorted(f"<{idempotency_key(f'cmd-CUST-Q-{n}', 'email')}@trackline>" for n in (1, 2))
 
 
 def test_quiet_hours_hold_an_email_durably_until_due(broker, tmp_path, mailbox) -> None:
