@@ -16,6 +16,22 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # (what the mutation breaks, file, text, replacement, tests that must fail)
 MUTATIONS = [
+    ("before the model is measured an optimistic carrier's date is shown raw", "models/order.py",
+     "    elif package.carrier_corrected_estimate is not None:  # no measured model yet: the carrier's usual miss",
+     "    elif False:  # no measured model yet: the carrier's usual miss",
+     "tests/unit/test_transit.py"),
+    ("the carrier's date is still moved once the measure chose it", "models/order.py",
+     "        and (model is None or model.model_error_days is None) else None",
+     "        else None",
+     "tests/unit/test_transit.py"),
+    ("a carrier's date moved past the promise is shown", "models/transit.py",
+     "    if moved == carrier_date or (promised is not None and moved > promised):",
+     "    if moved == carrier_date:",
+     "tests/unit/test_transit.py"),
+    ("a carrier's date moved before today is shown", "models/transit.py",
+     "    moved = max(carrier_date + timedelta(days=correction), today)",
+     "    moved = carrier_date + timedelta(days=correction)",
+     "tests/unit/test_transit.py"),
     ("before any model the promise is shown, not the carrier's usual date", "models/order.py",
      "    elif package.carrier_typical_estimate is not None:  # no model yet",
      "    elif False:  # no model yet",

@@ -79,6 +79,7 @@ from models.transit import (
     TransitObserved,
     TransitStarted,
     carrier_misses,
+    corrected_carrier_date,
     late_given_carrier_date,
     late_if_travelling_on,
     not_out_for_delivery_by,
@@ -497,6 +498,8 @@ def _refresh_estimate(state: OrderState, package: PackageState, event: Event, ef
     if package.model_estimate is not None and (package.model_preferred or package.carrier_current_estimate is None):
         package.estimated_delivery, package.estimate_source = package.model_estimate, "model"
         package.estimate_confidence = package.model_confidence
+    elif package.carrier_corrected_estimate is not None:  # no measured model yet: the carrier's usual miss
+        package.estimated_delivery, package.estimate_source = package.carrier_corrected_estimate, "carrier_corrected"
     elif package.carrier_current_estimate is not None:
         package.estimated_delivery, package.estimate_source = package.carrier_current_estimate, "carrier"
     elif package.carrier_typical_estimate is not None:  # no model yet: closer than a padded promise
@@ -555,13 +558,21 @@ def _model_estimate(state: OrderState, package: PackageState, models: LaneModels
     (a predicted_late opens only while the promised day is not over then)."""
     handed_over = local_date(package.shipped_at or package.accepted_at, state.delivery_time_zone)
     model = _lane_model(state, package, models, rules) if models is not None and handed_over else None
-    found = lane_estimate(model, handed_over, local_date(moment, state.delivery_time_zone) or handed_over,
-                          state.promised_delivery_date, package.carrier_current_estimate,
-                          _handed_over_afternoon(state, package)) if model is not None and handed_over else None
+    today = local_date(moment, state.delivery_time_zone) or handed_over
+    found = lane_estimate(model, handed_over, today, state.promised_delivery_date, package.carrier_current_estimate,
+                          _handed_over_afternoon(state, package)) \
+        if model is not None and handed_over and today else None
+    # Until the model's accuracy is measured, the carrier's date moved by its measured usual
+    # miss (the lane's model's, else the carrier's on the level however young).
+    package.carrier_corrected_estimate = corrected_carrier_date(
+        model if model is not None else models.service_model(package.carrier, state.service_level),
+        package.carrier_current_estimate, today, state.promised_delivery_date) \
+        if models is not None and today and package.carrier_current_estimate is not None \
+        and (model is None or model.model_error_days is None) else None
     # Before its lane or carrier has a model: the carrier's usual date on the level.
     package.carrier_typical_estimate = models.carrier_typical(
-        package.carrier, state.service_level, handed_over, local_date(moment, state.delivery_time_zone) or handed_over,
-        state.promised_delivery_date) if model is None and models is not None and handed_over else None
+        package.carrier, state.service_level, handed_over, today, state.promised_delivery_date) \
+        if model is None and models is not None and handed_over and today else None
     if found is None:  # no model yet, or the package took longer than any delivery it knows
         package.model_estimate = package.model_confidence = package.late_probability = None
         package.model_key, package.model_preferred = "", False

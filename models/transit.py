@@ -295,6 +295,10 @@ class LaneModels:
         usual = max(nth_working_day(handed_over, median_cell(leads, reached), found.working_weekdays), today)
         return usual if promised is None or usual <= promised else None
 
+    def service_model(self, carrier: str, service_level: str) -> LaneModel | None:
+        """The carrier's model on this service level over every lane, however few deliveries."""
+        return self.models.get(service_key(carrier, service_level))
+
     def for_lane(self, carrier: str, service_level: str, origin: str, destination_region: str,
                  min_deliveries: int) -> LaneModel | None:
         """The lane's model, leaning on its carrier's model on this service level while sparse.
@@ -796,6 +800,23 @@ def late_given_carrier_date(model: LaneModel, handed_over: date, today: date, pr
         if day > promised:
             late += joint
     return late / weight if weight > 0 else None
+
+
+def corrected_carrier_date(model: LaneModel | None, carrier_date: date, today: date,
+                           promised: date | None) -> date | None:
+    """The carrier's date moved by its usual miss at this lead on ``model``'s key (what the
+    model's own estimate does with it), for the days before the model's accuracy is measured:
+    meanwhile a carrier measured optimistic is not shown raw. None without a measured miss
+    (``CORRECTION_MIN_SCANS``), with no move, or when the moved date is after ``promised``:
+    a late date for a package is the carrier's own to give, weighed before a customer hears
+    it (``estimate_after_promise``), not a correction's."""
+    correction = None if model is None else model.carrier_correction((carrier_date - today).days)
+    if not correction:
+        return None
+    moved = max(carrier_date + timedelta(days=correction), today)
+    if moved == carrier_date or (promised is not None and moved > promised):
+        return None
+    return moved
 
 
 def estimate(model: LaneModel, handed_over: date, today: date, promised: date | None,

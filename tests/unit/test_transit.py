@@ -224,6 +224,61 @@ def test_the_carriers_date_wins_unless_the_model_was_measured_closer_on_the_lane
         (date(2026, 11, 4), "model")
 
 
+def young_level(misses: list[float]) -> LaneModels:
+    """A level with three deliveries (too few for a model) and the carrier's misses measured on it."""
+    return LaneModels().updated(LaneModelsUpdated(models=[lane([0, 1, 2], carrier_misses=misses)]))
+
+
+def test_until_the_model_is_measured_an_optimistic_carriers_date_is_shown_moved_by_its_usual_miss():
+    tuesday = date(2026, 11, 3)
+    scans = [placed(), shipped(), scan(S.in_transit, 2 * HOUR, estimated_delivery=tuesday)]
+    # A level with three deliveries (no model yet) on which the carrier's dates a day ahead
+    # were a day early at 20 scans: the customer is shown Wednesday, not the carrier's Tuesday.
+    young = young_level(carrier_misses_by(1, lead=1))
+    state, _ = apply_with(young, scans)
+    package = state.packages["P1"]
+    assert (package.estimated_delivery, package.estimate_source, package.carrier_current_estimate) == \
+        (date(2026, 11, 4), "carrier_corrected", tuesday)
+    # A model whose accuracy is not measured yet: the same moved date.
+    unmeasured, _ = apply_with(models_with([0, 10, 30, 10], misses=carrier_misses_by(1, lead=1)), scans)
+    assert (unmeasured.packages["P1"].estimated_delivery, unmeasured.packages["P1"].estimate_source) == \
+        (date(2026, 11, 4), "carrier_corrected")
+    # Once both were measured, the measure decides: here the carrier's own date was closer.
+    measured, _ = apply_with(models_with([0, 10, 30, 10], carrier_error=0.3, model_error=0.8,
+                                         misses=carrier_misses_by(1, lead=1)), scans)
+    assert (measured.packages["P1"].estimated_delivery, measured.packages["P1"].estimate_source) == (tuesday, "carrier")
+    # Misses measured at another lead only, or at too few scans: the carrier's date as it gave it.
+    for misses in (carrier_misses_by(1, lead=3), carrier_misses_by(1, lead=1, scans=19)):
+        raw, _ = apply_with(young_level(misses), scans)
+        assert (raw.packages["P1"].estimated_delivery, raw.packages["P1"].estimate_source) == (tuesday, "carrier")
+    # A move past the promise (Wednesday) is not the correction's to give: the carrier's date.
+    held, _ = apply_with(young_level(carrier_misses_by(2, lead=1)), scans)
+    assert (held.packages["P1"].estimated_delivery, held.packages["P1"].estimate_source) == (tuesday, "carrier")
+    # Another carrier's or level's misses say nothing of this one's dates.
+    other = LaneModels().updated(LaneModelsUpdated(models=[lane(
+        [0, 1, 2], key=service_key("ups", "standard"), carrier_misses=carrier_misses_by(1, lead=1))]))
+    mine, _ = apply_with(other, scans)
+    assert (mine.packages["P1"].estimated_delivery, mine.packages["P1"].estimate_source) == (tuesday, "carrier")
+
+
+@given(st.integers(-3, 3), st.integers(0, 3), st.integers(0, 6), st.integers(0, 8), st.booleans())
+def test_a_corrected_carrier_date_is_the_carriers_moved_by_its_usual_miss_never_past_nor_after_the_promise(
+        miss: int, lead: int, today_offset: int, promise_offset: int, promised: bool) -> None:
+    from models.transit import LEADS, corrected_carrier_date
+
+    today = MONDAY + timedelta(days=today_offset)
+    carrier_date = today + timedelta(days=lead)
+    promise = MONDAY + timedelta(days=promise_offset) if promised else None
+    model = lane([0, 1], carrier_misses=carrier_misses_by(miss, lead=lead))
+    moved = corrected_carrier_date(model, carrier_date, today, promise)
+    expected = max(carrier_date + timedelta(days=miss), today)
+    if miss == 0 or expected == carrier_date or (promise is not None and expected > promise):
+        assert moved is None
+    else:
+        assert moved == expected and moved >= today and (promise is None or moved <= promise)
+    assert lead < LEADS and corrected_carrier_date(None, carrier_date, today, promise) is None
+
+
 def test_predicted_late_opens_for_ops_while_there_is_time_and_closes_at_delivery():
     # Most deliveries on this lane take 4 working days: promised Wednesday, likely Friday.
     models = models_with([0, 1, 1, 2, 36])
