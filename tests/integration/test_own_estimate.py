@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime, timedelta
+from datetime import time as dtime
 
 import orjson
 
@@ -178,3 +179,50 @@ def test_before_its_first_delivery_a_level_shows_the_carriers_usual_date_not_the
     package = body["packages"][0]
     assert package["estimated_delivery"] == dated.isoformat()
     assert body["promised_delivery_date"] == (shipped_at - timedelta(hours=1) + timedelta(days=5)).date().isoformat()
+
+
+def test_a_carrier_whose_dates_came_a_day_early_is_shown_a_day_later_before_any_model(
+        broker: str, pipeline: Pipeline) -> None:
+    """Five OnTrac two-day packages delivered last week, each a day after the date the carrier
+    gave two days ahead at each of its five scans (25 scans measured at that lead), too few
+    deliveries for a model. A new package the carrier dates two days out is shown the day after."""
+    pipeline.start("worker")
+    now = datetime.now(UTC)
+    start = datetime.combine((now - timedelta(days=5)).date(), dtime(10), UTC)  # no scan near midnight
+    carrier_date = start.date() + timedelta(days=2)
+    messages = []
+    for n in range(5):
+        order_id, tracking = f"EARLY-{n}", f"OT-EARLY-{n}"
+        shipped = start + timedelta(minutes=n)
+        messages += [(topics.FC_EVENTS, order_id.encode(), placed(order_id, shipped - timedelta(hours=1)), [], None),
+                     (topics.FC_EVENTS, order_id.encode(), package_shipped(order_id, tracking, shipped), [], None)]
+        for k in range(5):
+            body = orjson.loads(carrier_events(tracking, [("in_transit", shipped + timedelta(hours=1, minutes=k))]))
+            messages.append((topics.CARRIER_SCANS_RAW, tracking.encode(),
+                             orjson.dumps(body | {"estimated_delivery": carrier_date.isoformat()}), GENERIC, None))
+        messages.append((topics.CARRIER_SCANS_RAW, tracking.encode(), carrier_events(
+            tracking, [("delivered", start + timedelta(days=3, hours=2, minutes=n))]), GENERIC, None))
+    produce_at(broker, messages)
+    for n in range(5):
+        package_view(pipeline, f"EARLY-{n}", lambda p: p["status"] == "delivered", "the history delivered")
+
+    shipped_at = now - timedelta(hours=3)
+    produce_at(broker, [(topics.FC_EVENTS, b"FRESH", placed("FRESH", shipped_at - timedelta(hours=1)), [], None),
+                        (topics.FC_EVENTS, b"FRESH", package_shipped("FRESH", "OT-FRESH", shipped_at), [], None)])
+    # The lane agent's models may reach the order partition after the first scan: a later scan
+    # with the same date asks again.
+    deadline = time.monotonic() + 60
+    while True:
+        scanned = datetime.now(UTC) - timedelta(minutes=1)
+        given = scanned.date() + timedelta(days=2)
+        body = orjson.loads(carrier_events("OT-FRESH", [("in_transit", scanned)]))
+        produce_at(broker, [(topics.CARRIER_SCANS_RAW, b"OT-FRESH",
+                             orjson.dumps(body | {"estimated_delivery": given.isoformat()}), GENERIC, None)])
+        time.sleep(2)
+        status, found = pipeline.lookup("FRESH")
+        package = found["packages"][0] if status == 200 and found["packages"] else {}
+        if package.get("estimate_source") == "carrier_corrected":
+            break
+        assert time.monotonic() < deadline, f"the carrier's date not moved: {found}"
+    assert package["estimated_delivery"] == (given + timedelta(days=1)).isoformat()
+    assert package["carrier_current_estimate"] == given.isoformat()  # what the carrier said is there to read
