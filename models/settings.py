@@ -55,10 +55,6 @@ class Settings(BaseSettings):
     # the reason, stays 90 days.
     dlq_payload_days: int = Field(30, ge=1, le=90)
     log_level: Literal["crit", "error", "warn", "info", "debug"] = "info"
-    # The worker's event loop: uvloop (libuv, in C) spent about 13% less worker CPU per webhook
-    # than asyncio's own in make bench (docs/performance.md); "asyncio" where uvloop is not
-    # installed (Windows) or suspected.
-    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
     thresholds: str = ""  # TOML file of detection thresholds; empty = config/detection.toml defaults
     tick_interval: float = Field(5.0, gt=0)  # seconds between deadline ticks
     # What a partition read to its end contributes to the watermark: the wall clock (live

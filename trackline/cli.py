@@ -57,23 +57,6 @@ def _connect(args: argparse.Namespace) -> tuple[Settings, str]:
     return settings, bootstrap
 
 
-def use_event_loop(kind: str) -> str:
-    """Install the event loop the worker runs on; returns the one installed (asyncio's own
-    when uvloop is asked for but not installed, with a warning)."""
-    import asyncio
-
-    if kind == "uvloop":
-        try:
-            import uvloop
-        except ImportError:
-            logging.getLogger("trackline").warning("uvloop is not installed: the worker runs on asyncio's loop")
-        else:
-            asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-            return "uvloop"
-    asyncio.set_event_loop_policy(None)
-    return "asyncio"
-
-
 def cmd_worker(args: argparse.Namespace) -> int:
     settings, bootstrap = _connect(args)
     import faust
@@ -82,7 +65,6 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from streams.app import create_app
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    use_event_loop(settings.event_loop)  # before the app: Faust takes the loop the policy makes
     # Each batch allocates many short-lived objects; with the default threshold the
     # cyclic collector walks every live object hundreds of times a second (measured:
     # half the cost of decoding a state). Collect young objects far less often.

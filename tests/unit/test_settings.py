@@ -93,14 +93,3 @@ def test_a_worker_advertises_where_other_workers_can_reach_it():
     assert Settings.from_env({"TRACKLINE_WEB_BIND": "0.0.0.0"}).advertised_web_host == socket.getfqdn()
     assert Settings.from_env({"TRACKLINE_WEB_BIND": "0.0.0.0",
                               "TRACKLINE_WEB_HOST": "worker-3.trackline"}).advertised_web_host == "worker-3.trackline"
-
-
-@pytest.mark.parametrize(("setting", "loop"), [(None, "uvloop"), ("uvloop", "uvloop"), ("asyncio", "asyncio")])
-def test_the_worker_runs_on_uvloop_unless_told_to_run_on_asyncio(setting, loop):
-    # In a process of its own: the event loop policy is process-wide.
-    code = ("import asyncio, os; from models.settings import Settings; from trackline.cli import use_event_loop; "
-            "use_event_loop(Settings.from_env(os.environ).event_loop); "
-            "print(type(asyncio.new_event_loop()).__module__.split('.')[0])")
-    env = {"PATH": "/usr/bin:/bin"} | ({"TRACKLINE_EVENT_LOOP": setting} if setting else {})
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env, check=True)
-    assert done.stdout.strip() == loop
