@@ -373,9 +373,14 @@ def _on_carrier_estimate(state: OrderState, package: PackageState, event: Carrie
         _transit_started(state, package, effects, event.ingested_at, dated_later=not hand_over)
     # The estimate given with the newest scan is the carrier's current one (event time).
     if package.carrier_estimate_at is None or event.occurred_at >= package.carrier_estimate_at:
+        if package.carrier_current_estimate != event.estimated_delivery:
+            package.carrier_corrected_estimate = None  # moved from the old date: moved again once estimated
         package.carrier_current_estimate = event.estimated_delivery
         package.carrier_estimate_at = event.occurred_at
         package.estimate_seen_at = event.ingested_at
+    if (models := _MODELS_IN_FORCE.get()) is not None:  # as of this scan: a notice may carry the date
+        _model_estimate(state, package, models, min(event.occurred_at, _ingested_at(event)), _ingested_at(event),
+                        _RULES_IN_FORCE.get())
     _refresh_estimate(state, package, event, effects)
 
 

@@ -807,9 +807,11 @@ def corrected_carrier_date(model: LaneModel | None, carrier_date: date, today: d
     """The carrier's date moved by its usual miss at this lead on ``model``'s key (what the
     model's own estimate does with it), for the days before the model's accuracy is measured:
     meanwhile a carrier measured optimistic is not shown raw. None without a measured miss
-    (``CORRECTION_MIN_SCANS``), with no move, or when the moved date is after ``promised``:
-    a late date for a package is the carrier's own to give, weighed before a customer hears
-    it (``estimate_after_promise``), not a correction's."""
+    (``CORRECTION_MIN_SCANS``), with no move, or when the carrier's date or the moved one is
+    after ``promised``: whether a package is late is the carrier's own date to say, weighed
+    before a customer hears it (``estimate_after_promise``), not a correction's either way."""
+    if promised is not None and carrier_date > promised:
+        return None
     correction = None if model is None else model.carrier_correction((carrier_date - today).days)
     if not correction:
         return None
