@@ -378,7 +378,9 @@ def _on_carrier_estimate(state: OrderState, package: PackageState, event: Carrie
         package.carrier_current_estimate = event.estimated_delivery
         package.carrier_estimate_at = event.occurred_at
         package.estimate_seen_at = event.ingested_at
-    if (models := _MODELS_IN_FORCE.get()) is not None:  # as of this scan: a notice may carry the date
+    # As of this scan: a notice may carry the date (a delivered package is estimated no more).
+    if (models := _MODELS_IN_FORCE.get()) is not None and package.delivered_at is None \
+            and event.status is not PackageStatus.delivered:
         _model_estimate(state, package, models, min(event.occurred_at, _ingested_at(event)), _ingested_at(event),
                         _RULES_IN_FORCE.get())
     _refresh_estimate(state, package, event, effects)
