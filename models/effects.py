@@ -85,9 +85,8 @@ class NotificationCommand(Contract):
     # Where ``estimated_delivery`` comes from: "promise", "carrier", "carrier_corrected" (the
     # carrier's date moved by its measured usual miss, before our model's accuracy is measured),
     # "carrier_typical" (before trackline has a model of the lane: the carrier's usual date for
-    # such packages), or
-    # "model" (trackline's own model of the lane, models.transit), and for the model, the share
-    # of similar packages delivered by that date.
+    # such packages) or "model" (trackline's own model of the lane, models.transit), and for the
+    # model, the share of similar packages delivered by that date.
     estimate_source: str = ""
     estimate_confidence: float | None = None
     location: str = ""
