@@ -573,7 +573,7 @@ def _model_estimate(state: OrderState, package: PackageState, models: LaneModels
     # miss (the lane's model's, else the carrier's on the level however young).
     package.carrier_corrected_estimate = corrected_carrier_date(
         model if model is not None else models.service_model(package.carrier, state.service_level),
-        package.carrier_current_estimate, today, state.promised_delivery_date) \
+        package.carrier_current_estimate, today, state.promised_delivery_date, models.over_levels(package.carrier)) \
         if models is not None and today and package.carrier_current_estimate is not None \
         and (model is None or model.model_error_days is None) else None
     # Before its lane or carrier has a model: the carrier's usual date on the level.

@@ -40,6 +40,7 @@ point and gives the same estimates and command ids. Everything here is pure: dat
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from datetime import date, timedelta
 from typing import Annotated
 
@@ -58,6 +59,7 @@ YOUNG_DELIVERIES = 50  # below this a key counts its travelling packages (Kaplan
 TRAVELLING_KEPT = 2000  # packages still travelling kept per young key (the newest hand-overs)
 TRAVELLING_KEPT_DAYS = 60  # a package travelling longer is taken as lost, not at risk
 LANE_PRIOR_DELIVERIES = 5  # how many deliveries the carrier's model on the service level weighs in a lane
+CHOICE_PRIOR_SCANS = 400  # how many of a lane's scans its carrier's measure on the level weighs in its choice
 # A key's usual silence: the longest silence that this share of its delivered packages stayed
 # within, once it has this many deliveries (the stale rule's measure; models.detection).
 USUAL_SILENCE_SHARE = 0.9
@@ -172,6 +174,7 @@ class LaneModel(Struct, kw_only=True):
     # the customer-facing estimate comes from the better one.
     carrier_error_days: Count | None = None
     model_error_days: Count | None = None
+    compared: Count = 0  # the scans those errors were measured at (0: not known, older records)
     # By how many days the carrier's date missed on this key, by lead (``carrier_misses``).
     carrier_misses: Annotated[list[Count], Meta(max_length=LEADS * MISSES)] = field(default_factory=list)
     # The longest silence a delivered package on this key came back from (hours between two
@@ -255,6 +258,7 @@ class LaneModels:
 
     def __init__(self, models: dict[str, LaneModel] | None = None) -> None:
         self.models: dict[str, LaneModel] = models or {}
+        self._over_levels: dict[str, LaneModel | None] = {}
 
     def updated(self, update: LaneModelsUpdated) -> LaneModels:
         """A new set with the update's newer versions; an older or equal version is ignored."""
@@ -299,6 +303,17 @@ class LaneModels:
         """The carrier's model on this service level over every lane, however few deliveries."""
         return self.models.get(service_key(carrier, service_level))
 
+    def over_levels(self, carrier: str) -> LaneModel | None:
+        """The carrier's measured misses over all its service levels (its dates come from one
+        system whatever speed was sold): for a level whose own are not measured yet at a
+        lead. None while no level measured any."""
+        if carrier not in self._over_levels:  # the set is replaced whole, never edited: computed once
+            prefix = service_key(carrier, "")
+            misses = [m.carrier_misses for key, m in self.models.items() if key.startswith(prefix) and m.carrier_misses]
+            self._over_levels[carrier] = LaneModel(key=carrier_key(carrier), version=0,
+                                                   carrier_misses=summed(misses)) if misses else None
+        return self._over_levels[carrier]
+
     def for_lane(self, carrier: str, service_level: str, origin: str, destination_region: str,
                  min_deliveries: int) -> LaneModel | None:
         """The lane's model, leaning on its carrier's model on this service level while sparse.
@@ -331,12 +346,24 @@ class LaneModels:
             transit_days=blended(lane.transit_days, wide.transit_days),
             afternoon_transit_days=blended(lane.afternoon_transit_days, wide.afternoon_transit_days),
             travelling_days=blended(lane.travelling_days, wide.travelling_days),
-            carrier_error_days=(lane if own else wide).carrier_error_days,
-            model_error_days=(lane if own else wide).model_error_days,
+            carrier_error_days=_shrunk(lane, wide, "carrier") if own else wide.carrier_error_days,
+            model_error_days=_shrunk(lane, wide, "model") if own else wide.model_error_days,
             carrier_misses=_misses_by_lead(lane.carrier_misses, wide.carrier_misses) if own else wide.carrier_misses,
             longest_silence_hours=(lane if own else wide).longest_silence_hours,
             # Routes are the carrier's on the level: every lane's deliveries speak.
             out_for_delivery_hours=wide.out_for_delivery_hours)
+
+
+def _shrunk(lane: LaneModel, wide: LaneModel, source: str) -> float | None:
+    """The lane's mean error of ``source``, drawn towards its carrier's on the level as if that
+    had been measured at ``CHOICE_PRIOR_SCANS`` of the lane's scans: the two sources often
+    differ by a tenth of a day, less than a lane's few hundred scans can tell apart, and a
+    lane then chose by chance. A lane whose own measure differs at thousands of scans keeps it."""
+    own = lane.carrier_error_days if source == "carrier" else lane.model_error_days
+    level = wide.carrier_error_days if source == "carrier" else wide.model_error_days
+    if own is None or level is None:
+        return own
+    return (own * lane.compared + level * CHOICE_PRIOR_SCANS) / (lane.compared + CHOICE_PRIOR_SCANS)
 
 
 def _misses_by_lead(own: list[float], wide: list[float]) -> list[float]:
@@ -375,6 +402,8 @@ class LaneWindow(Struct, kw_only=True):
 
 WEEKDAYS_KEPT_DAYS = 56  # the days of a carrier's deliveries counted to learn when it works
 WEEKDAYS_MIN_DELIVERIES = 50
+DAY_OFF_MIN_EXPECTED = 20  # deliveries an average day brings for one empty weekend day to make a day off
+WEEKEND = (5, 6)
 COUNTED_BEYOND_WINDOW = 1000
 CARRIER_DATED_KEPT = 200
 CARRIER_TYPICAL_MIN_DATES = 5
@@ -429,7 +458,7 @@ def learn(windows: dict[str, LaneWindow], observed: list[TransitRecord], window:
         carrier = key.split("|")[1]
         found = windows[key]
         today = windows[carrier_key(carrier)]
-        days = learned_weekdays(today.delivered_per_day, WEEKDAYS_MIN_DELIVERIES)
+        days = learned_weekdays(today.delivered_per_day, WEEKDAYS_MIN_DELIVERIES, today.latest)
         models.append(build_model(key, found.version, found.observations, days, found.travelling, today.latest,
                                   found.carrier_dated))
     return models
@@ -508,7 +537,7 @@ def carrier_misses(dated: list[tuple[date, date]], delivered: date) -> list[int]
     return counts
 
 
-def summed(rows: list[list[int]]) -> list[float]:
+def summed(rows: Sequence[Sequence[float]]) -> list[float]:
     total = [0.0] * (LEADS * MISSES)
     for row in rows:
         for index, count in enumerate(row[:LEADS * MISSES]):
@@ -557,27 +586,44 @@ def _count_day(per_day: list[tuple[date, int]], day: date) -> None:
         per_day[:] = [(d, c) for d, c in per_day if (newest - d).days < WEEKDAYS_KEPT_DAYS]
 
 
-def learned_weekdays(per_day: list[tuple[date, int]], min_deliveries: int) -> tuple[int, ...]:
+def learned_weekdays(per_day: list[tuple[date, int]], min_deliveries: int, today: date | None = None
+                     ) -> tuple[int, ...]:
     """The weekdays a carrier delivers on, from its deliveries per date (the last 8 weeks).
 
-    A weekday is a day off once it came round at least twice within the span of the deliveries
-    and drew less than a tenth of an average day's deliveries each time. Before
+    A weekday is a day off once it came round, whole, and drew less than a tenth of an average
+    day's deliveries each time: after twice; a Saturday or Sunday after once when an average day
+    brings ``DAY_OFF_MIN_EXPECTED`` deliveries (a busy carrier's empty Sunday is plain after one,
+    and a new deployment's first fortnight should not take Friday's packages as delivered on
+    Saturday; a weekday empty once is more likely a holiday). Only days before ``today`` (the
+    newest day the carrier's records reached; default the newest delivery) are judged: today's
+    deliveries are still coming in; the weekend is judged once both its days are over. Before
     ``min_deliveries`` every day counts, and so does a weekday that has not come round yet (a
     new carrier's first days see only a few weekdays).
     """
     total = sum(count for _, count in per_day)
     if total < min_deliveries or not per_day:
         return ALL_WEEKDAYS
-    first, last = min(d for d, _ in per_day), max(d for d, _ in per_day)
-    span = (last - first).days + 1
+    first = min(d for d, _ in per_day)
+    today = max(max(d for d, _ in per_day), today or first)
+    span = (today - first).days  # whole days, today not among them
+    if span <= 0:
+        return ALL_WEEKDAYS
     came_round = [0] * 7
     for offset in range(min(span, 7)):
         came_round[(first + timedelta(days=offset)).weekday()] = len(range(offset, span, 7))
     counts = [0] * 7
     for day, count in per_day:
-        counts[day.weekday()] += count
-    per_day_mean = total / span
-    found = tuple(d for d in ALL_WEEKDAYS if came_round[d] < 2 or counts[d] >= 0.1 * per_day_mean * came_round[d])
+        if day < today:
+            counts[day.weekday()] += count
+    per_day_mean = sum(counts) / span
+
+    def off(weekday: int) -> bool:
+        expected = per_day_mean * came_round[weekday]
+        # Both weekend days at once: with Saturday a day off and Sunday not yet, a Friday hand-over
+        # delivered on Monday would count as two days beside the week's one.
+        once = weekday in WEEKEND and expected >= DAY_OFF_MIN_EXPECTED and all(came_round[d] for d in WEEKEND)
+        return (came_round[weekday] >= 2 or once) and counts[weekday] < 0.1 * expected
+    found = tuple(d for d in ALL_WEEKDAYS if not off(d))
     return found or ALL_WEEKDAYS
 
 
@@ -623,7 +669,7 @@ def build_model(key: str, version: int, observations: list[TransitObserved], wee
     return LaneModel(key=key, version=version, transit_days=transit_days, afternoon_transit_days=afternoon,
                      travelling_days=still, working_weekdays=weekdays,
                      carrier_error_days=mean_error(observations, "carrier"),
-                     model_error_days=mean_error(observations, "model"),
+                     model_error_days=mean_error(observations, "model"), compared=sum(o.compared for o in observations),
                      carrier_misses=summed([o.carrier_misses for o in observations]),
                      longest_silence_hours=max((o.longest_silence_hours for o in observations), default=None),
                      usual_silence_hours=usual_silence([o.longest_silence_hours for o in observations]),
@@ -803,7 +849,7 @@ def late_given_carrier_date(model: LaneModel, handed_over: date, today: date, pr
 
 
 def corrected_carrier_date(model: LaneModel | None, carrier_date: date, today: date,
-                           promised: date | None) -> date | None:
+                           promised: date | None, over_levels: LaneModel | None = None) -> date | None:
     """The carrier's date moved by its usual miss at this lead on ``model``'s key (what the
     model's own estimate does with it), for the days before the model's accuracy is measured:
     meanwhile a carrier measured optimistic is not shown raw. None without a measured miss
@@ -812,7 +858,10 @@ def corrected_carrier_date(model: LaneModel | None, carrier_date: date, today: d
     before a customer hears it (``estimate_after_promise``), not a correction's either way."""
     if promised is not None and carrier_date > promised:
         return None
-    correction = None if model is None else model.carrier_correction((carrier_date - today).days)
+    lead = (carrier_date - today).days
+    correction = None if model is None else model.carrier_correction(lead)
+    if correction is None and over_levels is not None:  # this level's misses at that lead not measured yet
+        correction = over_levels.carrier_correction(lead)
     if not correction:
         return None
     moved = max(carrier_date + timedelta(days=correction), today)

@@ -78,6 +78,26 @@ def test_weekdays_are_learned_from_the_deliveries_and_only_once_there_are_enough
     assert learned_weekdays(per_day(first_days), min_deliveries=50) == ALL_WEEKDAYS
 
 
+def test_a_busy_carriers_empty_weekend_is_a_weekend_after_one_a_quiet_carriers_after_two():
+    saturday, sunday, next_monday = (MONDAY + timedelta(days=n) for n in (5, 6, 7))
+    # 40 deliveries a day Monday to Friday, then a weekend with none: known once it is over.
+    busy = per_day([MONDAY + timedelta(days=n % 5) for n in range(200)])
+    assert learned_weekdays(busy, min_deliveries=50, today=next_monday) == WEEKDAYS
+    # Not while Saturday is under way (its deliveries are still coming in), nor before.
+    assert learned_weekdays(busy, min_deliveries=50, today=saturday) == ALL_WEEKDAYS
+    assert learned_weekdays(busy, min_deliveries=50) == ALL_WEEKDAYS  # today: the newest delivery, Friday
+    # Nor Saturday alone on Sunday: a Friday hand-over delivered Monday would take two days.
+    assert learned_weekdays(busy, min_deliveries=50, today=sunday) == ALL_WEEKDAYS
+    # 12 a day: one empty Saturday could be chance (a tenth of 12 is one delivery); two cannot.
+    quiet = [MONDAY + timedelta(days=7 * (n // 60) + n % 5) for n in range(120)]
+    assert learned_weekdays(per_day(quiet[:60]), min_deliveries=50, today=next_monday) == ALL_WEEKDAYS
+    assert learned_weekdays(per_day(quiet), min_deliveries=50, today=next_monday + timedelta(days=7)) == WEEKDAYS
+    # A weekday empty once (a holiday) is not a day off; empty twice, it is.
+    holiday = per_day([MONDAY + timedelta(days=7 * (n // 200) + n % 4) for n in range(400)])  # no Friday
+    assert learned_weekdays(holiday[:4], min_deliveries=50, today=next_monday) == (0, 1, 2, 3, 4)
+    assert learned_weekdays(holiday, min_deliveries=50, today=next_monday + timedelta(days=7)) == (0, 1, 2, 3)
+
+
 def test_a_busy_carrier_keeps_weeks_of_days_however_many_deliveries_a_day():
     from models.transit import LaneWindow, carrier_key, learn
 
@@ -175,6 +195,23 @@ def test_the_lane_prefers_whichever_source_was_closer_on_its_deliveries():
                        WEEKDAYS).prefers_model()
 
 
+def test_a_lane_chooses_by_its_own_measure_only_as_far_as_its_scans_can_tell():
+    # Over every lane (thousands of scans) the model was closer: 0.7 against 0.9 days.
+    level = lane([0, 30], carrier_error_days=0.9, model_error_days=0.7, compared=5000)
+
+    def lane_measured(carrier: float, model: float, compared: int) -> LaneModel:
+        own = lane([0, 30], key=lane_key("ups", "two_day", "FC-A", "US-CA"), carrier_error_days=carrier,
+                   model_error_days=model, compared=compared)
+        found = LaneModels().updated(LaneModelsUpdated(models=[level, own])).for_lane(
+            "ups", "two_day", "FC-A", "US-CA", min_deliveries=20)
+        assert found is not None and found.key == own.key
+        return found
+    # 100 scans where the carrier came out a little closer: chance, the level's choice stands.
+    assert lane_measured(carrier=0.70, model=0.75, compared=100).prefers_model()
+    # 5,000 scans of a carrier clearly closer on this lane: the lane's own.
+    assert not lane_measured(carrier=0.5, model=0.8, compared=5000).prefers_model()
+
+
 # --- in the order rules ----------------------------------------------------------------
 
 def models_with(counts: list[int], carrier_error: float | None = None, model_error: float | None = None,
@@ -254,11 +291,24 @@ def test_until_the_model_is_measured_an_optimistic_carriers_date_is_shown_moved_
     # A move past the promise (Wednesday) is not the correction's to give: the carrier's date.
     held, _ = apply_with(young_level(carrier_misses_by(2, lead=1)), scans)
     assert (held.packages["P1"].estimated_delivery, held.packages["P1"].estimate_source) == (tuesday, "carrier")
-    # Another carrier's or level's misses say nothing of this one's dates.
+    # Another carrier's misses say nothing of this one's dates.
     other = LaneModels().updated(LaneModelsUpdated(models=[lane(
-        [0, 1, 2], key=service_key("ups", "standard"), carrier_misses=carrier_misses_by(1, lead=1))]))
+        [0, 1, 2], key=service_key("fedex", "two_day"), carrier_misses=carrier_misses_by(1, lead=1))]))
     mine, _ = apply_with(other, scans)
     assert (mine.packages["P1"].estimated_delivery, mine.packages["P1"].estimate_source) == (tuesday, "carrier")
+    # The same carrier's other levels speak for a lead this level has not measured (its dates
+    # come from one system): 10 scans on standard and 10 on one-day make the 20.
+    levels = LaneModels().updated(LaneModelsUpdated(models=[
+        lane([0, 1, 2], key=service_key("ups", "standard"), carrier_misses=carrier_misses_by(1, lead=1, scans=10)),
+        lane([0, 1], key=service_key("ups", "one_day"), carrier_misses=carrier_misses_by(1, lead=1, scans=10))]))
+    pooled, _ = apply_with(levels, scans)
+    assert (pooled.packages["P1"].estimated_delivery, pooled.packages["P1"].estimate_source) == \
+        (date(2026, 11, 4), "carrier_corrected")
+    # ... but not over the level's own measure at that lead: it saw these dates come on the day.
+    own = LaneModels().updated(LaneModelsUpdated(models=[
+        *levels.models.values(), lane([0, 1, 2], carrier_misses=carrier_misses_by(0, lead=1))]))
+    kept, _ = apply_with(own, scans)
+    assert (kept.packages["P1"].estimated_delivery, kept.packages["P1"].estimate_source) == (tuesday, "carrier")
 
 
 def test_a_moved_date_is_moved_again_as_of_each_scan_and_a_late_carrier_date_is_never_moved_back():
