@@ -174,7 +174,7 @@ class LaneModel(Struct, kw_only=True):
     # the customer-facing estimate comes from the better one.
     carrier_error_days: Count | None = None
     model_error_days: Count | None = None
-    compared: Count = 0  # the scans those errors were measured at (0: not known, older records)
+    compared: Annotated[int, Meta(ge=0)] = 0  # the scans those errors were measured at (0: not known, older records)
     # By how many days the carrier's date missed on this key, by lead (``carrier_misses``).
     carrier_misses: Annotated[list[Count], Meta(max_length=LEADS * MISSES)] = field(default_factory=list)
     # The longest silence a delivered package on this key came back from (hours between two
@@ -306,7 +306,8 @@ class LaneModels:
     def over_levels(self, carrier: str) -> LaneModel | None:
         """The carrier's measured misses over all its service levels (its dates come from one
         system whatever speed was sold): for a level whose own are not measured yet at a
-        lead. None while no level measured any."""
+        lead. None while no level measured any. Only its ``carrier_misses`` mean anything: it
+        has no deliveries and is never a lane's model."""
         if carrier not in self._over_levels:  # the set is replaced whole, never edited: computed once
             prefix = service_key(carrier, "")
             misses = [m.carrier_misses for key, m in self.models.items() if key.startswith(prefix) and m.carrier_misses]
@@ -322,9 +323,10 @@ class LaneModels:
         ``LANE_PRIOR_DELIVERIES`` deliveries): a lane with a handful of deliveries moves the
         estimate only as far as they justify; one with hundreds is its own. With neither seen
         ``min_deliveries`` times there is no model. The accuracy that decides between carrier
-        and model is the lane's own once it has enough deliveries, else the carrier's; so are
-        the carrier's measured misses, lead by lead (a lead the lane has not measured yet
-        takes the carrier's misses over every lane).
+        and model is the lane's own once it has enough deliveries, drawn towards the same
+        measure over every lane of the level (``_shrunk``), else the level's; the carrier's
+        measured misses are the lane's once it has enough deliveries, lead by lead (a lead the
+        lane has not measured yet takes the carrier's misses over every lane).
         """
         lane = self.models.get(lane_key(carrier, service_level, origin, destination_region))
         wide = self.models.get(service_key(carrier, service_level))
@@ -358,12 +360,14 @@ def _shrunk(lane: LaneModel, wide: LaneModel, source: str) -> float | None:
     """The lane's mean error of ``source``, drawn towards its carrier's on the level as if that
     had been measured at ``CHOICE_PRIOR_SCANS`` of the lane's scans: the two sources often
     differ by a tenth of a day, less than a lane's few hundred scans can tell apart, and a
-    lane then chose by chance. A lane whose own measure differs at thousands of scans keeps it."""
+    lane then chose by chance. A lane whose own measure differs at thousands of scans keeps it;
+    a level measured at fewer scans weighs only those."""
     own = lane.carrier_error_days if source == "carrier" else lane.model_error_days
     level = wide.carrier_error_days if source == "carrier" else wide.model_error_days
-    if own is None or level is None:
+    if own is None or level is None or not lane.compared:  # not compared: a record of an older worker
         return own
-    return (own * lane.compared + level * CHOICE_PRIOR_SCANS) / (lane.compared + CHOICE_PRIOR_SCANS)
+    prior = min(CHOICE_PRIOR_SCANS, wide.compared)  # a level measured at fewer scans weighs what it has
+    return (own * lane.compared + level * prior) / (lane.compared + prior)
 
 
 def _misses_by_lead(own: list[float], wide: list[float]) -> list[float]:
@@ -591,20 +595,23 @@ def learned_weekdays(per_day: list[tuple[date, int]], min_deliveries: int, today
     """The weekdays a carrier delivers on, from its deliveries per date (the last 8 weeks).
 
     A weekday is a day off once it came round, whole, and drew less than a tenth of an average
-    day's deliveries each time: after twice; a Saturday or Sunday after once when an average day
+    day's deliveries on average over its turns: after twice; a Saturday or Sunday after once when an average day
     brings ``DAY_OFF_MIN_EXPECTED`` deliveries (a busy carrier's empty Sunday is plain after one,
     and a new deployment's first fortnight should not take Friday's packages as delivered on
     Saturday; a weekday empty once is more likely a holiday). Only days before ``today`` (the
     newest day the carrier's records reached; default the newest delivery) are judged: today's
-    deliveries are still coming in; the weekend is judged once both its days are over. Before
+    deliveries are still coming in (``today`` is taken no later than the day after the newest
+    delivery: days no record reached are not empty); for the once-rule, the weekend is judged
+    once both its days are over. Before
     ``min_deliveries`` every day counts, and so does a weekday that has not come round yet (a
     new carrier's first days see only a few weekdays).
     """
     total = sum(count for _, count in per_day)
     if total < min_deliveries or not per_day:
         return ALL_WEEKDAYS
-    first = min(d for d, _ in per_day)
-    today = max(max(d for d, _ in per_day), today or first)
+    first, newest = min(d for d, _ in per_day), max(d for d, _ in per_day)
+    # Not past the day after the newest delivery: days no record reached are not empty days.
+    today = min(max(newest, today or newest), newest + timedelta(days=1))
     span = (today - first).days  # whole days, today not among them
     if span <= 0:
         return ALL_WEEKDAYS
@@ -852,7 +859,10 @@ def corrected_carrier_date(model: LaneModel | None, carrier_date: date, today: d
                            promised: date | None, over_levels: LaneModel | None = None) -> date | None:
     """The carrier's date moved by its usual miss at this lead on ``model``'s key (what the
     model's own estimate does with it), for the days before the model's accuracy is measured:
-    meanwhile a carrier measured optimistic is not shown raw. None without a measured miss
+    meanwhile a carrier measured optimistic is not shown raw. At a lead the key has not
+    measured, the carrier's misses over all its levels (``over_levels``; the model's own
+    estimate does not use those: once the model is measured, such a lead shows the carrier's
+    date as given, or the model's where it was measured closer). None without a measured miss
     (``CORRECTION_MIN_SCANS``), with no move, or when the carrier's date or the moved one is
     after ``promised``: whether a package is late is the carrier's own date to say, weighed
     before a customer hears it (``estimate_after_promise``), not a correction's either way."""

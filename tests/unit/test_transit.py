@@ -20,6 +20,7 @@ from models.order import apply_batch
 from models.thresholds import Thresholds, parse_thresholds
 from models.transit import (
     ALL_WEEKDAYS,
+    CORRECTION_MIN_SCANS,
     ROUTE_CELLS,
     ROUTE_HOURS,
     LaneModel,
@@ -80,22 +81,27 @@ def test_weekdays_are_learned_from_the_deliveries_and_only_once_there_are_enough
 
 def test_a_busy_carriers_empty_weekend_is_a_weekend_after_one_a_quiet_carriers_after_two():
     saturday, sunday, next_monday = (MONDAY + timedelta(days=n) for n in (5, 6, 7))
-    # 40 deliveries a day Monday to Friday, then a weekend with none: known once it is over.
+    # 40 deliveries a day Monday to Friday, then a weekend with none: known once Monday's first
+    # deliveries come (Monday itself, under way, is not judged).
     busy = per_day([MONDAY + timedelta(days=n % 5) for n in range(200)])
-    assert learned_weekdays(busy, min_deliveries=50, today=next_monday) == WEEKDAYS
+    monday_morning = busy + [(next_monday, 3)]
+    assert learned_weekdays(monday_morning, min_deliveries=50, today=next_monday) == WEEKDAYS
     # Not while Saturday is under way (its deliveries are still coming in), nor before.
     assert learned_weekdays(busy, min_deliveries=50, today=saturday) == ALL_WEEKDAYS
     assert learned_weekdays(busy, min_deliveries=50) == ALL_WEEKDAYS  # today: the newest delivery, Friday
     # Nor Saturday alone on Sunday: a Friday hand-over delivered Monday would take two days.
-    assert learned_weekdays(busy, min_deliveries=50, today=sunday) == ALL_WEEKDAYS
+    assert learned_weekdays(busy + [(saturday, 1)], min_deliveries=50, today=sunday) == ALL_WEEKDAYS
+    # A clock far ahead does not make the days no delivery reached yet empty ones.
+    assert learned_weekdays(busy, min_deliveries=50, today=date(2099, 1, 1)) == ALL_WEEKDAYS
     # 12 a day: one empty Saturday could be chance (a tenth of 12 is one delivery); two cannot.
     quiet = [MONDAY + timedelta(days=7 * (n // 60) + n % 5) for n in range(120)]
-    assert learned_weekdays(per_day(quiet[:60]), min_deliveries=50, today=next_monday) == ALL_WEEKDAYS
-    assert learned_weekdays(per_day(quiet), min_deliveries=50, today=next_monday + timedelta(days=7)) == WEEKDAYS
+    assert learned_weekdays(per_day([*quiet[:60], next_monday]), min_deliveries=50, today=next_monday) == ALL_WEEKDAYS
+    next_week = next_monday + timedelta(days=7)
+    assert learned_weekdays(per_day([*quiet, next_week]), min_deliveries=50, today=next_week) == WEEKDAYS
     # A weekday empty once (a holiday) is not a day off; empty twice, it is.
     holiday = per_day([MONDAY + timedelta(days=7 * (n // 200) + n % 4) for n in range(400)])  # no Friday
-    assert learned_weekdays(holiday[:4], min_deliveries=50, today=next_monday) == (0, 1, 2, 3, 4)
-    assert learned_weekdays(holiday, min_deliveries=50, today=next_monday + timedelta(days=7)) == (0, 1, 2, 3)
+    assert learned_weekdays([*holiday[:4], (next_monday, 1)], min_deliveries=50, today=next_monday) == (0, 1, 2, 3, 4)
+    assert learned_weekdays([*holiday, (next_week, 1)], min_deliveries=50, today=next_week) == (0, 1, 2, 3)
 
 
 def test_a_busy_carrier_keeps_weeks_of_days_however_many_deliveries_a_day():
@@ -208,6 +214,12 @@ def test_a_lane_chooses_by_its_own_measure_only_as_far_as_its_scans_can_tell():
         return found
     # 100 scans where the carrier came out a little closer: chance, the level's choice stands.
     assert lane_measured(carrier=0.70, model=0.75, compared=100).prefers_model()
+    assert lane_measured(carrier=0.60, model=0.75, compared=100).prefers_model()
+    # A level measured at 30 scans weighs 30, not 400: the lane's 100 then tell.
+    level = lane([0, 30], carrier_error_days=0.9, model_error_days=0.7, compared=30)
+    assert not lane_measured(carrier=0.60, model=0.75, compared=100).prefers_model()
+    # A lane stored before scans were counted keeps its own choice.
+    assert not lane_measured(carrier=0.2, model=0.9, compared=0).prefers_model()
     # 5,000 scans of a carrier clearly closer on this lane: the lane's own.
     assert not lane_measured(carrier=0.5, model=0.8, compared=5000).prefers_model()
 
@@ -285,7 +297,7 @@ def test_until_the_model_is_measured_an_optimistic_carriers_date_is_shown_moved_
                                          misses=carrier_misses_by(1, lead=1)), scans)
     assert (measured.packages["P1"].estimated_delivery, measured.packages["P1"].estimate_source) == (tuesday, "carrier")
     # Misses measured at another lead only, or at too few scans: the carrier's date as it gave it.
-    for misses in (carrier_misses_by(1, lead=3), carrier_misses_by(1, lead=1, scans=19)):
+    for misses in (carrier_misses_by(1, lead=3), carrier_misses_by(1, lead=1, scans=CORRECTION_MIN_SCANS - 1)):
         raw, _ = apply_with(young_level(misses), scans)
         assert (raw.packages["P1"].estimated_delivery, raw.packages["P1"].estimate_source) == (tuesday, "carrier")
     # A move past the promise (Wednesday) is not the correction's to give: the carrier's date.
@@ -297,10 +309,11 @@ def test_until_the_model_is_measured_an_optimistic_carriers_date_is_shown_moved_
     mine, _ = apply_with(other, scans)
     assert (mine.packages["P1"].estimated_delivery, mine.packages["P1"].estimate_source) == (tuesday, "carrier")
     # The same carrier's other levels speak for a lead this level has not measured (its dates
-    # come from one system): 10 scans on standard and 10 on one-day make the 20.
+    # come from one system): half the scans needed on standard, half on one-day.
+    half = CORRECTION_MIN_SCANS // 2
     levels = LaneModels().updated(LaneModelsUpdated(models=[
-        lane([0, 1, 2], key=service_key("ups", "standard"), carrier_misses=carrier_misses_by(1, lead=1, scans=10)),
-        lane([0, 1], key=service_key("ups", "one_day"), carrier_misses=carrier_misses_by(1, lead=1, scans=10))]))
+        lane([0, 1, 2], key=service_key("ups", "standard"), carrier_misses=carrier_misses_by(1, lead=1, scans=half)),
+        lane([0, 1], key=service_key("ups", "one_day"), carrier_misses=carrier_misses_by(1, lead=1, scans=half))]))
     pooled, _ = apply_with(levels, scans)
     assert (pooled.packages["P1"].estimated_delivery, pooled.packages["P1"].estimate_source) == \
         (date(2026, 11, 4), "carrier_corrected")
