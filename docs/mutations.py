@@ -16,6 +16,18 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # (what the mutation breaks, file, text, replacement, tests that must fail)
 MUTATIONS = [
+    ("a carrier's dates say nothing of the days it rests", "models/transit.py",
+     "        return len(carrier_dates) >= WEEKDAY_DATES_MIN and dated[weekday] < DATED_DAY_OFF_SHARE * average",
+     "        return False",
+     "tests/unit/test_transit.py"),
+    ("a day the carrier delivered on stays off when its dates skipped it", "models/transit.py",
+     "        if counts[weekday] and not empty:  # delivered on: a working day, whatever the dates said",
+     "        if False:",
+     "tests/unit/test_transit.py"),
+    ("a carrier's date counts again each time its package's record is resent", "models/transit.py",
+     "            or any(d[0] == started.package_id for d in carrier.carrier_dated):",
+     "            or False:",
+     "tests/unit/test_transit.py"),
     ("a busy carrier's empty weekend waits for a second one", "models/transit.py",
      "        once = weekday in WEEKEND and expected >= DAY_OFF_MIN_EXPECTED and all(came_round[d] for d in WEEKEND)",
      "        once = False",

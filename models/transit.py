@@ -400,7 +400,9 @@ class LaneWindow(Struct, kw_only=True):
     # the "today" a travelling package's time on the road is counted to.
     latest: date | None = None
     # While young, a service key's packages dated by their carrier: (package id, local
-    # hand-over date, the carrier's first date), the newest ``CARRIER_DATED_KEPT``.
+    # hand-over date, the carrier's first date), the newest ``CARRIER_DATED_KEPT``. On a carrier
+    # key, always: its newest ``WEEKDAY_DATES_KEPT`` first dates, the weekdays it plans to
+    # deliver on before its deliveries have shown them (``learned_weekdays``).
     carrier_dated: list[tuple[str, date, date]] = field(default_factory=list)
 
 
@@ -408,6 +410,9 @@ WEEKDAYS_KEPT_DAYS = 56  # the days of a carrier's deliveries counted to learn w
 WEEKDAYS_MIN_DELIVERIES = 50
 DAY_OFF_MIN_EXPECTED = 20  # deliveries an average day brings for one empty weekend day to make a day off
 WEEKEND = (5, 6)
+WEEKDAY_DATES_KEPT = 500  # a carrier's newest first dates, by weekday
+WEEKDAY_DATES_MIN = 100  # of them, before their weekdays say anything
+DATED_DAY_OFF_SHARE = 0.25  # of an average day's dates, below which a day no delivery judged yet is off
 COUNTED_BEYOND_WINDOW = 1000
 CARRIER_DATED_KEPT = 200
 CARRIER_TYPICAL_MIN_DATES = 5
@@ -431,6 +436,8 @@ def learn(windows: dict[str, LaneWindow], observed: list[TransitRecord], window:
         weekdays = windows.setdefault(carrier_key(seen.carrier), LaneWindow(key=carrier_key(seen.carrier)))
         day = seen.delivered if isinstance(seen, TransitObserved) else seen.handed_over
         weekdays.latest = max(weekdays.latest or day, day)
+        if isinstance(seen, TransitStarted) and _dated_weekday(weekdays, seen):
+            changed.add(weekdays.key)
         for key in seen.keys():
             found = windows.setdefault(key, LaneWindow(key=key))
             if seen.package_id in found.counted:
@@ -462,7 +469,8 @@ def learn(windows: dict[str, LaneWindow], observed: list[TransitRecord], window:
         carrier = key.split("|")[1]
         found = windows[key]
         today = windows[carrier_key(carrier)]
-        days = learned_weekdays(today.delivered_per_day, WEEKDAYS_MIN_DELIVERIES, today.latest)
+        days = learned_weekdays(today.delivered_per_day, WEEKDAYS_MIN_DELIVERIES, today.latest,
+                                [dated for _, _, dated in today.carrier_dated])
         models.append(build_model(key, found.version, found.observations, days, found.travelling, today.latest,
                                   found.carrier_dated))
     return models
@@ -492,6 +500,19 @@ def _dated(found: LaneWindow, started: TransitStarted, young: int) -> bool:
         return False
     found.carrier_dated.append((started.package_id, started.handed_over, dated))
     del found.carrier_dated[:-CARRIER_DATED_KEPT]
+    return True
+
+
+def _dated_weekday(carrier: LaneWindow, started: TransitStarted) -> bool:
+    """Keep a package's first carrier date on its carrier's key (the weekdays the carrier plans
+    to deliver on); False when it has none, already counted, or a date before the hand-over or
+    months after it."""
+    dated = started.carrier_date
+    if dated is None or not 0 <= (dated - started.handed_over).days <= CARRIER_LEAD_MAX_DAYS \
+            or any(d[0] == started.package_id for d in carrier.carrier_dated):
+        return False
+    carrier.carrier_dated.append((started.package_id, started.handed_over, dated))
+    del carrier.carrier_dated[:-WEEKDAY_DATES_KEPT]
     return True
 
 
@@ -590,8 +611,8 @@ def _count_day(per_day: list[tuple[date, int]], day: date) -> None:
         per_day[:] = [(d, c) for d, c in per_day if (newest - d).days < WEEKDAYS_KEPT_DAYS]
 
 
-def learned_weekdays(per_day: list[tuple[date, int]], min_deliveries: int, today: date | None = None
-                     ) -> tuple[int, ...]:
+def learned_weekdays(per_day: list[tuple[date, int]], min_deliveries: int, today: date | None = None,
+                     carrier_dates: Sequence[date] = ()) -> tuple[int, ...]:
     """The weekdays a carrier delivers on, from its deliveries per date (the last 8 weeks).
 
     A weekday is a day off once it came round, whole, and drew less than a tenth of an average
@@ -604,32 +625,50 @@ def learned_weekdays(per_day: list[tuple[date, int]], min_deliveries: int, today
     delivery: days no record reached are not empty); for the once-rule, the weekend is judged
     once both its days are over. Before
     ``min_deliveries`` every day counts, and so does a weekday that has not come round yet (a
-    new carrier's first days see only a few weekdays).
+    new carrier's first days see only a few weekdays), unless the carrier's own dates say
+    otherwise: a day no delivery has judged yet (not come round, or a quiet carrier's first empty
+    one) is off when fewer than ``DATED_DAY_OFF_SHARE`` of an average day's ``carrier_dates``
+    (its packages' first dates, ``WEEKDAY_DATES_MIN`` or more) fall on it. A carrier plans its
+    deliveries on the days it works, so a deployment's first Friday knows a weekday-only
+    carrier's weekend before it comes; a day its deliveries came on is a working day whatever
+    its dates said.
     """
+    dated = [0] * 7
+    for day in carrier_dates:
+        dated[day.weekday()] += 1
+
+    def planned_off(weekday: int) -> bool:
+        average = len(carrier_dates) / 7
+        return len(carrier_dates) >= WEEKDAY_DATES_MIN and dated[weekday] < DATED_DAY_OFF_SHARE * average
+
     total = sum(count for _, count in per_day)
-    if total < min_deliveries or not per_day:
-        return ALL_WEEKDAYS
-    first, newest = min(d for d, _ in per_day), max(d for d, _ in per_day)
+    first = min((d for d, _ in per_day), default=None)
+    newest = max((d for d, _ in per_day), default=None)
+    if total < min_deliveries or first is None or newest is None:
+        return tuple(d for d in ALL_WEEKDAYS if not planned_off(d)) or ALL_WEEKDAYS
     # Not past the day after the newest delivery: days no record reached are not empty days.
     today = min(max(newest, today or newest), newest + timedelta(days=1))
     span = (today - first).days  # whole days, today not among them
-    if span <= 0:
-        return ALL_WEEKDAYS
     came_round = [0] * 7
-    for offset in range(min(span, 7)):
+    for offset in range(min(max(span, 0), 7)):
         came_round[(first + timedelta(days=offset)).weekday()] = len(range(offset, span, 7))
     counts = [0] * 7
     for day, count in per_day:
         if day < today:
             counts[day.weekday()] += count
-    per_day_mean = sum(counts) / span
+    per_day_mean = sum(counts) / span if span > 0 else 0.0
 
     def off(weekday: int) -> bool:
         expected = per_day_mean * came_round[weekday]
+        empty = counts[weekday] < 0.1 * expected
         # Both weekend days at once: with Saturday a day off and Sunday not yet, a Friday hand-over
         # delivered on Monday would count as two days beside the week's one.
         once = weekday in WEEKEND and expected >= DAY_OFF_MIN_EXPECTED and all(came_round[d] for d in WEEKEND)
-        return (came_round[weekday] >= 2 or once) and counts[weekday] < 0.1 * expected
+        if came_round[weekday] >= 2 or once:
+            return empty
+        if counts[weekday] and not empty:  # delivered on: a working day, whatever the dates said
+            return False
+        return planned_off(weekday)
     found = tuple(d for d in ALL_WEEKDAYS if not off(d))
     return found or ALL_WEEKDAYS
 

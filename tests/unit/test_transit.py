@@ -104,6 +104,63 @@ def test_a_busy_carriers_empty_weekend_is_a_weekend_after_one_a_quiet_carriers_a
     assert learned_weekdays([*holiday, (next_week, 1)], min_deliveries=50, today=next_week) == (0, 1, 2, 3)
 
 
+def planned_for(weekdays: tuple[int, ...], dates: int, odd_share: float = 0.02) -> list[date]:
+    """A carrier's first dates over a fortnight: on ``weekdays`` but for ``odd_share`` of them
+    (a date a day past a Friday, or a feed's own rounding)."""
+    days = [MONDAY + timedelta(days=d) for d in range(14)]
+    usual = [d for d in days if d.weekday() in weekdays]
+    odd = [d for d in days if d.weekday() not in weekdays] or usual
+    return [odd[n % len(odd)] if n < dates * odd_share else usual[n % len(usual)] for n in range(dates)]
+
+
+def test_a_carrier_whose_dates_avoid_the_weekend_rests_then_before_its_first_weekend_comes():
+    friday, sunday = MONDAY + timedelta(days=4), MONDAY + timedelta(days=6)
+    # A deployment's first week: 40 deliveries a day Monday to Thursday, Friday under way.
+    first_week = per_day([MONDAY + timedelta(days=n % 4) for n in range(160)])
+    weekday_only = planned_for(WEEKDAYS, 200)
+    assert learned_weekdays(first_week, min_deliveries=50, today=friday, carrier_dates=weekday_only) == WEEKDAYS
+    # Dates on every day but Sunday (a carrier out on Saturdays): Saturday works, Sunday not.
+    assert learned_weekdays(first_week, min_deliveries=50, today=friday,
+                            carrier_dates=planned_for((0, 1, 2, 3, 4, 5), 200)) == (0, 1, 2, 3, 4, 5)
+    # Dates spread over the whole week (an optimistic carrier's dates land on any day) say nothing.
+    assert learned_weekdays(first_week, min_deliveries=50, today=friday,
+                            carrier_dates=planned_for(ALL_WEEKDAYS, 200)) == ALL_WEEKDAYS
+    # Too few dates to tell a day off from chance.
+    assert learned_weekdays(first_week, min_deliveries=50, today=friday,
+                            carrier_dates=weekday_only[:50]) == ALL_WEEKDAYS
+    # Dates alone, before enough deliveries to judge any day by them.
+    assert learned_weekdays([], min_deliveries=50, carrier_dates=weekday_only) == WEEKDAYS
+    # Deliveries outweigh the dates: a Saturday that came with deliveries is a working day.
+    delivered_saturday = per_day([MONDAY + timedelta(days=n % 6) for n in range(240)])
+    assert learned_weekdays(delivered_saturday, min_deliveries=50, today=sunday,
+                            carrier_dates=weekday_only) == (0, 1, 2, 3, 4, 5)
+    # And a weekday its dates skipped (a holiday the carrier planned round) works once delivered on.
+    no_thursday = [d for d in weekday_only if d.weekday() != 3]
+    assert learned_weekdays(first_week, min_deliveries=50, today=friday, carrier_dates=no_thursday) == WEEKDAYS
+    assert 3 not in learned_weekdays(first_week[:3], min_deliveries=50, today=MONDAY + timedelta(days=3),
+                                     carrier_dates=no_thursday)
+
+
+def test_a_carriers_dates_are_counted_once_a_package_from_its_hand_over_records():
+    from models.transit import LaneWindow, TransitStarted, carrier_key, learn
+
+    def dated(package: str, planned: date) -> TransitStarted:
+        return TransitStarted(package_id=package, order_id="O", carrier="ups", service_level="two_day",
+                              origin="FC-A", destination_region="US-CA", handed_over=MONDAY, carrier_date=planned)
+
+    windows: dict[str, LaneWindow] = {}
+    plans = planned_for(WEEKDAYS, 120)
+    models = learn(windows, [dated(f"P{n}", day) for n, day in enumerate(plans)], window=200)
+    assert {m.working_weekdays for m in models} == {WEEKDAYS}
+    # A replay re-sends the same packages with a Sunday date: counted once, nothing moves. New
+    # packages dated on every day of the week, as many again: the weekend is no longer avoided.
+    windows_after_replay = learn(windows, [dated(f"P{n}", MONDAY + timedelta(days=6)) for n in range(120)],
+                                 window=200)
+    assert len(windows[carrier_key("ups")].carrier_dated) == 120 and windows_after_replay == []
+    anyday = learn(windows, [dated(f"Q{n}", MONDAY + timedelta(days=n % 7)) for n in range(240)], window=200)
+    assert {m.working_weekdays for m in anyday} == {ALL_WEEKDAYS}
+
+
 def test_a_busy_carrier_keeps_weeks_of_days_however_many_deliveries_a_day():
     from models.transit import LaneWindow, carrier_key, learn
 
