@@ -16,6 +16,27 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # (what the mutation breaks, file, text, replacement, tests that must fail)
 MUTATIONS = [
+    ("a carrier's date is shown raw once the model is measured", "models/order.py",
+     "        if models is not None and today and package.carrier_current_estimate is not None else None",
+     "        if models is not None and today and package.carrier_current_estimate is not None\n"
+     "        and (model is None or model.model_error_days is None) else None",
+     "tests/unit/test_transit.py"),
+    ("a lane with no history ignores the pace kept from its origin to its region", "models/transit.py",
+     "        if wide is not None and pace is not None:  # the level's histogram at the pace of this pair",
+     "        if False:",
+     "tests/unit/test_transit.py"),
+    ("a lane's own deliveries count again in its pair's pace", "models/transit.py",
+     "        own, usual, count = (pair[i] - mine[i] for i in range(3))",
+     "        own, usual, count = pair",
+     "tests/unit/test_transit.py"),
+    ("a pair's first few deliveries set its pace alone", "models/transit.py",
+     "        prior = PAIR_PRIOR_DELIVERIES * usual / count  # that many deliveries at their levels' pace",
+     "        prior = 0",
+     "tests/unit/test_transit.py"),
+    ("a lane counted in other working days than its level's sets its pair's pace", "models/transit.py",
+     "                if level is None or not level.deliveries or level.working_weekdays != model.working_weekdays:",
+     "                if level is None or not level.deliveries:",
+     "tests/unit/test_transit.py"),
     ("a carrier's dates say nothing of the days it rests", "models/transit.py",
      "        return len(carrier_dates) >= WEEKDAY_DATES_MIN and dated[weekday] < DATED_DAY_OFF_SHARE * average",
      "        return False",

@@ -505,7 +505,7 @@ def _refresh_estimate(state: OrderState, package: PackageState, event: Event, ef
     if package.model_estimate is not None and (package.model_preferred or package.carrier_current_estimate is None):
         package.estimated_delivery, package.estimate_source = package.model_estimate, "model"
         package.estimate_confidence = package.model_confidence
-    elif package.carrier_corrected_estimate is not None:  # no measured model yet: the carrier's usual miss
+    elif package.carrier_corrected_estimate is not None:  # the carrier's date, less its usual miss
         package.estimated_delivery, package.estimate_source = package.carrier_corrected_estimate, "carrier_corrected"
     elif package.carrier_current_estimate is not None:
         package.estimated_delivery, package.estimate_source = package.carrier_current_estimate, "carrier"
@@ -569,13 +569,12 @@ def _model_estimate(state: OrderState, package: PackageState, models: LaneModels
     found = lane_estimate(model, handed_over, today, state.promised_delivery_date, package.carrier_current_estimate,
                           _handed_over_afternoon(state, package)) \
         if model is not None and handed_over and today else None
-    # Until the model's accuracy is measured, the carrier's date moved by its measured usual
-    # miss (the lane's model's, else the carrier's on the level however young).
+    # The carrier's date moved by its measured usual miss (the lane's model's, else the carrier's
+    # on the level however young): shown where the carrier's date is, unless the model's is.
     package.carrier_corrected_estimate = corrected_carrier_date(
         model if model is not None else models.service_model(package.carrier, state.service_level),
         package.carrier_current_estimate, today, state.promised_delivery_date, models.over_levels(package.carrier)) \
-        if models is not None and today and package.carrier_current_estimate is not None \
-        and (model is None or model.model_error_days is None) else None
+        if models is not None and today and package.carrier_current_estimate is not None else None
     # Before its lane or carrier has a model: the carrier's usual date on the level.
     package.carrier_typical_estimate = models.carrier_typical(
         package.carrier, state.service_level, handed_over, today, state.promised_delivery_date) \

@@ -44,6 +44,7 @@ from collections.abc import Sequence
 from datetime import date, timedelta
 from typing import Annotated
 
+import msgspec
 from msgspec import Meta, Struct, field
 
 ALL_WEEKDAYS = (0, 1, 2, 3, 4, 5, 6)
@@ -59,6 +60,7 @@ YOUNG_DELIVERIES = 50  # below this a key counts its travelling packages (Kaplan
 TRAVELLING_KEPT = 2000  # packages still travelling kept per young key (the newest hand-overs)
 TRAVELLING_KEPT_DAYS = 60  # a package travelling longer is taken as lost, not at risk
 LANE_PRIOR_DELIVERIES = 5  # how many deliveries the carrier's model on the service level weighs in a lane
+PAIR_PRIOR_DELIVERIES = 10  # deliveries at the level's own pace a pair's pace is drawn towards
 CHOICE_PRIOR_SCANS = 400  # how many of a lane's scans its carrier's measure on the level weighs in its choice
 # A key's usual silence: the longest silence that this share of its delivered packages stayed
 # within, once it has this many deliveries (the stale rule's measure; models.detection).
@@ -259,6 +261,8 @@ class LaneModels:
     def __init__(self, models: dict[str, LaneModel] | None = None) -> None:
         self.models: dict[str, LaneModel] = models or {}
         self._over_levels: dict[str, LaneModel | None] = {}
+        self._pair_sums: dict[tuple[str, str], tuple[float, float, float]] | None = None
+        self._lane_sums: dict[str, tuple[float, float, float]] = {}
 
     def updated(self, update: LaneModelsUpdated) -> LaneModels:
         """A new set with the update's newer versions; an older or equal version is ignored."""
@@ -315,6 +319,41 @@ class LaneModels:
                                                    carrier_misses=summed(misses)) if misses else None
         return self._over_levels[carrier]
 
+    def pair_pace(self, origin: str, destination_region: str, carrier: str = "", service_level: str = ""
+                  ) -> float | None:
+        """How long packages from ``origin`` to ``destination_region`` take against their
+        carrier's level over every lane: the deliveries' mean working days over what their
+        levels' histograms would have made them, summed over every other carrier and level on
+        that pair (a far destination is far for every carrier; the lane of ``carrier`` on
+        ``service_level`` is left out: its own deliveries weigh in its model already), drawn
+        towards 1 as if ``PAIR_PRIOR_DELIVERIES`` more had kept their levels' pace. Only lanes
+        counted in their level's working days speak (a lane not rebuilt since its carrier's
+        weekend was learned counts its days otherwise). None when no other lane on the pair
+        has any."""
+        if self._pair_sums is None:  # the set is replaced whole, never edited: computed once
+            self._pair_sums, self._lane_sums = {}, {}
+            for key, model in self.models.items():
+                parts = key.split("|")
+                if parts[0] != LANE or len(parts) != 5 or not model.deliveries:
+                    continue
+                level = self.models.get(service_key(parts[1], parts[2]))
+                if level is None or not level.deliveries or level.working_weekdays != model.working_weekdays:
+                    continue
+                lane = (_mean_cell(model.transit_days) * model.deliveries,
+                        _mean_cell(level.transit_days) * model.deliveries, model.deliveries)
+                self._lane_sums[key] = lane
+                found = self._pair_sums.setdefault((parts[3], parts[4]), (0.0, 0.0, 0.0))
+                self._pair_sums[(parts[3], parts[4])] = (found[0] + lane[0], found[1] + lane[1], found[2] + lane[2])
+        pair = self._pair_sums.get((origin, destination_region))
+        if pair is None:
+            return None
+        mine = self._lane_sums.get(lane_key(carrier, service_level, origin, destination_region), (0.0, 0.0, 0.0))
+        own, usual, count = (pair[i] - mine[i] for i in range(3))
+        if usual <= 0 or count <= 0:
+            return None
+        prior = PAIR_PRIOR_DELIVERIES * usual / count  # that many deliveries at their levels' pace
+        return (own + prior) / (usual + prior)
+
     def for_lane(self, carrier: str, service_level: str, origin: str, destination_region: str,
                  min_deliveries: int) -> LaneModel | None:
         """The lane's model, leaning on its carrier's model on this service level while sparse.
@@ -330,6 +369,9 @@ class LaneModels:
         """
         lane = self.models.get(lane_key(carrier, service_level, origin, destination_region))
         wide = self.models.get(service_key(carrier, service_level))
+        pace = self.pair_pace(origin, destination_region, carrier, service_level)
+        if wide is not None and pace is not None:  # the level's histogram at the pace of this pair
+            wide = _at_pace(wide, pace)
         if wide is None or not wide.deliveries:
             return lane if lane is not None and lane.deliveries >= min_deliveries else None
         if lane is None or not lane.deliveries:
@@ -354,6 +396,36 @@ class LaneModels:
             longest_silence_hours=(lane if own else wide).longest_silence_hours,
             # Routes are the carrier's on the level: every lane's deliveries speak.
             out_for_delivery_hours=wide.out_for_delivery_hours)
+
+
+def _mean_cell(counts: list[float]) -> float:
+    total = sum(counts)
+    return sum(index * count for index, count in enumerate(counts)) / total if total else 0.0
+
+
+def _stretched(counts: list[float], pace: float) -> list[float]:
+    """A histogram with each cell's working days times ``pace``, its count split between the
+    two cells beside where it lands."""
+    if not counts:
+        return []
+    out = [0.0] * (math.floor((len(counts) - 1) * pace) + 2)
+    for index, count in enumerate(counts):
+        at = index * pace
+        low = math.floor(at)
+        out[low] += count * (1 - (at - low))
+        out[low + 1] += count * (at - low)
+    while len(out) > 1 and not out[-1]:
+        out.pop()
+    return out
+
+
+def _at_pace(level: LaneModel, pace: float) -> LaneModel:
+    """The level's model with its deliveries' times scaled by a pair's pace (``pair_pace``):
+    what a lane with no history of its own leans on."""
+    return msgspec.structs.replace(
+        level, transit_days=_stretched(level.transit_days, pace),
+        afternoon_transit_days=_stretched(level.afternoon_transit_days, pace),
+        travelling_days=_stretched(level.travelling_days, pace))
 
 
 def _shrunk(lane: LaneModel, wide: LaneModel, source: str) -> float | None:

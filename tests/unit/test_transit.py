@@ -216,6 +216,48 @@ def test_newer_versions_replace_older_ones_and_a_sparse_lane_leans_on_its_carrie
     assert models.for_lane("fedex", "two_day", "FC-A", "US-CA", min_deliveries=1) is None
 
 
+def test_a_lane_with_no_history_keeps_the_pace_other_carriers_and_levels_keep_from_its_origin_to_its_region():
+    from models.transit import PAIR_PRIOR_DELIVERIES
+
+    # Over every lane, UPS two-day takes 1 or 2 working days and FedEx standard 2 to 4.
+    ups, fedex = lane([0, 20, 20]), lane([0, 0, 20, 20, 20], key=service_key("fedex", "standard"))
+    # From FC-A to New York both took their longest: 12 deliveries on the pair in all.
+    far = [lane([0, 0, 6], key=lane_key("ups", "two_day", "FC-A", "US-NY")),
+           lane([0, 0, 0, 0, 6], key=lane_key("fedex", "standard", "FC-A", "US-NY"))]
+    level = lane([0, 0, 10, 10, 10, 10], key=service_key("ups", "standard"))
+    models = LaneModels().updated(LaneModelsUpdated(models=[ups, fedex, *far, level]))
+    # 36 working days where their levels would have taken 27, drawn towards the levels' pace
+    # as if PAIR_PRIOR_DELIVERIES more deliveries had kept it.
+    usual = 27 / 12 * PAIR_PRIOR_DELIVERIES
+    assert models.pair_pace("FC-A", "US-NY") == pytest.approx((36 + usual) / (27 + usual))
+    # UPS standard's new lane to New York has no deliveries: its level's history at that pace.
+    paced = models.for_lane("ups", "standard", "FC-A", "US-NY", min_deliveries=20)
+    assert paced is not None and paced.deliveries == level.deliveries
+    at_level, at_pace = (estimate(m, MONDAY, MONDAY, promised=None) for m in (level, paced))
+    assert at_level is not None and at_pace is not None and at_pace.estimate > at_level.estimate
+    # Another destination: the level as it is.
+    assert models.pair_pace("FC-A", "US-CA") is None
+    assert models.for_lane("ups", "standard", "FC-A", "US-CA", min_deliveries=20).transit_days == level.transit_days
+    # Half the deliveries move the pace less; a lane counted in other working days than its
+    # level's (not rebuilt since its carrier's weekend was learned) is not among them.
+    fewer = LaneModels().updated(LaneModelsUpdated(models=[ups, fedex, far[0], level]))
+    stale = LaneModels().updated(LaneModelsUpdated(models=[
+        ups, fedex, far[0], msgspec.structs.replace(far[1], working_weekdays=ALL_WEEKDAYS), level]))
+    assert 1 < fewer.pair_pace("FC-A", "US-NY") < models.pair_pace("FC-A", "US-NY")
+    assert stale.pair_pace("FC-A", "US-NY") == fewer.pair_pace("FC-A", "US-NY")
+    # FedEx standard's own lane on the pair weighs in its own model already: its pace is the others'.
+    assert models.pair_pace("FC-A", "US-NY", "fedex", "standard") == fewer.pair_pace("FC-A", "US-NY")
+
+
+@given(st.lists(st.integers(0, 50), min_size=1, max_size=30), st.floats(0.2, 5))
+def test_a_history_at_another_pace_keeps_its_deliveries_and_scales_their_mean_time(counts, pace):
+    from models.transit import _mean_cell, _stretched
+
+    stretched = _stretched([float(c) for c in counts], pace)
+    assert sum(stretched) == pytest.approx(sum(counts))
+    assert _mean_cell(stretched) == pytest.approx(_mean_cell([float(c) for c in counts]) * pace)
+
+
 def test_a_lane_corrects_the_carriers_dates_at_leads_it_has_not_measured_from_the_carrier_over_every_lane():
     # The carrier's dates one day ahead came a day late on 40 scans over every lane; the lane
     # (its own 30 deliveries) measured them only three days ahead, right on 25 scans.
@@ -335,7 +377,7 @@ def young_level(misses: list[float]) -> LaneModels:
     return LaneModels().updated(LaneModelsUpdated(models=[lane([0, 1, 2], carrier_misses=misses)]))
 
 
-def test_until_the_model_is_measured_an_optimistic_carriers_date_is_shown_moved_by_its_usual_miss():
+def test_an_optimistic_carriers_date_is_shown_moved_by_its_usual_miss():
     tuesday = date(2026, 11, 3)
     scans = [placed(), shipped(), scan(S.in_transit, 2 * HOUR, estimated_delivery=tuesday)]
     # A level with three deliveries (no model yet) on which the carrier's dates a day ahead
@@ -349,10 +391,13 @@ def test_until_the_model_is_measured_an_optimistic_carriers_date_is_shown_moved_
     unmeasured, _ = apply_with(models_with([0, 10, 30, 10], misses=carrier_misses_by(1, lead=1)), scans)
     assert (unmeasured.packages["P1"].estimated_delivery, unmeasured.packages["P1"].estimate_source) == \
         (date(2026, 11, 4), "carrier_corrected")
-    # Once both were measured, the measure decides: here the carrier's own date was closer.
+    # Once both were measured, the measure decides between them: here the carrier's date was
+    # closer, and it is shown moved by its usual miss all the same (its raw date, as given, was
+    # a day early at that lead).
     measured, _ = apply_with(models_with([0, 10, 30, 10], carrier_error=0.3, model_error=0.8,
                                          misses=carrier_misses_by(1, lead=1)), scans)
-    assert (measured.packages["P1"].estimated_delivery, measured.packages["P1"].estimate_source) == (tuesday, "carrier")
+    assert (measured.packages["P1"].estimated_delivery, measured.packages["P1"].estimate_source) == \
+        (date(2026, 11, 4), "carrier_corrected")
     # Misses measured at another lead only, or at too few scans: the carrier's date as it gave it.
     for misses in (carrier_misses_by(1, lead=3), carrier_misses_by(1, lead=1, scans=CORRECTION_MIN_SCANS - 1)):
         raw, _ = apply_with(young_level(misses), scans)
