@@ -83,7 +83,7 @@ class NotificationCommand(Contract):
     estimated_delivery: date | None = None
     previous_estimate: date | None = None
     # Where ``estimated_delivery`` comes from: "promise", "carrier", "carrier_corrected" (the
-    # carrier's date moved by its measured usual miss, before our model's accuracy is measured),
+    # carrier's date moved by its measured usual miss, where the carrier's date is shown),
     # "carrier_typical" (before trackline has a model of the lane: the carrier's usual date for
     # such packages) or "model" (trackline's own model of the lane, models.transit), and for the
     # model, the share of similar packages delivered by that date.

@@ -494,8 +494,9 @@ def _derive_order_status(state: OrderState, event: Event, effects: list[Effect])
 
 def _refresh_estimate(state: OrderState, package: PackageState, event: Event, effects: list[Effect]) -> None:
     """The date the customer is shown: our model's where it was measured more accurate than
-    the carrier on this lane (or the carrier gave none), else the carrier's, else (no model
-    yet) the carrier's usual date for such packages, else the promise.
+    the carrier on this lane (or the carrier gave none), else the carrier's (moved by its
+    measured usual miss where one is), else (no model yet) the carrier's usual date for such
+    packages, else the promise.
 
     Each change is a history row, so estimates can be followed over time.
     """

@@ -81,8 +81,8 @@ class PackageState(Struct, kw_only=True):
     model_preferred: bool = False  # that model was measured more accurate than the carrier on its lane
     # Without a model yet: the carrier's usual date on the level (models.transit.carrier_typical).
     carrier_typical_estimate: date | None = None
-    # The carrier's date moved by its measured usual miss, while our model's accuracy is not
-    # measured yet (``corrected_carrier_date``); None: the carrier's date as it gave it.
+    # The carrier's date moved by its measured usual miss (``corrected_carrier_date``), shown
+    # where the carrier's date is; None: no miss measured, the carrier's date as it gave it.
     carrier_corrected_estimate: date | None = None
     late_probability: float | None = None  # of arriving after the promise, by the model
     predicted_late_since: datetime | None = None  # when that passed the threshold (predicted_late alert)

@@ -969,11 +969,10 @@ def late_given_carrier_date(model: LaneModel, handed_over: date, today: date, pr
 def corrected_carrier_date(model: LaneModel | None, carrier_date: date, today: date,
                            promised: date | None, over_levels: LaneModel | None = None) -> date | None:
     """The carrier's date moved by its usual miss at this lead on ``model``'s key (what the
-    model's own estimate does with it), for the days before the model's accuracy is measured:
-    meanwhile a carrier measured optimistic is not shown raw. At a lead the key has not
-    measured, the carrier's misses over all its levels (``over_levels``; the model's own
-    estimate does not use those: once the model is measured, such a lead shows the carrier's
-    date as given, or the model's where it was measured closer). None without a measured miss
+    model's own estimate does with it): where the carrier's date is shown (before the model's
+    accuracy is measured, or where the lane measured the carrier closer), a carrier measured
+    optimistic is not shown raw. At a lead the key has not measured, the carrier's misses over
+    all its levels (``over_levels``; the model's own estimate does not use those). None without a measured miss
     (``CORRECTION_MIN_SCANS``), with no move, or when the carrier's date or the moved one is
     after ``promised``: whether a package is late is the carrier's own date to say, weighed
     before a customer hears it (``estimate_after_promise``), not a correction's either way."""
