@@ -30,7 +30,9 @@ over all history hurting the carrier-wide model later).
 
 Sparse lanes borrow: a lane's histogram is added to that of (carrier, service level) over
 every lane, scaled to ``LANE_PRIOR_DELIVERIES`` deliveries, so a handful of deliveries moves a
-lane's estimate only as far as they justify (``LaneModels.for_lane``).
+lane's estimate only as far as they justify (``LaneModels.for_lane``); that level's histogram
+is first stretched to the pace the other carriers and levels keep from the lane's origin to its
+region, where they are slower than their levels (``LaneModels.pair_pace``).
 
 Models are built by the lane-model agent and reach the order agents as versioned events on
 the order-events topic, one copy per partition: a replay applies each version at the same
@@ -332,15 +334,18 @@ class LaneModels:
         has any."""
         if self._pair_sums is None:  # the set is replaced whole, never edited: computed once
             self._pair_sums, self._lane_sums = {}, {}
-            for key, model in self.models.items():
+            level_means: dict[str, float] = {}
+            for key, model in sorted(self.models.items()):  # one order of sums: the same pace on every partition
                 parts = key.split("|")
                 if parts[0] != LANE or len(parts) != 5 or not model.deliveries:
                     continue
                 level = self.models.get(service_key(parts[1], parts[2]))
                 if level is None or not level.deliveries or level.working_weekdays != model.working_weekdays:
                     continue
+                if level.key not in level_means:
+                    level_means[level.key] = _mean_cell(level.transit_days)
                 lane = (_mean_cell(model.transit_days) * model.deliveries,
-                        _mean_cell(level.transit_days) * model.deliveries, model.deliveries)
+                        level_means[level.key] * model.deliveries, model.deliveries)
                 self._lane_sums[key] = lane
                 found = self._pair_sums.setdefault((parts[3], parts[4]), (0.0, 0.0, 0.0))
                 self._pair_sums[(parts[3], parts[4])] = (found[0] + lane[0], found[1] + lane[1], found[2] + lane[2])
@@ -370,7 +375,9 @@ class LaneModels:
         lane = self.models.get(lane_key(carrier, service_level, origin, destination_region))
         wide = self.models.get(service_key(carrier, service_level))
         pace = self.pair_pace(origin, destination_region, carrier, service_level)
-        if wide is not None and pace is not None:  # the level's histogram at the pace of this pair
+        # The level's histogram at the pace of a slower pair. Not shrunk for a faster one: that
+        # would put next-day deliveries on the hand-over day and drop the level's longest.
+        if wide is not None and pace is not None and pace > 1:
             wide = _at_pace(wide, pace)
         if wide is None or not wide.deliveries:
             return lane if lane is not None and lane.deliveries >= min_deliveries else None
@@ -535,14 +542,17 @@ def learn(windows: dict[str, LaneWindow], observed: list[TransitRecord], window:
             found.version = max(found.version + 1, offsets[index] if offsets else 0)
             changed.add(key)
     models = []
+    weekdays_of: dict[str, tuple[int, ...]] = {}
     for key in sorted(changed):
         if key.startswith(CARRIER):
             continue
         carrier = key.split("|")[1]
         found = windows[key]
         today = windows[carrier_key(carrier)]
-        days = learned_weekdays(today.delivered_per_day, WEEKDAYS_MIN_DELIVERIES, today.latest,
-                                [dated for _, _, dated in today.carrier_dated])
+        if carrier not in weekdays_of:
+            weekdays_of[carrier] = learned_weekdays(today.delivered_per_day, WEEKDAYS_MIN_DELIVERIES, today.latest,
+                                                    [dated for _, _, dated in today.carrier_dated])
+        days = weekdays_of[carrier]
         models.append(build_model(key, found.version, found.observations, days, found.travelling, today.latest,
                                   found.carrier_dated))
     return models
@@ -702,14 +712,18 @@ def learned_weekdays(per_day: list[tuple[date, int]], min_deliveries: int, today
     one) is off when fewer than ``DATED_DAY_OFF_SHARE`` of an average day's ``carrier_dates``
     (its packages' first dates, ``WEEKDAY_DATES_MIN`` or more) fall on it. A carrier plans its
     deliveries on the days it works, so a deployment's first Friday knows a weekday-only
-    carrier's weekend before it comes; a day its deliveries came on is a working day whatever
-    its dates said.
+    carrier's weekend before it comes; a day any of its deliveries came on (today's too) is not
+    off by its dates, only by its deliveries.
     """
     dated = [0] * 7
     for day in carrier_dates:
         dated[day.weekday()] += 1
 
+    delivered_on = {day.weekday() for day, count in per_day if count}
+
     def planned_off(weekday: int) -> bool:
+        if weekday in delivered_on:  # today's deliveries too: a day it delivers on is not off by its plans
+            return False
         average = len(carrier_dates) / 7
         return len(carrier_dates) >= WEEKDAY_DATES_MIN and dated[weekday] < DATED_DAY_OFF_SHARE * average
 
@@ -738,8 +752,6 @@ def learned_weekdays(per_day: list[tuple[date, int]], min_deliveries: int, today
         once = weekday in WEEKEND and expected >= DAY_OFF_MIN_EXPECTED and all(came_round[d] for d in WEEKEND)
         if came_round[weekday] >= 2 or once:
             return empty
-        if counts[weekday] and not empty:  # delivered on: a working day, whatever the dates said
-            return False
         return planned_off(weekday)
     found = tuple(d for d in ALL_WEEKDAYS if not off(d))
     return found or ALL_WEEKDAYS

@@ -130,6 +130,13 @@ def test_a_carrier_whose_dates_avoid_the_weekend_rests_then_before_its_first_wee
                             carrier_dates=weekday_only[:50]) == ALL_WEEKDAYS
     # Dates alone, before enough deliveries to judge any day by them.
     assert learned_weekdays([], min_deliveries=50, carrier_dates=weekday_only) == WEEKDAYS
+    # A day it delivers on is not off by its dates: with few deliveries yet, and today, while
+    # Saturday's deliveries are still coming in.
+    few_with_saturday = per_day([MONDAY + timedelta(days=n % 6) for n in range(30)])
+    assert learned_weekdays(few_with_saturday, min_deliveries=50, carrier_dates=weekday_only) == (0, 1, 2, 3, 4, 5)
+    saturday_under_way = per_day([MONDAY + timedelta(days=n % 6) for n in range(200)])
+    assert learned_weekdays(saturday_under_way, min_deliveries=50, today=MONDAY + timedelta(days=5),
+                            carrier_dates=weekday_only) == (0, 1, 2, 3, 4, 5)
     # Deliveries outweigh the dates: a Saturday that came with deliveries is a working day.
     delivered_saturday = per_day([MONDAY + timedelta(days=n % 6) for n in range(240)])
     assert learned_weekdays(delivered_saturday, min_deliveries=50, today=sunday,
@@ -235,6 +242,13 @@ def test_a_lane_with_no_history_keeps_the_pace_other_carriers_and_levels_keep_fr
     assert paced is not None and paced.deliveries == level.deliveries
     at_level, at_pace = (estimate(m, MONDAY, MONDAY, promised=None) for m in (level, paced))
     assert at_level is not None and at_pace is not None and at_pace.estimate > at_level.estimate
+    # A pair faster than its levels leaves the level's histogram as it is (shrunk, next-day
+    # deliveries would land on the hand-over day and the level's longest would be lost).
+    near = [lane([0, 6], key=lane_key("ups", "two_day", "FC-A", "US-PA")),
+            lane([0, 0, 6], key=lane_key("fedex", "standard", "FC-A", "US-PA"))]
+    faster = models.updated(LaneModelsUpdated(models=near))
+    assert faster.pair_pace("FC-A", "US-PA") < 1
+    assert faster.for_lane("ups", "standard", "FC-A", "US-PA", min_deliveries=20).transit_days == level.transit_days
     # Another destination: the level as it is.
     assert models.pair_pace("FC-A", "US-CA") is None
     assert models.for_lane("ups", "standard", "FC-A", "US-CA", min_deliveries=20).transit_days == level.transit_days
@@ -392,8 +406,8 @@ def test_an_optimistic_carriers_date_is_shown_moved_by_its_usual_miss():
     assert (unmeasured.packages["P1"].estimated_delivery, unmeasured.packages["P1"].estimate_source) == \
         (date(2026, 11, 4), "carrier_corrected")
     # Once both were measured, the measure decides between them: here the carrier's date was
-    # closer, and it is shown moved by its usual miss all the same (its raw date, as given, was
-    # a day early at that lead).
+    # closer over its scans (at other leads), and at this lead, where it was a day early at 20
+    # scans, it is shown moved by that usual miss, not as given.
     measured, _ = apply_with(models_with([0, 10, 30, 10], carrier_error=0.3, model_error=0.8,
                                          misses=carrier_misses_by(1, lead=1)), scans)
     assert (measured.packages["P1"].estimated_delivery, measured.packages["P1"].estimate_source) == \
