@@ -22,7 +22,7 @@ MUTATIONS = [
      "        and (model is None or model.model_error_days is None) else None",
      "tests/unit/test_transit.py"),
     ("a lane with no history ignores the pace kept from its origin to its region", "models/transit.py",
-     "        if wide is not None and pace is not None:  # the level's histogram at the pace of this pair",
+     "        if wide is not None and pace is not None and pace > 1:",
      "        if False:",
      "tests/unit/test_transit.py"),
     ("a lane's own deliveries count again in its pair's pace", "models/transit.py",
