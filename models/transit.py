@@ -364,8 +364,9 @@ class LaneModels:
         """The lane's model, leaning on its carrier's model on this service level while sparse.
 
         A lane's histogram is added to the carrier's (over every lane, scaled to
-        ``LANE_PRIOR_DELIVERIES`` deliveries): a lane with a handful of deliveries moves the
-        estimate only as far as they justify; one with hundreds is its own. With neither seen
+        ``LANE_PRIOR_DELIVERIES`` deliveries, and stretched to the pace of the lane's origin and
+        region where that pair is slower: ``pair_pace``): a lane with a handful of deliveries
+        moves the estimate only as far as they justify; one with hundreds is its own. With neither seen
         ``min_deliveries`` times there is no model. The accuracy that decides between carrier
         and model is the lane's own once it has enough deliveries, drawn towards the same
         measure over every lane of the level (``_shrunk``), else the level's; the carrier's
