@@ -263,8 +263,11 @@ class LaneModels:
     def __init__(self, models: dict[str, LaneModel] | None = None) -> None:
         self.models: dict[str, LaneModel] = models or {}
         self._over_levels: dict[str, LaneModel | None] = {}
-        self._pair_sums: dict[tuple[str, str], tuple[float, float, float]] | None = None
-        self._lane_sums: dict[str, tuple[float, float, float]] = {}
+        # Computed when first asked (the set is replaced whole, never edited): the levels with
+        # their mean working days, in key order, and each pair's sums (``_pair_sums``).
+        self._levels: list[tuple[str, str, LaneModel, float]] | None = None
+        self._pairs: dict[tuple[str, str], tuple[tuple[float, float, float],
+                                                 dict[str, tuple[float, float, float]]]] = {}
 
     def updated(self, update: LaneModelsUpdated) -> LaneModels:
         """A new set with the update's newer versions; an older or equal version is ignored."""
@@ -332,32 +335,37 @@ class LaneModels:
         counted in their level's working days speak (a lane not rebuilt since its carrier's
         weekend was learned counts its days otherwise). None when no other lane on the pair
         has any."""
-        if self._pair_sums is None:  # the set is replaced whole, never edited: computed once
-            self._pair_sums, self._lane_sums = {}, {}
-            level_means: dict[str, float] = {}
-            for key, model in sorted(self.models.items()):  # one order of sums: the same pace on every partition
-                parts = key.split("|")
-                if parts[0] != LANE or len(parts) != 5 or not model.deliveries:
-                    continue
-                level = self.models.get(service_key(parts[1], parts[2]))
-                if level is None or not level.deliveries or level.working_weekdays != model.working_weekdays:
-                    continue
-                if level.key not in level_means:
-                    level_means[level.key] = _mean_cell(level.transit_days)
-                lane = (_mean_cell(model.transit_days) * model.deliveries,
-                        level_means[level.key] * model.deliveries, model.deliveries)
-                self._lane_sums[key] = lane
-                found = self._pair_sums.setdefault((parts[3], parts[4]), (0.0, 0.0, 0.0))
-                self._pair_sums[(parts[3], parts[4])] = (found[0] + lane[0], found[1] + lane[1], found[2] + lane[2])
-        pair = self._pair_sums.get((origin, destination_region))
+        pair = self._pairs.get((origin, destination_region))
         if pair is None:
-            return None
-        mine = self._lane_sums.get(lane_key(carrier, service_level, origin, destination_region), (0.0, 0.0, 0.0))
-        own, usual, count = (pair[i] - mine[i] for i in range(3))
+            pair = self._pairs[(origin, destination_region)] = self._pair_sums(origin, destination_region)
+        total, lanes = pair
+        mine = lanes.get(lane_key(carrier, service_level, origin, destination_region), (0.0, 0.0, 0.0))
+        own, usual, count = (total[i] - mine[i] for i in range(3))
         if usual <= 0 or count <= 0:
             return None
         prior = PAIR_PRIOR_DELIVERIES * usual / count  # that many deliveries at their levels' pace
         return (own + prior) / (usual + prior)
+
+    def _pair_sums(self, origin: str, destination_region: str
+                   ) -> tuple[tuple[float, float, float], dict[str, tuple[float, float, float]]]:
+        """The pair's sums and each of its lanes' (with deliveries, counted in its level's working
+        days): its mean working days and its level's, both times its deliveries, and its
+        deliveries. Summed in the levels' key order: the same pace on every partition."""
+        if self._levels is None:
+            self._levels = []
+            for key in sorted(k for k in self.models if k.startswith(SERVICE)):
+                parts, level = key.split("|"), self.models[key]
+                if len(parts) == 3 and level.deliveries:
+                    self._levels.append((parts[1], parts[2], level, _mean_cell(level.transit_days)))
+        lanes, total = {}, (0.0, 0.0, 0.0)
+        for carrier, service_level, level, level_mean in self._levels:
+            key = lane_key(carrier, service_level, origin, destination_region)
+            model = self.models.get(key)
+            if model is not None and model.deliveries and model.working_weekdays == level.working_weekdays:
+                lane = lanes[key] = (_mean_cell(model.transit_days) * model.deliveries,
+                                     level_mean * model.deliveries, float(model.deliveries))
+                total = (total[0] + lane[0], total[1] + lane[1], total[2] + lane[2])
+        return total, lanes
 
     def for_lane(self, carrier: str, service_level: str, origin: str, destination_region: str,
                  min_deliveries: int) -> LaneModel | None:
@@ -573,29 +581,29 @@ def median_cell(counts: list[float], start: int, remaining: float | None = None)
 
 def _dated(found: LaneWindow, started: TransitStarted, young: int) -> bool:
     """Count the carrier's first date of a package on a young service key; False when it
-    changes nothing (no date, a lane or grown key, a package already dated, or a date before
-    the hand-over or months after it: a feed's mistake, not a lead). A repeat is known among
-    the last ``CARRIER_DATED_KEPT`` (an order agent's replay re-sends its records soon after)."""
-    dated = started.carrier_date
-    if dated is None or not found.key.startswith(SERVICE) or len(found.observations) >= young \
-            or not 0 <= (dated - started.handed_over).days <= CARRIER_LEAD_MAX_DAYS \
-            or any(d[0] == started.package_id for d in found.carrier_dated):
+    changes nothing (a lane or grown key, or nothing ``_kept_date`` keeps)."""
+    if not found.key.startswith(SERVICE) or len(found.observations) >= young:
         return False
-    found.carrier_dated.append((started.package_id, started.handed_over, dated))
-    del found.carrier_dated[:-CARRIER_DATED_KEPT]
-    return True
+    return _kept_date(found.carrier_dated, started, CARRIER_DATED_KEPT)
 
 
 def _dated_weekday(carrier: LaneWindow, started: TransitStarted) -> bool:
     """Keep a package's first carrier date on its carrier's key (the weekdays the carrier plans
-    to deliver on); False when it has none, already counted, or a date before the hand-over or
-    months after it."""
+    to deliver on); False when ``_kept_date`` keeps nothing."""
+    return _kept_date(carrier.carrier_dated, started, WEEKDAY_DATES_KEPT)
+
+
+def _kept_date(kept: list[tuple[str, date, date]], started: TransitStarted, newest: int) -> bool:
+    """Append a package's first carrier date to ``kept``, the ``newest`` latest only; False
+    when it has none, it is a repeat (an order agent's replay re-sends its records soon
+    after), or the date is before the hand-over or months after it: a feed's mistake, not a
+    lead."""
     dated = started.carrier_date
     if dated is None or not 0 <= (dated - started.handed_over).days <= CARRIER_LEAD_MAX_DAYS \
-            or any(d[0] == started.package_id for d in carrier.carrier_dated):
+            or any(d[0] == started.package_id for d in kept):
         return False
-    carrier.carrier_dated.append((started.package_id, started.handed_over, dated))
-    del carrier.carrier_dated[:-WEEKDAY_DATES_KEPT]
+    kept.append((started.package_id, started.handed_over, dated))
+    del kept[:-newest]
     return True
 
 
