@@ -16,6 +16,24 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # (what the mutation breaks, file, text, replacement, tests that must fail)
 MUTATIONS = [
+    ("a date told that passes with no scan that day waits for the next scan", "models/order.py",
+     "                       and package.notified_estimate < date.max",
+     "                       and False",
+     "tests/unit/test_transit.py"),
+    ("a passed date stays told while the carrier's late date is weighed", "models/order.py",
+     "            new = state.promised_delivery_date",
+     "            continue",
+     "tests/unit/test_transit.py"),
+    ("ops hear of a carrier date past the promise only where its own level measured that lead", "models/transit.py",
+     "    if measured < CORRECTION_MIN_SCANS and over_levels is not None and lead == LEADS - 1:",
+     "    if False:",
+     "tests/unit/test_transit.py"),
+    ("the customer hears of a late carrier date its level never measured, from its other levels",
+     "models/order.py",
+     "    late = None if model is None else _late_given_carrier_date(state, package, model, now)",
+     "    late = None if model is None else _late_given_carrier_date(state, package, model, now, "
+     "models.over_levels(package.carrier))",
+     "tests/unit/test_transit.py"),
     ("a carrier's date is shown raw once the model is measured", "models/order.py",
      "        if models is not None and today and package.carrier_current_estimate is not None else None",
      "        if models is not None and today and package.carrier_current_estimate is not None\n"

@@ -596,7 +596,10 @@ def _model_estimate(state: OrderState, package: PackageState, models: LaneModels
     package.model_key, package.model_preferred = found.key, model.prefers_model()
     # With the carrier's date, the lane's history weighed by how that carrier's dates missed
     # (as the customer's delay notice is); without, the history alone.
-    weighed = _late_given_carrier_date(state, package, model, now)
+    # Ops may hear from the carrier's misses over all its levels where this level's are not
+    # measured at the lead; the customer's notice waits for the level's (_carrier_date_likely_late).
+    weighed = _late_given_carrier_date(state, package, model, now, models.over_levels(package.carrier)
+                                       if models is not None else None)
     late = weighed if weighed is not None else found.late_probability
     package.late_probability = None if late is None else round(late, 3)
     promise_end = (end_of_local_day(state.promised_delivery_date, state.delivery_time_zone)
@@ -941,8 +944,8 @@ def _carrier_date_likely_late(state: OrderState, package: PackageState, now: dat
     return late >= rules.estimate_after_promise_notice_probability
 
 
-def _late_given_carrier_date(state: OrderState, package: PackageState, model: LaneModel, now: datetime
-                             ) -> float | None:
+def _late_given_carrier_date(state: OrderState, package: PackageState, model: LaneModel, now: datetime,
+                             over_levels: LaneModel | None = None) -> float | None:
     """The probability of missing the promise once the carrier gave its current date, weighed
     by the lane's history and the carrier's measured misses (models.transit); None without a
     promise or a carrier date, or while those misses are not measured.
@@ -956,7 +959,7 @@ def _late_given_carrier_date(state: OrderState, package: PackageState, model: La
     if promised is None or carrier_date is None or today is None or handed_over is None:
         return None
     return late_given_carrier_date(model, handed_over, today, promised, carrier_date,
-                                   _handed_over_afternoon(state, package))
+                                   _handed_over_afternoon(state, package), over_levels)
 
 
 _NO_WAIT = timedelta(0)
@@ -1047,7 +1050,11 @@ def _revise_estimates(state: OrderState, event: Event, effects: list[Effect], de
             continue
         if state.promised_delivery_date is not None and new > state.promised_delivery_date \
                 and _late_date_held(state, package):
-            continue  # the carrier's late date is weighed first: the delay notice will carry it
+            # The carrier's late date is weighed first: the delay notice will carry it. Until
+            # then a date told that has passed gives way to the promise, still ahead.
+            if told is None or today is None or not told < today <= state.promised_delivery_date:
+                continue
+            new = state.promised_delivery_date
         # Hysteresis: a later date is always news; an earlier one only when clearly earlier or
         # when the date told has passed, so a date flipping between two days is told once.
         if told is not None and new < told and (told - new).days < rules.estimate_earlier_days \
@@ -1100,6 +1107,13 @@ def _next_deadline(state: OrderState, current: dict[str, Condition], feedback: d
         pending.extend(at for _, at in notices if at < promise_end)
     if feedback is not None:
         pending.append(feedback)
+    # The date a customer holds passes with no scan that day: look again once its day is over
+    # (event time), so the date told moves on before the customer sees it pass.
+    if _MODELS_IN_FORCE.get() is not None:
+        pending.extend(end for package in state.outbound()
+                       if package.delivered_at is None and package.notified_estimate is not None
+                       and package.notified_estimate < date.max
+                       and (end := end_of_local_day(package.notified_estimate, state.delivery_time_zone)) > now)
     return min(pending, default=None)
 
 

@@ -947,7 +947,8 @@ def _late_share(counts: list[float], weekdays: tuple[int, ...], handed_over: dat
 
 
 def late_given_carrier_date(model: LaneModel, handed_over: date, today: date, promised: date,
-                            carrier_date: date, afternoon: bool | None = None) -> float | None:
+                            carrier_date: date, afternoon: bool | None = None,
+                            over_levels: LaneModel | None = None) -> float | None:
     """The probability of a delivery after ``promised`` once the carrier dated it
     ``carrier_date``: the lane's deliveries that took at least this long (the prior), each
     weighed by how often the carrier's dates at this lead missed by that much (the likelihood).
@@ -955,12 +956,20 @@ def late_given_carrier_date(model: LaneModel, handed_over: date, today: date, pr
     A carrier date past the promise is more often one of its wrong ones than its dates in
     general are (the selection the plain miss rate ignores): where the lane's history puts most
     packages on time and the carrier's dates scatter by a day, one day late is weak evidence.
-    None until ``CORRECTION_MIN_SCANS`` scans measured the carrier at that lead."""
+    None until ``CORRECTION_MIN_SCANS`` scans measured the carrier at that lead on ``model``'s
+    key; at the longest lead (``LEADS - 1`` days or more), given ``over_levels`` (the
+    carrier's misses over all its levels: one system dates every level), over all its levels.
+    A fast level rarely gets a date that far ahead, and such a date past the promise is the
+    usual sign of a late two-day package; at the shorter leads a level's own dates come every
+    day and its misses there are its own (a one-day date two days ahead is often revised)."""
     if today > promised:
         return 1.0  # whatever day it comes now is after the promise
     lead = min(max((carrier_date - today).days, 0), LEADS - 1)
     misses = model.carrier_misses[lead * MISSES:(lead + 1) * MISSES]
     measured = sum(misses)
+    if measured < CORRECTION_MIN_SCANS and over_levels is not None and lead == LEADS - 1:
+        misses = over_levels.carrier_misses[lead * MISSES:(lead + 1) * MISSES]
+        measured = sum(misses)
     if measured < CORRECTION_MIN_SCANS:
         return None
     reached = _reached(model, handed_over, today)

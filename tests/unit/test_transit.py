@@ -594,6 +594,8 @@ def test_a_package_not_out_for_delivery_on_the_promised_morning_opens_predicted_
     assert route_alerts(effects) == []
     assert state.packages["P1"].not_out_for_delivery_by == at(WEDNESDAY_NINE)
     state, _ = apply_with(models, [tick(2 * HOUR + 36 * HOUR)], state)  # the stale deadline
+    assert state.next_deadline == at(40 * HOUR)  # Tuesday, the date told, is over: told Wednesday
+    state, _ = apply_with(models, [tick(40 * HOUR)], state)
     # No scan comes when no route leaves: a tick does, once the feed could have shown the route.
     assert state.next_deadline == at(WEDNESDAY_NINE + ALLOWANCE)
     state, before = apply_with(models, [tick(WEDNESDAY_NINE + ALLOWANCE - 1)], state)
@@ -853,6 +855,73 @@ def test_a_carrier_date_past_the_promise_counts_in_the_chance_of_missing_it():
     unmeasured, effects = apply_with(models_with(history), [placed(), shipped(), late_date])
     assert [a for a in effects if isinstance(a, Alert) and a.alert_kind is AlertKind.predicted_late] == []
     assert unmeasured.packages["P1"].late_probability == round(1 / 31, 3)
+
+
+def test_ops_hear_of_a_late_carrier_date_at_a_lead_only_the_carriers_other_levels_measured():
+    """Promised Wednesday on a two-day lane that keeps it (history alone: 3% late); on Monday
+    the carrier says next Monday, three days ahead, a lead its two-day dates rarely have. Its
+    standard dates were right that far ahead at 100 scans (one system dates every level), so
+    ops hear predicted_late; the customer's notice is still held until this level measured it."""
+    from models.order import DELAY_REASONS
+
+    history = [0, 20, 10, 1]
+    late_date = scan(S.in_transit, 2 * HOUR, estimated_delivery=date(2026, 11, 9))
+    standard = lane([0, 0, 10, 20, 10], key=service_key("ups", "standard"),
+                    carrier_misses=carrier_misses_by(0, lead=3, scans=100))
+    models = LaneModels().updated(LaneModelsUpdated(models=[lane(history), standard]))
+    state, effects = apply_with(models, [placed(), shipped(), late_date])
+    predicted = [a.state for a in effects if isinstance(a, Alert) and a.alert_kind is AlertKind.predicted_late]
+    assert predicted == ["open"]
+    warned = DELAY_REASONS[AlertKind.estimate_after_promise]
+    assert [c for c in effects if isinstance(c, NotificationCommand) and c.reason == warned] == []
+    # Without the other level's measure only the lane's history speaks: no alert.
+    _state, effects = apply_with(models_with(history), [placed(), shipped(), late_date])
+    assert [a for a in effects if isinstance(a, Alert) and a.alert_kind is AlertKind.predicted_late] == []
+
+
+def told_dates(effects) -> list[tuple[str, date | None]]:
+    return [(c.type.value, c.estimated_delivery) for c in effects
+            if isinstance(c, NotificationCommand) and c.estimated_delivery is not None]
+
+
+def ticked_until(models: LaneModels, state, moment):
+    """The worker's ticks at each deadline before ``moment``; the state and what they produced."""
+    effects = []
+    while state.next_deadline is not None and state.next_deadline < moment:
+        state, produced = apply_with(models, [tick((state.next_deadline - at(0)).total_seconds() / 60)], state)
+        effects.extend(produced)
+    return state, effects
+
+
+def test_a_date_told_that_passes_without_a_scan_moves_on_once_its_day_is_over():
+    """Most of the lane's deliveries take a working day: the customer is told Tuesday. No scan
+    comes on Tuesday; once Tuesday is over where the customer lives (event time: the tick's),
+    the package has been longer on the road than those deliveries and the customer is told
+    Wednesday, before seeing Tuesday pass with nothing new."""
+    models = models_with([0, 30, 8, 2])
+    state, effects = apply_with(models, [placed(), shipped(), scan(S.in_transit, 2 * HOUR)])
+    assert ("shipped", date(2026, 11, 3)) in told_dates(effects)
+    tuesday_over = at(40 * HOUR)  # midnight after Tuesday, UTC here (the events start Monday 08:00)
+    state, before = ticked_until(models, state, tuesday_over)
+    assert told_dates(before) == []
+    assert state.next_deadline == tuesday_over
+    state, produced = apply_with(models, [tick(40 * HOUR)], state)
+    assert told_dates(produced) == [("estimate_revised", date(2026, 11, 4))]
+
+
+def test_a_passed_date_gives_way_to_the_promise_while_the_carriers_late_date_is_weighed():
+    """The carrier says Friday for a Wednesday promise on a lane that has not measured its
+    dates: ops hear at once, the customer's delay notice is held. Once Tuesday, the date told,
+    is over, the customer is told the promise, still ahead, not Friday."""
+    models = models_with([0, 30, 8, 2])
+    friday = scan(S.in_transit, 2 * HOUR, estimated_delivery=date(2026, 11, 6))
+    state, effects = apply_with(models, [placed(), shipped(), friday])
+    assert [a.alert_kind for a in effects if isinstance(a, Alert)] == [AlertKind.estimate_after_promise]
+    state, before = ticked_until(models, state, at(40 * HOUR))  # midnight after Tuesday, UTC here
+    assert told_dates(before) == [] and state.next_deadline == at(40 * HOUR)
+    state, produced = apply_with(models, [tick(40 * HOUR)], state)
+    assert told_dates(produced) == [("estimate_revised", date(2026, 11, 4))]
+    assert [c for c in effects + before + produced if isinstance(c, NotificationCommand) and c.type.value == "delayed"] == []
 
 
 def test_a_standing_carrier_date_at_an_unmeasured_lead_keeps_one_predicted_late_open():
