@@ -596,8 +596,9 @@ def _model_estimate(state: OrderState, package: PackageState, models: LaneModels
     package.model_key, package.model_preferred = found.key, model.prefers_model()
     # With the carrier's date, the lane's history weighed by how that carrier's dates missed
     # (as the customer's delay notice is); without, the history alone.
-    # Ops may hear from the carrier's misses over all its levels where this level's are not
-    # measured at the lead; the customer's notice waits for the level's (_carrier_date_likely_late).
+    # Ops may hear from the carrier's misses over all its levels at the longest lead, where this
+    # level's are not measured yet; the customer's notice waits for the level's
+    # (_carrier_date_likely_late).
     weighed = _late_given_carrier_date(state, package, model, now, models.over_levels(package.carrier)
                                        if models is not None else None)
     late = weighed if weighed is not None else found.late_probability
