@@ -596,18 +596,21 @@ def _model_estimate(state: OrderState, package: PackageState, models: LaneModels
     package.model_key, package.model_preferred = found.key, model.prefers_model()
     # With the carrier's date, the lane's history weighed by how that carrier's dates missed
     # (as the customer's delay notice is); without, the history alone.
-    # Ops may hear from the carrier's misses over all its levels at the longest lead, where this
-    # level's are not measured yet; the customer's notice waits for the level's
-    # (_carrier_date_likely_late).
-    weighed = _late_given_carrier_date(state, package, model, now, models.over_levels(package.carrier)
-                                       if models is not None else None)
+    threshold = rules.late_threshold(state.service_level)
+    weighed = _late_given_carrier_date(state, package, model, now)
+    if weighed is None and models is not None:
+        # At the longest lead, where this level has not measured the carrier's dates yet, its
+        # misses over all its levels may raise ops' alert, never lower it: a close decided by
+        # them would reopen under a new id once the lead shortens to one the level has not
+        # measured either. The customer's notice waits for the level's (_carrier_date_likely_late).
+        wider = _late_given_carrier_date(state, package, model, now, models.over_levels(package.carrier))
+        weighed = wider if wider is not None and wider >= threshold else None
     late = weighed if weighed is not None else found.late_probability
     package.late_probability = None if late is None else round(late, 3)
     promise_end = (end_of_local_day(state.promised_delivery_date, state.delivery_time_zone)
                    if state.promised_delivery_date else None)
     # Likely late, and our own date says so too (a corrected carrier date within the promise
     # outweighs the lane's history).
-    threshold = rules.late_threshold(state.service_level)
     if package.late_probability is not None and package.late_probability >= threshold \
             and state.promised_delivery_date is not None and found.estimate > state.promised_delivery_date:
         if package.predicted_late_since is None and promise_end is not None and now < promise_end:
@@ -1052,10 +1055,12 @@ def _revise_estimates(state: OrderState, event: Event, effects: list[Effect], de
         if state.promised_delivery_date is not None and new > state.promised_delivery_date \
                 and _late_date_held(state, package):
             # The carrier's late date is weighed first: the delay notice will carry it. Until
-            # then a date told that has passed gives way to the promise, still ahead.
-            if told is None or today is None or not told < today <= state.promised_delivery_date:
+            # then a date told that has passed gives way to the promise.
+            if told is None or today is None or not told < today:
                 continue
             new = state.promised_delivery_date
+        if today is not None and new < today:
+            continue  # a day already over is no estimate (a promise a package outlasted)
         # Hysteresis: a later date is always news; an earlier one only when clearly earlier or
         # when the date told has passed, so a date flipping between two days is told once.
         if told is not None and new < told and (told - new).days < rules.estimate_earlier_days \
@@ -1108,12 +1113,14 @@ def _next_deadline(state: OrderState, current: dict[str, Condition], feedback: d
         pending.extend(at for _, at in notices if at < promise_end)
     if feedback is not None:
         pending.append(feedback)
-    # The date a customer holds passes with no scan that day: look again once its day is over
-    # (event time), so the date told moves on before the customer sees it pass.
-    if _MODELS_IN_FORCE.get() is not None:
+    # A date told before the promise passes with no scan that day: look again once its day is
+    # over (event time), so until the promised day the customer never holds a passed date. At
+    # most one tick a day until then; after it the delay notices and the scans tell the dates.
+    promised = state.promised_delivery_date
+    if _MODELS_IN_FORCE.get() is not None and promised is not None:  # the date told moves on
         pending.extend(end for package in state.outbound()
                        if package.delivered_at is None and package.notified_estimate is not None
-                       and package.notified_estimate < date.max
+                       and package.notified_estimate < promised
                        and (end := end_of_local_day(package.notified_estimate, state.delivery_time_zone)) > now)
     return min(pending, default=None)
 

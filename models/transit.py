@@ -350,16 +350,20 @@ class LaneModels:
                    ) -> tuple[tuple[float, float, float], dict[str, tuple[float, float, float]]]:
         """The pair's sums and each of its lanes' (with deliveries, counted in its level's working
         days): its mean working days and its level's, both times its deliveries, and its
-        deliveries. Summed in the levels' key order: the same pace on every partition."""
+        deliveries. Summed in the lanes' key order: the same pace on every partition."""
         if self._levels is None:
             self._levels = []
-            for key in sorted(k for k in self.models if k.startswith(SERVICE)):
-                parts, level = key.split("|"), self.models[key]
-                if len(parts) == 3 and level.deliveries:
+            for key, level in self.models.items():
+                parts = key.split("|")
+                if parts[0] == SERVICE and len(parts) == 3 and level.deliveries:
                     self._levels.append((parts[1], parts[2], level, _mean_cell(level.transit_days)))
-        lanes, total = {}, (0.0, 0.0, 0.0)
-        for carrier, service_level, level, level_mean in self._levels:
-            key = lane_key(carrier, service_level, origin, destination_region)
+        lanes: dict[str, tuple[float, float, float]] = {}
+        total = (0.0, 0.0, 0.0)
+        if "|" in origin or "|" in destination_region:  # not a lane key's part: no pair
+            return total, lanes
+        levels = sorted(((lane_key(carrier, service_level, origin, destination_region), level, mean)
+                         for carrier, service_level, level, mean in self._levels), key=lambda found: found[0])
+        for key, level, level_mean in levels:
             model = self.models.get(key)
             if model is not None and model.deliveries and model.working_weekdays == level.working_weekdays:
                 lane = lanes[key] = (_mean_cell(model.transit_days) * model.deliveries,

@@ -145,20 +145,23 @@ def test_estimate_revised_only_when_the_date_changes():
 def test_a_date_flipping_between_two_days_is_told_once():
     """Hysteresis: a later date is told at once; a date one day earlier than the one told is
     not (the parcel arriving a day early disappoints nobody), so a carrier flipping between
-    two days sends one notice, not one per flip. A clearly earlier date is told again."""
-    state, _ = run([placed(), shipped()])  # promised 2026-11-04
-    flips = [date(2026, 11, 2), date(2026, 11, 3), date(2026, 11, 2), date(2026, 11, 3), date(2026, 11, 2),
-             date(2026, 11, 3)]
+    two days sends one notice, not one per flip. A clearly earlier date is told again; a date
+    already over (a carrier's stale date, read on Monday the 2nd) is no estimate and is not told."""
+    order = placed().model_copy(update={"promised_delivery_date": date(2026, 11, 10)})
+    state, _ = run([order, shipped()])
+    flips = [date(2026, 11, 6), date(2026, 11, 7), date(2026, 11, 6), date(2026, 11, 7), date(2026, 11, 6),
+             date(2026, 11, 7)]
     effects: list = []
     for minute, day in enumerate(flips):
         state, found = run([scan(S.in_transit, 200 + 10 * minute, estimated_delivery=day)], state)
         effects.extend(found)
-    state, clearly_earlier = run([scan(S.in_transit, 300, estimated_delivery=date(2026, 11, 1))], state)
-    revisions = [(c.previous_estimate, c.estimated_delivery) for c in [*effects, *clearly_earlier]
+    state, clearly_earlier = run([scan(S.in_transit, 300, estimated_delivery=date(2026, 11, 5))], state)
+    state, already_over = run([scan(S.in_transit, 310, estimated_delivery=date(2026, 11, 1))], state)
+    revisions = [(c.previous_estimate, c.estimated_delivery) for c in [*effects, *clearly_earlier, *already_over]
                  if isinstance(c, NotificationCommand) and c.type.value == "estimate_revised"]
-    assert revisions == [(date(2026, 11, 4), date(2026, 11, 2)), (date(2026, 11, 2), date(2026, 11, 3)),
-                         (date(2026, 11, 3), date(2026, 11, 1))]
-    assert state.packages["P1"].notified_estimate == date(2026, 11, 1)
+    assert revisions == [(date(2026, 11, 10), date(2026, 11, 6)), (date(2026, 11, 6), date(2026, 11, 7)),
+                         (date(2026, 11, 7), date(2026, 11, 5))]
+    assert state.packages["P1"].notified_estimate == date(2026, 11, 5)
 
 
 def test_an_older_scan_does_not_overwrite_the_carriers_current_estimate():

@@ -877,6 +877,29 @@ def test_ops_hear_of_a_late_carrier_date_at_a_lead_only_the_carriers_other_level
     # Without the other level's measure only the lane's history speaks: no alert.
     _state, effects = apply_with(models_with(history), [placed(), shipped(), late_date])
     assert [a for a in effects if isinstance(a, Alert) and a.alert_kind is AlertKind.predicted_late] == []
+    # Two days ahead a two-day level gets dates every day: its own misses speak, or none.
+    standard_two_ahead = lane([0, 0, 10, 20, 10], key=service_key("ups", "standard"),
+                              carrier_misses=carrier_misses_by(0, lead=2, scans=100))
+    on_tuesday = scan(S.in_transit, 26 * HOUR, estimated_delivery=date(2026, 11, 5))  # Thursday
+    _state, effects = apply_with(LaneModels().updated(LaneModelsUpdated(models=[lane(history), standard_two_ahead])),
+                                 [placed(), shipped(), on_tuesday])
+    assert [a for a in effects if isinstance(a, Alert) and a.alert_kind is AlertKind.predicted_late] == []
+
+
+def test_the_carriers_other_levels_never_close_what_the_history_opened():
+    """The lane's history makes a Wednesday promise 95% likely missed: ops hear at once. On
+    Monday the carrier says Thursday, three days ahead, where only its standard dates were
+    measured, and those came two days early: no close on their word. Had it closed, Tuesday's
+    scan (two days ahead, measured nowhere) would reopen it under a new id."""
+    standard = lane([0, 0, 10, 20, 10], key=service_key("ups", "standard"),
+                    carrier_misses=carrier_misses_by(-2, lead=3, scans=100))
+    models = LaneModels().updated(LaneModelsUpdated(models=[lane([0, 1, 1, 2, 36]), standard]))
+    thursday = date(2026, 11, 5)
+    _state, effects = apply_with(models, [placed(), shipped(), scan(S.in_transit, 2 * HOUR),
+                                          scan(S.in_transit, 3 * HOUR, estimated_delivery=thursday),
+                                          scan(S.in_transit, 26 * HOUR, estimated_delivery=thursday)])
+    changes = [a.state for a in effects if isinstance(a, Alert) and a.alert_kind is AlertKind.predicted_late]
+    assert changes == ["open"]
 
 
 def told_dates(effects) -> list[tuple[str, date | None]]:
@@ -893,20 +916,43 @@ def ticked_until(models: LaneModels, state, moment):
     return state, effects
 
 
-def test_a_date_told_that_passes_without_a_scan_moves_on_once_its_day_is_over():
+@pytest.mark.parametrize(("zone", "hours"), [("", 40), ("America/Los_Angeles", 48)])
+def test_a_date_told_that_passes_without_a_scan_moves_on_once_its_day_is_over(zone: str, hours: int):
     """Most of the lane's deliveries take a working day: the customer is told Tuesday. No scan
-    comes on Tuesday; once Tuesday is over where the customer lives (event time: the tick's),
-    the package has been longer on the road than those deliveries and the customer is told
-    Wednesday, before seeing Tuesday pass with nothing new."""
+    comes on Tuesday; once Tuesday is over where the customer lives (event time: the tick's;
+    the events start Monday 08:00 UTC), the package has been longer on the road than those
+    deliveries and the customer is told Wednesday, before seeing Tuesday pass with nothing new.
+    A package delivered on Tuesday needs no such tick."""
     models = models_with([0, 30, 8, 2])
-    state, effects = apply_with(models, [placed(), shipped(), scan(S.in_transit, 2 * HOUR)])
+    order = placed().model_copy(update={"delivery_time_zone": zone})
+    state, effects = apply_with(models, [order, shipped(), scan(S.in_transit, 2 * HOUR)])
     assert ("shipped", date(2026, 11, 3)) in told_dates(effects)
-    tuesday_over = at(40 * HOUR)  # midnight after Tuesday, UTC here (the events start Monday 08:00)
+    tuesday_over = at(hours * HOUR)
+    delivered, _ = apply_with(models, [scan(S.delivered, 30 * HOUR)], state)
     state, before = ticked_until(models, state, tuesday_over)
     assert told_dates(before) == []
     assert state.next_deadline == tuesday_over
-    state, produced = apply_with(models, [tick(40 * HOUR)], state)
+    state, produced = apply_with(models, [tick(hours * HOUR)], state)
     assert told_dates(produced) == [("estimate_revised", date(2026, 11, 4))]
+    assert delivered.next_deadline != tuesday_over
+
+
+def test_a_package_stuck_past_its_promise_is_not_told_a_new_date_each_day():
+    """A lane with a long tail, and a package with no scan after Monday's for two weeks. Past
+    the promised Wednesday the delay notice tells the date; no tick at the end of each date
+    told moves it on day after day (the lane's tail would, one notice a day), nor is a date
+    already over told."""
+    from models.detection import end_of_local_day
+
+    models = models_with([0, 30, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5])
+    state, _ = apply_with(models, [placed(), shipped(), scan(S.in_transit, 2 * HOUR)])
+    state, effects = ticked_until(models, state, at(14 * 24 * HOUR))
+    told = [c for c in effects if isinstance(c, NotificationCommand) and c.estimated_delivery is not None]
+    assert "delayed" in [c.type.value for c in told]
+    promise_over = at(64 * HOUR)  # midnight after Wednesday, UTC here
+    later = [c for c in told if c.type.value == "estimate_revised" and c.caused_by_ingested_at > promise_over]
+    assert all(c.caused_by_ingested_at != end_of_local_day(c.previous_estimate, "") for c in later)
+    assert all(c.estimated_delivery >= c.caused_by_ingested_at.date() for c in told)
 
 
 def test_a_passed_date_gives_way_to_the_promise_while_the_carriers_late_date_is_weighed():
@@ -921,7 +967,8 @@ def test_a_passed_date_gives_way_to_the_promise_while_the_carriers_late_date_is_
     assert told_dates(before) == [] and state.next_deadline == at(40 * HOUR)
     state, produced = apply_with(models, [tick(40 * HOUR)], state)
     assert told_dates(produced) == [("estimate_revised", date(2026, 11, 4))]
-    assert [c for c in effects + before + produced if isinstance(c, NotificationCommand) and c.type.value == "delayed"] == []
+    assert [c for c in effects + before + produced
+            if isinstance(c, NotificationCommand) and c.type.value == "delayed"] == []
 
 
 def test_a_standing_carrier_date_at_an_unmeasured_lead_keeps_one_predicted_late_open():
