@@ -264,7 +264,7 @@ class LaneModels:
         self.models: dict[str, LaneModel] = models or {}
         self._over_levels: dict[str, LaneModel | None] = {}
         # Computed when first asked (the set is replaced whole, never edited): the levels with
-        # their mean working days, in key order, and each pair's sums (``_pair_sums``).
+        # their mean working days, and each pair's sums (``_pair_sums``).
         self._levels: list[tuple[str, str, LaneModel, float]] | None = None
         self._pairs: dict[tuple[str, str], tuple[tuple[float, float, float],
                                                  dict[str, tuple[float, float, float]]]] = {}
