@@ -16,6 +16,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # (what the mutation breaks, file, text, replacement, tests that must fail)
 MUTATIONS = [
+    ("a held late date waits for the next scan to be weighed again", "models/order.py",
+     "        if midnight < _promise_end(state) and any(_late_date_held(state, p) for p in state.outbound()):",
+     "        if False:",
+     "tests/unit/test_transit.py"),
     ("a date told that passes with no scan that day waits for the next scan", "models/order.py",
      "    if _MODELS_IN_FORCE.get() is not None and promised is not None:  # the date told moves on",
      "    if False:",

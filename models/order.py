@@ -1122,6 +1122,12 @@ def _next_deadline(state: OrderState, current: dict[str, Condition], feedback: d
                        if package.delivered_at is None and package.notified_estimate is not None
                        and package.notified_estimate < promised
                        and (end := end_of_local_day(package.notified_estimate, state.delivery_time_zone)) > now)
+        # A carrier's late date held from the customer: weighed again at each local midnight
+        # until the promised day is over, with the models then in force (a lane measured since
+        # the last scan may now tell it), not only at the package's next scan.
+        midnight = end_of_local_day(local_date(now, state.delivery_time_zone) or promised, state.delivery_time_zone)
+        if midnight < _promise_end(state) and any(_late_date_held(state, p) for p in state.outbound()):
+            pending.append(midnight)
     return min(pending, default=None)
 
 

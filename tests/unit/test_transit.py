@@ -971,6 +971,27 @@ def test_a_passed_date_gives_way_to_the_promise_while_the_carriers_late_date_is_
             if isinstance(c, NotificationCommand) and c.type.value == "delayed"] == []
 
 
+def test_a_held_late_date_is_weighed_again_at_midnight_with_the_models_then_in_force():
+    """The carrier says Thursday for a Wednesday promise on a lane that has not measured its
+    dates: the customer's delay notice is held, and the date told is the promise (no tick of
+    its own). During Monday the lane's model is measured: the carrier's dates three days ahead
+    were right at 400 scans. With no scan in between, the customer hears at Monday's local
+    midnight (event time), not at the package's next scan or when the promise is missed."""
+    from models.order import DELAY_REASONS
+
+    young = models_with([0, 10, 30, 10])
+    thursday = scan(S.in_transit, 2 * HOUR, estimated_delivery=date(2026, 11, 5))
+    state, effects = apply_with(young, [placed(), shipped(), thursday])
+    warned = DELAY_REASONS[AlertKind.estimate_after_promise]
+    assert [c for c in effects if isinstance(c, NotificationCommand) and c.reason == warned] == []
+    measured = models_with([0, 10, 30, 10], misses=carrier_misses_by(0, lead=3, scans=400))
+    monday_over = at(16 * HOUR)  # the events start Monday 08:00 UTC, the customer's zone
+    assert state.next_deadline == monday_over
+    state, produced = ticked_until(measured, state, at(64 * HOUR))  # until Wednesday is over
+    notices = [c for c in produced if isinstance(c, NotificationCommand) and c.reason == warned]
+    assert [(c.caused_by_ingested_at, c.estimated_delivery) for c in notices] == [(monday_over, date(2026, 11, 5))]
+
+
 def test_a_standing_carrier_date_at_an_unmeasured_lead_keeps_one_predicted_late_open():
     """Thursday for a Wednesday promise, repeated at each day's scan: three, two and one days
     ahead. The carrier's dates were measured (right) three and one days ahead, never two: on
