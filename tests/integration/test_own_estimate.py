@@ -226,3 +226,63 @@ def test_a_carrier_whose_dates_came_a_day_early_is_shown_a_day_later_before_any_
         assert time.monotonic() < deadline, f"the carrier's date not moved: {found}"
     assert package["estimated_delivery"] == (given + timedelta(days=1)).isoformat()
     assert package["carrier_current_estimate"] == given.isoformat()  # what the carrier said is there to read
+
+
+def test_a_date_told_that_passes_without_a_scan_moves_on_at_midnight_in_event_time(
+        broker: str, pipeline: Pipeline, tmp_path) -> None:
+    """A replay of history (the records' clock): OnTrac two-day from FC-A to California took one
+    day for three packages and two days for a fourth. A package shipped on a Tuesday is told
+    Wednesday; no scan comes on Wednesday. Once the records' time passes Wednesday's midnight
+    (the customer's, UTC here), the worker's tick tells the customer Thursday, before the
+    package's silence is stale (36 hours after Tuesday's 14:00 scan)."""
+    thresholds = tmp_path / "thresholds.toml"
+    # Three deliveries make a model; the stale rule keeps its configured 36 hours (not learned
+    # from this small history), so its tick comes after Wednesday's midnight, not before.
+    thresholds.write_text("lane_model_min_deliveries = 3\nstale_learned_factor = 0\n")
+    pipeline.env.update(TRACKLINE_THRESHOLDS=str(thresholds), TRACKLINE_WATERMARK_CLOCK="records",
+                        TRACKLINE_TICK_INTERVAL="0.5")
+    pipeline.start("worker")
+    today = datetime.now(UTC).date()
+    tuesday = today - timedelta(days=14 + (today.weekday() - 1) % 7)
+    shipped = datetime.combine(tuesday, dtime(12), UTC)
+    history = [(topic, key, value, headers, at) for (topic, key, value, headers, _), at in zip(
+        delivered_history(0, 3, transit_days=1, start=shipped - timedelta(days=7))
+        + delivered_history(3, 1, transit_days=2, start=shipped - timedelta(days=7)),
+        _record_times(shipped - timedelta(days=7), 4), strict=True)]
+    produce_at(broker, history)
+    lane_versions_everywhere(broker, 4)
+
+    placed_at, scanned = shipped - timedelta(hours=1), shipped + timedelta(hours=2)
+    produce_at(broker, [
+        (topics.FC_EVENTS, b"QUIET", placed("QUIET", placed_at), [], placed_at),
+        (topics.FC_EVENTS, b"QUIET", package_shipped("QUIET", "OT-QUIET", shipped), [], shipped),
+        (topics.CARRIER_SCANS_RAW, b"OT-QUIET", carrier_events("OT-QUIET", [("in_transit", scanned)]), GENERIC,
+         scanned)])
+    first = package_view(pipeline, "QUIET", lambda p: p["estimate_source"] == "model" and p["timeline"],
+                         "the model's first date")
+    wednesday = tuesday + timedelta(days=1)
+    assert first["estimated_delivery"] == wednesday.isoformat()
+
+    def revisions() -> list[dict]:
+        return [c for c in clients.read_topic(broker, topics.NOTIFICATIONS, PARTITIONS, quiet_seconds=1)
+                if c["order_id"] == "QUIET" and c["type"] == "estimate_revised"]
+
+    assert revisions() == []  # the records' clock stands at Tuesday 14:00
+    # Another order's record moves the records' clock one minute past Wednesday's midnight.
+    midnight = datetime.combine(wednesday + timedelta(days=1), dtime(0), UTC)
+    produce_at(broker, [(topics.FC_EVENTS, b"CLOCK", placed("CLOCK", midnight), [], midnight + timedelta(minutes=1))])
+    pipeline.wait_for(lambda: bool(revisions()), 60, "estimate_revised once Wednesday is over")
+    [told] = revisions()
+    assert (told["estimated_delivery"], told["previous_estimate"]) == \
+        ((wednesday + timedelta(days=1)).isoformat(), wednesday.isoformat())
+    assert midnight <= datetime.fromisoformat(told["caused_by_ingested_at"]) <= midnight + timedelta(minutes=1)
+
+
+def _record_times(start: datetime, orders: int) -> list[datetime]:
+    """The ingest time of each message ``delivered_history`` gives, as it happened: the
+    placement, the shipment, the carrier's webhook at the delivery."""
+    times = []
+    for n in range(orders):
+        shipped = start + timedelta(hours=n)
+        times += [shipped - timedelta(hours=1), shipped, shipped + timedelta(days=2, hours=1)]
+    return times
