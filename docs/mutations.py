@@ -16,9 +16,17 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # (what the mutation breaks, file, text, replacement, tests that must fail)
 MUTATIONS = [
+    ("a held late date is weighed again every midnight after the promise too", "models/order.py",
+     "            if midnight < _promise_end(state):",
+     "            if True:",
+     "tests/unit/test_transit.py"),
+    ("a held late date is weighed again at midnight UTC, not where the customer lives", "models/order.py",
+     "            midnight = end_of_local_day(today, state.delivery_time_zone)",
+     "            midnight = end_of_local_day(now.date(), \"\")",
+     "tests/unit/test_transit.py"),
     ("a held late date waits for the next scan to be weighed again", "models/order.py",
-     "        if midnight < _promise_end(state) and any(_late_date_held(state, p) for p in state.outbound()):",
-     "        if False:",
+     "        if today is not None and any(c.kind is AlertKind.estimate_after_promise for c in current.values()) \\",
+     "        if False and any(c.kind is AlertKind.estimate_after_promise for c in current.values()) \\",
      "tests/unit/test_transit.py"),
     ("a date told that passes with no scan that day waits for the next scan", "models/order.py",
      "    if _MODELS_IN_FORCE.get() is not None and promised is not None:  # the date told moves on",

@@ -1125,9 +1125,13 @@ def _next_deadline(state: OrderState, current: dict[str, Condition], feedback: d
         # A carrier's late date held from the customer: weighed again at each local midnight
         # until the promised day is over, with the models then in force (a lane measured since
         # the last scan may now tell it), not only at the package's next scan.
-        midnight = end_of_local_day(local_date(now, state.delivery_time_zone) or promised, state.delivery_time_zone)
-        if midnight < _promise_end(state) and any(_late_date_held(state, p) for p in state.outbound()):
-            pending.append(midnight)
+        # (Most events hold no such date: the conditions built for this event say so first.)
+        today = local_date(now, state.delivery_time_zone)
+        if today is not None and any(c.kind is AlertKind.estimate_after_promise for c in current.values()) \
+                and any(_late_date_held(state, p) for p in state.outbound()):
+            midnight = end_of_local_day(today, state.delivery_time_zone)
+            if midnight < _promise_end(state):
+                pending.append(midnight)
     return min(pending, default=None)
 
 

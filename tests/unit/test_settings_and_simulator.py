@@ -250,8 +250,9 @@ def test_documented_threshold_file_holds_the_defaults():
 def test_a_file_that_sets_the_predicted_late_threshold_means_it_for_every_level_it_leaves_out():
     from models.thresholds import Thresholds, parse_thresholds
 
-    # Built in: one-day and standard open predicted_late at 0.7 (measured), the others at 0.8.
-    assert [Thresholds().late_threshold(level) for level in ("one_day", "two_day", "standard")] == [0.7, 0.8, 0.7]
+    # Built in: one-day, two-day and standard open predicted_late at 0.7 (measured), the others at 0.8.
+    levels = ("same_day", "one_day", "two_day", "standard", "locker_pickup")
+    assert [Thresholds().late_threshold(level) for level in levels] == [0.8, 0.7, 0.7, 0.7, 0.8]
     # A deployment's own value is not silently beaten by the built-in per-level ones.
     mine = parse_thresholds("predicted_late_probability = 0.9\n")
     assert [mine.late_threshold(level) for level in ("one_day", "two_day", "standard")] == [0.9, 0.9, 0.9]

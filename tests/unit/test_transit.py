@@ -503,32 +503,39 @@ def test_a_package_travelling_longer_than_any_delivery_it_knows_keeps_its_predic
     assert [a for a in later if isinstance(a, Alert)] == []  # closed by the delivery, not before
 
 
-def test_a_level_with_its_own_predicted_late_threshold_hears_of_a_less_likely_delay():
+def two_day_threshold(threshold: float | None) -> Thresholds:
+    """The defaults with two-day's own predicted_late threshold set (None: the global 0.8)."""
     from models.thresholds import ServiceLevel
 
-    models = models_with([0, 5, 5, 30])  # promised Wednesday: 75% likely after it
-    events = [placed(), shipped(), scan(S.in_transit, 2 * HOUR)]  # a two-day order
     defaults = Thresholds()
     two_day = defaults.level(ServiceLevel.two_day)
-    own = defaults.model_copy(update={"service_levels": {
+    return defaults.model_copy(update={"service_levels": {
         **defaults.service_levels,
-        ServiceLevel.two_day: two_day.model_copy(update={"predicted_late_probability": 0.7})}})
-    state, effects = apply_with(models, events)
-    assert state.packages["P1"].late_probability == 0.75 and defaults.late_threshold("two_day") == 0.8
+        ServiceLevel.two_day: two_day.model_copy(update={"predicted_late_probability": threshold})}})
+
+
+def test_a_level_with_its_own_predicted_late_threshold_hears_of_a_less_likely_delay():
+    models = models_with([0, 5, 5, 30])  # promised Wednesday: 75% likely after it
+    events = [placed(), shipped(), scan(S.in_transit, 2 * HOUR)]  # a two-day order
+    at_global = two_day_threshold(None)
+    state, effects = apply_with(models, events, rules=at_global)
+    assert state.packages["P1"].late_probability == 0.75 and at_global.late_threshold("two_day") == 0.8
     assert [a for a in effects if isinstance(a, Alert) and a.alert_kind is AlertKind.predicted_late] == []
-    _, effects = apply_with(models, events, rules=own)
+    # Two-day's own 0.7 (the default, measured in make quality): ops hear of it.
+    _, effects = apply_with(models, events)
     assert [(a.alert_kind, a.state) for a in effects if isinstance(a, Alert)] == [(AlertKind.predicted_late, "open")]
 
 
 def test_a_probability_hovering_at_the_threshold_keeps_one_predicted_late_open():
-    # 95% likely late, then 75% (below the 0.8 threshold, within the margin), then 60%: one
+    # 95% likely late, then 75% (below a 0.8 threshold, within the margin), then 60%: one
     # alert, open until the probability clearly fell.
+    rules = two_day_threshold(0.8)
     likely, hovering, recovered = models_with([0, 1, 1, 2, 36]), models_with([0, 5, 5, 30]), \
         models_with([0, 8, 8, 24])
-    state, effects = apply_with(likely, [placed(), shipped(), scan(S.in_transit, 2 * HOUR)])
-    state, still = apply_with(hovering, [scan(S.in_transit, 3 * HOUR)], state)
+    state, effects = apply_with(likely, [placed(), shipped(), scan(S.in_transit, 2 * HOUR)], rules=rules)
+    state, still = apply_with(hovering, [scan(S.in_transit, 3 * HOUR)], state, rules=rules)
     assert state.packages["P1"].late_probability == 0.75
-    state, fell = apply_with(recovered, [scan(S.in_transit, 4 * HOUR)], state)
+    state, fell = apply_with(recovered, [scan(S.in_transit, 4 * HOUR)], state, rules=rules)
     changes = [(a.state, a.alert_id) for a in effects + still + fell
                if isinstance(a, Alert) and a.alert_kind is AlertKind.predicted_late]
     assert [c for c, _ in changes] == ["open", "closed"] and len({i for _, i in changes}) == 1
@@ -971,25 +978,38 @@ def test_a_passed_date_gives_way_to_the_promise_while_the_carriers_late_date_is_
             if isinstance(c, NotificationCommand) and c.type.value == "delayed"] == []
 
 
-def test_a_held_late_date_is_weighed_again_at_midnight_with_the_models_then_in_force():
+@pytest.mark.parametrize(("zone", "hours"), [("", 16), ("America/Los_Angeles", 24)])
+def test_a_held_late_date_is_weighed_again_at_midnight_with_the_models_then_in_force(zone: str, hours: int):
     """The carrier says Thursday for a Wednesday promise on a lane that has not measured its
     dates: the customer's delay notice is held, and the date told is the promise (no tick of
     its own). During Monday the lane's model is measured: the carrier's dates three days ahead
-    were right at 400 scans. With no scan in between, the customer hears at Monday's local
-    midnight (event time), not at the package's next scan or when the promise is missed."""
+    were right at 400 scans. With no scan in between, the customer hears at Monday's midnight
+    where they live (event time; the events start Monday 08:00 UTC), not at the package's next
+    scan or when the promise is missed. A lane that never measures them: no look at the held
+    date after the promised day, where promise_missed has spoken."""
+    from models.detection import end_of_local_day
     from models.order import DELAY_REASONS
 
     young = models_with([0, 10, 30, 10])
+    order = placed().model_copy(update={"delivery_time_zone": zone})
     thursday = scan(S.in_transit, 2 * HOUR, estimated_delivery=date(2026, 11, 5))
-    state, effects = apply_with(young, [placed(), shipped(), thursday])
+    state, effects = apply_with(young, [order, shipped(), thursday])
     warned = DELAY_REASONS[AlertKind.estimate_after_promise]
     assert [c for c in effects if isinstance(c, NotificationCommand) and c.reason == warned] == []
-    measured = models_with([0, 10, 30, 10], misses=carrier_misses_by(0, lead=3, scans=400))
-    monday_over = at(16 * HOUR)  # the events start Monday 08:00 UTC, the customer's zone
+    monday_over = at(hours * HOUR)
     assert state.next_deadline == monday_over
-    state, produced = ticked_until(measured, state, at(64 * HOUR))  # until Wednesday is over
+    measured = models_with([0, 10, 30, 10], misses=carrier_misses_by(0, lead=3, scans=400))
+    told, produced = ticked_until(measured, state, end_of_local_day(date(2026, 11, 4), zone))
     notices = [c for c in produced if isinstance(c, NotificationCommand) and c.reason == warned]
     assert [(c.caused_by_ingested_at, c.estimated_delivery) for c in notices] == [(monday_over, date(2026, 11, 5))]
+    # Never measured: a look at each midnight until Wednesday's, none after it.
+    deadlines = []
+    while state.next_deadline is not None and state.next_deadline < at(14 * 24 * HOUR):
+        deadlines.append(state.next_deadline)
+        state, _ = apply_with(young, [tick((state.next_deadline - at(0)).total_seconds() / 60)], state)
+    midnights = [end_of_local_day(date(2026, 11, 2) + timedelta(days=d), zone) for d in range(14)]
+    # Monday's and Tuesday's, and Wednesday's: the promise's own deadline (promise_missed).
+    assert [d for d in deadlines if d in midnights] == midnights[:3]
 
 
 def test_a_standing_carrier_date_at_an_unmeasured_lead_keeps_one_predicted_late_open():
