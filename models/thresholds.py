@@ -43,7 +43,7 @@ _LEVEL_DEFAULTS = {
     # week without a scan (USPS takes a Missing Mail search only 7 days after mailing), so a
     # customer of a fast level hears "lost" after eight days, not at the ops threshold.
     # predicted_late at 0.7 on one-day, two-day and standard: in time for more of the late
-    # packages at 84% precision or more on three histories (README, stops 32 and 39; two-day's
+    # packages at 83.9% precision or more on three histories (README, stops 32 and 39; two-day's
     # fell below 80% at stop 32, before the carrier's far dates were weighed by its other levels).
     ServiceLevel.one_day: LevelThresholds(pickup_delay_1_hours=8, pickup_delay_2_hours=24,
                                           stale_after_hours=18, lost_after_hours=96, lost_notice_min_hours=192,
