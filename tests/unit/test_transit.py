@@ -914,10 +914,13 @@ def told_dates(effects) -> list[tuple[str, date | None]]:
             if isinstance(c, NotificationCommand) and c.estimated_delivery is not None]
 
 
-def ticked_until(models: LaneModels, state, moment):
-    """The worker's ticks at each deadline before ``moment``; the state and what they produced."""
+def ticked_until(models: LaneModels, state, moment, ticks: list | None = None):
+    """The worker's ticks at each deadline before ``moment``; the state and what they produced.
+    ``ticks`` gets each tick's time."""
     effects = []
     while state.next_deadline is not None and state.next_deadline < moment:
+        if ticks is not None:
+            ticks.append(state.next_deadline)
         state, produced = apply_with(models, [tick((state.next_deadline - at(0)).total_seconds() / 60)], state)
         effects.extend(produced)
     return state, effects
@@ -999,14 +1002,12 @@ def test_a_held_late_date_is_weighed_again_at_midnight_with_the_models_then_in_f
     monday_over = at(hours * HOUR)
     assert state.next_deadline == monday_over
     measured = models_with([0, 10, 30, 10], misses=carrier_misses_by(0, lead=3, scans=400))
-    told, produced = ticked_until(measured, state, end_of_local_day(date(2026, 11, 4), zone))
+    _, produced = ticked_until(measured, state, end_of_local_day(date(2026, 11, 4), zone))
     notices = [c for c in produced if isinstance(c, NotificationCommand) and c.reason == warned]
     assert [(c.caused_by_ingested_at, c.estimated_delivery) for c in notices] == [(monday_over, date(2026, 11, 5))]
     # Never measured: a look at each midnight until Wednesday's, none after it.
-    deadlines = []
-    while state.next_deadline is not None and state.next_deadline < at(14 * 24 * HOUR):
-        deadlines.append(state.next_deadline)
-        state, _ = apply_with(young, [tick((state.next_deadline - at(0)).total_seconds() / 60)], state)
+    deadlines: list = []
+    ticked_until(young, state, at(14 * 24 * HOUR), deadlines)
     midnights = [end_of_local_day(date(2026, 11, 2) + timedelta(days=d), zone) for d in range(14)]
     # Monday's and Tuesday's, and Wednesday's: the promise's own deadline (promise_missed).
     assert [d for d in deadlines if d in midnights] == midnights[:3]
